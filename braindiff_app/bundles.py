@@ -1,0 +1,526 @@
+"""Bundles: the precomputed results the app browses with no GPU.
+
+A bundle is one folder per (subject, run)::
+
+    <name>/
+      manifest.json           format, version, subject, tier, settings, models, n_trials, image kinds
+      trials.json             one record per trial: trial id (NSD image id), captions
+      images/<kind>/<i>.png   i = 00000 ... n_trials-1; kinds: ground_truth, vdvae, final, no_vdvae, ...
+      metrics.json            optional: {kind: {metric: [n_trials values]}}
+      features/<name>.npy     optional predicted features, shape (n_trials, ...)
+
+A bundle is written into ``<name>.partial/`` and renamed to ``<name>/`` only when every trial is present, so a
+killed run never looks complete; rerunning the writer resumes the partial folder. The reader is lazy: opening
+reads the manifest and trial records only, never an image.
+
+The "only-VDVAE" ablation of the paper is the stage-1 guess itself, stored once as kind ``vdvae``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    # format
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "IMAGE_KINDS",
+    "ABLATION_KINDS",
+    "KIND_LABELS",
+    "BundleError",
+    "Manifest",
+    "TrialRecord",
+    # writing
+    "BundleWriter",
+    "write_metrics",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    # reading
+    "Bundle",
+    "open_bundle",
+    "find_bundles",
+    "validate_bundle",
+]
+
+BUNDLE_FORMAT = "braindiff-bundle"
+BUNDLE_VERSION = 1
+REQUIRED_KINDS = ("ground_truth", "vdvae", "final")
+ABLATION_KINDS = ("no_vdvae", "no_text", "no_vision")
+IMAGE_KINDS = REQUIRED_KINDS + ABLATION_KINDS
+KIND_LABELS = {
+    "ground_truth": "Seen image",
+    "vdvae": "VDVAE guess (only-VDVAE)",
+    "final": "Brain-Diffuser",
+    "no_vdvae": "No VDVAE",
+    "no_text": "No CLIP-text",
+    "no_vision": "No CLIP-vision",
+}
+PARTIAL_SUFFIX = ".partial"
+
+
+class BundleError(ValueError):
+    """A bundle on disk is missing a file, malformed, incomplete or of another version."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Manifest:
+    """What a bundle holds and how it was made.
+
+    Attributes
+    ----------
+    name : str
+        Folder name of the bundle, e.g. ``"demo-subj01"``.
+    subject : str
+        ``"1"``, ``"2"``, ``"5"``, ``"7"`` (or any subject label) or ``"average"``.
+    tier : str in {"demo", "real"}
+    n_trials : int
+        Number of test trials.
+    kinds : tuple of str
+        Image kinds stored for every trial; always includes ``ground_truth``, ``vdvae`` and ``final``.
+    settings : dict
+        Reconstruction settings: alphas, strength, mixing, guidance, steps, seed, ...
+    models : dict
+        Model identities (checkpoint names, hashes, library versions).
+    image_size : int
+        Side of the stored final images, in pixels.
+    """
+
+    name: str
+    subject: str
+    tier: str
+    n_trials: int
+    kinds: tuple[str, ...] = REQUIRED_KINDS
+    settings: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 512
+    format: str = BUNDLE_FORMAT
+    version: int = BUNDLE_VERSION
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in IMAGE_KINDS]
+        if unknown:
+            raise BundleError(f"kinds: unknown image kind(s) {unknown}; expected some of {list(IMAGE_KINDS)}.")
+        missing = [k for k in REQUIRED_KINDS if k not in self.kinds]
+        if missing:
+            raise BundleError(f"kinds: a bundle needs {list(REQUIRED_KINDS)}; {missing} missing.")
+        if int(self.n_trials) < 1:
+            raise BundleError(f"n_trials: expected a positive count, got {self.n_trials}.")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kinds"] = list(self.kinds)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: Path) -> Manifest:
+        if not isinstance(data, Mapping) or data.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{source}: not a braindiff bundle manifest (expected format {BUNDLE_FORMAT!r}).")
+        if data.get("version") != BUNDLE_VERSION:
+            raise BundleError(
+                f"{source}: manifest version {data.get('version')!r}, this braindiff reads version "
+                f"{BUNDLE_VERSION}; rewrite the bundle with this version (braindiff reconstruct)."
+            )
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        missing = [k for k in ("name", "subject", "tier", "n_trials") if k not in fields]
+        if missing:
+            raise BundleError(f"{source}: manifest lacks {missing}.")
+        fields["kinds"] = tuple(fields.get("kinds", REQUIRED_KINDS))
+        fields["subject"] = str(fields["subject"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One test trial of a bundle.
+
+    Attributes
+    ----------
+    index : int
+        Position in the bundle, 0 ... n_trials-1.
+    trial_id : int
+        Stimulus identity (the NSD image id, 0-based, for NSD data).
+    captions : tuple of str
+        The image's captions (five for COCO images).
+    """
+
+    index: int
+    trial_id: int
+    captions: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Atomic file writes
+# --------------------------------------------------------------------------------------------------------
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def _png_bytes(image: np.ndarray, source: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{source}: expected a uint8 image of shape (height, width, 3), got "
+                         f"{image.dtype} array of shape {image.shape}.")
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=4)
+    return buffer.getvalue()
+
+
+def _image_name(index: int) -> str:
+    return f"{index:05d}.png"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------------
+class BundleWriter:
+    """Write a bundle trial by trial, resumable, published only when complete.
+
+    Parameters
+    ----------
+    root : path
+        Folder that will hold the bundle (the bundle is ``root / manifest.name``).
+    manifest : Manifest
+        What the bundle will hold. Resuming requires the same manifest as the partial run.
+    overwrite : bool, default False
+        Replace an existing complete bundle of the same name (it is only removed at :meth:`finalize`).
+
+    Examples
+    --------
+    >>> writer = BundleWriter(tmp, Manifest("demo-subj01", "1", "demo", n_trials=2, image_size=64))
+    >>> for i in writer.pending():
+    ...     writer.write_trial(i, trial_id=i, captions=["a cat"], images={...})
+    >>> bundle = writer.finalize()
+    """
+
+    def __init__(self, root: str | os.PathLike, manifest: Manifest, overwrite: bool = False) -> None:
+        self.root = Path(root)
+        self.manifest = manifest
+        self.final_path = self.root / manifest.name
+        self.partial_path = self.root / (manifest.name + PARTIAL_SUFFIX)
+        if self.final_path.exists() and not overwrite:
+            raise FileExistsError(f"{self.final_path}: a bundle of this name exists; pass overwrite=True "
+                                  "(CLI: --overwrite) to replace it.")
+        manifest_path = self.partial_path / "manifest.json"
+        if manifest_path.exists():
+            previous = json.loads(manifest_path.read_text())
+            if previous != manifest.to_json():
+                raise BundleError(f"{self.partial_path}: a partial run with other settings is here; delete this "
+                                  "folder to start over, or rerun with the same settings to resume it.")
+        else:
+            atomic_write_json(manifest_path, manifest.to_json())
+
+    def _record_path(self, index: int) -> Path:
+        return self.partial_path / "trials" / f"{index:05d}.json"
+
+    def has_trial(self, index: int) -> bool:
+        """Whether trial ``index`` is fully written (its record is written last)."""
+        return self._record_path(index).exists()
+
+    def pending(self) -> list[int]:
+        """Indices of the trials still to write, in order."""
+        return [i for i in range(self.manifest.n_trials) if not self.has_trial(i)]
+
+    def write_trial(
+        self,
+        index: int,
+        trial_id: int,
+        captions: Sequence[str],
+        images: Mapping[str, np.ndarray],
+    ) -> None:
+        """Write one trial's images, then its record (the record marks the trial as done).
+
+        Parameters
+        ----------
+        index : int
+            0 ... n_trials-1.
+        trial_id : int
+            Stimulus identity (NSD image id).
+        captions : sequence of str
+        images : mapping of str to array of shape (height, width, 3), uint8
+            One image per kind of the manifest.
+        """
+        if not 0 <= index < self.manifest.n_trials:
+            raise ValueError(f"index: expected 0 <= index < {self.manifest.n_trials}, got {index}.")
+        missing = [k for k in self.manifest.kinds if k not in images]
+        if missing:
+            raise ValueError(f"images: trial {index} lacks kinds {missing} (manifest lists "
+                             f"{list(self.manifest.kinds)}).")
+        for kind in self.manifest.kinds:
+            data = _png_bytes(images[kind], f"images[{kind!r}] of trial {index}")
+            atomic_write_bytes(self.partial_path / "images" / kind / _image_name(index), data)
+        record = {"index": index, "trial_id": int(trial_id), "captions": [str(c) for c in captions]}
+        atomic_write_json(self._record_path(index), record)
+
+    def write_features(self, name: str, values: np.ndarray) -> None:
+        """Store predicted features of shape (n_trials, ...) as ``features/<name>.npy``."""
+        values = np.asarray(values)
+        if values.shape[0] != self.manifest.n_trials:
+            raise ValueError(f"features {name!r}: expected {self.manifest.n_trials} rows, got shape {values.shape}.")
+        path = self.partial_path / "features" / f"{name}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, values, allow_pickle=False)
+        os.replace(tmp, path)
+
+    def finalize(self) -> Bundle:
+        """Gather trial records into ``trials.json``, check the bundle and publish it under its final name.
+
+        Raises
+        ------
+        BundleError
+            If some trials were never written.
+        """
+        pending = self.pending()
+        if pending:
+            raise BundleError(f"{self.partial_path}: {len(pending)} of {self.manifest.n_trials} trials not "
+                              f"written yet (first: {pending[0]}); finish the run before finalizing.")
+        records = [json.loads(self._record_path(i).read_text()) for i in range(self.manifest.n_trials)]
+        atomic_write_json(self.partial_path / "trials.json", records)
+        validate_bundle(self.partial_path, allow_partial=True)
+        shutil.rmtree(self.partial_path / "trials")
+        if self.final_path.exists():
+            trash = self.root / (self.manifest.name + ".old")
+            os.replace(self.final_path, trash)
+            os.replace(self.partial_path, self.final_path)
+            shutil.rmtree(trash)
+        else:
+            os.replace(self.partial_path, self.final_path)
+        return open_bundle(self.final_path)
+
+
+def write_metrics(bundle_path: str | os.PathLike, metrics: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
+    """Store per-trial metrics in a bundle (merged with those already there), atomically.
+
+    Parameters
+    ----------
+    bundle_path : path
+        A complete bundle folder.
+    metrics : mapping of kind -> mapping of metric name -> sequence of n_trials floats
+        E.g. ``{"final": {"PixCorr": [...], "SSIM": [...]}, "vdvae": {...}}``. NaN marks a value not computed.
+    """
+    bundle = open_bundle(bundle_path)
+    path = bundle.path / "metrics.json"
+    merged: dict[str, dict[str, list[float | None]]] = json.loads(path.read_text()) if path.exists() else {}
+    for kind, table in metrics.items():
+        if kind not in bundle.kinds:
+            raise ValueError(f"metrics: kind {kind!r} is not in bundle {bundle.name} (kinds {list(bundle.kinds)}).")
+        for name, values in table.items():
+            values = np.asarray(values, dtype=float)
+            if values.shape != (bundle.n_trials,):
+                raise ValueError(f"metrics[{kind!r}][{name!r}]: expected shape ({bundle.n_trials},), "
+                                 f"got {values.shape}.")
+            merged.setdefault(kind, {})[name] = [None if np.isnan(v) else float(v) for v in values]
+    atomic_write_json(path, merged)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------------
+class Bundle:
+    """A complete bundle on disk, read lazily.
+
+    Use :func:`open_bundle` to open one. Opening reads ``manifest.json`` and ``trials.json`` only; images are
+    read on request.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, trials: list[TrialRecord]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.trials = trials
+        self._metrics: dict[str, dict[str, np.ndarray]] | None = None
+
+    def __repr__(self) -> str:
+        return f"Bundle({self.name!r}, subject={self.subject!r}, tier={self.tier!r}, n_trials={self.n_trials})"
+
+    name = property(lambda self: self.manifest.name)
+    subject = property(lambda self: self.manifest.subject)
+    tier = property(lambda self: self.manifest.tier)
+    n_trials = property(lambda self: self.manifest.n_trials)
+    kinds = property(lambda self: self.manifest.kinds)
+
+    def image_path(self, index: int, kind: str) -> Path:
+        """Path of trial ``index``'s image of ``kind`` (not checked for existence)."""
+        if kind not in self.kinds:
+            raise ValueError(f"kind: bundle {self.name} holds {list(self.kinds)}, got {kind!r}.")
+        if not 0 <= index < self.n_trials:
+            raise IndexError(f"index: bundle {self.name} has trials 0..{self.n_trials - 1}, got {index}.")
+        return self.path / "images" / kind / _image_name(index)
+
+    def image(self, index: int, kind: str) -> np.ndarray:
+        """Trial ``index``'s image of ``kind``: array of shape (height, width, 3), uint8."""
+        from PIL import Image
+
+        path = self.image_path(index, kind)
+        if not path.exists():
+            raise BundleError(f"{path}: image missing from bundle {self.name}.")
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+
+    @property
+    def metrics(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per-trial metrics ``{kind: {metric: array of shape (n_trials,)}}`` (empty when not evaluated)."""
+        if self._metrics is None:
+            path = self.path / "metrics.json"
+            raw = json.loads(path.read_text()) if path.exists() else {}
+            self._metrics = {
+                kind: {name: np.array([np.nan if v is None else v for v in vals], dtype=float)
+                       for name, vals in table.items()}
+                for kind, table in raw.items()
+            }
+        return self._metrics
+
+    def trial_metrics(self, index: int) -> dict[str, dict[str, float]]:
+        """Metrics of one trial: ``{kind: {metric: value}}``."""
+        return {kind: {name: float(vals[index]) for name, vals in table.items()}
+                for kind, table in self.metrics.items()}
+
+    def features(self, name: str) -> np.ndarray:
+        """Predicted features ``features/<name>.npy``, memory-mapped."""
+        path = self.path / "features" / f"{name}.npy"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: bundle {self.name} has no features named {name!r}.")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+    def search(self, text: str) -> list[int]:
+        """Indices of trials whose captions contain ``text`` (case-insensitive), or whose id equals it."""
+        needle = text.strip().lower()
+        if not needle:
+            return list(range(self.n_trials))
+        return [t.index for t in self.trials
+                if needle == str(t.trial_id) or any(needle in c.lower() for c in t.captions)]
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        raise BundleError(f"{path}: missing; the bundle is incomplete or not a bundle.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged.") from None
+
+
+def _read_trials(path: Path, n_trials: int) -> list[TrialRecord]:
+    raw = _read_json(path)
+    if not isinstance(raw, list):
+        raise BundleError(f"{path}: expected a list of trial records, got {type(raw).__name__}.")
+    if len(raw) != n_trials:
+        raise BundleError(f"{path}: {len(raw)} trial records, but the manifest says n_trials={n_trials}.")
+    trials = []
+    for i, rec in enumerate(raw):
+        if not isinstance(rec, Mapping) or "trial_id" not in rec:
+            raise BundleError(f"{path}: record {i} lacks 'trial_id'.")
+        trials.append(TrialRecord(index=i, trial_id=int(rec["trial_id"]),
+                                  captions=tuple(str(c) for c in rec.get("captions", ()))))
+    return trials
+
+
+def open_bundle(path: str | os.PathLike, allow_partial: bool = False) -> Bundle:
+    """Open a complete bundle lazily (manifest and trial records only).
+
+    Parameters
+    ----------
+    path : path
+        The bundle folder.
+    allow_partial : bool, default False
+        Accept a ``*.partial`` folder (used while finalizing). A partial bundle is otherwise refused.
+
+    Raises
+    ------
+    BundleError
+        Not a bundle, another version, written halfway, or trial counts that disagree.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such bundle folder.")
+    if path.name.endswith(PARTIAL_SUFFIX) and not allow_partial:
+        raise BundleError(f"{path}: written halfway (the run was stopped); rerun it to resume and finish.")
+    manifest = Manifest.from_json(_read_json(path / "manifest.json"), path / "manifest.json")
+    if not (path / "trials.json").exists():
+        raise BundleError(f"{path}: trials.json missing: the bundle was written halfway; rerun to finish it.")
+    trials = _read_trials(path / "trials.json", manifest.n_trials)
+    return Bundle(path, manifest, trials)
+
+
+def validate_bundle(path: str | os.PathLike, allow_partial: bool = False) -> Bundle:
+    """Open a bundle and check every file: each trial's image of each kind and the metrics' lengths.
+
+    Raises
+    ------
+    BundleError
+        Naming the first missing image or mismatched metric.
+    """
+    bundle = open_bundle(path, allow_partial=allow_partial)
+    for kind in bundle.kinds:
+        folder = bundle.path / "images" / kind
+        present = set(os.listdir(folder)) if folder.is_dir() else set()
+        for i in range(bundle.n_trials):
+            if _image_name(i) not in present:
+                raise BundleError(f"{folder / _image_name(i)}: image missing (trial {i}, kind {kind!r}).")
+    for kind, table in bundle.metrics.items():
+        for name, values in table.items():
+            if values.shape != (bundle.n_trials,):
+                raise BundleError(f"{bundle.path / 'metrics.json'}: {kind}/{name} has {values.shape[0]} values, "
+                                  f"expected {bundle.n_trials}.")
+    return bundle
+
+
+def find_bundles(dirs: Iterable[str | os.PathLike]) -> tuple[list[Bundle], list[str]]:
+    """Open every complete bundle directly inside ``dirs``.
+
+    Returns
+    -------
+    bundles : list of Bundle
+        Sorted with real subjects first by number, then ``average``, then by name.
+    problems : list of str
+        One message per folder that looked like a bundle but could not be opened (partial ones included).
+    """
+    bundles: list[Bundle] = []
+    problems: list[str] = []
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            continue
+        for child in sorted(d.iterdir()):
+            if not child.is_dir() or not (child / "manifest.json").exists():
+                continue
+            try:
+                bundles.append(open_bundle(child))
+            except (BundleError, FileNotFoundError) as exc:
+                problems.append(str(exc))
+
+    def key(b: Bundle) -> tuple:
+        s = b.subject
+        return (s == "average", int(s) if s.isdigit() else 0, b.tier != "demo", b.name)
+
+    return sorted(bundles, key=key), problems

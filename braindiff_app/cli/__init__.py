@@ -1,0 +1,81 @@
+"""The ``braindiff`` command line: one entry point, one module per subcommand.
+
+Each module in ``COMMANDS`` exposes ``register(subparsers, demo_subparsers)``, adding its parser(s) and setting
+``func`` (called with the parsed namespace, returning an exit code). Heavy imports happen inside ``func`` so that
+``braindiff --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from braindiff_app import __version__
+
+__all__ = ["build_parser", "main"]
+
+# Subcommand modules, in the order ``--help`` lists them.
+COMMANDS = ("doctor",)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags that override :func:`braindiff_app.config.load_settings` (each also an env variable)."""
+    group = parser.add_argument_group("settings (override BRAINDIFF_* environment variables)")
+    group.add_argument("--home", help="workspace folder (BRAINDIFF_HOME, default ~/.braindiff)")
+    group.add_argument("--tier", choices=("demo", "real"), help="demo (simulated subject) or real (NSD)")
+    group.add_argument("--nsd-root", dest="nsd_root", help="local NSD copy (BRAINDIFF_NSD_ROOT)")
+    group.add_argument("--vdvae-checkpoint", dest="vdvae_checkpoint", help="VDVAE imagenet64 EMA .th file")
+    group.add_argument("--vd-dir", dest="vd_dir", help="Versatile Diffusion folder in diffusers layout")
+    group.add_argument("--eval-weights", dest="eval_weights", help="folder of evaluation backbone weights")
+    group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (BRAINDIFF_DEVICE)")
+    group.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="compute dtype")
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Resolve :class:`~braindiff_app.config.Settings` from parsed flags (unset flags fall through)."""
+    from braindiff_app.config import load_settings
+
+    keys = ("home", "tier", "nsd_root", "vdvae_checkpoint", "vd_dir", "eval_weights", "device", "dtype")
+    return load_settings(**{k: getattr(args, k, None) for k in keys})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``braindiff`` parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="braindiff",
+        description="Brain-Diffuser: reconstruct the images a person saw from their fMRI activity.",
+    )
+    parser.add_argument("--version", action="version", version=f"braindiff {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = subparsers.add_parser("demo", help="the embedded demo tier: simulate, train, build")
+    demo_subparsers = demo.add_subparsers(dest="demo_command", metavar="DEMO_COMMAND")
+    demo.set_defaults(func=lambda args: _print_help(demo))
+    for name in COMMANDS:
+        importlib.import_module(f"braindiff_app.cli.{name}").register(subparsers, demo_subparsers)
+    return parser
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 success, 1 failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        return _print_help(parser)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, TypeError, ImportError, RuntimeError) as exc:
+        print(f"braindiff {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume where it stopped.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: the NSD reader, the simulated subject, ROI atlases and flatmaps."""

@@ -1,0 +1,1 @@
+"""Evaluation: the paper's eight metrics, reports and plots."""

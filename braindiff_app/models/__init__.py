@@ -1,0 +1,1 @@
+"""Models: VDVAE, CLIP features, dual-guided image-to-image, demo model builders."""

@@ -1,0 +1,1 @@
+"""Regression: ridge fit/predict, compact regressor storage, importers."""
