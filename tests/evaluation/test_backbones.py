@@ -136,3 +136,17 @@ def test_clip_encoder_choice(clip_dir, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="EffNet-B"):
         backbones = backbones_from_settings(settings, ["CLIP", "EffNet-B"])
     assert backbones.metrics == ("demo-CLIP",)
+
+
+def test_doctor_lists_each_backbone_file(weights_dir, tmp_path, clip_dir):
+    from braindiff_app.doctor import diagnose
+
+    features = {f.name: f for f in diagnose(config.load_settings(home=tmp_path, eval_weights=weights_dir,
+                                                                 vd_dir=clip_dir.parent))}
+    real = features["evaluation: AlexNet(2), AlexNet(5), Inception, CLIP, EffNet-B, SwAV"]
+    names = [a.path.name for a in real.assets]
+    assert names == [spec.files[0] for spec in BACKBONES.values()] + ["config.json"]
+    assert real.usable
+    empty = {f.name: f for f in diagnose(config.load_settings(home=tmp_path, eval_weights=tmp_path / "none"))}
+    assert not empty["evaluation: AlexNet(2), AlexNet(5), Inception, CLIP, EffNet-B, SwAV"].usable
+    assert empty["evaluation: PixCorr, SSIM, SSIM-ref"].usable
