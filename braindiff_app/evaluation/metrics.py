@@ -8,7 +8,7 @@ import numpy as np
 
 from braindiff_app.evaluation.backbones import Backbones
 from braindiff_app.evaluation.identification import correlation_distance, two_way_identification
-from braindiff_app.evaluation.pixel import check_images, pixcorr, ssim
+from braindiff_app.evaluation.pixel import check_images, pixcorr, resize_images, ssim
 from braindiff_app.evaluation.registry import METRICS, check_metrics
 
 __all__ = ["PIXEL_METRICS", "available_metrics", "pixel_metrics", "metrics_from_features", "compute_metrics"]
@@ -37,12 +37,17 @@ def pixel_metrics(ground_truth: np.ndarray, reconstructions: np.ndarray,
     -------
     dict of str to array of shape (n_images,), float32
     """
+    metrics = [m for m in metrics if m in PIXEL_METRICS]
+    if not metrics:
+        return {}
+    # resize once for all three (each function leaves images already at the ground truth's size alone)
+    reconstructions = resize_images(check_images(reconstructions, "reconstructions"), ground_truth.shape[1:3])
     compute = {
         "PixCorr": lambda: pixcorr(ground_truth, reconstructions),
         "SSIM": lambda: ssim(ground_truth, reconstructions, variant="2d"),
         "SSIM-ref": lambda: ssim(ground_truth, reconstructions, variant="reference"),
     }
-    return {m: compute[m]() for m in metrics if m in compute}
+    return {m: compute[m]() for m in metrics}
 
 
 def metrics_from_features(ground_truth_features: Mapping[str, np.ndarray],
