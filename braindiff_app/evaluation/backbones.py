@@ -24,6 +24,7 @@ projection); on the demo tier the demo's small encoder stands in, under the metr
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -451,6 +452,9 @@ def download_weights(weights_dir: str | os.PathLike, names: Iterable[str] | None
             continue
         spec = BACKBONES[name]
         target = weights_dir / spec.files[0]
-        torch.hub.download_url_to_file(spec.urls[0], str(target), progress=progress)
+        # torchvision names carry the first hex digits of the file's SHA-256: let torch.hub check them
+        digest = re.search(r"-([0-9a-f]{8,})\.pth$", spec.files[0])
+        torch.hub.download_url_to_file(spec.urls[0], str(target), hash_prefix=digest.group(1) if digest else None,
+                                       progress=progress)
         fetched.append(target)
     return fetched

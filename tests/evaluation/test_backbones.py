@@ -150,3 +150,22 @@ def test_doctor_lists_each_backbone_file(weights_dir, tmp_path, clip_dir):
     empty = {f.name: f for f in diagnose(config.load_settings(home=tmp_path, eval_weights=tmp_path / "none"))}
     assert not empty["evaluation: AlexNet(2), AlexNet(5), Inception, CLIP, EffNet-B, SwAV"].usable
     assert empty["evaluation: PixCorr, SSIM, SSIM-ref"].usable
+
+
+def test_download_fetches_only_missing_files(tmp_path, monkeypatch):
+    import torch.hub
+
+    from braindiff_app.evaluation import download_weights
+
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, Path(dst).name, hash_prefix))
+        Path(dst).write_bytes(b"x")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    (tmp_path / "alexnet-owt-7be5be79.pth").write_bytes(b"x")
+    fetched = download_weights(tmp_path, ["alexnet", "inception", "swav"], progress=False)
+    assert [p.name for p in fetched] == ["inception_v3_google-0cc3c7bd.pth", "swav_800ep_pretrain.pth.tar"]
+    assert calls == [(BACKBONES["inception"].urls[0], "inception_v3_google-0cc3c7bd.pth", "0cc3c7bd"),
+                     (BACKBONES["swav"].urls[0], "swav_800ep_pretrain.pth.tar", None)]
