@@ -73,7 +73,7 @@ def evaluate_bundle(bundle: Bundle | str | os.PathLike, backbones: Backbones | N
     Returns
     -------
     dict of kind -> dict of metric -> array of shape (n_trials,), float32
-        What was computed in this call.
+        What was computed in this call. A :class:`Bundle` passed in shows the new values in ``.metrics``.
     """
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     available = available_metrics(backbones)
@@ -106,6 +106,7 @@ def evaluate_bundle(bundle: Bundle | str | os.PathLike, backbones: Backbones | N
             results.update(metrics_from_features({m: gt_features[m] for m in network}, rec_features))
         computed[kind] = {m: results[m] for m in todo}
         write_metrics(bundle.path, {kind: computed[kind]})
+        bundle._metrics = None  # the Bundle caches metrics.json: make it read the new file on next access
     return computed
 
 

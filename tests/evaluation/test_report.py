@@ -26,9 +26,12 @@ def _images(bundle, kind):
 
 def test_evaluate_bundle_stores_per_trial_metrics(tmp_path, make_bundle):
     path = make_bundle(tmp_path)
-    computed = evaluate_bundle(path)
-    assert set(computed) == {"vdvae", "final", "no_text"}
     bundle = open_bundle(path)
+    assert bundle.metrics == {}
+    computed = evaluate_bundle(bundle)
+    assert set(computed) == {"vdvae", "final", "no_text"}
+    assert set(bundle.metrics["final"]) == {"PixCorr", "SSIM", "SSIM-ref"}  # the open bundle sees them
+    assert set(open_bundle(path).metrics) == {"vdvae", "final", "no_text"}
     expected = compute_metrics(_images(bundle, "ground_truth"), _images(bundle, "final"))
     for metric, values in expected.items():
         np.testing.assert_allclose(bundle.metrics["final"][metric], values, rtol=1e-6)
