@@ -79,14 +79,21 @@ def main() -> None:
     clip = None if args.no_clip else _clip_vit_l14().to(device)
     backbones = Backbones(networks, clip_encoder=clip, clip_metric="CLIP")
     print(f"{n} pairs (425 px ground truth, 512 px reconstructions) on {device}, "
-          f"{torch.get_num_threads()} CPU threads, batch {args.batch_size}, random weights")
+          f"{torch.get_num_threads()} CPU threads, batch {args.batch_size}, random weights", flush=True)
 
     rows: list[tuple[str, float, float | None, str]] = []  # (stage, seconds at n, extrapolated to 982, note)
     scale_linear = PAPER_PAIRS / n
 
+    note = "" if n == PAPER_PAIRS else f" (extrapolated from {n} pairs)"
+    print(f"\n{'stage':<38} {'seconds':>9} {'at 982' + note:>12}  note")
+
+    def report(stage: str, seconds: float, extrapolated: float, info: str) -> None:
+        rows.append((stage, seconds, extrapolated, info))
+        print(f"{stage:<38} {seconds:9.2f} {extrapolated:12.1f}  {info}", flush=True)
+
     for metric in ("PixCorr", "SSIM", "SSIM-ref"):
         _, seconds = _timed(lambda m=metric: pixel_metrics(ground_truth, reconstructions, [m]), sync)
-        rows.append((metric, seconds, seconds * scale_linear, "per image"))
+        report(metric, seconds, seconds * scale_linear, "per image")
 
     groups = {spec.title: spec.metrics for spec in BACKBONES.values()}
     if clip is not None:
@@ -96,13 +103,14 @@ def main() -> None:
         model = clip if title.startswith("CLIP") else networks[next(k for k, s in BACKBONES.items()
                                                                      if s.title == title)]
         x = torch.randn(min(args.batch_size, 2 * n), 3, 224, 224, device=device)
+        batches = -(-2 * n // len(x))
 
-        def bare(model=model, x=x, title=title):
+        def bare(model=model, x=x, title=title, repeats=batches):
             with torch.inference_mode():
-                for _ in range(-(-2 * n // len(x))):
+                for _ in range(repeats):
                     model(pixel_values=x) if title.startswith("CLIP") else model(x)
 
-        bare()  # warm-up (cuDNN / oneDNN kernel selection)
+        bare(repeats=1)  # warm-up (cuDNN / oneDNN kernel selection)
         _, base = _timed(bare, sync)
         feats, extract = _timed(lambda m=metrics: (backbones.features(ground_truth, m, args.batch_size),
                                                    backbones.features(reconstructions, m, args.batch_size)), sync)
@@ -112,16 +120,12 @@ def main() -> None:
         _, compare = _timed(lambda f=full: metrics_from_features(*f), sync)
         del full
         dims = ", ".join(f"{m} {f.shape[1]}-d" for m, f in feats[0].items())
-        rows.append((f"{'/'.join(metrics)} features", extract, extract * scale_linear, f"{extract / base:.2f}x bare"))
-        rows.append((f"{'/'.join(metrics)} compare (982)", compare, compare, dims))
+        report(f"{'/'.join(metrics)} features", extract, extract * scale_linear, f"{extract / base:.2f}x bare")
+        report(f"{'/'.join(metrics)} compare (982)", compare, compare, dims)
         baseline_total += base * scale_linear
         total += extract * scale_linear + compare
     total += sum(r[2] for r in rows[:3])
 
-    note = "" if n == PAPER_PAIRS else f" (extrapolated from {n} pairs)"
-    print(f"\n{'stage':<38} {'seconds':>9} {'at 982' + note:>12}  note")
-    for stage, seconds, extrapolated, info in rows:
-        print(f"{stage:<38} {seconds:9.2f} {extrapolated:12.1f}  {info}")
     print(f"\nall metrics for {PAPER_PAIRS} pairs: {total:.0f} s{note}; bare network forwards alone: "
           f"{baseline_total:.0f} s; ratio {total / baseline_total:.2f}x")
 
