@@ -106,17 +106,20 @@ BACKBONES: dict[str, BackboneSpec] = {s.name: s for s in (
 )}
 
 
-def build_network(name: str):
-    """The architecture of evaluation network ``name`` with random weights, in eval mode on the CPU.
+def build_network(name: str, device: str = "cpu"):
+    """The architecture of evaluation network ``name`` with random weights, in eval mode.
 
     Parameters
     ----------
     name : str in {"alexnet", "inception", "efficientnet", "swav"}
+    device : str, default "cpu"
+        ``"meta"`` builds shapes only (no memory, no initialisation), for loading weights with ``assign=True``.
 
     Returns
     -------
     torch.nn.Module
     """
+    import torch
     import torchvision.models as tvm
 
     builders: dict[str, Callable[[], Any]] = {
@@ -129,7 +132,8 @@ def build_network(name: str):
     }
     if name not in builders:
         raise ValueError(f"name: expected one of {list(builders)}, got {name!r}.")
-    return builders[name]().eval()
+    with torch.device(device):
+        return builders[name]().eval()
 
 
 def weight_file(name: str, weights_dir: str | os.PathLike) -> Path | None:
@@ -151,6 +155,8 @@ def _missing_message(name: str, weights_dir: Path) -> str:
 
 def _swav_state(state: Mapping[str, Any], model) -> dict[str, Any]:
     """SwAV checkpoints prefix keys with ``module.`` and carry a projection head and prototypes: keep the trunk."""
+    import torch
+
     wanted = model.state_dict()
     trunk = {k.replace("module.", "", 1): v for k, v in state.items()}
     trunk = {k: v for k, v in trunk.items() if k in wanted}
@@ -158,8 +164,8 @@ def _swav_state(state: Mapping[str, Any], model) -> dict[str, Any]:
     if lacking:
         raise ValueError(f"SwAV checkpoint: expected a ResNet-50 trunk, missing {len(lacking)} tensors "
                          f"(first: {lacking[0]}).")
-    # The SwAV checkpoint has no classifier: keep the random fc (unused; features come from avgpool).
-    return {**{k: v for k, v in wanted.items() if k.startswith("fc.")}, **trunk}
+    # The SwAV checkpoint has no classifier: a zero fc (unused; the features come from avgpool).
+    return {**{k: torch.zeros(v.shape) for k, v in wanted.items() if k.startswith("fc.")}, **trunk}
 
 
 def load_network(name: str, weights_dir: str | os.PathLike):
@@ -182,14 +188,14 @@ def load_network(name: str, weights_dir: str | os.PathLike):
     path = weight_file(name, weights_dir)
     if path is None:
         raise FileNotFoundError(_missing_message(name, Path(weights_dir)))
-    model = build_network(name)
+    model = build_network(name, device="meta")  # shapes only: the file's tensors are assigned below
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, Mapping):
         raise ValueError(f"{path}: expected a state dict (mapping of tensors), got {type(state).__name__}.")
     if name == "swav":
         state = _swav_state(state, model)
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(state, assign=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: does not fit the {BACKBONES[name].title} architecture "
                          f"({str(exc).splitlines()[0]}); is it the right file?") from None
