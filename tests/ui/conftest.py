@@ -1,0 +1,34 @@
+"""A live app on localhost for gradio_client tests."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_app(tmp_path, monkeypatch):
+    """Start the app on a free localhost port over two synthetic bundles; yields (url, state)."""
+    from braindiff_app.config import load_settings
+    from braindiff_app.ui import build_app
+    from tests.factories import make_bundle
+
+    root = tmp_path / "bundles"
+    make_bundle(root, name="demo-subj01", subject="1", n_trials=5, size=32)
+    make_bundle(root, name="demo-average", subject="average", n_trials=5, size=32)
+    settings = load_settings(home=tmp_path / "home", extra_bundle_dirs=(root,))
+    app, state, _ = build_app(settings)
+    port = free_port()
+    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                       allowed_paths=[str(d) for d in settings.bundle_dirs])
+    try:
+        yield f"http://127.0.0.1:{port}/", state
+    finally:
+        app.close()
