@@ -21,17 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
     from braindiff_app.config import load_settings
-    from braindiff_app.ui import build_app
+    from braindiff_app.ui import build_app, launch_app
 
     settings = load_settings(tier=args.tier, home=args.home)
     if args.bundles:
         settings = settings.with_overrides(
             extra_bundle_dirs=settings.extra_bundle_dirs + tuple(Path(b).expanduser() for b in args.bundles))
     app, _, _ = build_app(settings)
-    app.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, share=args.share,
-        allowed_paths=[str(d.resolve()) for d in settings.bundle_dirs], footer_links=["api", "settings"],
-    )
+    launch_app(app, settings, host=args.host, port=args.port, share=args.share)
 
 
 if __name__ == "__main__":

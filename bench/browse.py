@@ -61,7 +61,7 @@ def main() -> None:
           f"ratio {t_eager / t_lazy:6.0f}x")
 
     from braindiff_app.config import load_settings
-    from braindiff_app.ui import build_app
+    from braindiff_app.ui import build_app, launch_app
     from braindiff_app.ui.browse import BrowseHandlers
     from braindiff_app.ui.state import AppState
 
@@ -83,8 +83,7 @@ def main() -> None:
     from gradio_client import Client
 
     app, _, _ = build_app(settings)
-    app.queue().launch(server_name="127.0.0.1", server_port=7899, prevent_thread_lock=True, quiet=True,
-                       allowed_paths=[str(d) for d in settings.bundle_dirs])
+    launch_app(app, settings, port=7899, block=False, quiet=True)
     try:
         client = Client("http://127.0.0.1:7899/", verbose=False)
         client.predict(name, 0, True, api_name="/show_trial")  # warm up

@@ -17,7 +17,7 @@ def free_port() -> int:
 def live_app(tmp_path, monkeypatch):
     """Start the app on a free localhost port over two synthetic bundles; yields (url, state)."""
     from braindiff_app.config import load_settings
-    from braindiff_app.ui import build_app
+    from braindiff_app.ui import build_app, launch_app
     from tests.factories import make_bundle
 
     root = tmp_path / "bundles"
@@ -26,8 +26,7 @@ def live_app(tmp_path, monkeypatch):
     settings = load_settings(home=tmp_path / "home", extra_bundle_dirs=(root,))
     app, state, _ = build_app(settings)
     port = free_port()
-    app.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                       allowed_paths=[str(d) for d in settings.bundle_dirs])
+    launch_app(app, settings, port=port, block=False, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", state
     finally:
