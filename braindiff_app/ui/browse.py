@@ -124,7 +124,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
                                   buttons=["download", "fullscreen"], min_width=140) for k in IMAGE_KINDS}
         with gr.Row():
             captions = gr.Markdown(label=text.CAPTION)
-            metrics = gr.Dataframe(label=text.METRICS, interactive=False, wrap=True)
+            metrics = gr.Dataframe(label=text.METRICS, interactive=False, wrap=True, visible=False)
         with gr.Row():
             query = gr.Textbox(label=text.SEARCH, placeholder=text.SEARCH_PLACEHOLDER, scale=4)
             search = gr.Button(text.SEARCH, scale=0, size="sm")
@@ -144,8 +144,8 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         pictures = [
             gr.update(value=view.images[k], visible=ablations or k not in ABLATION_KINDS) for k in IMAGE_KINDS
         ]
-        table = ({"headers": ["image", *view.metric_names], "data": view.metric_rows} if view.metric_rows
-                 else None)
+        table = gr.update(value={"headers": ["image", *view.metric_names], "data": view.metric_rows},
+                          visible=True) if view.metric_rows else gr.update(value=None, visible=False)
         captions_md = f"**{text.CAPTION}**\n\n{view.captions}"
         if not view.metric_rows:
             captions_md += "\n\n" + text.NOT_EVALUATED.format(path=state.bundle(bundle_name).path)
