@@ -134,22 +134,22 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
 
     trial_outputs = [header, *images.values(), captions, metrics]
 
-    def show(bundle_name: str | None, index: float, ablations: bool):
+    def show(bundle_name: str | None, index: float):
         if not bundle_name:
-            return ["", *[None] * len(images), "", None]
+            return ["", *[None] * len(images), "", gr.update(visible=False)]
         try:
             view = handlers.trial(bundle_name, int(index))
         except (ValueError, IndexError) as exc:
             raise gr.Error(str(exc)) from None
-        pictures = [
-            gr.update(value=view.images[k], visible=ablations or k not in ABLATION_KINDS) for k in IMAGE_KINDS
-        ]
         table = gr.update(value={"headers": ["image", *view.metric_names], "data": view.metric_rows},
                           visible=True) if view.metric_rows else gr.update(value=None, visible=False)
         captions_md = f"**{text.CAPTION}**\n\n{view.captions}"
         if not view.metric_rows:
             captions_md += "\n\n" + text.NOT_EVALUATED.format(path=state.bundle(bundle_name).path)
-        return [view.header, *pictures, captions_md, table]
+        return [view.header, *(view.images[k] for k in IMAGE_KINDS), captions_md, table]
+
+    def toggle(ablations: bool):
+        return [gr.update(visible=bool(ablations)) for _ in ABLATION_KINDS]
 
     def select(bundle_name: str | None):
         if not bundle_name:
@@ -186,17 +186,17 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
             value=_status_message(state), visible=not state.bundles or bool(state.problems))
 
     subject.change(select, [subject], [trial, hits, gallery], api_name="select_subject").then(
-        show, [subject, trial, show_ablations], trial_outputs, api_name=False)
-    trial.change(show, [subject, trial, show_ablations], trial_outputs, api_name="show_trial",
-                 trigger_mode="always_last")
-    show_ablations.change(show, [subject, trial, show_ablations], trial_outputs, api_name="toggle_ablations")
+        show, [subject, trial], trial_outputs, api_name=False)
+    trial.change(show, [subject, trial], trial_outputs, api_name="show_trial", trigger_mode="always_last")
+    show_ablations.change(toggle, [show_ablations], [images[k] for k in ABLATION_KINDS],
+                          api_name="toggle_ablations")
     jump.click(do_jump, [subject, jump_id], [trial], api_name="jump_to_trial")
     search.click(do_search, [subject, query], [hits, gallery, hits_info], api_name="search_captions")
     query.submit(do_search, [subject, query], [hits, gallery, hits_info], api_name=False)
     gallery.select(pick, [hits], [trial], api_name="pick_thumbnail")
     refresh.click(do_refresh, [subject], [subject, status], api_name="rescan_bundles")
     app.load(select, [subject], [trial, hits, gallery], api_name=False).then(
-        show, [subject, trial, show_ablations], trial_outputs, api_name=False)
+        show, [subject, trial], trial_outputs, api_name=False)
 
     components = {"subject": subject, "trial": trial, "show_ablations": show_ablations, "gallery": gallery,
                   "query": query, "header": header, "captions": captions, "metrics": metrics, "hits": hits}

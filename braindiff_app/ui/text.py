@@ -89,3 +89,16 @@ TIER_NOTE = {
     "real": ("**You are looking at the real tier: NSD subjects** reconstructed with the real VDVAE and Versatile "
              "Diffusion models. The demo tier (`--tier demo`) shows a simulated subject that runs on any CPU."),
 }
+
+METRICS_TAB = "Metrics"
+METRICS_INTRO = (
+    "Means over test trials of the paper's eight metrics (↑ higher is better, ↓ lower is better). Table 1 compares "
+    "subjects (final reconstructions); Table 2 compares the ablations of one subject."
+)
+METRICS_BUNDLES = "Bundles in Table 1"
+METRICS_ABLATION_BUNDLE = "Bundle for Table 2 and the per-trial distributions"
+METRICS_REFRESH = "Update"
+METRICS_NONE = ("_None of the chosen bundles has metrics yet: run `braindiff evaluate BUNDLE...` "
+                "(the demo bundles come evaluated)._")
+TABLE1 = "Table 1: subjects (final reconstructions)"
+TABLE2 = "Table 2: ablations of {label}"

@@ -77,14 +77,13 @@ def test_show_trial_endpoint_live(live_app):
     client = Client(url, verbose=False)
     endpoints = client.view_api(return_format="dict")["named_endpoints"]
     assert {"/select_subject", "/show_trial", "/jump_to_trial", "/search_captions"} <= set(endpoints)
-    result = client.predict("demo-subj01", 2, True, api_name="/show_trial")
+    result = client.predict("demo-subj01", 2, api_name="/show_trial")
     header, *pictures = result[:1 + len(IMAGE_KINDS)]
     assert "trial 3 of 5" in header
     for kind, picture in zip(IMAGE_KINDS, pictures, strict=True):
         np.testing.assert_array_equal(_image_from(picture), synthetic_image(2, IMAGE_KINDS.index(kind), 32))
-    hidden = client.predict("demo-subj01", 2, False, api_name="/toggle_ablations")
-    visibility = [p["visible"] for p in hidden[1:1 + len(IMAGE_KINDS)]]
-    assert visibility == [True, True, True, False, False, False]
+    hidden = client.predict(False, api_name="/toggle_ablations")
+    assert [p["visible"] for p in hidden] == [False, False, False]
     assert client.predict("demo-subj01", 1014, api_name="/jump_to_trial") == 2
     gallery, info = client.predict("demo-average", "face", api_name="/search_captions")
     assert len(gallery) == 1 and "1 trial(s) match" in info
