@@ -97,6 +97,31 @@ def _real_features(settings: Settings) -> list[Feature]:
     ]
 
 
+def _evaluation_features(settings: Settings) -> list[Feature]:
+    from braindiff_app.evaluation.backbones import BACKBONES, weight_file
+
+    weights = settings.eval_weights
+    assets = []
+    for name, spec in BACKBONES.items():
+        found = weight_file(name, weights)
+        also = f" (or {', '.join(spec.files[1:])})" if len(spec.files) > 1 else ""
+        assets.append(Asset(found or weights / spec.files[0],
+                            f"{spec.title} weights{also} for {', '.join(spec.metrics)}, from {spec.urls[0]} "
+                            "(set BRAINDIFF_EVAL_WEIGHTS / --eval-weights, or `braindiff evaluate --download`)"))
+    vd = settings.vd_dir
+    assets.append(Asset(vd / "image_encoder" / "config.json" if vd else None,
+                        "CLIP ViT-L/14 image encoder for CLIP: the image_encoder of the Versatile Diffusion folder "
+                        "(set BRAINDIFF_VD_DIR or --vd-dir)"))
+    return [
+        Feature("any", "evaluation: PixCorr, SSIM, SSIM-ref", (_module("scipy", "scipy"), _module("PIL", "pillow"))),
+        Feature("demo", "evaluation: demo-CLIP identification", (
+            Asset(settings.demo_models_dir / "vd" / "image_encoder" / "config.json",
+                  "demo CLIP vision encoder (`braindiff demo train-diffusion`)"),
+        )),
+        Feature("real", "evaluation: AlexNet(2), AlexNet(5), Inception, CLIP, EffNet-B, SwAV", tuple(assets)),
+    ]
+
+
 def _app_features() -> list[Feature]:
     return [
         Feature("any", "app", (_module("gradio", "gradio"),)),
@@ -117,7 +142,8 @@ def diagnose(settings: Settings) -> list[Feature]:
     list of Feature
         In display order: tier-independent, demo, real.
     """
-    return _app_features() + _demo_features(settings) + _real_features(settings)
+    features = _app_features() + _demo_features(settings) + _real_features(settings)
+    return features + _evaluation_features(settings)
 
 
 def format_report(features: list[Feature], settings: Settings) -> str:
