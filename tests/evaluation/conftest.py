@@ -73,26 +73,3 @@ def backbones(weights_dir):
 def make_images():
     return _make_images
 
-
-def _make_bundle(root: Path, name: str = "demo-subj01", subject: str = "1", n_trials: int = 4,
-                 kinds=("ground_truth", "vdvae", "final", "no_text"), seed: int = 0) -> Path:
-    """A small complete bundle: 32 px seen images, 48 px reconstructions (noisy copies of them)."""
-    from braindiff_app.bundles import BundleWriter, Manifest
-    from braindiff_app.evaluation import resize_images
-
-    rng = np.random.default_rng(seed)
-    gt = _make_images(n_trials, 32, seed)
-    big = resize_images(gt, (48, 48))
-    writer = BundleWriter(root, Manifest(name, subject, "demo", n_trials=n_trials, kinds=tuple(kinds), image_size=48))
-    for i in writer.pending():
-        images = {"ground_truth": gt[i]}
-        for j, kind in enumerate(kinds[1:]):
-            noise = rng.normal(0, 20 * (j + 1), size=big[i].shape)
-            images[kind] = np.clip(big[i] + noise, 0, 255).astype(np.uint8)
-        writer.write_trial(i, trial_id=100 + i, captions=[f"image {i}"], images=images)
-    return writer.finalize().path
-
-
-@pytest.fixture
-def make_bundle():
-    return _make_bundle

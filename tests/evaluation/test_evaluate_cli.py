@@ -7,10 +7,11 @@ import shutil
 from braindiff_app.bundles import open_bundle
 from braindiff_app.cli import main
 from braindiff_app.evaluation import BACKBONES
+from tests.factories import make_bundle
 
 
-def test_evaluate_writes_metrics_and_tables(tmp_path, make_bundle, weights_dir, capsys):
-    path = make_bundle(tmp_path / "bundles")
+def test_evaluate_writes_metrics_and_tables(tmp_path, weights_dir, capsys):
+    path = make_bundle(tmp_path / "bundles", kinds=("ground_truth", "vdvae", "final")).path
     weights = tmp_path / "weights"
     weights.mkdir()
     shutil.copy(weights_dir / BACKBONES["efficientnet"].files[0], weights)
@@ -25,13 +26,13 @@ def test_evaluate_writes_metrics_and_tables(tmp_path, make_bundle, weights_dir, 
     assert set(metrics["final"]) == {"PixCorr", "SSIM", "EffNet-B"}
     table = (tmp_path / "reports" / "table1.md").read_text()
     assert "| Subject | PixCorr ↑ | SSIM ↑ | EffNet-B ↓ |" in table
-    assert (tmp_path / "reports" / "distributions_demo-subj01.png").is_file()
+    assert (tmp_path / "reports" / "distributions_test-subj01.png").is_file()
 
 
-def test_evaluate_by_name_and_default_out(tmp_path, make_bundle, monkeypatch, capsys):
-    make_bundle(tmp_path / "extra")
+def test_evaluate_by_name_and_default_out(tmp_path, monkeypatch, capsys):
+    make_bundle(tmp_path / "extra", kinds=("ground_truth", "vdvae", "final"))
     monkeypatch.setenv("BRAINDIFF_BUNDLES", str(tmp_path / "extra"))
-    code = main(["evaluate", "demo-subj01", "--metrics", "PixCorr", "--home", str(tmp_path / "home")])
+    code = main(["evaluate", "test-subj01", "--metrics", "PixCorr", "--home", str(tmp_path / "home")])
     assert code == 0
     assert (tmp_path / "home" / "reports" / "table1.md").is_file()
     assert main(["evaluate", "no-such-bundle", "--home", str(tmp_path / "home")]) == 1
