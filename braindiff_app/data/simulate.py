@@ -33,6 +33,7 @@ __all__ = [
     "make_voxel_model",
     "stimulus_features",
     "voxel_drive",
+    "select_voxels",
     "simulate_trials",
     "noise_ceiling",
     "eccentricity_rois",
@@ -315,6 +316,27 @@ def make_voxel_model(anatomy: Anatomy, reference: StimulusFeatures, seed: int, j
         if sel.any():
             scale[sel] = max(float(np.percentile(sd[sel], 90)), 1e-6)
     return _replace(model, drive_mean=raw.mean(axis=0).astype(np.float32), drive_scale=scale)
+
+
+def select_voxels(model: VoxelModel, index: np.ndarray) -> VoxelModel:
+    """The model restricted to some voxels (shared-noise loadings keep their factors).
+
+    Parameters
+    ----------
+    model : VoxelModel
+    index : ndarray of int or bool, shape (n_selected,) or (n_voxels,)
+
+    Returns
+    -------
+    VoxelModel
+    """
+    from dataclasses import fields
+
+    index = np.asarray(index)
+    if index.dtype == bool and index.shape != (model.n_voxels,):
+        raise ValueError(f"index: expected a boolean mask of shape ({model.n_voxels},), got {index.shape}.")
+    return _replace(model, **{f.name: (getattr(model, f.name)[:, index] if f.name == "loadings"
+                                       else getattr(model, f.name)[index]) for f in fields(model)})
 
 
 def _replace(model: VoxelModel, **changes) -> VoxelModel:
