@@ -35,7 +35,7 @@ def flatmap_values(pixel_voxel: np.ndarray, volume: np.ndarray) -> np.ndarray:
     return out
 
 
-def plot_demo_flatmap(out: str | os.PathLike, anatomy_dir: str | os.PathLike | None = None, dpi: int = 110) -> Path:
+def plot_demo_flatmap(out: str | os.PathLike, anatomy_dir: str | os.PathLike | None = None, dpi: int = 90) -> Path:
     """Save a three-panel figure: ROI outlines, eccentricity and polar angle of V1-V3 on the flatmap.
 
     Parameters
