@@ -20,7 +20,7 @@ from braindiff_app.data.simulate import (
     voxel_drive,
 )
 from braindiff_app.data.simulated_nsd import build_simulated_nsd, choose_trials_per_session, simulation_dir
-from braindiff_app.data.stimuli import Scene, SceneObject, render_scene
+from braindiff_app.data.stimuli import Scene, SceneObject, make_scene, render_scene, scene_captions
 
 N_TEST, N_TRAIN, REPS, T = 12, 24, 3, 36
 
@@ -57,6 +57,8 @@ def test_layout_and_shapes(nsd):
     assert subjectim.min() >= 1 and subjectim.max() <= n_images
     with h5py.File(nsd_layout.stimuli_path(root), "r") as fh:
         assert fh["imgBrick"].shape == (n_images, 64, 64, 3) and fh["imgBrick"].dtype == np.uint8
+        # NSD id i is scene i of the world seed.
+        np.testing.assert_array_equal(fh["imgBrick"][N_TEST + 3], render_scene(make_scene(0, N_TEST + 3), 64))
     n_sessions = REPS * (N_TEST + N_TRAIN) // T
     for s in (1, 2):
         for session in range(1, n_sessions + 1):
@@ -74,6 +76,9 @@ def test_layout_and_shapes(nsd):
         ids = [a["image_id"] for a in doc["annotations"]]
         expected = [int(r["cocoId"]) for r in info if r["cocoSplit"] == split]
         assert sorted(set(ids)) == sorted(expected) and len(ids) == 5 * len(expected)
+        if split == "val2017":  # the shared images: their captions are written from their scenes
+            first = [a["caption"] for a in doc["annotations"] if a["image_id"] == int(info[0]["cocoId"])]
+            assert first == scene_captions(make_scene(0, int(info[0]["nsdId"])))
     assert (simulation_dir(root) / "simulation.json").exists()
     assert summary["n_sessions"] == n_sessions
 
