@@ -16,7 +16,8 @@ def register(subparsers, demo_subparsers) -> None:
         description="Turn pycortex's bundled subject S1 into the demo anatomy: a voxel grid with V1-V3, faces, "
         "places and bodies ROIs, an nsdgeneral-like mask, a simulated retinotopic map, a flatmap image and a "
         "pixel -> voxel lookup. Needs `pip install -r requirements-anatomy.txt`; the app and the simulator "
-        "read only the files written here. pycortex writes its config under XDG_CONFIG_HOME.",
+        "read only the files written here. pycortex writes its config under XDG_CONFIG_HOME (a temporary "
+        "folder when unset).",
     )
     anatomy.add_argument("--out", help="output folder (default: assets/demo/anatomy)")
     anatomy.add_argument("--flatmap-width", type=int, default=900, help="flatmap image width, pixels (900)")

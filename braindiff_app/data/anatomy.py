@@ -148,7 +148,11 @@ def load_flatmap(folder: str | os.PathLike | None = None) -> Flatmap:
 # -- build (pycortex) -----------------------------------------------------------------------------------------
 
 def _import_cortex():
-    os.environ.setdefault("XDG_CONFIG_HOME", str(Path.home() / ".config"))
+    """Import pycortex; unless XDG_CONFIG_HOME is set, its config file goes to a fresh temporary folder."""
+    if not os.environ.get("XDG_CONFIG_HOME"):
+        import tempfile
+
+        os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="braindiff-pycortex-")
     try:
         import cortex  # noqa: F401
     except ImportError as exc:

@@ -94,3 +94,11 @@ def test_build_reproduces_committed_assets(tmp_path):
     for name in ROI_FILES:
         np.testing.assert_array_equal(fresh.rois[name], committed.rois[name])
     np.testing.assert_array_equal(load_flatmap(tmp_path).pixel_voxel, load_flatmap().pixel_voxel)
+
+
+def test_build_without_pycortex_names_the_requirements_file(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cortex", None)  # makes `import cortex` raise ImportError
+    with pytest.raises(ImportError, match="requirements-anatomy.txt"):
+        build_anatomy(tmp_path)

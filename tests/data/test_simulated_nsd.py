@@ -228,3 +228,12 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError, match="betas: expected shape"):
         noise_ceiling(np.zeros((4, 1, 3)))
     assert choose_trials_per_session(4800) == 600
+
+
+def test_cli_reports_bad_sizes_in_one_line(tmp_path, capsys):
+    from braindiff_app.cli import main
+
+    code = main(["demo", "simulate", "--out", str(tmp_path), "--n-test", "10", "--n-train", "10",
+                 "--trials-per-session", "7"])
+    assert code == 1
+    assert "trials_per_session: expected a divisor" in capsys.readouterr().err
