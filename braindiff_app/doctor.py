@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from braindiff_app.config import PRECOMPUTED_DIR, Settings
+from braindiff_app.config import DEMO_ASSETS_DIR, PRECOMPUTED_DIR, Settings
 
 __all__ = ["Asset", "Feature", "diagnose", "format_report"]
 
@@ -56,7 +56,19 @@ def _module(name: str, pip_name: str) -> Asset:
 
 def _demo_features(settings: Settings) -> list[Feature]:
     models = settings.demo_models_dir
+    anatomy = DEMO_ASSETS_DIR / "anatomy"
+    nsd = settings.nsd_dir
     return [
+        Feature("demo", "demo anatomy, ROIs and flatmap", tuple(
+            Asset(anatomy / name, f"demo anatomy file {name} (rebuild with `braindiff demo anatomy`, needs pycortex)")
+            for name in ("anatomy.npz", "flatmap.png", "flatmap_lookup.npz")
+        )),
+        Feature("demo", "simulated NSD (demo subjects 1, 2, 5, 7)", (
+            Asset(nsd / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat",
+                  "simulated NSD design (write the simulated NSD with `braindiff demo simulate`)"),
+            Asset(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5",
+                  "simulated NSD stimuli (`braindiff demo simulate`)"),
+        )),
         Feature("demo", "browse precomputed demo bundles", (
             Asset(PRECOMPUTED_DIR, "bundles shipped with the repo (write them with `braindiff demo build`)"),
         )),
