@@ -102,3 +102,32 @@ METRICS_NONE = ("_None of the chosen bundles has metrics yet: run `braindiff eva
                 "(the demo bundles come evaluated)._")
 TABLE1 = "Table 1: subjects (final reconstructions)"
 TABLE2 = "Table 2: ablations of {label}"
+
+ROI_TAB = "ROI studio"
+ROI_INTRO = (
+    "Activate brain regions and see the image the decoder makes of that activity: the regions' *preferred* "
+    "image (the paper's ROI analysis). Paint on the flatmap (red brush adds, the eraser removes) and/or set region "
+    "weights (+1 activates, -1 suppresses), then **Generate**. Each experiment lands in the history with a recipe "
+    "JSON that re-creates it."
+)
+ROI_SEED = "Seed"
+ROI_GENERATE = "Generate"
+ROI_CANVAS = "Flatmap (both hemispheres; paint voxels)"
+ROI_PAINT_WEIGHT = "Weight of painted voxels"
+ROI_VISUAL = "Early visual"
+ROI_CATEGORY = "Category-selective"
+ROI_ECCENTRICITY = "Eccentricity bands (deg)"
+ROI_CLEAR = "Reset region weights"
+ROI_VDVAE = "Stage-1 guess (VDVAE)"
+ROI_FINAL = "ROI-optimal image"
+ROI_PATTERN = "Activated voxels (red +, blue −)"
+ROI_RECIPE = "Recipe (JSON)"
+ROI_HISTORY = "This session's experiments (click for the recipe)"
+ROI_LOAD = "Re-create from a recipe"
+ROI_RUNNING = "Generating"
+ROI_EMPTY = ("Nothing selected: paint some voxels on the flatmap or give a region a non-zero weight, "
+             "then Generate.")
+ROI_PAINT_AVERAGE = "Painting works on one subject's voxels; choose a subject, or use region weights for the average."
+ROI_PAINT_OFF_CORTEX = "The painted strokes miss every voxel of this subject: paint inside the outlined visual cortex."
+ROI_NO_MODELS = ("**The ROI studio needs a subject with regressors.** Build the demo with `braindiff demo build`, "
+                 "or run `braindiff fit` for your subjects.")
