@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from braindiff_app.config import subject_folder
+from braindiff_app.data.nsd_layout import roi_dir, roi_path
 
 __all__ = [
     # region vocabulary
@@ -34,7 +34,6 @@ __all__ = [
     "canonical_region",
     # atlases
     "ROIAtlas",
-    "roi_folder",
     "load_atlas",
     "nsdgeneral_voxels",
 ]
@@ -122,11 +121,6 @@ class ROIAtlas:
         return mask
 
 
-def roi_folder(nsd_dir: str | os.PathLike, subject: int | str) -> Path:
-    """``nsd_dir/nsddata/ppdata/subjXX/func1pt8mm/roi``: the folder of a subject's ROI NIfTIs."""
-    return Path(nsd_dir) / "nsddata" / "ppdata" / subject_folder(subject) / "func1pt8mm" / "roi"
-
-
 def _read_labels(path: Path) -> np.ndarray:
     import nibabel as nib
 
@@ -143,7 +137,7 @@ def nsdgeneral_voxels(nsd_dir: str | os.PathLike, subject: int | str) -> np.ndar
     -------
     array of shape (n_voxels, 3), int64
     """
-    path = roi_folder(nsd_dir, subject) / "nsdgeneral.nii.gz"
+    path = roi_path(nsd_dir, int(subject), "nsdgeneral")
     if not path.exists():
         raise FileNotFoundError(f"{path}: the subject's nsdgeneral mask is missing; check nsd_dir and subject, "
                                 "or pass voxel_ijk from the prepared subject (voxel_ijk.npy).")
@@ -179,20 +173,20 @@ def load_atlas(
     ValueError
         If ``voxel_ijk`` is not (n_voxels, 3) or points outside the ROI volumes' grid.
     """
-    folder = roi_folder(nsd_dir, subject)
+    folder = roi_dir(nsd_dir, int(subject))
     if voxel_ijk is None:
         voxel_ijk = nsdgeneral_voxels(nsd_dir, subject)
     voxel_ijk = np.asarray(voxel_ijk)
     if voxel_ijk.ndim != 2 or voxel_ijk.shape[1] != 3 or not np.issubdtype(voxel_ijk.dtype, np.integer):
         raise ValueError(f"voxel_ijk: expected an integer array of shape (n_voxels, 3), got {voxel_ijk.dtype} "
                          f"array of shape {voxel_ijk.shape}.")
-    label = subject_folder(subject).removeprefix("subj").lstrip("0") or "0"
+    label = str(int(subject))
     regions: dict[str, np.ndarray] = {}
     absent: dict[str, str] = {}
     volumes: dict[str, np.ndarray | None] = {}
     for name, (stem, labels) in REGION_SOURCES.items():
         if stem not in volumes:
-            path = folder / f"{stem}.nii.gz"
+            path = roi_path(nsd_dir, int(subject), stem)
             volumes[stem] = _voxel_labels(path, voxel_ijk) if path.exists() else None
         values = volumes[stem]
         if values is None:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 import pytest
 
-from braindiff_app.data.atlas import ALL_REGIONS, canonical_region, load_atlas, nsdgeneral_voxels, roi_folder
+from braindiff_app.data.atlas import ALL_REGIONS, canonical_region, load_atlas, nsdgeneral_voxels
+from braindiff_app.data.nsd_layout import roi_path, write_roi
 
 SHAPE = (6, 5, 4)
-
-
-def _save(path, volume):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(volume.astype(np.int16), np.eye(4)), str(path))
 
 
 def _make_nsd_rois(root, subject=1, seed=0, drop_hv4=False):
     """Write nsdgeneral + the six ROI files for one subject with random labels; return the label volumes."""
     rng = np.random.default_rng(seed)
-    folder = roi_folder(root, subject)
     general = rng.choice([-1, 0, 1], size=SHAPE, p=[0.2, 0.2, 0.6])
     volumes = {"nsdgeneral": general}
     for stem, n_labels in [("prf-visualrois", 7), ("floc-faces", 5), ("floc-words", 5), ("floc-places", 3),
@@ -29,7 +23,7 @@ def _make_nsd_rois(root, subject=1, seed=0, drop_hv4=False):
             volume[volume == 7] = 0
         volumes[stem] = volume
     for stem, volume in volumes.items():
-        _save(folder / f"{stem}.nii.gz", volume)
+        write_roi(root, subject, stem, volume)
     return volumes
 
 
@@ -74,7 +68,7 @@ def test_prepared_voxel_order_is_respected(nsd_rois):
 
 def test_absent_region_is_reported_with_reason(tmp_path):
     _make_nsd_rois(tmp_path, subject=2, drop_hv4=True)
-    (roi_folder(tmp_path, 2) / "floc-words.nii.gz").unlink()
+    roi_path(tmp_path, 2, "floc-words").unlink()
     atlas = load_atlas(tmp_path, 2)
     assert atlas.absent["hV4"] == "subject 2 has no hV4 voxels"
     assert "floc-words.nii.gz is missing" in atlas.absent["words"]
