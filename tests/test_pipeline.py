@@ -1,0 +1,245 @@
+"""Pipeline glue with stand-in stages: shapes, ablations, seeds independent of batching, reconstruct resume."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import braindiff_app.models as models_pkg
+import braindiff_app.regression as regression_pkg
+from braindiff_app.bundles import open_bundle
+from braindiff_app.config import load_settings
+from braindiff_app.pipeline import (
+    BrainDiffuserPipeline,
+    average_features,
+    predict_features,
+    subjects_with_regressors,
+    trial_seeds,
+)
+from braindiff_app.reconstruct import predict_test_features, reconstruct_subject
+
+N_VOXELS, N_LATENT, N_TOKENS_V, N_TOKENS_T, CLIP_DIM = 12, 192, 257, 77, 4
+
+
+# -- stand-ins for the contract-7 pieces (regressor, decode_latents, DualGuidedImg2Img) ----------------------
+class _Regressor:
+    """Linear stand-in with the contract's predict(fmri, rescale); "transductive" mixes rows on purpose."""
+
+    def __init__(self, shape, seed, alpha=1.0):
+        self.shape, self.alpha = shape, alpha
+        self.weights = np.random.default_rng(seed).normal(size=(N_VOXELS, int(np.prod(shape)))).astype(np.float32)
+
+    def predict(self, fmri, rescale="none"):
+        out = np.asarray(fmri, dtype=np.float32) @ self.weights
+        if rescale == "transductive":
+            out = (out - out.mean(0)) / (out.std(0) + 1e-6)
+        elif rescale == "norm":
+            out = out / np.linalg.norm(out, axis=1, keepdims=True) * 10
+        return out.reshape(len(out), *self.shape).astype(np.float32)
+
+
+def _regressors(seed=0):
+    return {"vdvae": _Regressor((N_LATENT,), seed), "clip_vision": _Regressor((N_TOKENS_V, CLIP_DIM), seed + 1),
+            "clip_text": _Regressor((N_TOKENS_T, CLIP_DIM), seed + 2)}
+
+
+def _decode_latents(model, latents, n_layers=31, temperature=1.0, seeds=None, batch_size=32):
+    noise = np.stack([np.random.default_rng(int(s)).normal(size=(8, 8, 3)) for s in seeds])
+    return np.clip(128 + 40 * np.tanh(latents.reshape(-1, 8, 8, 3)) + 10 * noise, 0, 255).astype(np.uint8)
+
+
+class _Img2Img:
+    calls: list[dict] = []
+    fail_after: int | None = None
+
+    def __init__(self, vae, image_unet, text_unet, scheduler):
+        self.size = 16
+
+    def __call__(self, init_images, vision, text, seeds, vision_uncond, text_uncond, strength=0.75,
+                 vision_weight=0.6, guidance_scale=7.5, num_inference_steps=50, batch_size=8):
+        _Img2Img.calls.append({"init": init_images is not None, "vision": vision is not None,
+                               "text": text is not None, "n": len(seeds)})
+        if _Img2Img.fail_after is not None and len(_Img2Img.calls) > _Img2Img.fail_after:
+            raise KeyboardInterrupt
+        out = []
+        for i, s in enumerate(seeds):
+            image = np.random.default_rng(int(s)).normal(128, 20, size=(self.size, self.size, 3))
+            if init_images is not None:
+                image = 0.5 * image + 0.5 * init_images[i]
+            if vision is not None:
+                image = image + 5 * vision[i].mean()
+            if text is not None:
+                image = image - 5 * text[i].mean()
+            out.append(np.clip(image, 0, 255).astype(np.uint8))
+        return SimpleNamespace(images=np.stack(out))
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+    monkeypatch.setattr(models_pkg, "decode_latents", _decode_latents, raising=False)
+    monkeypatch.setattr(models_pkg, "DualGuidedImg2Img", _Img2Img, raising=False)
+    monkeypatch.setattr(models_pkg, "unconditional_features",
+                        lambda *a: (np.zeros((1, N_TOKENS_V, CLIP_DIM), np.float32),
+                                    np.zeros((1, N_TOKENS_T, CLIP_DIM), np.float32)), raising=False)
+    monkeypatch.setattr(_Img2Img, "calls", [])
+    monkeypatch.setattr(_Img2Img, "fail_after", None)
+
+
+def _pipeline(regressors=None):
+    return BrainDiffuserPipeline(_regressors() if regressors is None else regressors, vdvae=None, vae=None,
+                                 image_unet=None, text_unet=None, image_encoder=None, text_encoder=None,
+                                 tokenizer=None, scheduler=None, image_size=16)
+
+
+def _fmri(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, N_VOXELS)).astype(np.float32)
+
+
+# -- pipeline ------------------------------------------------------------------------------------------------
+def test_shapes_and_features(stand_ins):
+    fmri = _fmri(3)
+    out = _pipeline()(fmri, seeds=trial_seeds([5, 6, 7]), rescale="none")
+    assert out.final.shape == (3, 16, 16, 3) and out.final.dtype == np.uint8
+    assert out.vdvae.shape == (3, 8, 8, 3) and out.ablations == {}
+    assert out.features["clip_vision"].shape == (3, N_TOKENS_V, CLIP_DIM)
+    np.testing.assert_allclose(out.features["vdvae"], fmri @ _regressors()["vdvae"].weights, rtol=1e-5)
+
+
+def test_ablations_drop_the_right_input(stand_ins):
+    out = _pipeline()(_fmri(2), seeds=[1, 2], ablations=["no_vdvae", "no_text", "no_vision"])
+    assert set(out.ablations) == {"no_vdvae", "no_text", "no_vision"}
+    flags = [(c["init"], c["vision"], c["text"]) for c in _Img2Img.calls]
+    assert flags == [(True, True, True), (False, True, True), (True, True, False), (True, False, True)]
+    assert not np.array_equal(out.ablations["no_text"], out.final)
+
+
+def test_only_vdvae_skips_stage_two(stand_ins):
+    out = _pipeline()(_fmri(2), seeds=[1, 2], final=False)
+    assert out.final is None and out.vdvae.shape == (2, 8, 8, 3) and _Img2Img.calls == []
+
+
+def test_results_do_not_depend_on_batching(stand_ins):
+    pipe = _pipeline()
+    features = predict_features(_regressors(), _fmri(5), "transductive")
+    seeds = trial_seeds([10, 11, 12, 13, 14], seed=3)
+    whole = pipe(features=features, seeds=seeds, ablations=["no_vdvae"], batch_size=5)
+    for order in ([4, 0, 2], [1, 3]):
+        part = pipe(features={k: v[order] for k, v in features.items()}, seeds=seeds[order], batch_size=2,
+                    ablations=["no_vdvae"])
+        np.testing.assert_array_equal(part.final, whole.final[order])
+        np.testing.assert_array_equal(part.vdvae, whole.vdvae[order])
+        np.testing.assert_array_equal(part.ablations["no_vdvae"], whole.ablations["no_vdvae"][order])
+
+
+def test_trial_seeds_are_per_trial_and_per_run():
+    a = trial_seeds([3, 1, 2], seed=0)
+    np.testing.assert_array_equal(trial_seeds([2, 3], seed=0), a[[2, 0]])
+    assert len(set(a.tolist())) == 3 and (a >= 0).all() and (a < 2**31).all()
+    assert not np.array_equal(trial_seeds([3, 1, 2], seed=1), a)
+    with pytest.raises(ValueError, match="non-negative"):
+        trial_seeds([-1])
+
+
+def test_check_inputs_errors(stand_ins):
+    pipe = _pipeline()
+    with pytest.raises(ValueError, match="pass exactly one of them"):
+        pipe(seeds=[0])
+    with pytest.raises(ValueError, match=r"seeds: expected one seed per image, shape \(2,\)"):
+        pipe(_fmri(2), seeds=[0])
+    with pytest.raises(ValueError, match="strength: expected a value in"):
+        pipe(_fmri(1), seeds=[0], strength=1.5)
+    with pytest.raises(ValueError, match="ablations: expected one of"):
+        pipe(_fmri(1), seeds=[0], ablations=["no_brain"])
+    with pytest.raises(ValueError, match="rescale: expected one of"):
+        pipe(_fmri(1), seeds=[0], rescale="zscore")
+    with pytest.raises(ValueError, match="has no regressors"):
+        _pipeline(regressors={})(_fmri(1), seeds=[0])
+    with pytest.raises(ValueError, match="features: expected keys"):
+        pipe(features={"vdvae": np.zeros((1, N_LATENT))}, seeds=[0])
+    assert _Img2Img.calls == []
+
+
+def test_average_features_is_the_mean():
+    a = {"x": np.ones((2, 3)), "y": np.zeros((2, 1))}
+    b = {"x": 3 * np.ones((2, 3)), "y": np.ones((2, 1))}
+    avg = average_features([a, b])
+    np.testing.assert_array_equal(avg["x"], 2 * np.ones((2, 3)))
+    np.testing.assert_array_equal(avg["y"], 0.5 * np.ones((2, 1)))
+    with pytest.raises(ValueError, match="differ in shape"):
+        average_features([a, {"x": np.ones((3, 3)), "y": np.zeros((2, 1))}])
+    with pytest.raises(ValueError, match="at least one subject"):
+        average_features([])
+
+
+# -- reconstruct: bundle, resume, average ---------------------------------------------------------------------
+def _workspace(tmp_path, monkeypatch, subjects=(1, 2), n_test=5):
+    """Prepared test sets and regressor files for stand-in subjects; load_regressor returns stand-ins."""
+    settings = load_settings(home=tmp_path / "home", tier="demo", device="cpu")
+    for s in subjects:
+        prepared = settings.subject_dir("prepared", s)
+        prepared.mkdir(parents=True)
+        # Subject s saw the shared ids in its own order; subject 2 misses id 104.
+        ids = [100, 101, 102, 103, 104][:n_test] if s == 1 else [103, 102, 101, 100]
+        rng = np.random.default_rng(s)
+        np.save(prepared / "fmri_test.npy", rng.normal(size=(len(ids), N_VOXELS)).astype(np.float32))
+        np.save(prepared / "images_test.npy", rng.integers(0, 255, size=(len(ids), 20, 20, 3), dtype=np.uint8))
+        (prepared / "captions_test.json").write_text(json.dumps([[f"image {i}"] for i in ids]))
+        (prepared / "meta.json").write_text(json.dumps({"subject": s, "nsd_ids_test": ids}))
+        folder = settings.subject_dir("regressors", s)
+        folder.mkdir(parents=True)
+        for name in ("vdvae", "clip_vision", "clip_text"):
+            (folder / f"{name}.safetensors").write_bytes(b"stand-in")
+
+    def load_regressor(path):
+        subject = int(path.parent.name.removeprefix("subj"))
+        return _regressors(seed=10 * subject)[path.stem]
+
+    monkeypatch.setattr(regression_pkg, "load_regressor", load_regressor, raising=False)
+    return settings
+
+
+def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins):
+    settings = _workspace(tmp_path, monkeypatch)
+    reference = reconstruct_subject(settings, 1, ablations=["no_text"], out=tmp_path / "ref", pipeline=_pipeline(),
+                                    batch_size=2, progress=False)
+    # A run killed during its second batch (each batch makes 2 stage-2 calls: final, no_text).
+    _Img2Img.calls.clear()
+    monkeypatch.setattr(_Img2Img, "fail_after", 3)
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=_pipeline(), batch_size=2, progress=False)
+    partial = settings.home / "bundles" / "demo-subj01.partial"
+    assert sorted(p.name for p in (partial / "trials").iterdir()) == ["00000.json", "00001.json"]
+    monkeypatch.setattr(_Img2Img, "fail_after", None)
+    _Img2Img.calls.clear()
+    path = reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=_pipeline(), batch_size=2,
+                               progress=False)
+    assert sum(c["n"] for c in _Img2Img.calls) == 2 * 3  # only the 3 pending trials, 2 kinds each
+    bundle, ref = open_bundle(path), open_bundle(reference)
+    assert bundle.name == "demo-subj01" and bundle.kinds == ("ground_truth", "vdvae", "final", "no_text")
+    assert [t.trial_id for t in bundle.trials] == [100, 101, 102, 103, 104]
+    assert bundle.manifest.settings["strength"] == 0.75 and bundle.manifest.settings["alphas"]["1"]["vdvae"] == 1.0
+    for i in range(5):
+        for kind in bundle.kinds:
+            np.testing.assert_array_equal(bundle.image(i, kind), ref.image(i, kind))
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        reconstruct_subject(settings, 1, pipeline=_pipeline(), progress=False)
+
+
+def test_average_matches_subjects_by_nsd_id(tmp_path, monkeypatch, stand_ins):
+    settings = _workspace(tmp_path, monkeypatch)
+    assert subjects_with_regressors(settings) == ["1", "2"]
+    test, features, subjects = predict_test_features(settings, "average", rescale="none")
+    assert subjects == ["1", "2"] and test.trial_ids.tolist() == [100, 101, 102, 103]
+    one = predict_features(_regressors(10), np.load(settings.subject_dir("prepared", 1) / "fmri_test.npy"), "none")
+    two = predict_features(_regressors(20), np.load(settings.subject_dir("prepared", 2) / "fmri_test.npy"), "none")
+    # subject 2's rows are ids [103, 102, 101, 100]: reversed to match subject 1's order.
+    np.testing.assert_allclose(features["clip_text"], (one["clip_text"][:4] + two["clip_text"][::-1]) / 2,
+                               rtol=1e-5)
+    path = reconstruct_subject(settings, "average", out=tmp_path / "b", pipeline=_pipeline({}), limit=2,
+                               progress=False)
+    bundle = open_bundle(path)
+    assert bundle.name == "demo-average" and bundle.subject == "average" and bundle.n_trials == 2
+    assert bundle.manifest.settings["subjects"] == ["1", "2"]
