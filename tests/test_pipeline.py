@@ -3,127 +3,59 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-import braindiff_app.models as models_pkg
 import braindiff_app.regression as regression_pkg
 from braindiff_app.bundles import open_bundle
 from braindiff_app.config import load_settings
-from braindiff_app.pipeline import (
-    BrainDiffuserPipeline,
-    average_features,
-    predict_features,
-    subjects_with_regressors,
-    trial_seeds,
-)
+from braindiff_app.pipeline import average_features, predict_features, subjects_with_regressors, trial_seeds
 from braindiff_app.reconstruct import predict_test_features, reconstruct_subject
-
-N_VOXELS, N_LATENT, N_TOKENS_V, N_TOKENS_T, CLIP_DIM = 12, 192, 257, 77, 4
-
-
-# -- stand-ins for the contract-7 pieces (regressor, decode_latents, DualGuidedImg2Img) ----------------------
-class _Regressor:
-    """Linear stand-in with the contract's predict(fmri, rescale); "transductive" mixes rows on purpose."""
-
-    def __init__(self, shape, seed, alpha=1.0):
-        self.shape, self.alpha = shape, alpha
-        self.weights = np.random.default_rng(seed).normal(size=(N_VOXELS, int(np.prod(shape)))).astype(np.float32)
-
-    def predict(self, fmri, rescale="none"):
-        out = np.asarray(fmri, dtype=np.float32) @ self.weights
-        if rescale == "transductive":
-            out = (out - out.mean(0)) / (out.std(0) + 1e-6)
-        elif rescale == "norm":
-            out = out / np.linalg.norm(out, axis=1, keepdims=True) * 10
-        return out.reshape(len(out), *self.shape).astype(np.float32)
-
-
-def _regressors(seed=0):
-    return {"vdvae": _Regressor((N_LATENT,), seed), "clip_vision": _Regressor((N_TOKENS_V, CLIP_DIM), seed + 1),
-            "clip_text": _Regressor((N_TOKENS_T, CLIP_DIM), seed + 2)}
-
-
-def _decode_latents(model, latents, n_layers=31, temperature=1.0, seeds=None, batch_size=32):
-    noise = np.stack([np.random.default_rng(int(s)).normal(size=(8, 8, 3)) for s in seeds])
-    return np.clip(128 + 40 * np.tanh(latents.reshape(-1, 8, 8, 3)) + 10 * noise, 0, 255).astype(np.uint8)
-
-
-class _Img2Img:
-    calls: list[dict] = []
-    fail_after: int | None = None
-
-    def __init__(self, vae, image_unet, text_unet, scheduler):
-        self.size = 16
-
-    def __call__(self, init_images, vision, text, seeds, vision_uncond, text_uncond, strength=0.75,
-                 vision_weight=0.6, guidance_scale=7.5, num_inference_steps=50, batch_size=8):
-        _Img2Img.calls.append({"init": init_images is not None, "vision": vision is not None,
-                               "text": text is not None, "n": len(seeds)})
-        if _Img2Img.fail_after is not None and len(_Img2Img.calls) > _Img2Img.fail_after:
-            raise KeyboardInterrupt
-        out = []
-        for i, s in enumerate(seeds):
-            image = np.random.default_rng(int(s)).normal(128, 20, size=(self.size, self.size, 3))
-            if init_images is not None:
-                image = 0.5 * image + 0.5 * init_images[i]
-            if vision is not None:
-                image = image + 5 * vision[i].mean()
-            if text is not None:
-                image = image - 5 * text[i].mean()
-            out.append(np.clip(image, 0, 255).astype(np.uint8))
-        return SimpleNamespace(images=np.stack(out))
+from tests._standins import (
+    CLIP_DIM,
+    N_LATENT,
+    N_TOKENS_V,
+    N_VOXELS,
+    StandInImg2Img,
+    install_stand_ins,
+    random_fmri,
+    stand_in_pipeline,
+    stand_in_regressors,
+)
 
 
 @pytest.fixture
 def stand_ins(monkeypatch):
-    monkeypatch.setattr(models_pkg, "decode_latents", _decode_latents, raising=False)
-    monkeypatch.setattr(models_pkg, "DualGuidedImg2Img", _Img2Img, raising=False)
-    monkeypatch.setattr(models_pkg, "unconditional_features",
-                        lambda *a: (np.zeros((1, N_TOKENS_V, CLIP_DIM), np.float32),
-                                    np.zeros((1, N_TOKENS_T, CLIP_DIM), np.float32)), raising=False)
-    monkeypatch.setattr(_Img2Img, "calls", [])
-    monkeypatch.setattr(_Img2Img, "fail_after", None)
-
-
-def _pipeline(regressors=None):
-    return BrainDiffuserPipeline(_regressors() if regressors is None else regressors, vdvae=None, vae=None,
-                                 image_unet=None, text_unet=None, image_encoder=None, text_encoder=None,
-                                 tokenizer=None, scheduler=None, image_size=16)
-
-
-def _fmri(n, seed=0):
-    return np.random.default_rng(seed).normal(size=(n, N_VOXELS)).astype(np.float32)
+    install_stand_ins(monkeypatch)
 
 
 # -- pipeline ------------------------------------------------------------------------------------------------
 def test_shapes_and_features(stand_ins):
-    fmri = _fmri(3)
-    out = _pipeline()(fmri, seeds=trial_seeds([5, 6, 7]), rescale="none")
+    fmri = random_fmri(3)
+    out = stand_in_pipeline()(fmri, seeds=trial_seeds([5, 6, 7]), rescale="none")
     assert out.final.shape == (3, 16, 16, 3) and out.final.dtype == np.uint8
     assert out.vdvae.shape == (3, 8, 8, 3) and out.ablations == {}
     assert out.features["clip_vision"].shape == (3, N_TOKENS_V, CLIP_DIM)
-    np.testing.assert_allclose(out.features["vdvae"], fmri @ _regressors()["vdvae"].weights, rtol=1e-5)
+    np.testing.assert_allclose(out.features["vdvae"], fmri @ stand_in_regressors()["vdvae"].weights, rtol=1e-5)
 
 
 def test_ablations_drop_the_right_input(stand_ins):
-    out = _pipeline()(_fmri(2), seeds=[1, 2], ablations=["no_vdvae", "no_text", "no_vision"])
+    out = stand_in_pipeline()(random_fmri(2), seeds=[1, 2], ablations=["no_vdvae", "no_text", "no_vision"])
     assert set(out.ablations) == {"no_vdvae", "no_text", "no_vision"}
-    flags = [(c["init"], c["vision"], c["text"]) for c in _Img2Img.calls]
+    flags = [(c["init"], c["vision"], c["text"]) for c in StandInImg2Img.calls]
     assert flags == [(True, True, True), (False, True, True), (True, True, False), (True, False, True)]
     assert not np.array_equal(out.ablations["no_text"], out.final)
 
 
 def test_only_vdvae_skips_stage_two(stand_ins):
-    out = _pipeline()(_fmri(2), seeds=[1, 2], final=False)
-    assert out.final is None and out.vdvae.shape == (2, 8, 8, 3) and _Img2Img.calls == []
+    out = stand_in_pipeline()(random_fmri(2), seeds=[1, 2], final=False)
+    assert out.final is None and out.vdvae.shape == (2, 8, 8, 3) and StandInImg2Img.calls == []
 
 
 def test_results_do_not_depend_on_batching(stand_ins):
-    pipe = _pipeline()
-    features = predict_features(_regressors(), _fmri(5), "transductive")
+    pipe = stand_in_pipeline()
+    features = predict_features(stand_in_regressors(), random_fmri(5), "transductive")
     seeds = trial_seeds([10, 11, 12, 13, 14], seed=3)
     whole = pipe(features=features, seeds=seeds, ablations=["no_vdvae"], batch_size=5)
     for order in ([4, 0, 2], [1, 3]):
@@ -144,22 +76,22 @@ def test_trial_seeds_are_per_trial_and_per_run():
 
 
 def test_check_inputs_errors(stand_ins):
-    pipe = _pipeline()
+    pipe = stand_in_pipeline()
     with pytest.raises(ValueError, match="pass exactly one of them"):
         pipe(seeds=[0])
     with pytest.raises(ValueError, match=r"seeds: expected one seed per image, shape \(2,\)"):
-        pipe(_fmri(2), seeds=[0])
+        pipe(random_fmri(2), seeds=[0])
     with pytest.raises(ValueError, match="strength: expected a value in"):
-        pipe(_fmri(1), seeds=[0], strength=1.5)
+        pipe(random_fmri(1), seeds=[0], strength=1.5)
     with pytest.raises(ValueError, match="ablations: expected one of"):
-        pipe(_fmri(1), seeds=[0], ablations=["no_brain"])
+        pipe(random_fmri(1), seeds=[0], ablations=["no_brain"])
     with pytest.raises(ValueError, match="rescale: expected one of"):
-        pipe(_fmri(1), seeds=[0], rescale="zscore")
+        pipe(random_fmri(1), seeds=[0], rescale="zscore")
     with pytest.raises(ValueError, match="has no regressors"):
-        _pipeline(regressors={})(_fmri(1), seeds=[0])
+        stand_in_pipeline(regressors={})(random_fmri(1), seeds=[0])
     with pytest.raises(ValueError, match="features: expected keys"):
         pipe(features={"vdvae": np.zeros((1, N_LATENT))}, seeds=[0])
-    assert _Img2Img.calls == []
+    assert StandInImg2Img.calls == []
 
 
 def test_average_features_is_the_mean():
@@ -195,7 +127,7 @@ def _workspace(tmp_path, monkeypatch, subjects=(1, 2), n_test=5):
 
     def load_regressor(path):
         subject = int(path.parent.name.removeprefix("subj"))
-        return _regressors(seed=10 * subject)[path.stem]
+        return stand_in_regressors(seed=10 * subject)[path.stem]
 
     monkeypatch.setattr(regression_pkg, "load_regressor", load_regressor, raising=False)
     return settings
@@ -203,20 +135,21 @@ def _workspace(tmp_path, monkeypatch, subjects=(1, 2), n_test=5):
 
 def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins):
     settings = _workspace(tmp_path, monkeypatch)
-    reference = reconstruct_subject(settings, 1, ablations=["no_text"], out=tmp_path / "ref", pipeline=_pipeline(),
-                                    batch_size=2, progress=False)
+    reference = reconstruct_subject(settings, 1, ablations=["no_text"], out=tmp_path / "ref",
+                                    pipeline=stand_in_pipeline(), batch_size=2, progress=False)
     # A run killed during its second batch (each batch makes 2 stage-2 calls: final, no_text).
-    _Img2Img.calls.clear()
-    monkeypatch.setattr(_Img2Img, "fail_after", 3)
+    StandInImg2Img.calls.clear()
+    monkeypatch.setattr(StandInImg2Img, "fail_after", 3)
     with pytest.raises(KeyboardInterrupt):
-        reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=_pipeline(), batch_size=2, progress=False)
+        reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=stand_in_pipeline(), batch_size=2,
+                            progress=False)
     partial = settings.home / "bundles" / "demo-subj01.partial"
     assert sorted(p.name for p in (partial / "trials").iterdir()) == ["00000.json", "00001.json"]
-    monkeypatch.setattr(_Img2Img, "fail_after", None)
-    _Img2Img.calls.clear()
-    path = reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=_pipeline(), batch_size=2,
+    monkeypatch.setattr(StandInImg2Img, "fail_after", None)
+    StandInImg2Img.calls.clear()
+    path = reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=stand_in_pipeline(), batch_size=2,
                                progress=False)
-    assert sum(c["n"] for c in _Img2Img.calls) == 2 * 3  # only the 3 pending trials, 2 kinds each
+    assert sum(c["n"] for c in StandInImg2Img.calls) == 2 * 3  # only the 3 pending trials, 2 kinds each
     bundle, ref = open_bundle(path), open_bundle(reference)
     assert bundle.name == "demo-subj01" and bundle.kinds == ("ground_truth", "vdvae", "final", "no_text")
     assert [t.trial_id for t in bundle.trials] == [100, 101, 102, 103, 104]
@@ -225,7 +158,7 @@ def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins)
         for kind in bundle.kinds:
             np.testing.assert_array_equal(bundle.image(i, kind), ref.image(i, kind))
     with pytest.raises(FileExistsError, match="--overwrite"):
-        reconstruct_subject(settings, 1, pipeline=_pipeline(), progress=False)
+        reconstruct_subject(settings, 1, pipeline=stand_in_pipeline(), progress=False)
 
 
 def test_average_matches_subjects_by_nsd_id(tmp_path, monkeypatch, stand_ins):
@@ -233,12 +166,12 @@ def test_average_matches_subjects_by_nsd_id(tmp_path, monkeypatch, stand_ins):
     assert subjects_with_regressors(settings) == ["1", "2"]
     test, features, subjects = predict_test_features(settings, "average", rescale="none")
     assert subjects == ["1", "2"] and test.trial_ids.tolist() == [100, 101, 102, 103]
-    one = predict_features(_regressors(10), np.load(settings.subject_dir("prepared", 1) / "fmri_test.npy"), "none")
-    two = predict_features(_regressors(20), np.load(settings.subject_dir("prepared", 2) / "fmri_test.npy"), "none")
+    one, two = (predict_features(stand_in_regressors(10 * s), np.load(settings.subject_dir("prepared", s) /
+                                                                      "fmri_test.npy"), "none") for s in (1, 2))
     # subject 2's rows are ids [103, 102, 101, 100]: reversed to match subject 1's order.
     np.testing.assert_allclose(features["clip_text"], (one["clip_text"][:4] + two["clip_text"][::-1]) / 2,
                                rtol=1e-5)
-    path = reconstruct_subject(settings, "average", out=tmp_path / "b", pipeline=_pipeline({}), limit=2,
+    path = reconstruct_subject(settings, "average", out=tmp_path / "b", pipeline=stand_in_pipeline({}), limit=2,
                                progress=False)
     bundle = open_bundle(path)
     assert bundle.name == "demo-average" and bundle.subject == "average" and bundle.n_trials == 2
