@@ -455,12 +455,12 @@ def load_pipeline(settings: Settings, subject: int | str | None, device=None) ->
     -------
     BrainDiffuserPipeline
     """
-    from braindiff_app.models import VDVAEConfig, load_demo_vdvae, load_vdvae, load_versatile_diffusion
-
     vdvae_path, vd_folder = _model_paths(settings)
+    regressors = {} if subject is None or str(subject) == "average" else load_regressors(settings, subject)
     device = resolve_device(settings.device) if device is None else device
     dtype = resolve_dtype(settings.dtype, device)
-    regressors = {} if subject is None or str(subject) == "average" else load_regressors(settings, subject)
+    from braindiff_app.models import VDVAEConfig, load_demo_vdvae, load_vdvae, load_versatile_diffusion
+
     if settings.tier == "demo":
         vdvae = load_demo_vdvae(vdvae_path)
     else:

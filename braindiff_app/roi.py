@@ -102,7 +102,7 @@ def parse_regions(text: str) -> dict[str, float]:
         try:
             name = canonical_region(name)
         except ValueError as exc:
-            raise ValueError(f"regions: {exc}") from None
+            raise ValueError(f"regions: {str(exc).removeprefix('region: ')}") from None
         if name in weights:
             raise ValueError(f"regions: {name!r} is given twice; give each region once with its total weight.")
         weights[name] = sign * weight
@@ -338,7 +338,7 @@ class ROIModels:
             return predict_pattern_features(self.regressors[recipe.subject], pattern)
         per_subject, skipped = [], []
         for s in self.subjects:
-            lacking = [r for r in recipe.regions if r in self.atlases[s].absent]
+            lacking = [r for r in recipe.regions if r not in self.atlases[s].regions]
             if lacking:
                 skipped.append(f"{s} (no {', '.join(lacking)} voxels)")
                 continue
@@ -373,9 +373,10 @@ def load_roi_models(settings: Settings, subjects: Sequence[int | str] | None = N
     if not subjects:
         raise FileNotFoundError(f"ROI: no subject has regressors under {settings.workspace / 'regressors'}; run "
                                 "`braindiff fit` first.")
-    return ROIModels(pipeline=load_pipeline(settings, None), tier=settings.tier,
-                     atlases={s: load_subject_atlas(settings, s) for s in subjects},
-                     regressors={s: load_regressors(settings, s) for s in subjects})
+    atlases = {s: load_subject_atlas(settings, s) for s in subjects}
+    regressors = {s: load_regressors(settings, s) for s in subjects}
+    return ROIModels(pipeline=load_pipeline(settings, None), atlases=atlases, regressors=regressors,
+                     tier=settings.tier)
 
 
 def paper_figure(models: ROIModels, regions: Sequence[str], seed: int = 0, settings: Mapping[str, Any] | None = None,

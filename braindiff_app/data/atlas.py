@@ -110,8 +110,9 @@ class ROIAtlas:
             Unknown region, or a region this subject lacks (with the reason).
         """
         name = canonical_region(name)
-        if name in self.absent:
-            raise ValueError(f"region {name!r} is not available for subject {self.subject}: {self.absent[name]}.")
+        if name not in self.regions:
+            reason = self.absent.get(name, f"subject {self.subject} has no {name} voxels")
+            raise ValueError(f"region {name!r} is not available for subject {self.subject}: {reason}.")
         return self.regions[name]
 
     def mask(self, name: str) -> np.ndarray:
@@ -139,8 +140,8 @@ def nsdgeneral_voxels(nsd_dir: str | os.PathLike, subject: int | str) -> np.ndar
     """
     path = roi_path(nsd_dir, int(subject), "nsdgeneral")
     if not path.exists():
-        raise FileNotFoundError(f"{path}: the subject's nsdgeneral mask is missing; check nsd_dir and subject, "
-                                "or pass voxel_ijk from the prepared subject (voxel_ijk.npy).")
+        raise FileNotFoundError(f"{path}: the subject's nsdgeneral mask is missing; check the NSD folder and "
+                                "subject (demo tier: `braindiff demo simulate` writes it), or pass voxel_ijk.")
     return np.argwhere(_read_labels(path) > 0)
 
 
