@@ -26,7 +26,6 @@ __all__ = [
     "trial_seeds",
     "predict_features",
     "average_features",
-    "upsample_images",
     "load_regressors",
     "subjects_with_regressors",
     "load_pipeline",
@@ -150,16 +149,6 @@ def average_features(per_subject: Sequence[Mapping[str, np.ndarray]]) -> dict[st
     return averaged
 
 
-def upsample_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Bicubic resize of uint8 images (n_images, h, w, 3) to (n_images, size, size, 3), as the reference does."""
-    from PIL import Image
-
-    images = np.asarray(images)
-    if images.shape[1:3] == (size, size):
-        return images
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
-
-
 class BrainDiffuserPipeline:
     """Two-stage reconstruction from fMRI (or from predicted features), with the paper's ablations.
 
@@ -248,7 +237,7 @@ class BrainDiffuserPipeline:
         -------
         array of shape (n_images, res, res, 3), uint8
         """
-        from braindiff_app.models import decode_latents
+        from braindiff_app.models.vdvae import decode_latents
 
         return decode_latents(self.vdvae, latents, n_layers=self.vdvae_layers, temperature=temperature,
                               seeds=seeds, batch_size=batch_size)
@@ -256,20 +245,21 @@ class BrainDiffuserPipeline:
     def unconditional_features(self) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of an all-zero image (1, 257, clip_dim) and an empty caption (1, 77, clip_dim), cached."""
         if self._unconditional is None:
-            from braindiff_app.models import unconditional_features
+            from braindiff_app.models.clip_features import unconditional_features
 
             self._unconditional = unconditional_features(self.image_encoder, self.text_encoder, self.tokenizer)
         return self._unconditional
 
     def diffusion_stage(self, init_images: np.ndarray | None, vision: np.ndarray | None, text: np.ndarray | None,
                         seeds: np.ndarray, **params: Any) -> np.ndarray:
-        """Dual-guided image-to-image from an init image (None: random init latent, full denoising).
+        """Dual-guided image-to-image from an init image (resized bicubic to ``image_size`` by the stage; None:
+        random init latent, full denoising).
 
         Returns
         -------
         array of shape (n_images, image_size, image_size, 3), uint8
         """
-        from braindiff_app.models import DualGuidedImg2Img
+        from braindiff_app.models.img2img import DualGuidedImg2Img
 
         if self._img2img is None:
             self._img2img = DualGuidedImg2Img(vae=self.vae, image_unet=self.image_unet, text_unet=self.text_unet,
@@ -348,17 +338,16 @@ class BrainDiffuserPipeline:
         features = {name: np.asarray(features[name], dtype=np.float32) for name in FEATURE_NAMES}
         report and report("features")
 
-        # 3. VDVAE stage: decode the predicted latents, upsample the guess to the diffusion size
+        # 3. VDVAE stage: decode the predicted latents into the low-level guess
         guess = self.vdvae_stage(features["vdvae"], seeds, temperature=vdvae_temperature)
-        init = upsample_images(guess, self.image_size)
         report and report("vdvae")
 
         # 4. Dual-guided image-to-image: the full model, then each ablation
         params = dict(strength=strength, vision_weight=vision_weight, guidance_scale=guidance_scale,
                       num_inference_steps=num_inference_steps, batch_size=batch_size)
         vision, text = features["clip_vision"], features["clip_text"]
-        runs = {"final": (init, vision, text), "no_vdvae": (None, vision, text),
-                "no_text": (init, vision, None), "no_vision": (init, None, text)}
+        runs = {"final": (guess, vision, text), "no_vdvae": (None, vision, text),
+                "no_text": (guess, vision, None), "no_vision": (guess, None, text)}
         images: dict[str, np.ndarray] = {}
         for kind in stages[2:]:
             images[kind] = self.diffusion_stage(*runs[kind], seeds, **params)
@@ -459,7 +448,8 @@ def load_pipeline(settings: Settings, subject: int | str | None, device=None) ->
     regressors = {} if subject is None or str(subject) == "average" else load_regressors(settings, subject)
     device = resolve_device(settings.device) if device is None else device
     dtype = resolve_dtype(settings.dtype, device)
-    from braindiff_app.models import VDVAEConfig, load_demo_vdvae, load_vdvae, load_versatile_diffusion
+    from braindiff_app.models.vdvae import VDVAEConfig, load_demo_vdvae, load_vdvae
+    from braindiff_app.models.versatile import load_versatile_diffusion
 
     if settings.tier == "demo":
         vdvae = load_demo_vdvae(vdvae_path)
@@ -468,6 +458,6 @@ def load_pipeline(settings: Settings, subject: int | str | None, device=None) ->
     vd = load_versatile_diffusion(vd_folder, dtype=dtype)
     # The VDVAE stays in float32 (its deep residual stack overflows in float16).
     vdvae = vdvae.to(device)
-    modules = {name: getattr(vd, name).to(device=device, dtype=dtype)
+    modules = {name: None if getattr(vd, name) is None else getattr(vd, name).to(device=device, dtype=dtype)
                for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder")}
     return BrainDiffuserPipeline(regressors, vdvae, tokenizer=vd.tokenizer, scheduler=vd.scheduler, **modules)

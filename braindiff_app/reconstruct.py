@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -233,10 +234,17 @@ def reconstruct_subject(
     return writer.final_path
 
 
-def _alphas(settings: Settings, subjects: list[str], regressors) -> dict[str, dict[str, float | None]]:
-    """Ridge alphas per subject and feature set, for the manifest (None where a regressor does not say)."""
-    tables = {}
+def _alphas(settings: Settings, subjects: list[str], regressors) -> dict[str, dict[str, Any]]:
+    """Ridge alphas per subject and feature set for the manifest: one value, or min/median/max when chosen per
+    target (None where a regressor does not say)."""
+    tables: dict[str, dict[str, Any]] = {}
     for s in subjects:
         regs = regressors if regressors is not None else load_regressors(settings, s)
-        tables[s] = {name: getattr(regs[name], "alpha", None) for name in FEATURE_NAMES}
+        tables[s] = {}
+        for name in FEATURE_NAMES:
+            alpha = getattr(regs[name], "alpha_", None)
+            alpha = None if alpha is None else np.asarray(alpha, dtype=float).reshape(-1)
+            tables[s][name] = (None if alpha is None else float(alpha[0]) if np.all(alpha == alpha[0]) else
+                               {"min": float(alpha.min()), "median": float(np.median(alpha)),
+                                "max": float(alpha.max())})
     return tables

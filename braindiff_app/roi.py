@@ -196,16 +196,25 @@ def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray
     regressors : mapping of str to RidgeRegressor
         ``vdvae``, ``clip_vision``, ``clip_text`` of one subject.
     patterns : array of shape (n_patterns, n_voxels)
-        Synthetic patterns already in the regressors' z-scored voxel space (:func:`synthetic_pattern`).
+        Synthetic patterns in the regressors' z-scored voxel space (:func:`synthetic_pattern`); they are mapped
+        back to beta file units with each regressor's preprocessing statistics before predicting, so the
+        regressor sees exactly the pattern.
 
     Returns
     -------
     dict of str to array of shape (n_patterns, *target_shape), float32
         Each prediction brought to the mean norm of the training predictions ("norm" rescale).
     """
-    patterns = np.atleast_2d(np.asarray(patterns, dtype=np.float32))
-    return {name: np.asarray(regressors[name].predict(patterns, rescale="norm", preprocessed=True), np.float32)
-            for name in FEATURE_NAMES}
+    from braindiff_app.regression import FMRI_DIVISOR
+
+    patterns = np.atleast_2d(np.asarray(patterns, dtype=np.float64))
+    features = {}
+    for name in FEATURE_NAMES:
+        reg = regressors[name]
+        # The betas whose preprocessing ((betas / 300 - mean) / scale) gives back the z-scored pattern.
+        betas = (patterns * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
+        features[name] = np.asarray(reg.predict(betas, rescale="norm"), dtype=np.float32)
+    return features
 
 
 def load_subject_atlas(settings: Settings, subject: int | str) -> ROIAtlas:

@@ -1,68 +1,68 @@
-"""Stand-ins for the contract-7 pieces (regressors, decode_latents, DualGuidedImg2Img), for pipeline/ROI tests.
+"""Small components for pipeline/ROI tests: tiny real regressors, stand-in stage 1 and stage 2.
 
-They follow the contract's signatures and are deterministic per seed, so the glue code can be tested before (and
-independently of) the real models. Install them with the ``stand_ins`` fixture pattern:
-``install_stand_ins(monkeypatch)``.
+The regressors are real :class:`~braindiff_app.regression.RidgeRegressor` objects fitted on a few random trials.
+``decode_latents`` and ``DualGuidedImg2Img`` are stand-ins with the contract-7 signatures, deterministic per seed
+(so batching independence and resumes are testable in milliseconds); ``install_stand_ins(monkeypatch)`` puts them
+where the pipeline looks them up.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from types import SimpleNamespace
 
 import numpy as np
 
-import braindiff_app.models as models_pkg
 from braindiff_app.pipeline import BrainDiffuserPipeline
+from braindiff_app.regression import RidgeRegressor
 
 N_VOXELS, N_LATENT, N_TOKENS_V, N_TOKENS_T, CLIP_DIM = 12, 192, 257, 77, 4
+VDVAE_RES, IMAGE_SIZE = 8, 16
 
 
-# -- stand-ins for the contract-7 pieces (regressor, decode_latents, DualGuidedImg2Img) ----------------------
-class StandInRegressor:
-    """Linear stand-in with the contract's predict(fmri, rescale); "transductive" mixes rows on purpose."""
-
-    def __init__(self, shape, seed, alpha=1.0):
-        self.shape, self.alpha = shape, alpha
-        self.weights = np.random.default_rng(seed).normal(size=(N_VOXELS, int(np.prod(shape)))).astype(np.float32)
-
-    def predict(self, fmri, rescale="none", preprocessed=False):
-        out = np.asarray(fmri, dtype=np.float32) @ self.weights
-        if rescale == "transductive":
-            out = (out - out.mean(0)) / (out.std(0) + 1e-6)
-        elif rescale == "norm":
-            out = out / np.linalg.norm(out, axis=1, keepdims=True) * 10
-        return out.reshape(len(out), *self.shape).astype(np.float32)
-
-
-def stand_in_regressors(seed=0):
-    return {"vdvae": StandInRegressor((N_LATENT,), seed),
-            "clip_vision": StandInRegressor((N_TOKENS_V, CLIP_DIM), seed + 1),
-            "clip_text": StandInRegressor((N_TOKENS_T, CLIP_DIM), seed + 2)}
+def fit_regressors(seed: int = 0, n_trials: int = 30) -> dict[str, RidgeRegressor]:
+    """A subject's three regressors fitted on random betas (NSD file units) and random linear targets."""
+    rng = np.random.default_rng(seed)
+    fmri = (rng.normal(size=(n_trials, N_VOXELS)) * 300 + 50).astype(np.float32)
+    regressors = {}
+    for name, shape in [("vdvae", (N_LATENT,)), ("clip_vision", (N_TOKENS_V, CLIP_DIM)),
+                        ("clip_text", (N_TOKENS_T, CLIP_DIM))]:
+        mixing = rng.normal(size=(N_VOXELS, int(np.prod(shape)))).astype(np.float32) / 300
+        targets = (fmri @ mixing + 0.1 * rng.normal(size=(n_trials, mixing.shape[1]))).astype(np.float32)
+        regressors[name] = RidgeRegressor(alpha=1.0).fit(fmri, targets.reshape(n_trials, *shape))
+    return regressors
 
 
 def decode_latents(model, latents, n_layers=31, temperature=1.0, seeds=None, batch_size=32):
-    noise = np.stack([np.random.default_rng(int(s)).normal(size=(8, 8, 3)) for s in seeds])
-    return np.clip(128 + 40 * np.tanh(latents.reshape(-1, 8, 8, 3)) + 10 * noise, 0, 255).astype(np.uint8)
+    """Stand-in VDVAE decoder: latents shape the image, the seed adds its own noise."""
+    noise = np.stack([np.random.default_rng(int(s)).normal(size=(VDVAE_RES, VDVAE_RES, 3)) for s in seeds])
+    base = np.tanh(np.asarray(latents)[:, :VDVAE_RES * VDVAE_RES * 3].reshape(-1, VDVAE_RES, VDVAE_RES, 3))
+    return np.clip(128 + 40 * base + 10 * noise, 0, 255).astype(np.uint8)
 
 
 class StandInImg2Img:
+    """Stand-in dual-guided img2img recording how it was called; can fail after N calls (a killed run)."""
+
     calls: list[dict] = []
     fail_after: int | None = None
 
     def __init__(self, vae, image_unet, text_unet, scheduler):
-        self.size = 16
+        self.image_size = IMAGE_SIZE
 
-    def __call__(self, init_images, vision, text, seeds, vision_uncond, text_uncond, strength=0.75,
-                 vision_weight=0.6, guidance_scale=7.5, num_inference_steps=50, batch_size=8):
+    def __call__(self, init_images, vision, text, strength=0.75, vision_weight=0.6, guidance_scale=7.5,
+                 num_inference_steps=50, seeds=None, batch_size=8, vision_uncond=None, text_uncond=None):
         StandInImg2Img.calls.append({"init": init_images is not None, "vision": vision is not None,
-                               "text": text is not None, "n": len(seeds)})
+                                     "text": text is not None, "n": len(seeds)})
         if StandInImg2Img.fail_after is not None and len(StandInImg2Img.calls) > StandInImg2Img.fail_after:
             raise KeyboardInterrupt
         out = []
         for i, s in enumerate(seeds):
-            image = np.random.default_rng(int(s)).normal(128, 20, size=(self.size, self.size, 3))
+            image = np.random.default_rng(int(s)).normal(128, 20, size=(IMAGE_SIZE, IMAGE_SIZE, 3))
             if init_images is not None:
-                image = 0.5 * image + 0.5 * init_images[i]
+                factor = IMAGE_SIZE // init_images.shape[1]
+                image = 0.5 * image + 0.5 * init_images[i].repeat(factor, 0).repeat(factor, 1)
             if vision is not None:
                 image = image + 5 * vision[i].mean()
             if text is not None:
@@ -71,21 +71,36 @@ class StandInImg2Img:
         return SimpleNamespace(images=np.stack(out))
 
 
-def install_stand_ins(monkeypatch):
-    monkeypatch.setattr(models_pkg, "decode_latents", decode_latents, raising=False)
-    monkeypatch.setattr(models_pkg, "DualGuidedImg2Img", StandInImg2Img, raising=False)
-    monkeypatch.setattr(models_pkg, "unconditional_features",
-                        lambda *a: (np.zeros((1, N_TOKENS_V, CLIP_DIM), np.float32),
-                                    np.zeros((1, N_TOKENS_T, CLIP_DIM), np.float32)), raising=False)
+def _unconditional(image_encoder, text_encoder, tokenizer):
+    return np.zeros((1, N_TOKENS_V, CLIP_DIM), np.float32), np.zeros((1, N_TOKENS_T, CLIP_DIM), np.float32)
+
+
+def _patch(monkeypatch, module_name: str, attr: str, value) -> None:
+    """Set ``module.attr`` for the test; a module not written yet is stood in for by an empty one."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        module = types.ModuleType(module_name)
+        monkeypatch.setitem(sys.modules, module_name, module)
+    monkeypatch.setattr(module, attr, value, raising=False)
+
+
+def install_stand_ins(monkeypatch) -> None:
+    """Route the pipeline's stage 1 and stage 2 to the stand-ins for one test."""
+    _patch(monkeypatch, "braindiff_app.models.vdvae", "decode_latents", decode_latents)
+    _patch(monkeypatch, "braindiff_app.models.img2img", "DualGuidedImg2Img", StandInImg2Img)
+    _patch(monkeypatch, "braindiff_app.models.clip_features", "unconditional_features", _unconditional)
     monkeypatch.setattr(StandInImg2Img, "calls", [])
     monkeypatch.setattr(StandInImg2Img, "fail_after", None)
 
 
-def stand_in_pipeline(regressors=None):
-    return BrainDiffuserPipeline(stand_in_regressors() if regressors is None else regressors, vdvae=None, vae=None,
+def stand_in_pipeline(regressors=None) -> BrainDiffuserPipeline:
+    """A pipeline on the stand-in stages, with subject-0 regressors unless given."""
+    return BrainDiffuserPipeline(fit_regressors() if regressors is None else regressors, vdvae=None, vae=None,
                                  image_unet=None, text_unet=None, image_encoder=None, text_encoder=None,
-                                 tokenizer=None, scheduler=None, image_size=16)
+                                 tokenizer=None, scheduler=None, image_size=IMAGE_SIZE)
 
 
-def random_fmri(n, seed=0):
-    return np.random.default_rng(seed).normal(size=(n, N_VOXELS)).astype(np.float32)
+def random_fmri(n: int, seed: int = 0) -> np.ndarray:
+    """Random betas in NSD file units, shape (n, N_VOXELS)."""
+    return (np.random.default_rng(seed).normal(size=(n, N_VOXELS)) * 300).astype(np.float32)

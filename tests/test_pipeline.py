@@ -7,21 +7,26 @@ import json
 import numpy as np
 import pytest
 
-import braindiff_app.regression as regression_pkg
 from braindiff_app.bundles import open_bundle
 from braindiff_app.config import load_settings
-from braindiff_app.pipeline import average_features, predict_features, subjects_with_regressors, trial_seeds
+from braindiff_app.pipeline import (
+    average_features,
+    load_regressors,
+    predict_features,
+    subjects_with_regressors,
+    trial_seeds,
+)
 from braindiff_app.reconstruct import predict_test_features, reconstruct_subject
+from braindiff_app.regression import save_regressor
 from tests._standins import (
     CLIP_DIM,
     N_LATENT,
     N_TOKENS_V,
-    N_VOXELS,
     StandInImg2Img,
+    fit_regressors,
     install_stand_ins,
     random_fmri,
     stand_in_pipeline,
-    stand_in_regressors,
 )
 
 
@@ -37,7 +42,7 @@ def test_shapes_and_features(stand_ins):
     assert out.final.shape == (3, 16, 16, 3) and out.final.dtype == np.uint8
     assert out.vdvae.shape == (3, 8, 8, 3) and out.ablations == {}
     assert out.features["clip_vision"].shape == (3, N_TOKENS_V, CLIP_DIM)
-    np.testing.assert_allclose(out.features["vdvae"], fmri @ stand_in_regressors()["vdvae"].weights, rtol=1e-5)
+    np.testing.assert_array_equal(out.features["vdvae"], fit_regressors()["vdvae"].predict(fmri, rescale="none"))
 
 
 def test_ablations_drop_the_right_input(stand_ins):
@@ -55,7 +60,7 @@ def test_only_vdvae_skips_stage_two(stand_ins):
 
 def test_results_do_not_depend_on_batching(stand_ins):
     pipe = stand_in_pipeline()
-    features = predict_features(stand_in_regressors(), random_fmri(5), "transductive")
+    features = predict_features(fit_regressors(), random_fmri(5), "transductive")
     seeds = trial_seeds([10, 11, 12, 13, 14], seed=3)
     whole = pipe(features=features, seeds=seeds, ablations=["no_vdvae"], batch_size=5)
     for order in ([4, 0, 2], [1, 3]):
@@ -107,34 +112,27 @@ def test_average_features_is_the_mean():
 
 
 # -- reconstruct: bundle, resume, average ---------------------------------------------------------------------
-def _workspace(tmp_path, monkeypatch, subjects=(1, 2), n_test=5):
-    """Prepared test sets and regressor files for stand-in subjects; load_regressor returns stand-ins."""
+def _workspace(tmp_path, subjects=(1, 2)):
+    """Prepared test sets and saved (tiny, real) regressors for two subjects."""
     settings = load_settings(home=tmp_path / "home", tier="demo", device="cpu")
     for s in subjects:
         prepared = settings.subject_dir("prepared", s)
         prepared.mkdir(parents=True)
         # Subject s saw the shared ids in its own order; subject 2 misses id 104.
-        ids = [100, 101, 102, 103, 104][:n_test] if s == 1 else [103, 102, 101, 100]
-        rng = np.random.default_rng(s)
-        np.save(prepared / "fmri_test.npy", rng.normal(size=(len(ids), N_VOXELS)).astype(np.float32))
-        np.save(prepared / "images_test.npy", rng.integers(0, 255, size=(len(ids), 20, 20, 3), dtype=np.uint8))
+        ids = [100, 101, 102, 103, 104] if s == 1 else [103, 102, 101, 100]
+        np.save(prepared / "fmri_test.npy", random_fmri(len(ids), seed=s))
+        images = np.random.default_rng(s).integers(0, 255, size=(len(ids), 20, 20, 3), dtype=np.uint8)
+        np.save(prepared / "images_test.npy", images)
         (prepared / "captions_test.json").write_text(json.dumps([[f"image {i}"] for i in ids]))
         (prepared / "meta.json").write_text(json.dumps({"subject": s, "nsd_ids_test": ids}))
         folder = settings.subject_dir("regressors", s)
-        folder.mkdir(parents=True)
-        for name in ("vdvae", "clip_vision", "clip_text"):
-            (folder / f"{name}.safetensors").write_bytes(b"stand-in")
-
-    def load_regressor(path):
-        subject = int(path.parent.name.removeprefix("subj"))
-        return stand_in_regressors(seed=10 * subject)[path.stem]
-
-    monkeypatch.setattr(regression_pkg, "load_regressor", load_regressor, raising=False)
+        for name, reg in fit_regressors(seed=10 * s).items():
+            save_regressor(reg, folder / f"{name}.safetensors")
     return settings
 
 
 def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins):
-    settings = _workspace(tmp_path, monkeypatch)
+    settings = _workspace(tmp_path)
     reference = reconstruct_subject(settings, 1, ablations=["no_text"], out=tmp_path / "ref",
                                     pipeline=stand_in_pipeline(), batch_size=2, progress=False)
     # A run killed during its second batch (each batch makes 2 stage-2 calls: final, no_text).
@@ -162,12 +160,12 @@ def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins)
 
 
 def test_average_matches_subjects_by_nsd_id(tmp_path, monkeypatch, stand_ins):
-    settings = _workspace(tmp_path, monkeypatch)
+    settings = _workspace(tmp_path)
     assert subjects_with_regressors(settings) == ["1", "2"]
     test, features, subjects = predict_test_features(settings, "average", rescale="none")
     assert subjects == ["1", "2"] and test.trial_ids.tolist() == [100, 101, 102, 103]
-    one, two = (predict_features(stand_in_regressors(10 * s), np.load(settings.subject_dir("prepared", s) /
-                                                                      "fmri_test.npy"), "none") for s in (1, 2))
+    one, two = (predict_features(load_regressors(settings, s), np.load(settings.subject_dir("prepared", s) /
+                                                                       "fmri_test.npy"), "none") for s in (1, 2))
     # subject 2's rows are ids [103, 102, 101, 100]: reversed to match subject 1's order.
     np.testing.assert_allclose(features["clip_text"], (one["clip_text"][:4] + two["clip_text"][::-1]) / 2,
                                rtol=1e-5)

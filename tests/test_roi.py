@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from braindiff_app.data.atlas import ALL_REGIONS, ROIAtlas
+from braindiff_app.regression import predict_linear, rescale_predictions
 from braindiff_app.roi import (
     Recipe,
     ROIModels,
@@ -16,7 +17,7 @@ from braindiff_app.roi import (
     predict_pattern_features,
     synthetic_pattern,
 )
-from tests._standins import N_VOXELS, install_stand_ins, stand_in_pipeline, stand_in_regressors
+from tests._standins import N_VOXELS, fit_regressors, install_stand_ins, stand_in_pipeline
 
 
 def _atlas(subject="1", with_hv4=True):
@@ -32,7 +33,7 @@ def _atlas(subject="1", with_hv4=True):
 def models(monkeypatch):
     install_stand_ins(monkeypatch)
     return ROIModels(pipeline=stand_in_pipeline({}), atlases={"1": _atlas("1"), "2": _atlas("2", with_hv4=False)},
-                     regressors={"1": stand_in_regressors(10), "2": stand_in_regressors(20)})
+                     regressors={"1": fit_regressors(10), "2": fit_regressors(20)})
 
 
 def test_parse_regions_forms_and_errors():
@@ -88,11 +89,16 @@ def test_brush_over_a_region_maps_to_its_voxels():
         painted_voxels(np.zeros((5, 5), bool), lookup)
 
 
-def test_pattern_features_use_norm_rescale(models):
+def test_pattern_features_are_the_norm_rescaled_prediction_of_the_zscored_pattern(models):
     patterns = np.stack([synthetic_pattern(_atlas(), {"V1": 1}), synthetic_pattern(_atlas(), {"faces": 3})])
     features = predict_pattern_features(models.regressors["1"], patterns)
-    assert features["clip_vision"].shape == (2, 257, 4)
-    np.testing.assert_allclose(np.linalg.norm(features["vdvae"], axis=1), [10, 10], rtol=1e-5)
+    assert features["clip_vision"].shape == (2, 257, 4) and features["vdvae"].dtype == np.float32
+    for name, reg in models.regressors["1"].items():
+        # The regressor must see the pattern itself (z-scored units), not a pattern in beta file units.
+        raw = predict_linear(patterns, reg.weights_, reg.intercept_)
+        expected = rescale_predictions(raw, "norm", target_mean=reg.target_mean_, target_std=reg.target_std_,
+                                       pred_mean=reg.pred_mean_, pred_std=reg.pred_std_, pred_norm=reg.pred_norm_)
+        np.testing.assert_allclose(features[name].reshape(2, -1), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_recipe_json_round_trips_to_the_same_image(models, tmp_path):

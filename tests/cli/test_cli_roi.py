@@ -11,14 +11,14 @@ from braindiff_app.cli import main
 from braindiff_app.cli.reconstruct import parse_ablations
 from braindiff_app.data.atlas import ROIAtlas
 from braindiff_app.roi import Recipe, ROIModels
-from tests._standins import N_VOXELS, install_stand_ins, stand_in_pipeline, stand_in_regressors
+from tests._standins import N_VOXELS, fit_regressors, install_stand_ins, stand_in_pipeline
 
 
 @pytest.fixture
 def models(monkeypatch):
     install_stand_ins(monkeypatch)
     atlas = ROIAtlas("1", N_VOXELS, {"V1": np.array([0, 1]), "faces": np.array([4]), "V2": np.array([2])}, {})
-    models = ROIModels(stand_in_pipeline({}), {"1": atlas}, {"1": stand_in_regressors(1)})
+    models = ROIModels(stand_in_pipeline({}), {"1": atlas}, {"1": fit_regressors(1)})
     monkeypatch.setattr(roi_module, "load_roi_models", lambda settings, subjects=None: models)
     return models
 
