@@ -50,6 +50,7 @@ __all__ = [
     "format_regions",
     "synthetic_pattern",
     "painted_voxels",
+    "flatmap_voxel_lookup",
     "predict_pattern_features",
     "load_subject_atlas",
     "Recipe",
@@ -186,6 +187,34 @@ def painted_voxels(mask: np.ndarray, lookup: np.ndarray) -> np.ndarray:
         raise TypeError(f"mask: expected a boolean array, got {mask.dtype}.")
     voxels = lookup[mask]
     return np.unique(voxels[voxels >= 0]).astype(np.int64)
+
+
+def flatmap_voxel_lookup(pixel_grid_index: np.ndarray, atlas: ROIAtlas) -> np.ndarray:
+    """Turn a flatmap's pixel -> grid-voxel lookup into a pixel -> subject-voxel lookup.
+
+    Parameters
+    ----------
+    pixel_grid_index : array of shape (height, width), int
+        Flat (C-order) index into the functional grid of the voxel under each pixel, -1 off the cortex (the
+        ``pixel_voxel`` array of the cached flatmap, ``assets/demo/anatomy/flatmap_lookup.npz`` for the demo).
+    atlas : ROIAtlas
+        The subject's atlas, built by :func:`~braindiff_app.data.atlas.load_atlas` (it knows the voxels' grid
+        positions).
+
+    Returns
+    -------
+    array of shape (height, width), int64
+        Index into the subject's nsdgeneral voxels under each pixel; -1 off the cortex or outside nsdgeneral.
+        Feed it to :func:`painted_voxels`.
+    """
+    if atlas.voxel_ijk is None or atlas.grid_shape is None:
+        raise ValueError(f"atlas: subject {atlas.subject}'s atlas has no voxel positions; build it with load_atlas.")
+    pixels = np.asarray(pixel_grid_index, dtype=np.int64)
+    flat = np.ravel_multi_index(tuple(np.asarray(atlas.voxel_ijk).T), atlas.grid_shape)  # (n_voxels,)
+    order = np.argsort(flat)
+    position = np.clip(np.searchsorted(flat[order], pixels), 0, len(flat) - 1)
+    found = (pixels >= 0) & (flat[order][position] == pixels)
+    return np.where(found, order[position], -1)
 
 
 def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ from braindiff_app.regression import predict_linear, rescale_predictions
 from braindiff_app.roi import (
     Recipe,
     ROIModels,
+    flatmap_voxel_lookup,
     format_regions,
     painted_voxels,
     paper_figure,
@@ -87,6 +88,19 @@ def test_brush_over_a_region_maps_to_its_voxels():
         synthetic_pattern(_atlas(), painted=painted_voxels(np.zeros((20, 20), bool), lookup))
     with pytest.raises(ValueError, match=r"mask: expected the flatmap's shape \(20, 20\)"):
         painted_voxels(np.zeros((5, 5), bool), lookup)
+
+
+def test_grid_lookup_maps_to_subject_voxels():
+    grid_shape = (4, 3, 2)
+    voxel_ijk = np.array([[3, 2, 1], [0, 0, 0], [1, 2, 0]])  # the subject's voxels 0, 1, 2
+    atlas = ROIAtlas("1", 3, {"V1": np.array([0, 2])}, {}, voxel_ijk=voxel_ijk, grid_shape=grid_shape)
+    grid_index = np.array([[23, 0, -1], [10, 5, 23]])  # 10 = (1, 2, 0); 5 = (0, 2, 1) is not a subject voxel
+    lookup = flatmap_voxel_lookup(grid_index, atlas)
+    np.testing.assert_array_equal(lookup, [[0, 1, -1], [2, -1, 0]])
+    np.testing.assert_array_equal(painted_voxels(np.array([[True, False, True], [True, True, False]]), lookup),
+                                  [0, 2])
+    with pytest.raises(ValueError, match="no voxel positions"):
+        flatmap_voxel_lookup(grid_index, _atlas())
 
 
 def test_pattern_features_are_the_norm_rescaled_prediction_of_the_zscored_pattern(models):

@@ -94,12 +94,18 @@ class ROIAtlas:
         Sorted voxel indices of every region present.
     absent : mapping of str to str
         Region name -> why it is missing (e.g. ``"subject 1 has no hV4 voxels"``).
+    voxel_ijk : array of shape (n_voxels, 3), int, or None
+        The voxels' indices in the functional grid (for flatmap lookups).
+    grid_shape : tuple of 3 int, or None
+        Shape (x, y, z) of the functional grid.
     """
 
     subject: str
     n_voxels: int
     regions: Mapping[str, np.ndarray]
     absent: Mapping[str, str]
+    voxel_ijk: np.ndarray | None = None
+    grid_shape: tuple[int, int, int] | None = None
 
     def indices(self, name: str) -> np.ndarray:
         """Voxel indices of region ``name`` (any capitalisation), shape (n_region_voxels,).
@@ -185,10 +191,12 @@ def load_atlas(
     regions: dict[str, np.ndarray] = {}
     absent: dict[str, str] = {}
     volumes: dict[str, np.ndarray | None] = {}
+    grid_shape = None
     for name, (stem, labels) in REGION_SOURCES.items():
         if stem not in volumes:
             path = roi_path(nsd_dir, int(subject), stem)
-            volumes[stem] = _voxel_labels(path, voxel_ijk) if path.exists() else None
+            volumes[stem], shape = _voxel_labels(path, voxel_ijk) if path.exists() else (None, None)
+            grid_shape = grid_shape or shape
         values = volumes[stem]
         if values is None:
             absent[name] = f"{stem}.nii.gz is missing from {folder}"
@@ -198,13 +206,14 @@ def load_atlas(
             absent[name] = f"subject {label} has no {name} voxels"
             continue
         regions[name] = np.flatnonzero(hit)
-    return ROIAtlas(subject=label, n_voxels=len(voxel_ijk), regions=regions, absent=absent)
+    return ROIAtlas(subject=label, n_voxels=len(voxel_ijk), regions=regions, absent=absent, voxel_ijk=voxel_ijk,
+                    grid_shape=grid_shape)
 
 
-def _voxel_labels(path: Path, voxel_ijk: np.ndarray) -> np.ndarray:
-    """Labels of ``path`` at the given voxels, shape (n_voxels,)."""
+def _voxel_labels(path: Path, voxel_ijk: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Labels of ``path`` at the given voxels, shape (n_voxels,), and the volume's grid shape."""
     volume = _read_labels(path)
     if (voxel_ijk < 0).any() or (voxel_ijk >= np.asarray(volume.shape)).any():
         raise ValueError(f"voxel_ijk: indices fall outside {path.name}'s grid {volume.shape}; the prepared "
                          "voxels and the ROI files come from different subjects or resolutions.")
-    return volume[voxel_ijk[:, 0], voxel_ijk[:, 1], voxel_ijk[:, 2]]
+    return volume[voxel_ijk[:, 0], voxel_ijk[:, 1], voxel_ijk[:, 2]], tuple(volume.shape)

@@ -48,6 +48,7 @@ def test_regions_follow_nsd_labels_inside_nsdgeneral(nsd_rois):
     for label, name in enumerate(["ecc0.5", "ecc1", "ecc2", "ecc4", "ecc4+"], start=1):
         np.testing.assert_array_equal(atlas.indices(name), np.flatnonzero(ecc == label))
     assert set(atlas.regions) == set(ALL_REGIONS) and not atlas.absent
+    assert atlas.grid_shape == SHAPE and np.array_equal(atlas.voxel_ijk, ijk)
 
 
 def test_v1_is_not_taken_from_the_faces_file(nsd_rois):
