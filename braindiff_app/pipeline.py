@@ -162,14 +162,15 @@ class BrainDiffuserPipeline:
     vae, image_unet, text_unet, image_encoder, text_encoder, tokenizer, scheduler
         Versatile Diffusion components (see :func:`braindiff_app.models.load_versatile_diffusion`), on their
         device. The encoders serve only the unconditional inputs (an all-zero image, an empty caption).
-    vdvae_layers : int, default 31
-        Number of VDVAE latent layers the regressor predicts; the rest come from the prior.
+    vdvae_layers : int, optional
+        Number of VDVAE latent layers the regressor predicts (the rest come from the prior). Default: the VDVAE
+        config's ``n_latent_layers`` (31 for imagenet64, as the paper).
     image_size : int, optional
         Side of the final images in pixels. Default: the image UNet's sample size times the VAE's scale factor.
     """
 
     def __init__(self, regressors, vdvae, vae, image_unet, text_unet, image_encoder, text_encoder, tokenizer,
-                 scheduler, *, vdvae_layers: int = 31, image_size: int | None = None) -> None:
+                 scheduler, *, vdvae_layers: int | None = None, image_size: int | None = None) -> None:
         self.regressors = dict(regressors or {})
         self.vdvae = vdvae
         self.vae = vae
@@ -179,6 +180,8 @@ class BrainDiffuserPipeline:
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.scheduler = scheduler
+        if vdvae_layers is None:
+            vdvae_layers = getattr(getattr(vdvae, "config", None), "n_latent_layers", 31)
         self.vdvae_layers = int(vdvae_layers)
         if image_size is None:
             image_size = image_unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
@@ -240,7 +243,7 @@ class BrainDiffuserPipeline:
         from braindiff_app.models.vdvae import decode_latents
 
         return decode_latents(self.vdvae, latents, n_layers=self.vdvae_layers, temperature=temperature,
-                              seeds=seeds, batch_size=batch_size)
+                              seeds=seeds, batch_size=batch_size, progress=False)
 
     def unconditional_features(self) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of an all-zero image (1, 257, clip_dim) and an empty caption (1, 77, clip_dim), cached."""

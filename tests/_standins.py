@@ -35,7 +35,7 @@ def fit_regressors(seed: int = 0, n_trials: int = 30) -> dict[str, RidgeRegresso
     return regressors
 
 
-def decode_latents(model, latents, n_layers=31, temperature=1.0, seeds=None, batch_size=32):
+def decode_latents(model, latents, n_layers=31, temperature=1.0, seeds=None, batch_size=32, progress=True):
     """Stand-in VDVAE decoder: latents shape the image, the seed adds its own noise."""
     noise = np.stack([np.random.default_rng(int(s)).normal(size=(VDVAE_RES, VDVAE_RES, 3)) for s in seeds])
     base = np.tanh(np.asarray(latents)[:, :VDVAE_RES * VDVAE_RES * 3].reshape(-1, VDVAE_RES, VDVAE_RES, 3))
