@@ -131,9 +131,10 @@ def predict_test_features(settings: Settings, subject: int | str, rescale: str =
         row_of = {int(t): i for i, t in enumerate(tests[s].trial_ids)}
         rows = np.array([row_of[int(t)] for t in ids])
         per_subject.append({name: values[rows] for name, values in features.items()})
-    test = TestSet(fmri=np.asarray(first.fmri)[keep], images=np.asarray(first.images)[keep],
-                   captions=[first.captions[i] for i in keep], trial_ids=ids)
-    return test, average_features(per_subject), subjects
+    if len(keep) < len(first.trial_ids):  # otherwise keep the memory-mapped arrays as they are
+        first = TestSet(fmri=np.asarray(first.fmri)[keep], images=np.asarray(first.images)[keep],
+                        captions=[first.captions[i] for i in keep], trial_ids=ids)
+    return first, average_features(per_subject), subjects
 
 
 def bundle_name(settings: Settings, subject: int | str) -> str:
@@ -214,7 +215,9 @@ def reconstruct_subject(
     writer = BundleWriter(root, manifest, overwrite=overwrite) if state.is_main_process else None
     state.wait_for_everyone()
     writer = writer or BundleWriter(root, manifest, overwrite=overwrite)
-    with state.split_between_processes(writer.pending()) as mine:
+    pending = writer.pending()
+    state.wait_for_everyone()  # every process lists the same pending trials before any writes
+    with state.split_between_processes(pending) as mine:
         bar = tqdm(total=len(mine), desc=f"reconstruct {manifest.name}", disable=not (progress and
                                                                                       state.is_main_process))
         for start in range(0, len(mine), batch_size):
