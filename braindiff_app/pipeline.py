@@ -9,7 +9,7 @@ seed (:func:`trial_seeds` derives one per trial id), so a result never depends o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,32 +121,37 @@ def predict_features(
             for name in FEATURE_NAMES}
 
 
-def average_features(per_subject: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def average_features(per_subject: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Mean of predicted features across subjects (the paper's subject average).
 
     Parameters
     ----------
-    per_subject : sequence of mapping of str to array of shape (n_images, ...)
-        Each subject's features for the same images in the same order.
+    per_subject : iterable of mapping of str to array of shape (n_images, ...)
+        Each subject's features for the same images in the same order. A generator is consumed one subject at a
+        time, so only one subject's features and the running sum are in memory.
 
     Returns
     -------
     dict of str to array of shape (n_images, ...), float32
     """
-    if not per_subject:
-        raise ValueError("per_subject: expected the features of at least one subject, got none.")
-    names = set(per_subject[0])
+    total: dict[str, np.ndarray] = {}
+    count = 0
     for i, features in enumerate(per_subject):
-        if set(features) != names:
-            raise ValueError(f"per_subject[{i}]: expected features {sorted(names)}, got {sorted(features)}.")
-    averaged = {}
-    for name in per_subject[0]:
-        shapes = {np.shape(f[name]) for f in per_subject}
-        if len(shapes) != 1:
-            raise ValueError(f"per_subject: features {name!r} differ in shape across subjects: {sorted(shapes)}.")
-        averaged[name] = np.mean([np.asarray(f[name], dtype=np.float32) for f in per_subject], axis=0,
-                                 dtype=np.float32)
-    return averaged
+        if count and set(features) != set(total):
+            raise ValueError(f"per_subject[{i}]: expected features {sorted(total)}, got {sorted(features)}.")
+        for name, values in features.items():
+            values = np.asarray(values, dtype=np.float32)
+            if not count:
+                total[name] = values.copy()
+            elif values.shape != total[name].shape:
+                raise ValueError(f"per_subject[{i}]: features {name!r} have shape {values.shape}, the first "
+                                 f"subject's {total[name].shape}.")
+            else:
+                total[name] += values
+        count += 1
+    if not count:
+        raise ValueError("per_subject: expected the features of at least one subject, got none.")
+    return {name: values / np.float32(count) for name, values in total.items()}
 
 
 class BrainDiffuserPipeline:

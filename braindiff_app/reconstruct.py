@@ -125,16 +125,19 @@ def predict_test_features(settings: Settings, subject: int | str, rescale: str =
     if keep.size == 0:
         raise ValueError(f"subject average: subjects {subjects} share no test image (NSD id).")
     ids = first.trial_ids[keep]
-    per_subject = []
-    for s in subjects:
-        features = predict_features(load_regressors(settings, s), tests[s].fmri, rescale)
-        row_of = {int(t): i for i, t in enumerate(tests[s].trial_ids)}
-        rows = np.array([row_of[int(t)] for t in ids])
-        per_subject.append({name: values[rows] for name, values in features.items()})
+
+    def per_subject():  # one subject's features at a time, rows in the order of ``ids``
+        for s in subjects:
+            row_of = {int(t): i for i, t in enumerate(tests[s].trial_ids)}
+            rows = np.array([row_of[int(t)] for t in ids])
+            features = predict_features(load_regressors(settings, s), tests[s].fmri, rescale)
+            yield {name: values[rows] for name, values in features.items()}
+
+    features = average_features(per_subject())
     if len(keep) < len(first.trial_ids):  # otherwise keep the memory-mapped arrays as they are
         first = TestSet(fmri=np.asarray(first.fmri)[keep], images=np.asarray(first.images)[keep],
                         captions=[first.captions[i] for i in keep], trial_ids=ids)
-    return first, average_features(per_subject), subjects
+    return first, features, subjects
 
 
 def bundle_name(settings: Settings, subject: int | str) -> str:

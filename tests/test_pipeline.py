@@ -105,7 +105,7 @@ def test_average_features_is_the_mean():
     avg = average_features([a, b])
     np.testing.assert_array_equal(avg["x"], 2 * np.ones((2, 3)))
     np.testing.assert_array_equal(avg["y"], 0.5 * np.ones((2, 1)))
-    with pytest.raises(ValueError, match="differ in shape"):
+    with pytest.raises(ValueError, match=r"features 'x' have shape \(3, 3\), the first subject's \(2, 3\)"):
         average_features([a, {"x": np.ones((3, 3)), "y": np.zeros((2, 1))}])
     with pytest.raises(ValueError, match="at least one subject"):
         average_features([])
