@@ -165,7 +165,7 @@ class BrainDiffuserPipeline:
     vdvae : VDVAE
         Stage-1 model, on its device.
     vae, image_unet, text_unet, image_encoder, text_encoder, tokenizer, scheduler
-        Versatile Diffusion components (see :func:`braindiff_app.models.load_versatile_diffusion`), on their
+        Versatile Diffusion components (see :func:`braindiff_app.models.versatile.load_versatile_diffusion`), on their
         device. The encoders serve only the unconditional inputs (an all-zero image, an empty caption).
     vdvae_layers : int, optional
         Number of VDVAE latent layers the regressor predicts (the rest come from the prior). Default: the VDVAE
@@ -195,8 +195,8 @@ class BrainDiffuserPipeline:
         self._img2img = None
 
     # -- steps ----------------------------------------------------------------------------------------------
-    def check_inputs(self, fmri, features, seeds, rescale, ablations, final, strength, vision_weight,
-                     guidance_scale, num_inference_steps) -> int:
+    def check_inputs(self, fmri, features, seeds, rescale, ablations, strength, vision_weight, guidance_scale,
+                     num_inference_steps) -> int:
         """Check every argument before any model work; return the number of images."""
         if (fmri is None) == (features is None):
             raise ValueError("fmri, features: pass exactly one of them (fMRI patterns, or features already "
@@ -334,8 +334,8 @@ class BrainDiffuserPipeline:
         """
         # 1. Check inputs
         ablations = tuple(dict.fromkeys(ablations))
-        self.check_inputs(fmri, features, seeds, rescale, ablations, final, strength, vision_weight,
-                          guidance_scale, num_inference_steps)
+        self.check_inputs(fmri, features, seeds, rescale, ablations, strength, vision_weight, guidance_scale,
+                          num_inference_steps)
         seeds = np.asarray(seeds, dtype=np.int64)
         stages = ["features", "vdvae"] + (["final"] if final else []) + list(ablations)
         report = (lambda stage: callback(stage, stages.index(stage) + 1, len(stages))) if callback else None
