@@ -9,14 +9,16 @@ where the pipeline looks them up.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import types
 from types import SimpleNamespace
 
 import numpy as np
 
+from braindiff_app.config import load_settings
 from braindiff_app.pipeline import BrainDiffuserPipeline
-from braindiff_app.regression import RidgeRegressor
+from braindiff_app.regression import RidgeRegressor, save_regressor
 
 N_VOXELS, N_LATENT, N_TOKENS_V, N_TOKENS_T, CLIP_DIM = 12, 192, 257, 77, 4
 VDVAE_RES, IMAGE_SIZE = 8, 16
@@ -104,3 +106,22 @@ def stand_in_pipeline(regressors=None) -> BrainDiffuserPipeline:
 def random_fmri(n: int, seed: int = 0) -> np.ndarray:
     """Random betas in NSD file units, shape (n, N_VOXELS)."""
     return (np.random.default_rng(seed).normal(size=(n, N_VOXELS)) * 300).astype(np.float32)
+
+
+def make_workspace(tmp_path, subjects=(1, 2)):
+    """Prepared test sets and saved (tiny, real) regressors for two subjects."""
+    settings = load_settings(home=tmp_path / "home", tier="demo", device="cpu")
+    for s in subjects:
+        prepared = settings.subject_dir("prepared", s)
+        prepared.mkdir(parents=True)
+        # Subject s saw the shared ids in its own order; subject 2 misses id 104.
+        ids = [100, 101, 102, 103, 104] if s == 1 else [103, 102, 101, 100]
+        np.save(prepared / "fmri_test.npy", random_fmri(len(ids), seed=s))
+        images = np.random.default_rng(s).integers(0, 255, size=(len(ids), 20, 20, 3), dtype=np.uint8)
+        np.save(prepared / "images_test.npy", images)
+        (prepared / "captions_test.json").write_text(json.dumps([[f"image {i}"] for i in ids]))
+        (prepared / "meta.json").write_text(json.dumps({"subject": s, "nsd_ids_test": ids}))
+        folder = settings.subject_dir("regressors", s)
+        for name, reg in fit_regressors(seed=10 * s).items():
+            save_regressor(reg, folder / f"{name}.safetensors")
+    return settings

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from braindiff_app.bundles import open_bundle
-from braindiff_app.config import load_settings
 from braindiff_app.pipeline import (
     average_features,
     load_regressors,
@@ -17,7 +14,6 @@ from braindiff_app.pipeline import (
     trial_seeds,
 )
 from braindiff_app.reconstruct import predict_test_features, reconstruct_subject
-from braindiff_app.regression import save_regressor
 from tests._standins import (
     CLIP_DIM,
     N_LATENT,
@@ -25,6 +21,7 @@ from tests._standins import (
     StandInImg2Img,
     fit_regressors,
     install_stand_ins,
+    make_workspace,
     random_fmri,
     stand_in_pipeline,
 )
@@ -112,27 +109,8 @@ def test_average_features_is_the_mean():
 
 
 # -- reconstruct: bundle, resume, average ---------------------------------------------------------------------
-def _workspace(tmp_path, subjects=(1, 2)):
-    """Prepared test sets and saved (tiny, real) regressors for two subjects."""
-    settings = load_settings(home=tmp_path / "home", tier="demo", device="cpu")
-    for s in subjects:
-        prepared = settings.subject_dir("prepared", s)
-        prepared.mkdir(parents=True)
-        # Subject s saw the shared ids in its own order; subject 2 misses id 104.
-        ids = [100, 101, 102, 103, 104] if s == 1 else [103, 102, 101, 100]
-        np.save(prepared / "fmri_test.npy", random_fmri(len(ids), seed=s))
-        images = np.random.default_rng(s).integers(0, 255, size=(len(ids), 20, 20, 3), dtype=np.uint8)
-        np.save(prepared / "images_test.npy", images)
-        (prepared / "captions_test.json").write_text(json.dumps([[f"image {i}"] for i in ids]))
-        (prepared / "meta.json").write_text(json.dumps({"subject": s, "nsd_ids_test": ids}))
-        folder = settings.subject_dir("regressors", s)
-        for name, reg in fit_regressors(seed=10 * s).items():
-            save_regressor(reg, folder / f"{name}.safetensors")
-    return settings
-
-
 def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins):
-    settings = _workspace(tmp_path)
+    settings = make_workspace(tmp_path)
     reference = reconstruct_subject(settings, 1, ablations=["no_text"], out=tmp_path / "ref",
                                     pipeline=stand_in_pipeline(), batch_size=2, progress=False)
     # A run killed during its second batch (each batch makes 2 stage-2 calls: final, no_text).
@@ -160,7 +138,7 @@ def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins)
 
 
 def test_average_matches_subjects_by_nsd_id(tmp_path, monkeypatch, stand_ins):
-    settings = _workspace(tmp_path)
+    settings = make_workspace(tmp_path)
     assert subjects_with_regressors(settings) == ["1", "2"]
     test, features, subjects = predict_test_features(settings, "average", rescale="none")
     assert subjects == ["1", "2"] and test.trial_ids.tolist() == [100, 101, 102, 103]
