@@ -159,3 +159,28 @@ def test_paper_figure_grid(models):
     assert (absent_cell[2:10, 2:10] == 200).all()
     filled_cell = grid[28:28 + 30, 90:90 + 30]  # subject 1, V1
     assert filled_cell.std() > 0
+
+
+def test_brush_on_the_demo_flatmap_paints_the_region_under_it(tmp_path):
+    from scipy.ndimage import distance_transform_edt
+
+    from braindiff_app.data.anatomy import load_anatomy, load_flatmap
+    from braindiff_app.data.atlas import load_atlas
+    from braindiff_app.data.nsd_layout import write_roi
+
+    anatomy, flatmap = load_anatomy(), load_flatmap()
+    write_roi(tmp_path, 1, "nsdgeneral", anatomy.nsdgeneral.astype(np.int16))
+    for stem, volume in anatomy.rois.items():
+        write_roi(tmp_path, 1, stem, volume.astype(np.int16))
+    atlas = load_atlas(tmp_path, 1)
+    assert "hV4" in atlas.absent and "words" in atlas.absent  # the demo subject has neither
+    lookup = flatmap_voxel_lookup(flatmap.pixel_voxel, atlas)
+    for region in ("V1", "faces", "places"):
+        # A round brush of radius 5 px on the pixel deepest inside the region's outline.
+        depth = distance_transform_edt(np.isin(lookup, atlas.indices(region)))
+        cy, cx = np.unravel_index(np.argmax(depth), depth.shape)
+        grid_y, grid_x = np.mgrid[:lookup.shape[0], :lookup.shape[1]]
+        brush = (grid_y - cy) ** 2 + (grid_x - cx) ** 2 <= 5**2
+        voxels = painted_voxels(brush, lookup)
+        assert voxels.size >= 3
+        assert np.isin(voxels, atlas.indices(region)).mean() >= 0.8, region
