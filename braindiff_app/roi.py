@@ -51,6 +51,7 @@ __all__ = [
     "synthetic_pattern",
     "painted_voxels",
     "flatmap_voxel_lookup",
+    "load_subject_flatmap",
     "predict_pattern_features",
     "load_subject_atlas",
     "Recipe",
@@ -215,6 +216,28 @@ def flatmap_voxel_lookup(pixel_grid_index: np.ndarray, atlas: ROIAtlas) -> np.nd
     position = np.clip(np.searchsorted(flat[order], pixels), 0, len(flat) - 1)
     found = (pixels >= 0) & (flat[order][position] == pixels)
     return np.where(found, order[position], -1)
+
+
+def load_subject_flatmap(settings: Settings, atlas: ROIAtlas) -> tuple[np.ndarray, np.ndarray]:
+    """The flatmap image to paint on and its pixel -> subject-voxel lookup.
+
+    Demo tier: the committed demo flatmap (``assets/demo/anatomy/``). Flatmaps of NSD subjects are not built yet:
+    a FileNotFoundError says so (region presets still work for them).
+
+    Returns
+    -------
+    image : array of shape (height, width, 4), uint8
+        Curvature with ROI outlines (RGBA, transparent off the cortex).
+    lookup : array of shape (height, width), int64
+        Subject voxel index under each pixel, -1 where none (for :func:`painted_voxels`).
+    """
+    if settings.tier != "demo":
+        raise FileNotFoundError(f"flatmap of subject {atlas.subject}: only the demo subject has a flatmap so far; "
+                                "use region presets (--regions) for NSD subjects.")
+    from braindiff_app.data.anatomy import load_flatmap
+
+    flatmap = load_flatmap()
+    return flatmap.image, flatmap_voxel_lookup(flatmap.pixel_voxel, atlas)
 
 
 def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray) -> dict[str, np.ndarray]:

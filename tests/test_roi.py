@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from braindiff_app.config import load_settings
 from braindiff_app.data.atlas import ALL_REGIONS, ROIAtlas
 from braindiff_app.regression import predict_linear, rescale_predictions
 from braindiff_app.roi import (
@@ -12,6 +13,7 @@ from braindiff_app.roi import (
     ROIModels,
     flatmap_voxel_lookup,
     format_regions,
+    load_subject_flatmap,
     painted_voxels,
     paper_figure,
     parse_regions,
@@ -174,7 +176,9 @@ def test_brush_on_the_demo_flatmap_paints_the_region_under_it(tmp_path):
         write_roi(tmp_path, 1, stem, volume.astype(np.int16))
     atlas = load_atlas(tmp_path, 1)
     assert "hV4" in atlas.absent and "words" in atlas.absent  # the demo subject has neither
-    lookup = flatmap_voxel_lookup(flatmap.pixel_voxel, atlas)
+    image, lookup = load_subject_flatmap(load_settings(home=tmp_path, tier="demo"), atlas)
+    assert image.shape[:2] == lookup.shape == flatmap.pixel_voxel.shape
+    np.testing.assert_array_equal(lookup, flatmap_voxel_lookup(flatmap.pixel_voxel, atlas))
     for region in ("V1", "faces", "places"):
         # A round brush of radius 5 px on the pixel deepest inside the region's outline.
         depth = distance_transform_edt(np.isin(lookup, atlas.indices(region)))
