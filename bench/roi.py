@@ -15,6 +15,7 @@ Usage: ``python bench/roi.py [--source demo|random] [--device cpu|cuda] [--threa
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -97,6 +98,8 @@ def main() -> int:
         t_vdvae = _time(lambda: models.pipeline(features=features, seeds=np.array([0]), final=False), args.repeats)
         t_full = _time(lambda: models.generate(recipe), args.repeats)
     size = models.pipeline.image_size
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine load average {load:.1f} on {os.cpu_count()} CPUs (timings assume an idle machine)")
     print(f"ROI generate, source={source}, device={device}, threads={args.threads}, subject {subject} "
           f"({models.atlases[subject].n_voxels} voxels), image {size}x{size}, 37 of 50 steps, median of "
           f"{args.repeats}")
