@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
-import types
 from types import SimpleNamespace
 
 import numpy as np
@@ -77,21 +75,12 @@ def _unconditional(image_encoder, text_encoder, tokenizer):
     return np.zeros((1, N_TOKENS_V, CLIP_DIM), np.float32), np.zeros((1, N_TOKENS_T, CLIP_DIM), np.float32)
 
 
-def _patch(monkeypatch, module_name: str, attr: str, value) -> None:
-    """Set ``module.attr`` for the test; a module not written yet is stood in for by an empty one."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        module = types.ModuleType(module_name)
-        monkeypatch.setitem(sys.modules, module_name, module)
-    monkeypatch.setattr(module, attr, value, raising=False)
-
-
 def install_stand_ins(monkeypatch) -> None:
     """Route the pipeline's stage 1 and stage 2 to the stand-ins for one test."""
-    _patch(monkeypatch, "braindiff_app.models.vdvae", "decode_latents", decode_latents)
-    _patch(monkeypatch, "braindiff_app.models.img2img", "DualGuidedImg2Img", StandInImg2Img)
-    _patch(monkeypatch, "braindiff_app.models.clip_features", "unconditional_features", _unconditional)
+    for module, name, value in [("vdvae", "decode_latents", decode_latents),
+                                ("img2img", "DualGuidedImg2Img", StandInImg2Img),
+                                ("clip_features", "unconditional_features", _unconditional)]:
+        monkeypatch.setattr(importlib.import_module(f"braindiff_app.models.{module}"), name, value)
     monkeypatch.setattr(StandInImg2Img, "calls", [])
     monkeypatch.setattr(StandInImg2Img, "fail_after", None)
 
