@@ -9,7 +9,8 @@ Made at build time:
 * ROI labels per voxel (majority vote of the cortical samples in the voxel): V1, V2, V3 (split dorsal/ventral),
   faces (OFA, FFA as FFA-1), places (OPA, PPA, RSC), bodies (EBA), with NSD's label values. S1 has no hV4 and no
   word areas: those labels are absent.
-* An nsdgeneral-like visual mask: the cortex inside the flat convex hull of those ROIs, per hemisphere.
+* An nsdgeneral-like visual mask: the cortex inside the flat convex hull of those ROIs (per hemisphere) and
+  within 10 flat mm of one of them.
 * A retinotopic map laid on the flatmap: eccentricity grows along the V1-V3 strip away from the foveal
   confluence (the tip of the calcarine cut), polar angle runs across the strip with mirror reversals at the
   V1/V2 (vertical meridian) and V2/V3 (horizontal meridian) borders; the left hemisphere sees the right visual
@@ -53,6 +54,7 @@ ROI_FILES = {
 _S1_ROIS = ("V1", "V2", "V3", "OFA", "FFA", "OPA", "PPA", "RSC", "EBA")
 _MAX_ECC = 16.0  # deg, eccentricity at the far ends of the V1-V3 strip
 _ECC_SCALE = 1.0  # deg, e0 of the log map u = log(1 + ecc / e0) / log(1 + max / e0)
+_MASK_DISTANCE = 10.0  # flat mm: how far from an ROI the visual mask reaches
 _FILES = ("anatomy.npz", "flatmap.png", "flatmap_lookup.npz", "anatomy.json")
 
 
@@ -146,7 +148,11 @@ def load_flatmap(folder: str | os.PathLike | None = None) -> Flatmap:
 # -- build (pycortex) -----------------------------------------------------------------------------------------
 
 def _import_cortex():
-    os.environ.setdefault("XDG_CONFIG_HOME", str(Path.home() / ".config"))
+    """Import pycortex; unless XDG_CONFIG_HOME is set, its config file goes to a fresh temporary folder."""
+    if not os.environ.get("XDG_CONFIG_HOME"):
+        import tempfile
+
+        os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="braindiff-pycortex-")
     try:
         import cortex  # noqa: F401
     except ImportError as exc:
@@ -261,9 +267,12 @@ def _retinotopy(s1: dict, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return ecc, angle, dorsal
 
 
-def _visual_mask_vertices(s1: dict, roi_vertices: np.ndarray) -> np.ndarray:
-    """Vertices inside the flat convex hull of the ROIs, per hemisphere (the nsdgeneral-like region)."""
-    from scipy.spatial import Delaunay
+def _visual_mask_vertices(s1: dict, roi_vertices: np.ndarray, max_distance: float = _MASK_DISTANCE) -> np.ndarray:
+    """Vertices inside the flat convex hull of the ROIs (per hemisphere) and near one: the nsdgeneral-like region.
+
+    ``max_distance`` (flat mm) keeps the mask to the cortex around the ROIs, not the hull's empty corners.
+    """
+    from scipy.spatial import Delaunay, cKDTree
 
     flat, hemi = s1["flat"], s1["hemisphere"]
     on_patch = np.zeros(len(flat), bool)
@@ -273,7 +282,8 @@ def _visual_mask_vertices(s1: dict, roi_vertices: np.ndarray) -> np.ndarray:
         members = roi_vertices[hemi[roi_vertices] == h]
         hull = Delaunay(flat[members])
         candidates = np.flatnonzero(on_patch & (hemi == h))
-        mask[candidates[hull.find_simplex(flat[candidates]) >= 0]] = True
+        near = cKDTree(flat[members]).query(flat[candidates])[0] <= max_distance
+        mask[candidates[(hull.find_simplex(flat[candidates]) >= 0) & near]] = True
     mask[roi_vertices] = True
     return mask
 

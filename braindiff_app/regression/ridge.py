@@ -4,12 +4,13 @@ Objective, for each target column ``y`` (``X`` centered, intercept unpenalized):
 
     w = argmin_w ||y - X w||^2 + alpha ||w||^2  =  X^T (X X^T + alpha I)^{-1} y  =  M y
 
-``M`` (n_voxels, n_trials) depends on ``X`` and ``alpha`` only, so it is computed once (Cholesky in float64) and
-every target costs one float32 matrix product ``M @ Y[:, chunk]``: the reference's 257 CLIP-vision and 77
-CLIP-text per-token fits become column blocks of one solve (ridge is separable over targets, so the weights are
-the same). scikit-learn's ``Ridge`` instead solves ``(X X^T + alpha I) c = Y`` for all targets and then forms
-``X^T c``: 2x the per-target work of ``M @ Y``, float64, no GPU and the whole ``Y`` in memory at once
-(see ``bench/ridge.py`` for the measured ratios).
+``M`` (n_voxels, n_trials) depends on ``X`` and ``alpha`` only, so it is computed once (float32 Gram matrix and
+products, float64 Cholesky inverse of the small system) and every target costs one float32 matrix product
+``M @ Y[:, chunk]``: the reference's 257 CLIP-vision and 77 CLIP-text per-token fits become column blocks of one
+solve (ridge is separable over targets, so the weights are the same). scikit-learn's ``Ridge`` (we use it as
+the reference in tests and benchmarks) solves ``(X X^T + alpha I) c = Y`` for all targets and then forms ``X^T c``:
+``(n_trials + n_voxels) / n_voxels`` times our per-target work, on the CPU only, with the whole ``Y`` in memory,
+and a per-token loop repeats its factorization 257 + 77 times (``bench/ridge.py`` measures both).
 
 With ``alphas`` (several), each target gets the alpha of least leave-one-out error, computed in closed form from
 one eigendecomposition of the kernel (the generalized cross-validation of scikit-learn's ``RidgeCV`` with
@@ -143,13 +144,19 @@ def _batches(n_targets: int, n_targets_batch: int | None, group_size: int) -> li
 
 
 def _projection(xp, Xc, alpha: float):
-    """``M = X^T (X X^T + alpha I)^{-1}`` (n_voxels, n_trials), float32, from the float64 centered ``Xc``."""
+    """``M = X^T (X X^T + alpha I)^{-1}`` (n_voxels, n_trials), float32, from the centered ``Xc``.
+
+    The Gram matrix and ``M`` are float32 products; only the small (min(n, p) square) inverse is float64,
+    through its Cholesky factor. This costs about ``2 n^2 p`` float32 plus ``n^3`` float64 operations, instead of
+    the ``n^2 p`` float64 Gram plus ``2 n^2 p`` float64 triangular solves of ``solve(K, X)``.
+    """
     n, p = Xc.shape
-    if n <= p:  # kernel form: (n, n) system
-        K = xp.add_diagonal(Xc @ xp.transpose(Xc), alpha)
-        return xp.asarray(xp.transpose(xp.solve_spd(K, Xc)), "float32")
-    C = xp.add_diagonal(xp.transpose(Xc) @ Xc, alpha)  # primal form: (p, p) system
-    return xp.asarray(xp.solve_spd(C, xp.transpose(Xc)), "float32")
+    Xc = xp.asarray(Xc, "float32")
+    kernel = n <= p  # kernel form: (n, n) system; else primal form: (p, p)
+    gram = Xc @ xp.transpose(Xc) if kernel else xp.transpose(Xc) @ Xc
+    gram = xp.add_diagonal(xp.asarray(gram, "float64"), alpha)
+    inverse = xp.asarray(xp.inv_spd(gram), "float32")
+    return xp.transpose(Xc) @ inverse if kernel else inverse @ xp.transpose(Xc)
 
 
 class _LooSolver:
@@ -186,7 +193,7 @@ class _LooSolver:
 
 def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X_stats: np.ndarray | None = None,
               group_size: int = 1, n_targets_batch: int | None = None, backend: str = "numpy",
-              device: Any = None, progress: bool = False) -> RidgeFit:
+              device: Any = None, progress: bool = False, out: np.ndarray | None = None) -> RidgeFit:
     """Fit ridge from ``X`` to every column of ``Y`` with one shared factorization.
 
     Minimizes ``||Y - X W - 1 b^T||^2 + alpha ||W||^2`` (intercept ``b`` unpenalized), independently per target.
@@ -211,6 +218,9 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X
         Device of the torch backend (e.g. "cuda").
     progress : bool, default False
         Show a tqdm progress bar over the target batches.
+    out : array of shape (n_voxels, n_targets), float32, optional
+        Where to write the weights, e.g. a ``numpy.memmap`` so that weights larger than memory never sit in RAM
+        (default: a new in-memory array).
 
     Returns
     -------
@@ -229,20 +239,28 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X
         raise ValueError(f"alpha: expected positive value(s), got {alpha!r}.")
 
     x_mean = X.mean(axis=0, dtype=np.float64)
-    Xc = xp.asarray(X - x_mean, "float64")  # (n_trials, n_voxels)
+    x_mean_b = xp.asarray(x_mean[None], "float32")  # (1, n_voxels)
+    Xc = xp.asarray(X - x_mean, "float64" if len(alphas) > 1 else "float32")  # (n_trials, n_voxels)
+    Xs = xp.asarray(X if X_stats is None else X_stats, "float32")  # (n_stats, n_voxels)
     if len(alphas) == 1:
         M = _projection(xp, Xc, float(alphas[0]))  # (n_voxels, n_trials)
+        T = Xs @ M  # (n_stats, n_trials): statistics rows' predictions cost n_trials, not n_voxels, per target
         del Xc
 
         def solve(Yc):
-            return M @ xp.asarray(Yc, "float32"), np.full(Yc.shape[1], alphas[0])
+            Yc = xp.asarray(Yc, "float32")
+            return M @ Yc, T @ Yc, np.full(Yc.shape[1], alphas[0])
     else:
-        solve = _LooSolver(xp, Xc, alphas)
-    Xs = xp.asarray(X if X_stats is None else X_stats, "float32")  # (n_stats, n_voxels)
-    x_mean32 = x_mean.astype(np.float32)
+        loo = _LooSolver(xp, Xc, alphas)
 
-    weights = np.empty((X.shape[1], m), dtype=np.float32)
-    out = {k: np.empty(m, dtype=np.float32) for k in ("intercept", "pred_mean", "pred_std")}
+        def solve(Yc):
+            w, best = loo(Yc)
+            return w, Xs @ w, best
+
+    if out is not None and (out.shape != (X.shape[1], m) or out.dtype != np.float32):
+        raise ValueError(f"out: expected a float32 array of shape {(X.shape[1], m)}, got {out.dtype} {out.shape}.")
+    weights = np.empty((X.shape[1], m), dtype=np.float32) if out is None else out
+    stats = {k: np.empty(m, dtype=np.float32) for k in ("intercept", "pred_mean", "pred_std")}
     alpha_out = np.empty(m, dtype=np.float64)
     pred_norm = np.empty(m // group_size, dtype=np.float32)
     batches = _batches(m, n_targets_batch, group_size)
@@ -251,19 +269,21 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X
 
         batches = tqdm(batches, desc="ridge targets", unit="batch")
     for sl in batches:
-        y = np.asarray(Y[:, sl], dtype=np.float64)
-        y_mean = y.mean(axis=0)
-        w, alpha_out[sl] = solve((y - y_mean).astype(np.float32 if len(alphas) == 1 else np.float64))
+        y = np.array(Y[:, sl], dtype=np.float32 if len(alphas) == 1 else np.float64)  # copy (n_trials, batch)
+        y_mean = y.mean(axis=0, dtype=np.float64)
+        y -= y_mean.astype(y.dtype)
+        w, pred_no_bias, alpha_out[sl] = solve(y)
+        del y
         weights[:, sl] = xp.to_numpy(w)
-        b = (y_mean - x_mean32 @ weights[:, sl]).astype(np.float32)
-        pred = xp.to_numpy(Xs @ w) + b  # (n_stats, batch)
-        out["intercept"][sl] = b
-        out["pred_mean"][sl] = pred.mean(axis=0)
-        out["pred_std"][sl] = pred.std(axis=0)
+        b = (y_mean - xp.to_numpy(x_mean_b @ w)[0]).astype(np.float32)
+        pred = xp.to_numpy(pred_no_bias) + b  # (n_stats, batch): X_stats @ w + b
+        stats["intercept"][sl] = b
+        stats["pred_mean"][sl] = pred.mean(axis=0)
+        stats["pred_std"][sl] = pred.std(axis=0)
         groups = pred.reshape(pred.shape[0], -1, group_size)
         pred_norm[sl.start // group_size: sl.stop // group_size] = np.linalg.norm(groups, axis=2).mean(axis=0)
     xp.free()
-    return RidgeFit(weights, out["intercept"], alpha_out, out["pred_mean"], out["pred_std"], pred_norm)
+    return RidgeFit(weights, stats["intercept"], alpha_out, stats["pred_mean"], stats["pred_std"], pred_norm)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -360,9 +380,10 @@ class RidgeRegressor:
     backend : str in {"numpy", "torch"}, default "numpy"
     device : str or torch.device, optional
         Device of the torch backend.
-    n_stats_rows : int or None, default None
-        Training rows (evenly spaced) whose predictions give the "train" and "norm" statistics; None uses every
-        training row (exact; about ``n_stats_rows / n_trials`` extra fitting work when set).
+    n_stats_rows : int or None, default 1024
+        Training rows (evenly spaced) whose predictions give the "train" and "norm" statistics (costs about
+        ``n_stats_rows / n_trials`` extra fitting work: 12% for NSD's 8859 trials); None uses every training row
+        (exact, twice the fitting work).
     progress : bool, default False
         tqdm progress bar while fitting.
 
@@ -378,7 +399,7 @@ class RidgeRegressor:
     """
 
     def __init__(self, alpha: float | Sequence[float] = 1.0, *, n_targets_batch: int | None = None,
-                 backend: str = "numpy", device: Any = None, n_stats_rows: int | None = None,
+                 backend: str = "numpy", device: Any = None, n_stats_rows: int | None = 1024,
                  progress: bool = False) -> None:
         self.alpha = alpha
         self.n_targets_batch = n_targets_batch
@@ -391,7 +412,7 @@ class RidgeRegressor:
     def is_fitted(self) -> bool:
         return hasattr(self, "weights_")
 
-    def fit(self, fmri: np.ndarray, targets: np.ndarray) -> RidgeRegressor:
+    def fit(self, fmri: np.ndarray, targets: np.ndarray, weights_out: np.ndarray | None = None) -> RidgeRegressor:
         """Fit on training betas and features.
 
         Parameters
@@ -400,6 +421,8 @@ class RidgeRegressor:
             Betas in NSD file units (the /300 and z-score are applied here).
         targets : array of shape (n_trials, *target_shape)
             Features; may be memory-mapped (read one batch at a time).
+        weights_out : array of shape (n_voxels, n_targets), float32, optional
+            Destination of the weights (e.g. a ``numpy.memmap``), see :func:`fit_ridge`'s ``out``.
         """
         fmri = np.asarray(fmri)
         if fmri.ndim != 2:
@@ -415,7 +438,7 @@ class RidgeRegressor:
         target_shape = tuple(targets.shape[1:])
         result = fit_ridge(X, targets, self.alpha, X_stats=X_stats, group_size=target_shape[-1],
                            n_targets_batch=self.n_targets_batch, backend=self.backend, device=self.device,
-                           progress=self.progress)
+                           progress=self.progress, out=weights_out)
         self.target_mean_, self.target_std_ = _column_stats(targets.reshape(n, -1), self.n_targets_batch)
         self.target_shape_ = target_shape
         self.weights_, self.intercept_, self.alpha_ = result.weights, result.intercept, result.alpha
