@@ -66,3 +66,25 @@ def test_real_components_shapes_ablations_and_batching(settings):
     np.testing.assert_allclose(one.final[0].astype(int), out.final[2].astype(int), atol=1)
     other = pipe(fmri[[2]], seeds=trial_seeds([9], seed=1), batch_size=1, **params)
     assert not np.array_equal(other.final[0], out.final[2])
+
+
+def test_roi_recipe_on_real_components_recreates_its_image(settings, tmp_path):
+    from braindiff_app.data.nsd_layout import write_roi
+    from braindiff_app.roi import Recipe, load_roi_models, parse_regions
+
+    torch.set_num_threads(1)
+    labels = np.arange(N_VOXELS).reshape(5, 2, 1)
+    write_roi(settings.nsd_dir, 1, "nsdgeneral", np.ones((5, 2, 1), np.int16))
+    write_roi(settings.nsd_dir, 1, "prf-visualrois", np.where(labels < 3, 1, np.where(labels < 5, 3, 0)))
+    for stem in ("floc-faces", "floc-words", "floc-places", "floc-bodies", "prf-eccrois"):
+        write_roi(settings.nsd_dir, 1, stem, np.where(labels >= 7, 1, 0))
+    models = load_roi_models(settings)
+    assert models.subjects == ["1"] and "hV4" in models.atlases["1"].absent
+    recipe = Recipe(subject="1", regions=parse_regions("V1:+1,faces:+1,V2:-1"), seed=5,
+                    settings={"num_inference_steps": 4})
+    first = models.generate(recipe)
+    assert first.final.shape == (1, 16, 16, 3) and first.vdvae.shape == (1, 16, 16, 3)
+    again = models.generate(Recipe.load(recipe.save(tmp_path / "recipe.json")))
+    np.testing.assert_array_equal(again.final, first.final)
+    other = models.generate(Recipe(subject="1", regions={"V2": 1.0}, seed=5, settings={"num_inference_steps": 4}))
+    assert not np.array_equal(other.final, first.final)
