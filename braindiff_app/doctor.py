@@ -56,7 +56,19 @@ def _module(name: str, pip_name: str) -> Asset:
 
 def _demo_features(settings: Settings) -> list[Feature]:
     models = settings.demo_models_dir
+    anatomy = DEMO_ASSETS_DIR / "anatomy"
+    nsd = settings.nsd_dir
     return [
+        Feature("demo", "demo anatomy, ROIs and flatmap", tuple(
+            Asset(anatomy / name, f"demo anatomy file {name} (rebuild with `braindiff demo anatomy`, needs pycortex)")
+            for name in ("anatomy.npz", "flatmap.png", "flatmap_lookup.npz")
+        )),
+        Feature("demo", "simulated NSD (demo subjects 1, 2, 5, 7)", (
+            Asset(nsd / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat",
+                  "simulated NSD design (write the simulated NSD with `braindiff demo simulate`)"),
+            Asset(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5",
+                  "simulated NSD stimuli (`braindiff demo simulate`)"),
+        )),
         Feature("demo", "browse precomputed demo bundles", (
             Asset(PRECOMPUTED_DIR, "bundles shipped with the repo (write them with `braindiff demo build`)"),
         )),
@@ -114,16 +126,35 @@ def _pipeline_features(settings: Settings, subject: int = 1) -> list[Feature]:
     rois = tuple(Asset(roi_path(nsd, subject, stem) if nsd else None, f"{stem} ROI volume of {name} (NSD layout)")
                  for stem in stems)
     ijk = (Asset(prepared / "voxel_ijk.npy", f"nsdgeneral voxel positions (`braindiff prepare --subject {subject}`)"),)
-    features = [
+    return [
         Feature(settings.tier, f"reconstruct {name} (`braindiff reconstruct`)", fit + test),
         Feature(settings.tier, f"ROI studio {name} (`braindiff roi`)", fit + ijk + rois),
     ]
-    if settings.tier == "demo":
-        features.append(Feature("demo", "ROI painting on the demo flatmap", (
-            Asset(DEMO_ASSETS_DIR / "anatomy" / "flatmap_lookup.npz", "flatmap pixel -> voxel lookup "
-                  "(`braindiff demo anatomy`)"),
-        )))
-    return features
+
+
+def _evaluation_features(settings: Settings) -> list[Feature]:
+    from braindiff_app.evaluation.backbones import BACKBONES, weight_file
+
+    weights = settings.eval_weights
+    assets = []
+    for name, spec in BACKBONES.items():
+        found = weight_file(name, weights)
+        also = f" (or {', '.join(spec.files[1:])})" if len(spec.files) > 1 else ""
+        assets.append(Asset(found or weights / spec.files[0],
+                            f"{spec.title} weights{also} for {', '.join(spec.metrics)}, from {spec.urls[0]} "
+                            "(set BRAINDIFF_EVAL_WEIGHTS / --eval-weights, or `braindiff evaluate --download`)"))
+    vd = settings.vd_dir
+    assets.append(Asset(vd / "image_encoder" / "config.json" if vd else None,
+                        "CLIP ViT-L/14 image encoder for CLIP: the image_encoder of the Versatile Diffusion folder "
+                        "(set BRAINDIFF_VD_DIR or --vd-dir)"))
+    return [
+        Feature("any", "evaluation: PixCorr, SSIM, SSIM-ref", (_module("scipy", "scipy"), _module("PIL", "pillow"))),
+        Feature("demo", "evaluation: demo-CLIP identification", (
+            Asset(settings.demo_models_dir / "vd" / "image_encoder" / "config.json",
+                  "demo CLIP vision encoder (`braindiff demo train-diffusion`)"),
+        )),
+        Feature("real", "evaluation: AlexNet(2), AlexNet(5), Inception, CLIP, EffNet-B, SwAV", tuple(assets)),
+    ]
 
 
 def _app_features() -> list[Feature]:
@@ -149,7 +180,7 @@ def diagnose(settings: Settings) -> list[Feature]:
     pipeline = _pipeline_features(settings)
     demo = _demo_features(settings) + (pipeline if settings.tier == "demo" else [])
     real = _real_features(settings) + (pipeline if settings.tier == "real" else [])
-    return _app_features() + demo + real
+    return _app_features() + demo + real + _evaluation_features(settings)
 
 
 def format_report(features: list[Feature], settings: Settings) -> str:
