@@ -109,6 +109,29 @@ def _real_features(settings: Settings) -> list[Feature]:
     ]
 
 
+def _pipeline_features(settings: Settings, subject: int = 1) -> list[Feature]:
+    """Reconstruction and ROI studio for one subject of the settings' tier (other subjects need the same files)."""
+    from braindiff_app.data.atlas import REGION_SOURCES
+    from braindiff_app.data.nsd_layout import roi_path
+
+    prepared = settings.subject_dir("prepared", subject)
+    regressors = settings.subject_dir("regressors", subject)
+    name = f"subj{subject:02d}"
+    fit = tuple(Asset(regressors / f"{n}.safetensors", f"{n} regressor (`braindiff fit --subject {subject}`)")
+                for n in ("vdvae", "clip_vision", "clip_text"))
+    test = tuple(Asset(prepared / f, f"prepared test split (`braindiff prepare --subject {subject}`)")
+                 for f in ("fmri_test.npy", "images_test.npy", "captions_test.json", "meta.json"))
+    nsd = settings.nsd_dir
+    stems = ("nsdgeneral", *dict.fromkeys(stem for stem, _ in REGION_SOURCES.values()))
+    rois = tuple(Asset(roi_path(nsd, subject, stem) if nsd else None, f"{stem} ROI volume of {name} (NSD layout)")
+                 for stem in stems)
+    ijk = (Asset(prepared / "voxel_ijk.npy", f"nsdgeneral voxel positions (`braindiff prepare --subject {subject}`)"),)
+    return [
+        Feature(settings.tier, f"reconstruct {name} (`braindiff reconstruct`)", fit + test),
+        Feature(settings.tier, f"ROI studio {name} (`braindiff roi`)", fit + ijk + rois),
+    ]
+
+
 def _evaluation_features(settings: Settings) -> list[Feature]:
     from braindiff_app.evaluation.backbones import BACKBONES, weight_file
 
@@ -154,8 +177,10 @@ def diagnose(settings: Settings) -> list[Feature]:
     list of Feature
         In display order: tier-independent, demo, real.
     """
-    features = _app_features() + _demo_features(settings) + _real_features(settings)
-    return features + _evaluation_features(settings)
+    pipeline = _pipeline_features(settings)
+    demo = _demo_features(settings) + (pipeline if settings.tier == "demo" else [])
+    real = _real_features(settings) + (pipeline if settings.tier == "real" else [])
+    return _app_features() + demo + real + _evaluation_features(settings)
 
 
 def format_report(features: list[Feature], settings: Settings) -> str:
