@@ -11,6 +11,7 @@ from braindiff_app.ui.browse import build_browse_tab
 from braindiff_app.ui.classroom import CSS as CLASSROOM_CSS
 from braindiff_app.ui.classroom import build_classroom_tab
 from braindiff_app.ui.metrics import build_metrics_tab
+from braindiff_app.ui.roi import build_roi_tab
 from braindiff_app.ui.state import AppState
 
 __all__ = ["AppState", "build_app", "launch_app"]
@@ -37,6 +38,7 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
     with gr.Blocks(title=text.TITLE, analytics_enabled=False) as app:
         gr.Markdown(f"# {text.TITLE}\n{text.INTRO}")
         components.update(build_browse_tab(app, state))
+        components.update(build_roi_tab(app, state))
         components.update(build_metrics_tab(app, state))
         components.update(build_classroom_tab(app, state))
         components.update(build_about_tab(app, state))
