@@ -1,4 +1,4 @@
-"""A tiny NSD-shaped folder written with the real formats (nsd_layout's writers)."""
+"""Shared test factories. `tiny_nsd`: a tiny NSD-shaped folder written with the real formats (nsd_layout)."""
 
 from dataclasses import dataclass
 
@@ -52,3 +52,9 @@ def _make_nsd(root, subject=1, shape=(5, 4, 3), n_sessions=3, T=10, n_shared=4, 
 @pytest.fixture
 def tiny_nsd(tmp_path):
     return _make_nsd(tmp_path / "nsd")
+
+
+@pytest.fixture
+def make_nsd():
+    """The factory itself, to write a tiny NSD at a chosen root: ``make_nsd(root, **options)``."""
+    return _make_nsd
