@@ -251,9 +251,11 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X
 
         batches = tqdm(batches, desc="ridge targets", unit="batch")
     for sl in batches:
-        y = np.asarray(Y[:, sl], dtype=np.float64)
-        y_mean = y.mean(axis=0)
-        w, alpha_out[sl] = solve((y - y_mean).astype(np.float32 if len(alphas) == 1 else np.float64))
+        y = np.array(Y[:, sl], dtype=np.float32 if len(alphas) == 1 else np.float64)  # copy (n_trials, batch)
+        y_mean = y.mean(axis=0, dtype=np.float64)
+        y -= y_mean.astype(y.dtype)
+        w, alpha_out[sl] = solve(y)
+        del y
         weights[:, sl] = xp.to_numpy(w)
         b = (y_mean - x_mean32 @ weights[:, sl]).astype(np.float32)
         pred = xp.to_numpy(Xs @ w) + b  # (n_stats, batch)

@@ -126,3 +126,11 @@ def test_errors_and_constant_voxel_warning():
     with pytest.warns(RuntimeWarning, match="1 voxel"):
         reg = R.RidgeRegressor(1.0).fit(train, Y)
     assert np.isfinite(reg.predict(test)).all()
+
+
+def test_fit_leaves_inputs_unchanged():
+    train, Y, _ = _data()
+    before_Y, before_train = Y.copy(), train.copy()
+    R.RidgeRegressor(10.0, n_targets_batch=4).fit(train, Y)
+    np.testing.assert_array_equal(Y, before_Y)
+    np.testing.assert_array_equal(train, before_train)
