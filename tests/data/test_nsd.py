@@ -117,3 +117,18 @@ def test_malformed_files(tiny_nsd, tmp_path):
     L.stim_info_path(tiny_nsd.root).write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="lacks column"):
         nsd._read_stim_info(tiny_nsd.root)
+
+
+def test_doctor_lists_the_files_the_reader_needs(tiny_nsd):
+    from braindiff_app.config import load_settings
+    from braindiff_app.doctor import diagnose
+
+    def nsd_feature(root):
+        settings = load_settings(tier="real", nsd_root=root, home=root.parent / "home")
+        return next(f for f in diagnose(settings) if f.name == "NSD preparation")
+
+    assert nsd_feature(tiny_nsd.root).usable
+    L.captions_path(tiny_nsd.root, "val2017").unlink()
+    feature = nsd_feature(tiny_nsd.root)
+    assert not feature.usable
+    assert [a.path.name for a in feature.assets if not a.found] == ["captions_val2017.json"]
