@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         settings.subject_dir("prepared", args.subject), features, settings.subject_dir("regressors", args.subject),
         alphas={"vdvae": args.alpha_vdvae, "clip_vision": args.alpha_vision, "clip_text": args.alpha_text},
         targets=tuple(args.targets), low_rank=args.low_rank, overwrite=args.overwrite, log=print,
-        n_targets_batch=args.n_targets_batch, backend=backend, device=device, n_stats_rows=1024,
+        n_targets_batch=args.n_targets_batch, backend=backend, device=device,
         progress=not args.no_progress,
     )
     for name, entry in report.items():

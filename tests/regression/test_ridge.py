@@ -134,3 +134,13 @@ def test_fit_leaves_inputs_unchanged():
     R.RidgeRegressor(10.0, n_targets_batch=4).fit(train, Y)
     np.testing.assert_array_equal(Y, before_Y)
     np.testing.assert_array_equal(train, before_train)
+
+
+def test_stats_rows_subset_are_evenly_spaced_training_rows():
+    train, Y, _ = _data()
+    reg = R.RidgeRegressor(10.0, n_stats_rows=20).fit(train, Y)
+    rows = np.linspace(0, len(train) - 1, 20).round().astype(int)
+    pred = reg.predict(train[rows])
+    np.testing.assert_allclose(reg.pred_mean_, pred.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(reg.pred_std_, pred.std(0), rtol=1e-4)
+    assert not np.allclose(reg.pred_std_, reg.predict(train).std(0), rtol=1e-3)
