@@ -155,7 +155,11 @@ def read_session(root: str | os.PathLike, subject: int, session: int, mask: np.n
     if len(image.shape) != 4 or tuple(image.shape[:3]) != mask.shape:
         raise ValueError(f"{path.name}: expected a 4D array {mask.shape + ('n_trials',)} (the nsdgeneral grid), "
                          f"got shape {tuple(image.shape)}.")
-    data = np.asarray(image.dataobj)  # (x, y, z, n_trials): one session in memory
+    slope, inter = image.dataobj.slope, image.dataobj.inter
+    if not ((np.isnan(slope) or slope == 1) and (np.isnan(inter) or inter == 0)):
+        raise ValueError(f"{path.name}: header scaling (slope {slope}, intercept {inter}) found; NSD betas are "
+                         "stored unscaled (int16 = percent signal change x 300).")
+    data = np.asarray(image.dataobj.get_unscaled())  # (x, y, z, n_trials): one session in memory
     if data.dtype != np.int16:
         raise ValueError(f"{path.name}: expected int16 betas (percent signal change x 300), got {data.dtype}.")
     return np.ascontiguousarray(data[mask].T)

@@ -111,6 +111,11 @@ def test_malformed_files(tiny_nsd, tmp_path):
     L.write_betas(tiny_nsd.root, 1, 2, np.zeros((5, 4, 2, 10), np.int16))
     with pytest.raises(ValueError, match=r"betas_session02.nii.gz: expected a 4D array \(5, 4, 3, 'n_trials'\)"):
         nsd.prepare_subject(tiny_nsd.root, 1, tmp_path / "out", progress=False)
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros((5, 4, 3, 10), np.float32), np.eye(4)), L.betas_path(tiny_nsd.root, 1, 2))
+    with pytest.raises(ValueError, match="betas_session02.nii.gz: expected int16 betas"):
+        nsd.prepare_subject(tiny_nsd.root, 1, tmp_path / "out", progress=False)
     L.expdesign_path(tiny_nsd.root).write_bytes(b"not a mat file")
     with pytest.raises(ValueError, match="nsd_expdesign.mat: not a readable MATLAB file"):
         nsd.read_expdesign(tiny_nsd.root)
