@@ -23,8 +23,8 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--alpha-vdvae", type=float, default=50000.0, help="ridge alpha for VDVAE (50000)")
     parser.add_argument("--alpha-vision", type=float, default=60000.0, help="ridge alpha for CLIP-vision (60000)")
     parser.add_argument("--alpha-text", type=float, default=100000.0, help="ridge alpha for CLIP-text (100000)")
-    parser.add_argument("--n-targets-batch", type=int, default=16384,
-                        help="targets solved per batch: lower it to use less memory (default 16384)")
+    parser.add_argument("--n-targets-batch", type=int, default=4096,
+                        help="targets solved per batch: lower it to use less memory (default 4096)")
     parser.add_argument("--backend", choices=("auto", "numpy", "torch"), default="auto",
                         help="auto: torch on a GPU when --device resolves to one, else numpy")
     parser.add_argument("--low-rank", type=int, metavar="R",

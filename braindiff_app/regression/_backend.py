@@ -46,6 +46,9 @@ class NumpyBackend:
     def svd(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.linalg.svd(a, full_matrices=False)
 
+    def eye_like(self, a: np.ndarray) -> np.ndarray:
+        return np.eye(a.shape[0], dtype=a.dtype)
+
     def add_diagonal(self, a: np.ndarray, value: float) -> np.ndarray:
         a[np.diag_indices_from(a)] += value
         return a
@@ -92,6 +95,9 @@ class TorchBackend:
 
     def svd(self, a):
         return self.torch.linalg.svd(a, full_matrices=False)
+
+    def eye_like(self, a):
+        return self.torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
 
     def add_diagonal(self, a, value: float):
         a.diagonal().add_(value)

@@ -21,7 +21,7 @@ def _orthonormal(a: np.ndarray) -> np.ndarray:
     return np.linalg.qr(a)[0]
 
 
-def to_low_rank(reg: RidgeRegressor, rank: int, *, n_oversamples: int = 10, n_power_iter: int = 3,
+def to_low_rank(reg: RidgeRegressor, rank: int, *, n_oversamples: int = 10, n_power_iter: int = 2,
                 seed: int = 0, n_targets_batch: int | None = 65536) -> RidgeRegressor:
     """A copy of ``reg`` whose weights are the best rank-``rank`` approximation found by randomized SVD.
 
@@ -35,7 +35,7 @@ def to_low_rank(reg: RidgeRegressor, rank: int, *, n_oversamples: int = 10, n_po
         Kept rank, 1 <= rank <= min(n_voxels, n_targets).
     n_oversamples : int, default 10
         Extra random directions for accuracy.
-    n_power_iter : int, default 3
+    n_power_iter : int, default 2
         Power iterations (more: closer to the exact truncated SVD when singular values decay slowly).
     seed : int, default 0
         Seed of the random test matrix.
@@ -56,24 +56,24 @@ def to_low_rank(reg: RidgeRegressor, rank: int, *, n_oversamples: int = 10, n_po
     k = min(rank + n_oversamples, p, m)
     batches = _batches(m, n_targets_batch, 1)
     rng = np.random.default_rng(seed)
-    Q = np.zeros((p, k), dtype=np.float64)
+    Q = np.zeros((p, k), dtype=np.float32)
     for sl in batches:  # Q = W @ Omega, Omega (n_targets, k) drawn batch by batch
-        Q += W[:, sl] @ rng.standard_normal((sl.stop - sl.start, k))
+        Q += W[:, sl] @ rng.standard_normal((sl.stop - sl.start, k), dtype=np.float32)
     for _ in range(n_power_iter):  # Q <- orth(W W^T Q)
         Q = _orthonormal(Q)
-        Z = np.zeros((p, k))
+        Z = np.zeros((p, k), dtype=np.float32)
         for sl in batches:
-            w = np.asarray(W[:, sl], dtype=np.float64)
+            w = np.asarray(W[:, sl], dtype=np.float32)
             Z += w @ (w.T @ Q)
         Q = Z
     Q = _orthonormal(Q)
-    B = np.empty((k, m), dtype=np.float64)  # B = Q^T W
+    B = np.empty((k, m), dtype=np.float32)  # B = Q^T W
     for sl in batches:
         B[:, sl] = Q.T @ W[:, sl]
-    s, U = np.linalg.eigh(B @ B.T)  # left singular vectors of B, ascending
-    top = U[:, ::-1][:, :rank]
+    _, U = np.linalg.eigh((B @ B.T).astype(np.float64))  # left singular vectors of B, ascending
+    top = U[:, ::-1][:, :rank].astype(np.float32)
     out = copy.copy(reg)
-    out.weights_ = LowRankWeights(left=(Q @ top).astype(np.float32), right=(top.T @ B).astype(np.float32))
+    out.weights_ = LowRankWeights(left=Q @ top, right=top.T @ B)
     return out
 
 

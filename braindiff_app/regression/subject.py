@@ -80,7 +80,12 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
             raise ValueError(f"{features_dir / f'{stem}_train.npy'}: {features.shape[0]} rows, but "
                              f"{prepared_dir / 'fmri_train.npy'} has {fmri.shape[0]} trials; re-extract features "
                              "for this prepared subject.")
-        reg = RidgeRegressor(alphas[name], **ridge_options).fit(fmri, features)
+        # Weights go to a memory-mapped scratch file: a full-size CLIP-vision matrix (12.4 GB) never sits in RAM.
+        scratch = out_dir / f".{name}.weights.npy"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        weights = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32,
+                                            shape=(fmri.shape[1], int(np.prod(features.shape[1:]))))
+        reg = RidgeRegressor(alphas[name], **ridge_options).fit(fmri, features, weights_out=weights)
         entry: dict[str, Any] = {"path": str(path), "status": "fitted", "alpha": alphas[name],
                                  "shape": list(features.shape[1:])}
         if low_rank is not None:
@@ -93,8 +98,10 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
         metadata = {"target": name, "alpha": repr(alphas[name]), "n_trials": str(fmri.shape[0]),
                     "features_metadata": meta_path.read_text() if meta_path.is_file() else "{}"}
         save_regressor(reg, path, metadata)
+        del reg, weights
+        scratch.unlink()
         report[name] = entry
         if log is not None:
             log(f"{name}: saved {path} ({', '.join(f'{k}={v}' for k, v in entry.items() if k != 'path')})")
-        del reg, features
+        del features
     return report

@@ -144,3 +144,13 @@ def test_stats_rows_subset_are_evenly_spaced_training_rows():
     np.testing.assert_allclose(reg.pred_mean_, pred.mean(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(reg.pred_std_, pred.std(0), rtol=1e-4)
     assert not np.allclose(reg.pred_std_, reg.predict(train).std(0), rtol=1e-3)
+
+
+def test_weights_written_into_a_given_memmap(tmp_path):
+    train, Y, test = _data()
+    out = np.lib.format.open_memmap(tmp_path / "w.npy", mode="w+", dtype=np.float32, shape=(90, 12))
+    reg = R.RidgeRegressor(10.0).fit(train, Y, weights_out=out)
+    assert reg.weights_ is out
+    np.testing.assert_array_equal(np.load(tmp_path / "w.npy"), R.RidgeRegressor(10.0).fit(train, Y).weights_)
+    with pytest.raises(ValueError, match=r"out: expected a float32 array of shape \(90, 12\)"):
+        R.RidgeRegressor(10.0).fit(train, Y, weights_out=np.empty((90, 11), np.float32))
