@@ -40,12 +40,6 @@ class NumpyBackend:
     def eigh(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.linalg.eigh(a)
 
-    def qr(self, a: np.ndarray) -> np.ndarray:
-        return np.linalg.qr(a)[0]
-
-    def svd(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return np.linalg.svd(a, full_matrices=False)
-
     def eye_like(self, a: np.ndarray) -> np.ndarray:
         return np.eye(a.shape[0], dtype=a.dtype)
 
@@ -89,12 +83,6 @@ class TorchBackend:
 
     def eigh(self, a):
         return self.torch.linalg.eigh(a)
-
-    def qr(self, a):
-        return self.torch.linalg.qr(a)[0]
-
-    def svd(self, a):
-        return self.torch.linalg.svd(a, full_matrices=False)
 
     def eye_like(self, a):
         return self.torch.eye(a.shape[0], dtype=a.dtype, device=a.device)

@@ -4,12 +4,13 @@ Objective, for each target column ``y`` (``X`` centered, intercept unpenalized):
 
     w = argmin_w ||y - X w||^2 + alpha ||w||^2  =  X^T (X X^T + alpha I)^{-1} y  =  M y
 
-``M`` (n_voxels, n_trials) depends on ``X`` and ``alpha`` only, so it is computed once (Cholesky in float64) and
-every target costs one float32 matrix product ``M @ Y[:, chunk]``: the reference's 257 CLIP-vision and 77
-CLIP-text per-token fits become column blocks of one solve (ridge is separable over targets, so the weights are
-the same). scikit-learn's ``Ridge`` instead solves ``(X X^T + alpha I) c = Y`` for all targets and then forms
-``X^T c``: 2x the per-target work of ``M @ Y``, float64, no GPU and the whole ``Y`` in memory at once
-(see ``bench/ridge.py`` for the measured ratios).
+``M`` (n_voxels, n_trials) depends on ``X`` and ``alpha`` only, so it is computed once (float32 Gram matrix and
+products, float64 Cholesky inverse of the small system) and every target costs one float32 matrix product
+``M @ Y[:, chunk]``: the reference's 257 CLIP-vision and 77 CLIP-text per-token fits become column blocks of one
+solve (ridge is separable over targets, so the weights are the same). scikit-learn's ``Ridge`` (we use it as
+the reference in tests and benchmarks) solves ``(X X^T + alpha I) c = Y`` for all targets and then forms ``X^T c``:
+``(n_trials + n_voxels) / n_voxels`` times our per-target work, on the CPU only, with the whole ``Y`` in memory,
+and a per-token loop repeats its factorization 257 + 77 times (``bench/ridge.py`` measures both).
 
 With ``alphas`` (several), each target gets the alpha of least leave-one-out error, computed in closed form from
 one eigendecomposition of the kernel (the generalized cross-validation of scikit-learn's ``RidgeCV`` with
@@ -253,7 +254,7 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X
     if out is not None and (out.shape != (X.shape[1], m) or out.dtype != np.float32):
         raise ValueError(f"out: expected a float32 array of shape {(X.shape[1], m)}, got {out.dtype} {out.shape}.")
     weights = np.empty((X.shape[1], m), dtype=np.float32) if out is None else out
-    out = {k: np.empty(m, dtype=np.float32) for k in ("intercept", "pred_mean", "pred_std")}
+    stats = {k: np.empty(m, dtype=np.float32) for k in ("intercept", "pred_mean", "pred_std")}
     alpha_out = np.empty(m, dtype=np.float64)
     pred_norm = np.empty(m // group_size, dtype=np.float32)
     batches = _batches(m, n_targets_batch, group_size)
@@ -270,13 +271,13 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X
         weights[:, sl] = xp.to_numpy(w)
         b = (y_mean - x_mean32 @ weights[:, sl]).astype(np.float32)
         pred = xp.to_numpy(Xs @ w) + b  # (n_stats, batch)
-        out["intercept"][sl] = b
-        out["pred_mean"][sl] = pred.mean(axis=0)
-        out["pred_std"][sl] = pred.std(axis=0)
+        stats["intercept"][sl] = b
+        stats["pred_mean"][sl] = pred.mean(axis=0)
+        stats["pred_std"][sl] = pred.std(axis=0)
         groups = pred.reshape(pred.shape[0], -1, group_size)
         pred_norm[sl.start // group_size: sl.stop // group_size] = np.linalg.norm(groups, axis=2).mean(axis=0)
     xp.free()
-    return RidgeFit(weights, out["intercept"], alpha_out, out["pred_mean"], out["pred_std"], pred_norm)
+    return RidgeFit(weights, stats["intercept"], alpha_out, stats["pred_mean"], stats["pred_std"], pred_norm)
 
 
 # --------------------------------------------------------------------------------------------------------
