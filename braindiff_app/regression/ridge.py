@@ -239,17 +239,23 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X
         raise ValueError(f"alpha: expected positive value(s), got {alpha!r}.")
 
     x_mean = X.mean(axis=0, dtype=np.float64)
+    x_mean32 = x_mean.astype(np.float32)
     Xc = xp.asarray(X - x_mean, "float64" if len(alphas) > 1 else "float32")  # (n_trials, n_voxels)
+    Xs = xp.asarray(X if X_stats is None else X_stats, "float32")  # (n_stats, n_voxels)
     if len(alphas) == 1:
         M = _projection(xp, Xc, float(alphas[0]))  # (n_voxels, n_trials)
+        T = Xs @ M  # (n_stats, n_trials): statistics rows' predictions cost n_trials, not n_voxels, per target
         del Xc
 
         def solve(Yc):
-            return M @ xp.asarray(Yc, "float32"), np.full(Yc.shape[1], alphas[0])
+            Yc = xp.asarray(Yc, "float32")
+            return M @ Yc, T @ Yc, np.full(Yc.shape[1], alphas[0])
     else:
-        solve = _LooSolver(xp, Xc, alphas)
-    Xs = xp.asarray(X if X_stats is None else X_stats, "float32")  # (n_stats, n_voxels)
-    x_mean32 = x_mean.astype(np.float32)
+        loo = _LooSolver(xp, Xc, alphas)
+
+        def solve(Yc):
+            w, best = loo(Yc)
+            return w, Xs @ w, best
 
     if out is not None and (out.shape != (X.shape[1], m) or out.dtype != np.float32):
         raise ValueError(f"out: expected a float32 array of shape {(X.shape[1], m)}, got {out.dtype} {out.shape}.")
@@ -266,11 +272,11 @@ def fit_ridge(X: np.ndarray, Y: np.ndarray, alpha: float | Sequence[float], *, X
         y = np.array(Y[:, sl], dtype=np.float32 if len(alphas) == 1 else np.float64)  # copy (n_trials, batch)
         y_mean = y.mean(axis=0, dtype=np.float64)
         y -= y_mean.astype(y.dtype)
-        w, alpha_out[sl] = solve(y)
+        w, pred_no_bias, alpha_out[sl] = solve(y)
         del y
         weights[:, sl] = xp.to_numpy(w)
         b = (y_mean - x_mean32 @ weights[:, sl]).astype(np.float32)
-        pred = xp.to_numpy(Xs @ w) + b  # (n_stats, batch)
+        pred = xp.to_numpy(pred_no_bias) + b  # (n_stats, batch): X_stats @ w + b
         stats["intercept"][sl] = b
         stats["pred_mean"][sl] = pred.mean(axis=0)
         stats["pred_std"][sl] = pred.std(axis=0)
