@@ -227,7 +227,7 @@ def main() -> None:
         low_gb = {k: r * (pv + m) * 4 / 1e9 for k, m in sizes.items()}
         print(f"  rank {r:>4}: " + ", ".join(f"{k} {v:.2f} GB" for k, v in low_gb.items())
               + f", total {sum(low_gb.values()):.2f} GB")
-    print(f"  reference pickles (float64): {2 * sum(dense.values()):.1f} GB")
+    print(f"  the same weights in float64 (as the reference keeps them): {2 * sum(dense.values()):.1f} GB")
 
     if args.write_full:
         folder = Path(args.write_full)
