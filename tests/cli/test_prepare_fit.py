@@ -19,7 +19,7 @@ def test_prepare_then_fit(tmp_path, capsys, tiny_nsd):
     n_train, n_test = len(meta["nsd_ids_train"]), len(meta["nsd_ids_test"])
 
     # Missing features: one line naming the file and the command that makes it.
-    assert main(["fit", "--subject", "1", "--no-progress", *common]) == 1
+    assert main(["fit", "--subject", "1", "--no-progress", "--backend", "numpy", *common]) == 1
     assert "vdvae_train.npy: missing; extract the features first (`braindiff extract vdvae`)" in \
         capsys.readouterr().err
 
@@ -29,7 +29,8 @@ def test_prepare_then_fit(tmp_path, capsys, tiny_nsd):
     shapes = {"vdvae": (12,), "clip_vision": (257, 2), "clip_text": (77, 2)}
     for name, shape in shapes.items():
         np.save(features / f"{name}_train.npy", rng.normal(size=(n_train, *shape)).astype(np.float32))
-    args = ["fit", "--subject", "1", "--no-progress", "--alpha-vdvae", "10", "--n-targets-batch", "100", *common]
+    args = ["fit", "--subject", "1", "--no-progress", "--alpha-vdvae", "10", "--n-targets-batch", "100",
+            "--backend", "numpy", *common]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "clip_vision: saved" in out
