@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from braindiff_app.config import PRECOMPUTED_DIR, Settings
+from braindiff_app.config import DEMO_ASSETS_DIR, PRECOMPUTED_DIR, Settings
 from braindiff_app.data import nsd_layout as L
 
 __all__ = ["Asset", "Feature", "diagnose", "format_report"]
@@ -57,7 +57,19 @@ def _module(name: str, pip_name: str) -> Asset:
 
 def _demo_features(settings: Settings) -> list[Feature]:
     models = settings.demo_models_dir
+    anatomy = DEMO_ASSETS_DIR / "anatomy"
+    nsd = settings.nsd_dir
     return [
+        Feature("demo", "demo anatomy, ROIs and flatmap", tuple(
+            Asset(anatomy / name, f"demo anatomy file {name} (rebuild with `braindiff demo anatomy`, needs pycortex)")
+            for name in ("anatomy.npz", "flatmap.png", "flatmap_lookup.npz")
+        )),
+        Feature("demo", "simulated NSD (demo subjects 1, 2, 5, 7)", (
+            Asset(nsd / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat",
+                  "simulated NSD design (write the simulated NSD with `braindiff demo simulate`)"),
+            Asset(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5",
+                  "simulated NSD stimuli (`braindiff demo simulate`)"),
+        )),
         Feature("demo", "browse precomputed demo bundles", (
             Asset(PRECOMPUTED_DIR, "bundles shipped with the repo (write them with `braindiff demo build`)"),
         )),
@@ -108,6 +120,31 @@ def _real_features(settings: Settings) -> list[Feature]:
     ]
 
 
+def _evaluation_features(settings: Settings) -> list[Feature]:
+    from braindiff_app.evaluation.backbones import BACKBONES, weight_file
+
+    weights = settings.eval_weights
+    assets = []
+    for name, spec in BACKBONES.items():
+        found = weight_file(name, weights)
+        also = f" (or {', '.join(spec.files[1:])})" if len(spec.files) > 1 else ""
+        assets.append(Asset(found or weights / spec.files[0],
+                            f"{spec.title} weights{also} for {', '.join(spec.metrics)}, from {spec.urls[0]} "
+                            "(set BRAINDIFF_EVAL_WEIGHTS / --eval-weights, or `braindiff evaluate --download`)"))
+    vd = settings.vd_dir
+    assets.append(Asset(vd / "image_encoder" / "config.json" if vd else None,
+                        "CLIP ViT-L/14 image encoder for CLIP: the image_encoder of the Versatile Diffusion folder "
+                        "(set BRAINDIFF_VD_DIR or --vd-dir)"))
+    return [
+        Feature("any", "evaluation: PixCorr, SSIM, SSIM-ref", (_module("scipy", "scipy"), _module("PIL", "pillow"))),
+        Feature("demo", "evaluation: demo-CLIP identification", (
+            Asset(settings.demo_models_dir / "vd" / "image_encoder" / "config.json",
+                  "demo CLIP vision encoder (`braindiff demo train-diffusion`)"),
+        )),
+        Feature("real", "evaluation: AlexNet(2), AlexNet(5), Inception, CLIP, EffNet-B, SwAV", tuple(assets)),
+    ]
+
+
 def _app_features() -> list[Feature]:
     return [
         Feature("any", "app", (_module("gradio", "gradio"),)),
@@ -128,7 +165,8 @@ def diagnose(settings: Settings) -> list[Feature]:
     list of Feature
         In display order: tier-independent, demo, real.
     """
-    return _app_features() + _demo_features(settings) + _real_features(settings)
+    features = _app_features() + _demo_features(settings) + _real_features(settings)
+    return features + _evaluation_features(settings)
 
 
 def format_report(features: list[Feature], settings: Settings) -> str:

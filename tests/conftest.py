@@ -1,60 +1,63 @@
-"""Shared test factories. `tiny_nsd`: a tiny NSD-shaped folder written with the real formats (nsd_layout)."""
+"""Shared fixtures: a clean workspace per test, small synthetic bundles, a live app on localhost."""
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-import numpy as np
+import socket
+
 import pytest
 
-from braindiff_app.data import nsd_layout as L
+from tests.factories import make_bundle
+from tests.nsd_factory import make_nsd
 
 
-@dataclass
-class TinyNSD:
-    root: object
-    subject: int
-    mask: np.ndarray  # (x, y, z) bool
-    betas: dict  # session -> int16 (x, y, z, T)
-    trial_ids: np.ndarray  # 0-based NSD id of each trial
-    shared_ids: set
-    images: np.ndarray  # imgBrick
-    captions: dict  # nsd id -> list of str
+@pytest.fixture(autouse=True)
+def _isolated_workspace(tmp_path, monkeypatch):
+    """Every test gets its own BRAINDIFF_HOME and no stray bundle folders from the environment."""
+    monkeypatch.setenv("BRAINDIFF_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BRAINDIFF_BUNDLES", raising=False)
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
 
 
-def _make_nsd(root, subject=1, shape=(5, 4, 3), n_sessions=3, T=10, n_shared=4, n_per_subject=12,
-              n_images=80, size=6, seed=0):
-    rng = np.random.default_rng(seed)
-    ids = rng.permutation(n_images)[: n_shared + L.N_SUBJECTS * (n_per_subject - n_shared)]
-    sharedix = ids[:n_shared] + 1
-    own = ids[n_shared:].reshape(L.N_SUBJECTS, -1) + 1
-    subjectim = np.concatenate([np.tile(sharedix, (L.N_SUBJECTS, 1)), own], axis=1)
-    masterordering = rng.integers(1, n_per_subject + 1, n_sessions * T + 7)  # more trials than sessions hold
-    masterordering[:n_per_subject] = np.arange(1, n_per_subject + 1)  # every image seen at least once
-    L.write_expdesign(root, masterordering, subjectim, sharedix)
-    general = rng.choice([-1, 0, 1], size=shape, p=[0.3, 0.3, 0.4]).astype(np.int16)
-    general.flat[0] = 1
-    L.write_roi(root, subject, "nsdgeneral", general)
-    betas = {}
-    for s in range(1, n_sessions + 1):
-        betas[s] = rng.integers(-3000, 3000, (*shape, T), dtype=np.int16)
-        L.write_betas(root, subject, s, betas[s])
-    images = rng.integers(0, 256, (n_images, size, size, 3), dtype=np.uint8)
-    L.write_stimuli(root, images, chunk=7)
-    coco = 1000 + np.arange(n_images)
-    splits = ["val2017" if i % 3 == 0 else "train2017" for i in range(n_images)]
-    L.write_stim_info(root, np.arange(n_images), coco, splits)
-    captions = {i: [f"image {i} caption {k}" for k in range(6)] for i in range(n_images)}
-    for split in L.COCO_SPLITS:
-        L.write_captions(root, split, {int(coco[i]): captions[i] for i in range(n_images) if splits[i] == split})
-    trial_ids = subjectim[subject - 1, masterordering - 1] - 1
-    return TinyNSD(root, subject, general == 1, betas, trial_ids, set((sharedix - 1).tolist()), images, captions)
+@pytest.fixture
+def bundle(tmp_path):
+    """A complete 6-trial bundle with every image kind, under tmp_path/bundles."""
+    return make_bundle(tmp_path / "bundles")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_app(tmp_path, monkeypatch):
+    """Start the app on a free localhost port over two synthetic bundles; yields (url, state)."""
+    from braindiff_app.config import load_settings
+    from braindiff_app.ui import build_app, launch_app
+    from tests.factories import make_bundle
+
+    root = tmp_path / "bundles"
+    make_bundle(root, name="demo-subj01", subject="1", n_trials=5, size=32)
+    make_bundle(root, name="demo-average", subject="average", n_trials=5, size=32)
+    settings = load_settings(home=tmp_path / "home", extra_bundle_dirs=(root,))
+    app, state, _ = build_app(settings)
+    port = free_port()
+    launch_app(app, settings, port=port, block=False, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", state
+    finally:
+        app.close()
 
 
 @pytest.fixture
 def tiny_nsd(tmp_path):
-    return _make_nsd(tmp_path / "nsd")
+    """A tiny NSD folder (subject 1, 3 sessions of 10 trials) under tmp_path/nsd; see tests/nsd_factory.py."""
+    return make_nsd(tmp_path / "nsd")
 
 
-@pytest.fixture
-def make_nsd():
+@pytest.fixture(name="make_nsd")
+def make_nsd_fixture():
     """The factory itself, to write a tiny NSD at a chosen root: ``make_nsd(root, **options)``."""
-    return _make_nsd
+    return make_nsd
