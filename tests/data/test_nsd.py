@@ -137,3 +137,17 @@ def test_doctor_lists_the_files_the_reader_needs(tiny_nsd):
     feature = nsd_feature(tiny_nsd.root)
     assert not feature.usable
     assert [a.path.name for a in feature.assets if not a.found] == ["captions_val2017.json"]
+
+
+def test_reads_the_demo_tiers_simulated_nsd(tmp_path):
+    from braindiff_app.data.simulated_nsd import build_simulated_nsd
+
+    build_simulated_nsd(tmp_path / "nsd", seed=0, n_test=12, n_train=24, n_reps=3, trials_per_session=36,
+                        image_size=64, subjects=(1,))
+    result = nsd.prepare_subject(tmp_path / "nsd", 1, tmp_path / "prepared", progress=False)
+    assert (result.n_train, result.n_test, result.sessions) == (24, 12, (1, 2, 3))
+    meta = json.loads((tmp_path / "prepared" / "meta.json").read_text())
+    assert sorted(meta["nsd_ids_test"]) == list(range(12))  # the simulation's shared ids
+    assert set(meta["repetitions_train"] + meta["repetitions_test"]) == {3}
+    assert result.n_voxels == int(nsd.read_mask(tmp_path / "nsd", 1).sum())
+    assert np.load(tmp_path / "prepared" / "images_test.npy").shape == (12, 64, 64, 3)
