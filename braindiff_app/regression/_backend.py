@@ -31,17 +31,20 @@ class NumpyBackend:
     def transpose(self, a: np.ndarray) -> np.ndarray:
         return a.T
 
-    def solve_spd(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Solve ``a @ x = b`` for a symmetric positive definite ``a`` (Cholesky)."""
-        from scipy.linalg import cho_factor, cho_solve
+    def inv_spd(self, a: np.ndarray) -> np.ndarray:
+        """Inverse of a symmetric positive definite matrix, from its Cholesky factor (LAPACK potrf + potri)."""
+        from scipy.linalg.lapack import get_lapack_funcs
 
-        return cho_solve(cho_factor(a, lower=True, overwrite_a=True, check_finite=False), b, check_finite=False)
+        potrf, potri = get_lapack_funcs(("potrf", "potri"), (a,))
+        factor, info = potrf(a, lower=True, overwrite_a=True, clean=True)
+        if info > 0:
+            raise ValueError(f"the regularized Gram matrix is not positive definite (leading minor {info}); "
+                             "increase alpha.")
+        inverse, _ = potri(factor, lower=True, overwrite_c=True)
+        return np.tril(inverse) + np.tril(inverse, -1).T
 
     def eigh(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.linalg.eigh(a)
-
-    def eye_like(self, a: np.ndarray) -> np.ndarray:
-        return np.eye(a.shape[0], dtype=a.dtype)
 
     def add_diagonal(self, a: np.ndarray, value: float) -> np.ndarray:
         a[np.diag_indices_from(a)] += value
@@ -77,15 +80,12 @@ class TorchBackend:
     def transpose(self, a):
         return a.T
 
-    def solve_spd(self, a, b):
+    def inv_spd(self, a):
         torch = self.torch
-        return torch.cholesky_solve(b, torch.linalg.cholesky(a))
+        return torch.cholesky_inverse(torch.linalg.cholesky(a))
 
     def eigh(self, a):
         return self.torch.linalg.eigh(a)
-
-    def eye_like(self, a):
-        return self.torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
 
     def add_diagonal(self, a, value: float):
         a.diagonal().add_(value)
