@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from braindiff_app.config import DEMO_ASSETS_DIR, PRECOMPUTED_DIR, Settings
+from braindiff_app.data import nsd_layout as L
 
 __all__ = ["Asset", "Feature", "diagnose", "format_report"]
 
@@ -84,15 +85,25 @@ def _demo_features(settings: Settings) -> list[Feature]:
 VD_COMPONENTS = ("image_unet", "text_unet", "vae", "image_encoder", "text_encoder", "tokenizer", "scheduler")
 
 
-def _real_features(settings: Settings) -> list[Feature]:
-    nsd = settings.nsd_root
-    nsd_assets = (
-        Asset(nsd / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat" if nsd else None,
-              "NSD experimental design (set BRAINDIFF_NSD_ROOT or --nsd-root to your NSD copy)"),
-        Asset(nsd / "nsddata_betas" / "ppdata" if nsd else None, "NSD single-trial betas (func1pt8mm)"),
-        Asset(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5" if nsd else None,
-              "NSD stimuli HDF5 (73k images)"),
+def _nsd_assets(nsd: Path | None) -> tuple[Asset, ...]:
+    """The exact NSD files ``braindiff prepare`` reads (subject 1 shown for per-subject files)."""
+    if nsd is None:
+        return (Asset(None, "a local NSD copy (set BRAINDIFF_NSD_ROOT or --nsd-root to the folder holding "
+                            "nsddata/, nsddata_betas/, nsddata_stimuli/)"),)
+    return (
+        Asset(L.expdesign_path(nsd), "NSD experimental design nsd_expdesign.mat"),
+        Asset(L.stim_info_path(nsd), "NSD stimulus table nsd_stim_info_merged.csv (NSD id -> COCO id)"),
+        Asset(L.roi_path(nsd, 1, "nsdgeneral"), "nsdgeneral ROI (func1pt8mm), one per subject subjXX"),
+        Asset(L.betas_path(nsd, 1, 1), "single-trial betas betas_sessionNN.nii.gz (func1pt8mm, "
+                                       "betas_fithrf_GLMdenoise_RR), sessions 01-37 per subject"),
+        Asset(L.stimuli_path(nsd), "NSD stimuli HDF5 (imgBrick, 73k images)"),
+        Asset(L.captions_path(nsd, "train2017"), "COCO captions, train2017 split (NSD's annotations folder)"),
+        Asset(L.captions_path(nsd, "val2017"), "COCO captions, val2017 split (NSD's annotations folder)"),
     )
+
+
+def _real_features(settings: Settings) -> list[Feature]:
+    nsd_assets = _nsd_assets(settings.nsd_root)
     vd = settings.vd_dir
     vd_assets = tuple(
         Asset(vd / c if vd else None, f"Versatile Diffusion component {c!r} (set BRAINDIFF_VD_DIR or --vd-dir)")

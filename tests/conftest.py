@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from tests.factories import make_bundle
+from tests.nsd_factory import make_nsd
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +49,15 @@ def live_app(tmp_path, monkeypatch):
         yield f"http://127.0.0.1:{port}/", state
     finally:
         app.close()
+
+
+@pytest.fixture
+def tiny_nsd(tmp_path):
+    """A tiny NSD folder (subject 1, 3 sessions of 10 trials) under tmp_path/nsd; see tests/nsd_factory.py."""
+    return make_nsd(tmp_path / "nsd")
+
+
+@pytest.fixture(name="make_nsd")
+def make_nsd_fixture():
+    """The factory itself, to write a tiny NSD at a chosen root: ``make_nsd(root, **options)``."""
+    return make_nsd
