@@ -16,6 +16,7 @@ import gradio as gr
 import numpy as np
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
+from braindiff_app.demo_export import roi_settings
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels
 from braindiff_app.ui import text
 from braindiff_app.ui.state import AppState
@@ -43,6 +44,7 @@ class ROIHandlers:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self._models: ROIModels | None = None
+        self.settings, self.committed = roi_settings(state.settings)
         self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
         self._out = Path(tempfile.mkdtemp(prefix="braindiff-roi-"))
@@ -51,7 +53,7 @@ class ROIHandlers:
         """The tier's pipeline and every subject's atlas and regressors, loaded once."""
         with self._lock:
             if self._models is None:
-                self._models = load_roi_models(self.state.settings)
+                self._models = load_roi_models(self.settings)
             return self._models
 
     def subjects(self) -> list[str]:
@@ -76,7 +78,7 @@ class ROIHandlers:
         models = self.models()
         key = models.subjects[0] if subject == "average" else subject
         if key not in self._flatmaps:
-            self._flatmaps[key] = load_subject_flatmap(self.state.settings, models.atlases[key])
+            self._flatmaps[key] = load_subject_flatmap(self.settings, models.atlases[key])
         return self._flatmaps[key]
 
     def recipe(self, subject: str, weights: dict[str, float], painted_mask: np.ndarray | None,
@@ -94,7 +96,7 @@ class ROIHandlers:
             raise ValueError(text.ROI_EMPTY)
         return Recipe(subject=subject, regions=regions, painted=tuple(painted.tolist()),
                       painted_weight=float(painted_weight), seed=int(seed),
-                      settings={"tier": self.state.settings.tier})
+                      settings={"tier": self.settings.tier})
 
     def pattern_image(self, recipe: Recipe) -> np.ndarray:
         """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative."""
@@ -172,7 +174,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         if not choices:
             return [gr.update(choices=[], value=None), text.ROI_NO_MODELS, gr.update()] + [gr.update()] * len(sliders)
         value = current if current in choices else choices[0]
-        return [gr.update(choices=choices, value=value), "", *subject_controls(value)]
+        note = text.ROI_COMMITTED if handlers.committed else ""
+        return [gr.update(choices=choices, value=value), note, *subject_controls(value)]
 
     def subject_controls(subject):
         reasons = handlers.availability(subject)

@@ -131,3 +131,5 @@ ROI_PAINT_AVERAGE = "Painting works on one subject's voxels; choose a subject, o
 ROI_PAINT_OFF_CORTEX = "The painted strokes miss every voxel of this subject: paint inside the outlined visual cortex."
 ROI_NO_MODELS = ("**The ROI studio needs a subject with regressors.** Build the demo with `braindiff demo build`, "
                  "or run `braindiff fit` for your subjects.")
+ROI_COMMITTED = ("_Using the demo's committed ROI workspace (regressors stored at low rank); "
+                 "`braindiff demo build` makes full ones in your workspace._")
