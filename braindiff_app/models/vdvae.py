@@ -462,7 +462,7 @@ def extract_latents(
     size = config.image_size
     with torch.inference_mode():
         for start in _batches(len(images), batch_size, progress, "VDVAE latents"):
-            batch = resize_images(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])), size)
+            batch = resize_images(torch.from_numpy(np.array(images[start : start + batch_size])), size)
             batch = batch.to(device)
             n = batch.shape[0]
             seeds = [np.random.SeedSequence([seed, start + i]).generate_state(1)[0] for i in range(n)]
