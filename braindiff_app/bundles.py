@@ -58,7 +58,7 @@ ABLATION_KINDS = ("no_vdvae", "no_text", "no_vision")
 IMAGE_KINDS = REQUIRED_KINDS + ABLATION_KINDS
 KIND_LABELS = {
     "ground_truth": "Seen image",
-    "vdvae": "VDVAE guess (only-VDVAE)",
+    "vdvae": "VDVAE guess",
     "final": "Brain-Diffuser",
     "no_vdvae": "No VDVAE",
     "no_text": "No CLIP-text",

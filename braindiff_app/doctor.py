@@ -10,7 +10,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from braindiff_app.config import PRECOMPUTED_DIR, Settings
+from braindiff_app.config import DEMO_ASSETS_DIR, PRECOMPUTED_DIR, Settings
+from braindiff_app.data import nsd_layout as L
 
 __all__ = ["Asset", "Feature", "diagnose", "format_report"]
 
@@ -56,7 +57,19 @@ def _module(name: str, pip_name: str) -> Asset:
 
 def _demo_features(settings: Settings) -> list[Feature]:
     models = settings.demo_models_dir
+    anatomy = DEMO_ASSETS_DIR / "anatomy"
+    nsd = settings.nsd_dir
     return [
+        Feature("demo", "demo anatomy, ROIs and flatmap", tuple(
+            Asset(anatomy / name, f"demo anatomy file {name} (rebuild with `braindiff demo anatomy`, needs pycortex)")
+            for name in ("anatomy.npz", "flatmap.png", "flatmap_lookup.npz")
+        )),
+        Feature("demo", "simulated NSD (demo subjects 1, 2, 5, 7)", (
+            Asset(nsd / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat",
+                  "simulated NSD design (write the simulated NSD with `braindiff demo simulate`)"),
+            Asset(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5",
+                  "simulated NSD stimuli (`braindiff demo simulate`)"),
+        )),
         Feature("demo", "browse precomputed demo bundles", (
             Asset(PRECOMPUTED_DIR, "bundles shipped with the repo (write them with `braindiff demo build`)"),
         )),
@@ -74,15 +87,25 @@ def _demo_features(settings: Settings) -> list[Feature]:
 VD_COMPONENTS = ("image_unet", "text_unet", "vae", "image_encoder", "text_encoder", "tokenizer", "scheduler")
 
 
-def _real_features(settings: Settings) -> list[Feature]:
-    nsd = settings.nsd_root
-    nsd_assets = (
-        Asset(nsd / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat" if nsd else None,
-              "NSD experimental design (set BRAINDIFF_NSD_ROOT or --nsd-root to your NSD copy)"),
-        Asset(nsd / "nsddata_betas" / "ppdata" if nsd else None, "NSD single-trial betas (func1pt8mm)"),
-        Asset(nsd / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5" if nsd else None,
-              "NSD stimuli HDF5 (73k images)"),
+def _nsd_assets(nsd: Path | None) -> tuple[Asset, ...]:
+    """The exact NSD files ``braindiff prepare`` reads (subject 1 shown for per-subject files)."""
+    if nsd is None:
+        return (Asset(None, "a local NSD copy (set BRAINDIFF_NSD_ROOT or --nsd-root to the folder holding "
+                            "nsddata/, nsddata_betas/, nsddata_stimuli/)"),)
+    return (
+        Asset(L.expdesign_path(nsd), "NSD experimental design nsd_expdesign.mat"),
+        Asset(L.stim_info_path(nsd), "NSD stimulus table nsd_stim_info_merged.csv (NSD id -> COCO id)"),
+        Asset(L.roi_path(nsd, 1, "nsdgeneral"), "nsdgeneral ROI (func1pt8mm), one per subject subjXX"),
+        Asset(L.betas_path(nsd, 1, 1), "single-trial betas betas_sessionNN.nii.gz (func1pt8mm, "
+                                       "betas_fithrf_GLMdenoise_RR), sessions 01-37 per subject"),
+        Asset(L.stimuli_path(nsd), "NSD stimuli HDF5 (imgBrick, 73k images)"),
+        Asset(L.captions_path(nsd, "train2017"), "COCO captions, train2017 split (NSD's annotations folder)"),
+        Asset(L.captions_path(nsd, "val2017"), "COCO captions, val2017 split (NSD's annotations folder)"),
     )
+
+
+def _real_features(settings: Settings) -> list[Feature]:
+    nsd_assets = _nsd_assets(settings.nsd_root)
     vd = settings.vd_dir
     vd_assets = tuple(
         Asset(vd / c if vd else None, f"Versatile Diffusion component {c!r} (set BRAINDIFF_VD_DIR or --vd-dir)")
@@ -97,6 +120,54 @@ def _real_features(settings: Settings) -> list[Feature]:
                   "imagenet64-iter-1600000-model-ema.th; set BRAINDIFF_VDVAE_CHECKPOINT or --vdvae-checkpoint)"),
         )),
         Feature("real", "stage 2 (Versatile Diffusion) and CLIP features", vd_assets),
+    ]
+
+
+def _pipeline_features(settings: Settings, subject: int = 1) -> list[Feature]:
+    """Reconstruction and ROI studio for one subject of the settings' tier (other subjects need the same files)."""
+    from braindiff_app.data.atlas import REGION_SOURCES
+    from braindiff_app.data.nsd_layout import roi_path
+
+    prepared = settings.subject_dir("prepared", subject)
+    regressors = settings.subject_dir("regressors", subject)
+    name = f"subj{subject:02d}"
+    fit = tuple(Asset(regressors / f"{n}.safetensors", f"{n} regressor (`braindiff fit --subject {subject}`)")
+                for n in ("vdvae", "clip_vision", "clip_text"))
+    test = tuple(Asset(prepared / f, f"prepared test split (`braindiff prepare --subject {subject}`)")
+                 for f in ("fmri_test.npy", "images_test.npy", "captions_test.json", "meta.json"))
+    nsd = settings.nsd_dir
+    stems = ("nsdgeneral", *dict.fromkeys(stem for stem, _ in REGION_SOURCES.values()))
+    rois = tuple(Asset(roi_path(nsd, subject, stem) if nsd else None, f"{stem} ROI volume of {name} (NSD layout)")
+                 for stem in stems)
+    ijk = (Asset(prepared / "voxel_ijk.npy", f"nsdgeneral voxel positions (`braindiff prepare --subject {subject}`)"),)
+    return [
+        Feature(settings.tier, f"reconstruct {name} (`braindiff reconstruct`)", fit + test),
+        Feature(settings.tier, f"ROI studio {name} (`braindiff roi`)", fit + ijk + rois),
+    ]
+
+
+def _evaluation_features(settings: Settings) -> list[Feature]:
+    from braindiff_app.evaluation.backbones import BACKBONES, weight_file
+
+    weights = settings.eval_weights
+    assets = []
+    for name, spec in BACKBONES.items():
+        found = weight_file(name, weights)
+        also = f" (or {', '.join(spec.files[1:])})" if len(spec.files) > 1 else ""
+        assets.append(Asset(found or weights / spec.files[0],
+                            f"{spec.title} weights{also} for {', '.join(spec.metrics)}, from {spec.urls[0]} "
+                            "(set BRAINDIFF_EVAL_WEIGHTS / --eval-weights, or `braindiff evaluate --download`)"))
+    vd = settings.vd_dir
+    assets.append(Asset(vd / "image_encoder" / "config.json" if vd else None,
+                        "CLIP ViT-L/14 image encoder for CLIP: the image_encoder of the Versatile Diffusion folder "
+                        "(set BRAINDIFF_VD_DIR or --vd-dir)"))
+    return [
+        Feature("any", "evaluation: PixCorr, SSIM, SSIM-ref", (_module("scipy", "scipy"), _module("PIL", "pillow"))),
+        Feature("demo", "evaluation: demo-CLIP identification", (
+            Asset(settings.demo_models_dir / "vd" / "image_encoder" / "config.json",
+                  "demo CLIP vision encoder (`braindiff demo train-diffusion`)"),
+        )),
+        Feature("real", "evaluation: AlexNet(2), AlexNet(5), Inception, CLIP, EffNet-B, SwAV", tuple(assets)),
     ]
 
 
@@ -120,7 +191,10 @@ def diagnose(settings: Settings) -> list[Feature]:
     list of Feature
         In display order: tier-independent, demo, real.
     """
-    return _app_features() + _demo_features(settings) + _real_features(settings)
+    pipeline = _pipeline_features(settings)
+    demo = _demo_features(settings) + (pipeline if settings.tier == "demo" else [])
+    real = _real_features(settings) + (pipeline if settings.tier == "real" else [])
+    return _app_features() + demo + real + _evaluation_features(settings)
 
 
 def format_report(features: list[Feature], settings: Settings) -> str:

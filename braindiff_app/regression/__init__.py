@@ -1,1 +1,42 @@
 """Regression: ridge fit/predict, compact regressor storage, importers."""
+
+from braindiff_app.regression.importers import UnsafePickleError, import_reference_pickle, read_reference_pickle
+from braindiff_app.regression.lowrank import low_rank_fidelity, to_low_rank
+from braindiff_app.regression.ridge import (
+    FMRI_DIVISOR,
+    RESCALE_MODES,
+    LowRankWeights,
+    RidgeFit,
+    RidgeRegressor,
+    fit_ridge,
+    predict_linear,
+    preprocess_fmri,
+    rescale_predictions,
+    zscore_stats,
+)
+from braindiff_app.regression.storage import load_regressor, read_safetensors, save_regressor, write_safetensors
+
+__all__ = [
+    # fitting and predicting
+    "FMRI_DIVISOR",
+    "RESCALE_MODES",
+    "RidgeRegressor",
+    "RidgeFit",
+    "LowRankWeights",
+    "fit_ridge",
+    "predict_linear",
+    "preprocess_fmri",
+    "rescale_predictions",
+    "zscore_stats",
+    # storage
+    "save_regressor",
+    "load_regressor",
+    "read_safetensors",
+    "write_safetensors",
+    "to_low_rank",
+    "low_rank_fidelity",
+    # importers
+    "UnsafePickleError",
+    "read_reference_pickle",
+    "import_reference_pickle",
+]

@@ -1,1 +1,69 @@
-"""The Gradio app: one builder per tab."""
+"""The Gradio app: one builder per tab, one :class:`AppState`, every event a named API endpoint."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from braindiff_app.config import Settings
+from braindiff_app.ui import text
+from braindiff_app.ui.about import build_about_tab
+from braindiff_app.ui.browse import build_browse_tab
+from braindiff_app.ui.classroom import CSS as CLASSROOM_CSS
+from braindiff_app.ui.classroom import build_classroom_tab
+from braindiff_app.ui.metrics import build_metrics_tab
+from braindiff_app.ui.roi import build_roi_tab
+from braindiff_app.ui.state import AppState
+
+__all__ = ["AppState", "build_app", "launch_app"]
+
+
+def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.components.Component]]:
+    """Build the whole app.
+
+    Parameters
+    ----------
+    settings : Settings
+        Resolved configuration (bundle folders, tier, models).
+
+    Returns
+    -------
+    app : gr.Blocks
+        Not launched; call ``app.queue().launch(...)``.
+    state : AppState
+    components : dict
+        Every tab's components, keyed ``"tab.elem"``.
+    """
+    state = AppState(settings)
+    components: dict[str, gr.components.Component] = {}
+    with gr.Blocks(title=text.TITLE, analytics_enabled=False) as app:
+        gr.Markdown(f"# {text.TITLE}\n{text.INTRO}")
+        components.update(build_browse_tab(app, state))
+        components.update(build_roi_tab(app, state))
+        components.update(build_metrics_tab(app, state))
+        components.update(build_classroom_tab(app, state))
+        components.update(build_about_tab(app, state))
+    return app, state, components
+
+
+def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+               block: bool = True, quiet: bool = False) -> None:
+    """Launch ``app`` with the queue on, analytics off and only the bundle folders served.
+
+    Parameters
+    ----------
+    app : gr.Blocks
+        From :func:`build_app`.
+    settings : Settings
+        Its configuration (the bundle folders become gradio's allowed paths).
+    host, port, share
+        Where to listen; ``share`` also opens a public gradio.live link.
+    block : bool, default True
+        Keep the calling thread in the server loop (False: return at once, for tests and benchmarks).
+    quiet : bool, default False
+        Suppress gradio's start-up messages.
+    """
+    app.queue(default_concurrency_limit=4).launch(
+        server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=quiet,
+        allowed_paths=[str(d.resolve()) for d in settings.bundle_dirs], footer_links=["api", "settings"],
+        css=CLASSROOM_CSS,
+    )

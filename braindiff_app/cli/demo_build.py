@@ -1,0 +1,111 @@
+"""``braindiff demo build``: the whole demo tier from nothing, as the sequence of the ordinary commands.
+
+Each step is a ``braindiff`` command line run in this process (so the demo is built exactly as a user would build
+their own data), and each of those commands resumes where it stopped, so rerunning ``demo build`` after a stop
+continues. Steps: simulate the NSD-shaped subjects -> (train the demo models, only with --retrain) -> prepare ->
+extract VDVAE and CLIP features -> fit the regressors -> reconstruct every test trial of the four subjects and
+their average with all ablations into ``precomputed/`` -> evaluate -> export the ROI studio's compact assets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from braindiff_app.cli import add_settings_arguments, settings_from_args
+
+SUBJECTS = ("1", "2", "5", "7")
+
+
+def register(subparsers, demo_subparsers) -> None:
+    register_export(subparsers, demo_subparsers)
+    parser = demo_subparsers.add_parser(
+        "build",
+        help="build the whole demo tier (data, features, regressors, bundles, ROI assets)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    parser.add_argument("--retrain", action="store_true",
+                        help="retrain the small VDVAE and diffusion models instead of using the committed weights")
+    parser.add_argument("--out", help="bundle folder (default: the repo's precomputed/)")
+    parser.add_argument("--n-test", type=int, default=100, help="shared test images (default 100)")
+    parser.add_argument("--n-train", type=int, default=1500, help="training images per subject (default 1500)")
+    parser.add_argument("--limit", type=int, help="reconstruct only the first N test trials (quick look)")
+    parser.add_argument("--roi-rank", type=int, default=32,
+                        help="rank of the compact regressors exported for the ROI studio (default 32)")
+    add_settings_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
+    """The command lines of the build, in order, each labelled."""
+    from braindiff_app.config import PRECOMPUTED_DIR
+
+    common = ["--home", str(settings.home), "--tier", "demo"]
+    out = args.out or str(PRECOMPUTED_DIR)
+    plan: list[tuple[str, list[str]]] = [
+        ("simulate the subjects", ["demo", "simulate", "--out", str(settings.nsd_dir), "--n-test", str(args.n_test),
+                                   "--n-train", str(args.n_train), *common]),
+    ]
+    if args.retrain:
+        plan += [("train the demo VDVAE", ["demo", "train-vdvae", *common]),
+                 ("train the demo diffusion models", ["demo", "train-diffusion", *common])]
+    for s in SUBJECTS:
+        plan += [
+            (f"prepare subject {s}", ["prepare", "--subject", s, *common]),
+            (f"VDVAE features, subject {s}", ["extract", "vdvae", "--subject", s, *common]),
+            (f"CLIP features, subject {s}", ["extract", "clip", "--subject", s, *common]),
+            (f"fit regressors, subject {s}", ["fit", "--subject", s, *common]),
+        ]
+    limit = ["--limit", str(args.limit)] if args.limit else []
+    for s in (*SUBJECTS, "average"):
+        plan.append((f"reconstruct subject {s}", ["reconstruct", "--subject", s, "--ablations", "all",
+                                                  "--out", out, *limit, *common]))
+    names = [f"demo-{'average' if s == 'average' else f'subj{int(s):02d}'}" for s in (*SUBJECTS, "average")]
+    plan.append(("evaluate the bundles", ["evaluate", *(f"{out}/{n}" for n in names),
+                                          "--out", f"{out}/report", *common]))
+    plan.append(("export the ROI studio's assets", ["demo", "export-roi", "--rank", str(args.roi_rank), *common]))
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    from braindiff_app.cli import main
+
+    settings = settings_from_args(args).with_overrides(tier="demo")
+    plan = steps(args, settings)
+    start = time.perf_counter()
+    for i, (label, argv) in enumerate(plan, 1):
+        print(f"\n[{i}/{len(plan)}] {label}: braindiff {' '.join(argv)}", flush=True)
+        step_start = time.perf_counter()
+        code = main(argv)
+        if code:
+            print(f"demo build stopped at step {i} ({label}); fix the error above and rerun `braindiff demo build` "
+                  "to continue from there.", file=sys.stderr)
+            return code
+        print(f"    done in {time.perf_counter() - step_start:.0f} s", flush=True)
+    print(f"\ndemo build finished in {(time.perf_counter() - start) / 60:.1f} min.")
+    return 0
+
+
+def register_export(subparsers, demo_subparsers) -> None:
+    parser = demo_subparsers.add_parser(
+        "export-roi",
+        help="store the ROI studio's compact demo workspace in assets/demo/home",
+        description="Copy each demo subject's ROI files and voxel order and its regressors in low-rank form (rank "
+        "--rank) from the demo workspace into assets/demo/home, which the app uses when you have no demo "
+        "regressors of your own. Prints each regressor's relative prediction error.",
+    )
+    parser.add_argument("--rank", type=int, default=32, help="rank of the stored regressors (default 32)")
+    add_settings_arguments(parser)
+    parser.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from braindiff_app.demo_export import DEMO_HOME, export_roi_workspace
+
+    settings = settings_from_args(args).with_overrides(tier="demo")
+    errors = export_roi_workspace(settings, rank=args.rank)
+    for key, value in errors.items():
+        print(f"{key}: relative prediction error at rank {args.rank}: {value:.3f}")
+    print(f"wrote {DEMO_HOME}")
+    return 0

@@ -1,0 +1,95 @@
+"""``braindiff evaluate BUNDLE...``: the paper's metrics into each bundle, then tables and plots."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+from braindiff_app.cli import add_settings_arguments, settings_from_args
+
+METRICS_HELP = ("PixCorr, SSIM (standard 2-D), SSIM-ref (the reference's per-column variant), AlexNet(2), "
+                "AlexNet(5), Inception, CLIP, demo-CLIP, EffNet-B, SwAV")
+
+
+def register(subparsers, demo_subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compute the paper's metrics for bundles and write summary tables and plots",
+        description="For every image kind of each bundle (final and ablations), compute per-trial metrics "
+        "against the seen images and store them in the bundle's metrics.json (resumable: stored metrics are "
+        "kept unless --overwrite). Then write Table-1 (subjects and average) and Table-2 (ablations) summaries "
+        "as markdown and CSV, and bar and distribution plots, into --out. Network weights are read from "
+        "--eval-weights (default torch hub's checkpoints folder) under torchvision's file names; metrics whose "
+        "file is missing are skipped with a message naming the file. Nothing is downloaded unless --download.",
+    )
+    parser.add_argument("bundles", nargs="+", metavar="BUNDLE",
+                        help="bundle folder, or the name of a bundle in the bundle folders")
+    parser.add_argument("--metrics", nargs="+", metavar="METRIC",
+                        help=f"metrics to compute (default: all available). Names: {METRICS_HELP}")
+    parser.add_argument("--kinds", nargs="+", metavar="KIND",
+                        help="image kinds to evaluate (default: every kind but ground_truth)")
+    parser.add_argument("--out", help="folder for tables and plots (default: <home>/reports)")
+    parser.add_argument("--download", action="store_true",
+                        help="download missing network weights from torchvision's / SwAV's addresses into "
+                        "--eval-weights first (network access; never done otherwise)")
+    parser.add_argument("--overwrite", action="store_true", help="recompute metrics already stored")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per network pass (default 32)")
+    add_settings_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _resolve_bundle(text: str, settings) -> Path:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    for folder in settings.bundle_dirs:
+        if (folder / text).is_dir():
+            return folder / text
+    raise FileNotFoundError(f"{text}: no such bundle folder, and no bundle of that name in "
+                            f"{', '.join(str(d) for d in settings.bundle_dirs)}.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from braindiff_app.bundles import open_bundle
+    from braindiff_app.config import resolve_device
+    from braindiff_app.evaluation import (
+        BACKBONES,
+        PIXEL_METRICS,
+        backbones_from_settings,
+        check_metrics,
+        download_weights,
+        evaluate_bundle,
+        write_report,
+    )
+
+    settings = settings_from_args(args)
+    wanted = check_metrics(args.metrics, "--metrics")
+    paths = [_resolve_bundle(b, settings) for b in args.bundles]
+    bundles = [open_bundle(p) for p in paths]
+    if args.download:
+        names = [n for n, spec in BACKBONES.items() if any(m in wanted for m in spec.metrics)]
+        for path in download_weights(settings.eval_weights, names):
+            print(f"downloaded {path}")
+    backbones = None
+    if any(m not in PIXEL_METRICS for m in wanted):
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            backbones = backbones_from_settings(settings, wanted)
+        for message in sorted(set(backbones.missing.values())):
+            print(f"skipped: {message}")
+        backbones.to(resolve_device(settings.device))
+    metrics = None
+    if args.metrics is not None:  # CLIP and demo-CLIP both mean "the CLIP encoder the settings give"
+        clip = backbones.clip_metric if backbones is not None else "CLIP"
+        metrics = list(dict.fromkeys(clip if m in ("CLIP", "demo-CLIP") else m for m in wanted))
+    for bundle in bundles:
+        computed = evaluate_bundle(bundle, backbones, metrics=metrics, kinds=args.kinds,
+                                   overwrite=args.overwrite, batch_size=args.batch_size)
+        done = sorted({m for table in computed.values() for m in table})
+        print(f"{bundle.name}: {', '.join(done) if done else 'all requested metrics already stored'}")
+    out = Path(args.out).expanduser() if args.out else settings.home / "reports"
+    written = write_report([open_bundle(p) for p in paths], out)
+    print((out / "table1.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0

@@ -1,0 +1,72 @@
+"""``braindiff reconstruct``: every test trial of a subject (or the subject average) into a bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from braindiff_app.cli import add_settings_arguments, settings_from_args
+
+
+def register(subparsers, demo_subparsers) -> None:
+    parser = subparsers.add_parser(
+        "reconstruct",
+        help="reconstruct a subject's test images into a bundle",
+        description="Run the regressors, the VDVAE stage and the dual-guided diffusion stage (and the ablations "
+        "asked for) on every test trial of a subject, writing a bundle the app browses. Resumable: rerun the "
+        "same command after an interruption. For several GPUs: `accelerate launch -m braindiff_app reconstruct "
+        "...` (one process per GPU).",
+    )
+    parser.add_argument("--subject", required=True, help="subject number (1, 2, 5, 7) or 'average' (the mean of "
+                        "the features predicted by every subject with regressors)")
+    parser.add_argument("--ablations", default="none", help="'all', 'none' (default) or a comma list of "
+                        "no_vdvae, no_text, no_vision (the only-VDVAE guess is always stored)")
+    parser.add_argument("--limit", type=int, help="only the first N test trials")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle of the same name")
+    parser.add_argument("--out", help="folder receiving the bundle (default <home>/bundles)")
+    parser.add_argument("--seed", type=int, default=0, help="run seed; each trial's seed derives from it and "
+                        "the trial's NSD id (default 0)")
+    parser.add_argument("--rescale", default="transductive", choices=("transductive", "train", "none"),
+                        help="re-scaling of predictions (default transductive, as the paper)")
+    parser.add_argument("--strength", type=float, default=0.75, help="img2img strength (default 0.75)")
+    parser.add_argument("--vision-weight", type=float, default=0.6, help="vision share of the guidance mix "
+                        "(default 0.6)")
+    parser.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps of the full schedule (default 50)")
+    parser.add_argument("--batch-size", type=int, default=8, help="trials per batch (default 8)")
+    add_settings_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def parse_ablations(text: str) -> tuple[str, ...]:
+    """``"all"`` / ``"none"`` / ``"no_vdvae,no_text"`` -> ablation kinds, checked."""
+    from braindiff_app.bundles import ABLATION_KINDS
+    from braindiff_app.config import check_in_allowed
+
+    text = text.strip().lower()
+    if text == "all":
+        return ABLATION_KINDS
+    if text in ("", "none"):
+        return ()
+    kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    for kind in kinds:
+        check_in_allowed(kind, ABLATION_KINDS + ("all", "none"), "--ablations")
+    return kinds
+
+
+def run(args: argparse.Namespace) -> int:
+    from braindiff_app.reconstruct import reconstruct_subject
+
+    settings = settings_from_args(args)
+    try:
+        path = reconstruct_subject(
+            settings, args.subject, parse_ablations(args.ablations), limit=args.limit, overwrite=args.overwrite,
+            out=args.out, seed=args.seed, rescale=args.rescale, strength=args.strength,
+            vision_weight=args.vision_weight, guidance_scale=args.guidance_scale, num_inference_steps=args.steps,
+            batch_size=args.batch_size,
+        )
+    except FileExistsError as exc:
+        print(f"braindiff reconstruct: {exc}", file=sys.stderr)
+        return 1
+    print(f"bundle written: {path}")
+    return 0

@@ -1,0 +1,425 @@
+"""Read a Natural Scenes Dataset copy into a prepared subject (contract 2), one session at a time.
+
+Steps of :func:`prepare_subject`:
+
+1. check every NSD file it needs (a missing one is named with the folder it belongs in);
+2. read the design: each trial's NSD image and whether it is a shared (test) image;
+3. read each session's betas (one session in memory at a time), keep the nsdgeneral voxels, and save them as a
+   per-session partial file (int16, lossless) so a killed run resumes at the next session;
+4. average each image's repetitions; shared images -> test, the rest -> train (counts come from the data);
+5. copy the stimuli from ``nsd_stimuli.hdf5`` by index, in slices (never all 73k images);
+6. gather each image's COCO captions (the first 5 in the captions file);
+7. write ``meta.json`` last: its presence with the same plan marks the subject as complete.
+
+Every output file is written through a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from braindiff_app.bundles import atomic_write_json
+from braindiff_app.data import nsd_layout as L
+
+__all__ = ["ExpDesign", "PrepareResult", "read_expdesign", "read_mask", "read_session", "find_sessions",
+           "check_nsd_files", "prepare_subject", "PREPARED_FILES", "N_CAPTIONS"]
+
+N_CAPTIONS = 5
+PREPARED_FILES = ("fmri_train.npy", "fmri_test.npy", "images_train.npy", "images_test.npy", "captions_train.json",
+                  "captions_test.json", "voxel_ijk.npy", "meta.json")
+_PARTIAL = ".partial"
+_HELP = "see docs/real_data.md for the NSD files braindiff needs"
+
+
+def _missing(path: Path, root: Path, what: str) -> FileNotFoundError:
+    rel = path.relative_to(root) if path.is_relative_to(root) else path
+    return FileNotFoundError(f"{path.name} not found: {what} belongs at <nsd-root>/{rel} (nsd-root is {root}); "
+                             f"{_HELP}.")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Design
+# --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExpDesign:
+    """NSD's experimental design, as stored (1-based indices).
+
+    Attributes
+    ----------
+    masterordering : array of shape (n_trials_total,), int64
+        Per trial, 1-based index into a subject's image list.
+    subjectim : array of shape (8, n_per_subject), int64
+        Per subject, 1-based NSD ids.
+    sharedix : array of shape (n_shared,), int64
+        1-based NSD ids of the shared images.
+    """
+
+    masterordering: np.ndarray
+    subjectim: np.ndarray
+    sharedix: np.ndarray
+
+    def trial_images(self, subject: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each trial's 0-based NSD id and whether it shows a shared (test) image.
+
+        Returns
+        -------
+        nsd_ids : array of shape (n_trials_total,), int64
+        shared : array of shape (n_trials_total,), bool
+            ``masterordering <= n_shared``.
+        """
+        nsd_ids = self.subjectim[int(subject) - 1, self.masterordering - 1] - 1
+        return nsd_ids, self.masterordering <= len(self.sharedix)
+
+
+def read_expdesign(root: str | os.PathLike) -> ExpDesign:
+    """Read ``nsd_expdesign.mat`` (variables masterordering, subjectim, sharedix)."""
+    from scipy.io import loadmat
+
+    root = Path(root)
+    path = L.expdesign_path(root)
+    if not path.is_file():
+        raise _missing(path, root, "the NSD experimental design")
+    try:
+        mat = loadmat(path)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable MATLAB file ({exc}); re-download nsd_expdesign.mat.") from None
+    missing = [k for k in ("masterordering", "subjectim", "sharedix") if k not in mat]
+    if missing:
+        raise ValueError(f"{path}: lacks variable(s) {', '.join(missing)}; expected NSD's nsd_expdesign.mat.")
+    design = ExpDesign(*(np.asarray(mat[k]).astype(np.int64) for k in ("masterordering", "subjectim", "sharedix")))
+    design = ExpDesign(design.masterordering.ravel(), design.subjectim, design.sharedix.ravel())
+    if design.subjectim.ndim != 2 or design.subjectim.shape[0] != L.N_SUBJECTS:
+        raise ValueError(f"{path}: subjectim should have shape ({L.N_SUBJECTS}, n_images), got "
+                         f"{design.subjectim.shape}.")
+    if design.masterordering.min() < 1 or design.masterordering.max() > design.subjectim.shape[1]:
+        raise ValueError(f"{path}: masterordering values must lie in 1..{design.subjectim.shape[1]}.")
+    return design
+
+
+# --------------------------------------------------------------------------------------------------------
+# Volumes
+# --------------------------------------------------------------------------------------------------------
+def _load_nifti(path: Path, root: Path, what: str) -> Any:
+    import nibabel as nib
+
+    if not path.is_file():
+        raise _missing(path, root, what)
+    try:
+        return nib.load(path)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable NIfTI file ({exc}); re-download it.") from None
+
+
+def read_mask(root: str | os.PathLike, subject: int) -> np.ndarray:
+    """The nsdgeneral mask, array of shape (x, y, z), bool (label 1)."""
+    root = Path(root)
+    path = L.roi_path(root, subject, "nsdgeneral")
+    volume = np.asarray(_load_nifti(path, root, "the nsdgeneral ROI (func1pt8mm)").dataobj)
+    if volume.ndim != 3:
+        raise ValueError(f"{path}: expected a 3D volume (x, y, z), got shape {volume.shape}.")
+    mask = volume == 1
+    if not mask.any():
+        raise ValueError(f"{path}: no voxel has label 1 (nsdgeneral); is this the right file?")
+    return mask
+
+
+def find_sessions(root: str | os.PathLike, subject: int) -> list[int]:
+    """Session numbers whose ``betas_sessionNN.nii.gz`` is present, sorted."""
+    folder = L.betas_dir(root, subject)
+    if not folder.is_dir():
+        return []
+    return sorted(s for s in map(L.session_from_betas_path, folder.iterdir()) if s is not None)
+
+
+def read_session(root: str | os.PathLike, subject: int, session: int, mask: np.ndarray) -> np.ndarray:
+    """One session's betas at the mask's voxels.
+
+    Returns
+    -------
+    array of shape (n_trials_in_session, n_voxels), int16
+        NSD file units (percent signal change x 300); voxels in ``np.argwhere(mask)`` order.
+    """
+    root = Path(root)
+    path = L.betas_path(root, subject, session)
+    image = _load_nifti(path, root, f"session {session}'s betas ({L.BETAS_KIND}, func1pt8mm)")
+    if len(image.shape) != 4 or tuple(image.shape[:3]) != mask.shape:
+        raise ValueError(f"{path.name}: expected a 4D array {mask.shape + ('n_trials',)} (the nsdgeneral grid), "
+                         f"got shape {tuple(image.shape)}.")
+    slope, inter = image.dataobj.slope, image.dataobj.inter
+    if not ((np.isnan(slope) or slope == 1) and (np.isnan(inter) or inter == 0)):
+        raise ValueError(f"{path.name}: header scaling (slope {slope}, intercept {inter}) found; NSD betas are "
+                         "stored unscaled (int16 = percent signal change x 300).")
+    data = np.asarray(image.dataobj.get_unscaled())  # (x, y, z, n_trials): one session in memory
+    if data.dtype != np.int16:
+        raise ValueError(f"{path.name}: expected int16 betas (percent signal change x 300), got {data.dtype}.")
+    return np.ascontiguousarray(data[mask].T)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Stimuli and captions
+# --------------------------------------------------------------------------------------------------------
+def _read_stim_info(root: Path) -> dict[int, tuple[int, str]]:
+    path = L.stim_info_path(root)
+    if not path.is_file():
+        raise _missing(path, root, "the NSD stimulus table")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"nsdId", "cocoId", "cocoSplit"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: lacks column(s) {', '.join(sorted(missing))}; expected "
+                             "nsd_stim_info_merged.csv from NSD.")
+        return {int(r["nsdId"]): (int(r["cocoId"]), r["cocoSplit"]) for r in reader}
+
+
+def _gather_captions(root: Path, nsd_ids: Sequence[int]) -> list[list[str]]:
+    info = _read_stim_info(root)
+    absent = [i for i in nsd_ids if i not in info]
+    if absent:
+        raise ValueError(f"{L.stim_info_path(root)}: no row for NSD id(s) {absent[:5]}; is the file complete?")
+    by_coco: dict[int, list[str]] = {}
+    for split in sorted({info[i][1] for i in nsd_ids}):
+        if split not in L.COCO_SPLITS:
+            raise ValueError(f"{L.stim_info_path(root)}: cocoSplit {split!r} is not one of {L.COCO_SPLITS}.")
+        path = L.captions_path(root, split)
+        if not path.is_file():
+            raise _missing(path, root, f"the COCO {split} captions")
+        try:
+            annotations = json.loads(path.read_text())["annotations"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(f"{path}: expected COCO captions JSON with an 'annotations' list.") from None
+        wanted = {info[i][0] for i in nsd_ids if info[i][1] == split}
+        for ann in annotations:
+            if ann["image_id"] in wanted:
+                by_coco.setdefault(ann["image_id"], []).append(ann["caption"].strip())
+    captions = []
+    for i in nsd_ids:
+        coco_id, split = info[i]
+        found = by_coco.get(coco_id, [])
+        if not found:
+            raise ValueError(f"{L.captions_path(root, split)}: no caption for COCO image {coco_id} (NSD id {i}).")
+        captions.append(found[:N_CAPTIONS])
+    return captions
+
+
+def _open_stimuli(root: Path, max_id: int):
+    import h5py
+
+    path = L.stimuli_path(root)
+    if not path.is_file():
+        raise _missing(path, root, "the NSD stimuli (imgBrick)")
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc}); re-download nsd_stimuli.hdf5.") from None
+    brick = fh.get("imgBrick")
+    if brick is None or brick.ndim != 4 or brick.shape[3] != 3 or brick.dtype != np.uint8:
+        fh.close()
+        raise ValueError(f"{path}: expected dataset 'imgBrick' of uint8 (n_images, height, width, 3).")
+    if max_id >= brick.shape[0]:
+        fh.close()
+        raise ValueError(f"{path}: imgBrick has {brick.shape[0]} images, but the design needs NSD id {max_id}.")
+    return fh, brick
+
+
+def _copy_images(brick, nsd_ids: np.ndarray, path: Path, chunk: int, progress: bool) -> None:
+    """Copy ``brick[nsd_ids]`` into a new .npy file, ``chunk`` images at a time (sorted reads for HDF5)."""
+    from tqdm.auto import tqdm
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(nsd_ids), *brick.shape[1:]))
+    for start in tqdm(range(0, len(nsd_ids), chunk), desc=path.stem, unit="chunk", disable=not progress):
+        ids = nsd_ids[start:start + chunk]
+        order = np.argsort(ids)
+        block = brick[ids[order]]  # h5py reads increasing indices
+        out[start + order] = block
+    out.flush()
+    del out
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Prepare
+# --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrepareResult:
+    """Summary of a prepared subject."""
+
+    out_dir: Path
+    n_train: int
+    n_test: int
+    n_voxels: int
+    sessions: tuple[int, ...]
+    resumed_sessions: int
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_nsd_files(root: str | os.PathLike, subject: int, sessions: Sequence[int] | None = None) -> list[int]:
+    """Check the files :func:`prepare_subject` needs exist; return the sessions to read.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the first missing file and the folder it belongs in.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"nsd root {root}: no such folder; pass --nsd-root with your NSD copy "
+                                f"(the folder holding nsddata/, nsddata_betas/, nsddata_stimuli/).")
+    for path, what in ((L.expdesign_path(root), "the NSD experimental design"),
+                       (L.roi_path(root, subject, "nsdgeneral"), "the nsdgeneral ROI (func1pt8mm)"),
+                       (L.stimuli_path(root), "the NSD stimuli (imgBrick)"),
+                       (L.stim_info_path(root), "the NSD stimulus table")):
+        if not path.is_file():
+            raise _missing(path, root, what)
+    present = find_sessions(root, subject)
+    if sessions is None:
+        if not present:
+            raise _missing(L.betas_path(root, subject, 1), root, "the single-trial betas (betas_sessionNN.nii.gz)")
+        return present
+    for s in sessions:
+        if s not in present:
+            raise _missing(L.betas_path(root, subject, s), root, f"session {s}'s betas")
+    return sorted(set(int(s) for s in sessions))
+
+
+def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.PathLike,
+                    sessions: Sequence[int] | None = None, image_chunk: int = 64,
+                    progress: bool = True) -> PrepareResult:
+    """Prepare one NSD subject: averaged masked betas, stimuli and captions, split into train/test.
+
+    Parameters
+    ----------
+    root : path
+        NSD root (real, or the demo tier's simulated copy).
+    subject : int
+        NSD subject number (the paper uses 1, 2, 5, 7).
+    out_dir : path
+        Destination (``settings.subject_dir("prepared", subject)``); contract 2's files are written there.
+    sessions : sequence of int, optional
+        Sessions to read (default: every ``betas_sessionNN.nii.gz`` present). Trials of other sessions are
+        left out of the averages.
+    image_chunk : int, default 64
+        Stimuli copied per HDF5 read.
+    progress : bool, default True
+        tqdm progress bars.
+
+    Returns
+    -------
+    PrepareResult
+    """
+    from tqdm.auto import tqdm
+
+    root, out_dir = Path(root), Path(out_dir)
+    sessions = check_nsd_files(root, subject, sessions)
+    design = read_expdesign(root)
+    mask = read_mask(root, subject)
+    voxel_ijk = np.argwhere(mask)
+    plan = {"nsd_root": str(root.resolve()), "subject": int(subject), "sessions": sessions,
+            "n_voxels": len(voxel_ijk), "mask_shape": list(mask.shape)}
+    partial = out_dir / _PARTIAL
+    meta_path = out_dir / "meta.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text()).get("plan") == plan \
+            and all((out_dir / f).is_file() for f in PREPARED_FILES):
+        meta = json.loads(meta_path.read_text())
+        return PrepareResult(out_dir, len(meta["nsd_ids_train"]), len(meta["nsd_ids_test"]), meta["n_voxels"],
+                             tuple(sessions), len(sessions))
+    if not (partial / "plan.json").is_file() or json.loads((partial / "plan.json").read_text()) != plan:
+        shutil.rmtree(partial, ignore_errors=True)  # another plan's leftovers: start over
+        for name in PREPARED_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+        atomic_write_json(partial / "plan.json", plan)
+
+    # 3. sessions, one in memory at a time -> partial files
+    resumed = 0
+    trials_per_session = None
+    for session in tqdm(sessions, desc=f"subj{subject:02d} sessions", unit="session", disable=not progress):
+        part = partial / f"session{session:02d}.npy"
+        if part.is_file():
+            resumed += 1
+        else:
+            _save_npy(part, read_session(root, subject, session, mask))
+        T = np.load(part, mmap_mode="r").shape[0]
+        if trials_per_session not in (None, T):
+            raise ValueError(f"{L.betas_path(root, subject, session).name}: {T} trials, but earlier sessions have "
+                             f"{trials_per_session}; NSD sessions all have the same number of trials.")
+        trials_per_session = T
+
+    # 4. average repetitions; split
+    nsd_ids, shared = design.trial_images(subject)
+    n_trials = len(nsd_ids)
+    if max(sessions) * trials_per_session > n_trials:
+        raise ValueError(f"{L.expdesign_path(root)}: masterordering has {n_trials} trials, fewer than session "
+                         f"{max(sessions)} x {trials_per_session} trials per session; design and betas disagree.")
+    trials = np.concatenate([np.arange((s - 1) * trials_per_session, s * trials_per_session) for s in sessions])
+    _, first = np.unique(nsd_ids[trials], return_index=True)
+    first = trials[np.sort(first)]
+    images = nsd_ids[first]  # order of first appearance, as the reference
+    index = {int(i): k for k, i in enumerate(images)}
+    sums = np.zeros((len(images), len(voxel_ijk)), dtype=np.float64)
+    counts = np.zeros(len(images), dtype=np.int64)
+    for session in sessions:
+        betas = np.load(partial / f"session{session:02d}.npy")
+        rows = np.array([index[int(nsd_ids[t])] for t in
+                         range((session - 1) * trials_per_session, session * trials_per_session)])
+        np.add.at(sums, rows, betas.astype(np.float64))
+        np.add.at(counts, rows, 1)
+    means = (sums / counts[:, None]).astype(np.float32)
+    del sums
+    is_test = shared[first]
+    split = {"train": ~is_test, "test": is_test}
+    for name, rows in split.items():
+        if not rows.any():
+            raise ValueError(f"{L.expdesign_path(root)}: no {name} image among the trials of sessions {sessions}; "
+                             "read more sessions.")
+        _save_npy(out_dir / f"fmri_{name}.npy", means[rows])
+    _save_npy(out_dir / "voxel_ijk.npy", voxel_ijk.astype(np.int64))
+
+    # 5. stimuli, by index
+    fh, brick = _open_stimuli(root, int(images.max()))
+    try:
+        for name, rows in split.items():
+            path = out_dir / f"images_{name}.npy"
+            expected = (int(rows.sum()), *brick.shape[1:])
+            if not (path.is_file() and np.load(path, mmap_mode="r").shape == expected):
+                _copy_images(brick, images[rows], path, image_chunk, progress)
+        image_size = list(brick.shape[1:3])
+    finally:
+        fh.close()
+
+    # 6. captions
+    for name, rows in split.items():
+        atomic_write_json(out_dir / f"captions_{name}.json", _gather_captions(root, images[rows].tolist()))
+
+    # 7. meta last
+    meta = {
+        "subject": int(subject), "plan": plan, "sessions": sessions, "trials_per_session": trials_per_session,
+        "n_voxels": len(voxel_ijk), "image_size": image_size, "units": "NSD betas (percent signal change x 300)",
+        "nsd_ids_train": images[split["train"]].tolist(), "nsd_ids_test": images[split["test"]].tolist(),
+        "repetitions_train": counts[split["train"]].tolist(), "repetitions_test": counts[split["test"]].tolist(),
+    }
+    atomic_write_json(meta_path, meta)
+    shutil.rmtree(partial, ignore_errors=True)
+    return PrepareResult(out_dir, int(split["train"].sum()), int(split["test"].sum()), len(voxel_ijk),
+                         tuple(sessions), resumed)
+

@@ -1,0 +1,312 @@
+"""The Natural Scenes Dataset (NSD) folder layout: where each file lives, and small writers for its formats.
+
+The real NSD and the demo tier's simulated NSD share this layout (contract 1), so the reader
+(:mod:`braindiff_app.data.nsd`) and the simulator build every path with the functions here. Paths are relative to
+the NSD root, the folder holding ``nsddata/``, ``nsddata_betas/`` and ``nsddata_stimuli/``::
+
+    nsddata/experiments/nsd/nsd_expdesign.mat                 masterordering, subjectim, sharedix (1-based)
+    nsddata/experiments/nsd/nsd_stim_info_merged.csv          nsdId (0-based), cocoId, cocoSplit, ...
+    nsddata/ppdata/subjXX/func1pt8mm/roi/<name>.nii.gz        nsdgeneral, prf-visualrois, floc-*, prf-eccrois
+    nsddata_betas/ppdata/subjXX/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_sessionNN.nii.gz   int16 (x,y,z,T)
+    nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5              dataset imgBrick (n_images, H, W, 3) uint8
+    nsddata_stimuli/stimuli/nsd/annotations/captions_{train2017,val2017}.json   COCO captions
+
+The writers are low level (one file each, exactly the real format) and write through a temporary file renamed
+into place, so a killed writer never leaves a truncated file under the real name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    # layout
+    "N_SUBJECTS",
+    "ROI_LABELS",
+    "COCO_SPLITS",
+    "expdesign_path",
+    "stim_info_path",
+    "roi_dir",
+    "roi_path",
+    "betas_dir",
+    "betas_path",
+    "stimuli_path",
+    "captions_path",
+    "session_from_betas_path",
+    # writers
+    "write_expdesign",
+    "write_betas",
+    "write_roi",
+    "write_stimuli",
+    "write_stim_info",
+    "write_captions",
+]
+
+N_SUBJECTS = 8
+BETAS_KIND = "betas_fithrf_GLMdenoise_RR"
+COCO_SPLITS = ("train2017", "val2017")
+
+# ROI files of func1pt8mm/roi and their labels (value -> name); 0 is unlabelled. nsdgeneral also uses -1 for
+# voxels outside the brain.
+ROI_LABELS: dict[str, dict[int, str]] = {
+    "nsdgeneral": {1: "nsdgeneral"},
+    "prf-visualrois": {1: "V1v", 2: "V1d", 3: "V2v", 4: "V2d", 5: "V3v", 6: "V3d", 7: "hV4"},
+    "floc-faces": {1: "OFA", 2: "FFA-1", 3: "FFA-2", 4: "mTL-faces", 5: "aTL-faces"},
+    "floc-words": {1: "OWFA", 2: "VWFA-1", 3: "VWFA-2", 4: "mfs-words", 5: "mTL-words"},
+    "floc-places": {1: "OPA", 2: "PPA", 3: "RSC"},
+    "floc-bodies": {1: "EBA", 2: "FBA-1", 3: "FBA-2", 4: "mTL-bodies"},
+    "prf-eccrois": {1: "ecc0pt5", 2: "ecc1", 3: "ecc2", 4: "ecc4", 5: "ecc4+"},
+}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Layout
+# --------------------------------------------------------------------------------------------------------
+def _subj(subject: int) -> str:
+    subject = int(subject)
+    if not 1 <= subject <= N_SUBJECTS:
+        raise ValueError(f"subject: expected an NSD subject number 1-{N_SUBJECTS}, got {subject}.")
+    return f"subj{subject:02d}"
+
+
+def expdesign_path(root: str | os.PathLike) -> Path:
+    """``nsd_expdesign.mat``: the experimental design (MATLAB v5)."""
+    return Path(root) / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat"
+
+
+def stim_info_path(root: str | os.PathLike) -> Path:
+    """``nsd_stim_info_merged.csv``: NSD id -> COCO id and split."""
+    return Path(root) / "nsddata" / "experiments" / "nsd" / "nsd_stim_info_merged.csv"
+
+
+def roi_dir(root: str | os.PathLike, subject: int) -> Path:
+    """A subject's func1pt8mm ROI folder."""
+    return Path(root) / "nsddata" / "ppdata" / _subj(subject) / "func1pt8mm" / "roi"
+
+
+def roi_path(root: str | os.PathLike, subject: int, name: str) -> Path:
+    """One ROI volume, e.g. ``name="nsdgeneral"`` -> ``.../roi/nsdgeneral.nii.gz`` (names in ``ROI_LABELS``)."""
+    if name not in ROI_LABELS:
+        raise ValueError(f"name: expected one of {', '.join(ROI_LABELS)}, got {name!r}.")
+    return roi_dir(root, subject) / f"{name}.nii.gz"
+
+
+def betas_dir(root: str | os.PathLike, subject: int) -> Path:
+    """A subject's func1pt8mm ``betas_fithrf_GLMdenoise_RR`` folder."""
+    return Path(root) / "nsddata_betas" / "ppdata" / _subj(subject) / "func1pt8mm" / BETAS_KIND
+
+
+def betas_path(root: str | os.PathLike, subject: int, session: int) -> Path:
+    """One session's betas, ``betas_sessionNN.nii.gz`` (sessions count from 1)."""
+    session = int(session)
+    if session < 1:
+        raise ValueError(f"session: expected a session number >= 1, got {session}.")
+    return betas_dir(root, subject) / f"betas_session{session:02d}.nii.gz"
+
+
+def session_from_betas_path(path: str | os.PathLike) -> int | None:
+    """The session number of a ``betas_sessionNN.nii.gz`` file name, or None for any other name."""
+    name = Path(path).name
+    prefix, suffix = "betas_session", ".nii.gz"
+    if not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    digits = name[len(prefix):-len(suffix)]
+    return int(digits) if digits.isdigit() else None
+
+
+def stimuli_path(root: str | os.PathLike) -> Path:
+    """``nsd_stimuli.hdf5``: dataset ``imgBrick`` (n_images, height, width, 3) uint8, by 0-based NSD id."""
+    return Path(root) / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5"
+
+
+def captions_path(root: str | os.PathLike, split: str) -> Path:
+    """COCO captions of one split (``"train2017"`` or ``"val2017"``)."""
+    if split not in COCO_SPLITS:
+        raise ValueError(f"split: expected one of {', '.join(COCO_SPLITS)}, got {split!r}.")
+    return Path(root) / "nsddata_stimuli" / "stimuli" / "nsd" / "annotations" / f"captions_{split}.json"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Writers
+# --------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path (same folder, same suffixes) that is renamed to ``path`` on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="".join(path.suffixes))
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_expdesign(root: str | os.PathLike, masterordering: np.ndarray, subjectim: np.ndarray,
+                    sharedix: np.ndarray) -> Path:
+    """Write ``nsd_expdesign.mat`` (MATLAB v5, as NSD ships it: 1-based indices, row vectors).
+
+    Parameters
+    ----------
+    root : path
+        NSD root.
+    masterordering : array of shape (n_trials_total,) or (1, n_trials_total), int
+        Per trial, the 1-based index into the subject's 10k list (values <= n_shared are shared images).
+    subjectim : array of shape (8, n_per_subject), int
+        Per subject, 1-based NSD image ids (73k space); the first ``n_shared`` columns are the shared images.
+    sharedix : array of shape (n_shared,) or (1, n_shared), int
+        1-based NSD ids of the shared images.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from scipy.io import savemat
+
+    subjectim = np.asarray(subjectim)
+    if subjectim.ndim != 2 or subjectim.shape[0] != N_SUBJECTS:
+        raise ValueError(f"subjectim: expected shape ({N_SUBJECTS}, n_per_subject), got {subjectim.shape}.")
+    path = expdesign_path(root)
+    data = {
+        "masterordering": np.asarray(masterordering, dtype=np.float64).reshape(1, -1),
+        "subjectim": subjectim.astype(np.float64),
+        "sharedix": np.asarray(sharedix, dtype=np.float64).reshape(1, -1),
+    }
+    with _atomic_path(path) as tmp:
+        savemat(tmp, data, format="5")
+    return path
+
+
+def _write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray | None) -> Path:
+    import nibabel as nib
+
+    affine = np.diag([1.8, 1.8, 1.8, 1.0]) if affine is None else np.asarray(affine, dtype=float)
+    image = nib.Nifti1Image(volume, affine)
+    image.header.set_data_dtype(volume.dtype)
+    with _atomic_path(path) as tmp:
+        nib.save(image, tmp)
+    return path
+
+
+def write_betas(root: str | os.PathLike, subject: int, session: int, betas: np.ndarray,
+                affine: np.ndarray | None = None) -> Path:
+    """Write one session's betas, ``betas_sessionNN.nii.gz``.
+
+    Parameters
+    ----------
+    root : path
+        NSD root.
+    subject, session : int
+        NSD subject (1-8) and session (from 1).
+    betas : array of shape (x, y, z, n_trials), int16
+        Percent signal change x 300, as NSD stores them.
+    affine : array of shape (4, 4), optional
+        Voxel -> mm transform (default: 1.8 mm isotropic at the origin).
+    """
+    betas = np.asarray(betas)
+    if betas.ndim != 4 or betas.dtype != np.int16:
+        raise ValueError(f"betas: expected an int16 4D array (x, y, z, n_trials), got {betas.dtype} "
+                         f"array of shape {betas.shape}.")
+    return _write_nifti(betas_path(root, subject, session), betas, affine)
+
+
+def write_roi(root: str | os.PathLike, subject: int, name: str, volume: np.ndarray,
+              affine: np.ndarray | None = None) -> Path:
+    """Write one ROI volume ``roi/<name>.nii.gz`` (int labels, see ``ROI_LABELS``).
+
+    Parameters
+    ----------
+    volume : array of shape (x, y, z), int
+        Labels; 0 unlabelled (nsdgeneral: -1 outside the brain, 0, 1).
+    """
+    volume = np.asarray(volume)
+    if volume.ndim != 3 or not np.issubdtype(volume.dtype, np.integer):
+        raise ValueError(f"volume: expected an integer 3D array (x, y, z), got {volume.dtype} array of shape "
+                         f"{volume.shape}.")
+    return _write_nifti(roi_path(root, subject, name), volume.astype(np.int16), affine)
+
+
+def write_stimuli(root: str | os.PathLike, images: np.ndarray, chunk: int = 64) -> Path:
+    """Write ``nsd_stimuli.hdf5`` with dataset ``imgBrick`` (row i = NSD id i).
+
+    Parameters
+    ----------
+    images : array of shape (n_images, height, width, 3), uint8
+        Written in slices of ``chunk`` images, so a memory-mapped source is never loaded whole.
+    chunk : int, default 64
+        Images per write (and per HDF5 chunk).
+    """
+    import h5py
+
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images: expected uint8 (n_images, height, width, 3), got {images.dtype} array of "
+                         f"shape {images.shape}.")
+    path = stimuli_path(root)
+    n = images.shape[0]
+    with _atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as fh:
+            ds = fh.create_dataset("imgBrick", shape=images.shape, dtype=np.uint8,
+                                   chunks=(min(chunk, n), *images.shape[1:]) if n else None)
+            for start in range(0, n, chunk):
+                ds[start:start + chunk] = images[start:start + chunk]
+    return path
+
+
+def write_stim_info(root: str | os.PathLike, nsd_ids: Sequence[int], coco_ids: Sequence[int],
+                    coco_splits: Sequence[str]) -> Path:
+    """Write ``nsd_stim_info_merged.csv`` with the columns the reader uses (and NSD's unnamed index column).
+
+    Parameters
+    ----------
+    nsd_ids : sequence of int
+        0-based NSD ids.
+    coco_ids : sequence of int
+        The COCO image id of each.
+    coco_splits : sequence of str in {"train2017", "val2017"}
+        The COCO split holding each image's captions.
+    """
+    if not len(nsd_ids) == len(coco_ids) == len(coco_splits):
+        raise ValueError(f"nsd_ids, coco_ids, coco_splits: expected equal lengths, got {len(nsd_ids)}, "
+                         f"{len(coco_ids)}, {len(coco_splits)}.")
+    bad = sorted(set(coco_splits) - set(COCO_SPLITS))
+    if bad:
+        raise ValueError(f"coco_splits: expected values in {COCO_SPLITS}, got {bad}.")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["", "cocoId", "cocoSplit", "nsdId", "shared1000"])
+    for row, (nsd_id, coco_id, split) in enumerate(zip(nsd_ids, coco_ids, coco_splits, strict=True)):
+        writer.writerow([row, int(coco_id), split, int(nsd_id), False])
+    path = stim_info_path(root)
+    with _atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+    return path
+
+
+def write_captions(root: str | os.PathLike, split: str, captions: Mapping[int, Sequence[str]]) -> Path:
+    """Write a COCO captions file ``captions_<split>.json``.
+
+    Parameters
+    ----------
+    split : str in {"train2017", "val2017"}
+    captions : mapping of int to sequence of str
+        COCO image id -> its captions (COCO has 5, sometimes more).
+    """
+    annotations = []
+    for image_id, texts in captions.items():
+        for text in texts:
+            annotations.append({"image_id": int(image_id), "id": len(annotations) + 1, "caption": str(text)})
+    doc = {"images": [{"id": int(i)} for i in captions], "annotations": annotations}
+    path = captions_path(root, split)
+    with _atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc))
+    return path

@@ -1,0 +1,91 @@
+"""The demo tier's committed ROI-studio workspace: what the ROI studio needs on a fresh clone, kept small.
+
+The ROI studio reads, per subject, the ROI NIfTIs of the (simulated) NSD folder, the prepared ``voxel_ijk.npy``
+and the three regressors. The demo's full workspace (hundreds of MB of betas and dense regressors) stays in
+``BRAINDIFF_HOME``; :func:`export_roi_workspace` copies the ROI files and the voxel order, and stores each
+regressor in its low-rank form (rank ``r``), into ``assets/demo/home``, laid out as a workspace. The app reads it
+there (through ``Settings(home=DEMO_HOME)``) whenever the user has no demo regressors of their own.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from braindiff_app.config import DEMO_ASSETS_DIR, Settings, load_settings
+from braindiff_app.data import nsd_layout
+
+__all__ = ["DEMO_HOME", "export_roi_workspace", "roi_settings"]
+
+DEMO_HOME = DEMO_ASSETS_DIR / "home"
+FEATURES = ("vdvae", "clip_vision", "clip_text")
+
+
+def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2", "5", "7"), rank: int = 32,
+                         out: str | Path = DEMO_HOME) -> dict[str, float]:
+    """Copy what the ROI studio needs from a built demo workspace into ``out`` (a workspace root).
+
+    Parameters
+    ----------
+    settings : Settings
+        The demo tier's settings whose workspace holds the simulated NSD, prepared subjects and regressors.
+    subjects : sequence of str
+        Subjects to export.
+    rank : int, default 32
+        Rank of the stored regressors (:func:`braindiff_app.regression.lowrank.to_low_rank`).
+    out : path
+        Destination home folder (default ``assets/demo/home``); replaced atomically per subject.
+
+    Returns
+    -------
+    dict of str to float
+        Relative prediction error of each low-rank regressor on the subject's test fMRI, keyed
+        ``"subj01/vdvae"`` etc. (the ROI studio's fidelity).
+    """
+    import numpy as np
+
+    from braindiff_app.regression import load_regressor, save_regressor
+    from braindiff_app.regression.lowrank import to_low_rank
+
+    target = load_settings(home=out, tier="demo")
+    errors: dict[str, float] = {}
+    for s in subjects:
+        number = int(s)
+        roi_src = nsd_layout.roi_dir(settings.nsd_dir, number)
+        if not roi_src.is_dir():
+            raise FileNotFoundError(f"{roi_src}: no ROI files; run `braindiff demo simulate` first.")
+        roi_dst = nsd_layout.roi_dir(target.nsd_dir, number)
+        shutil.rmtree(roi_dst, ignore_errors=True)
+        shutil.copytree(roi_src, roi_dst)
+        prepared = settings.subject_dir("prepared", s)
+        (target.subject_dir("prepared", s)).mkdir(parents=True, exist_ok=True)
+        ijk = np.load(prepared / "voxel_ijk.npy", allow_pickle=False)
+        np.save(target.subject_dir("prepared", s) / "voxel_ijk.npy", ijk.astype(np.int16), allow_pickle=False)
+        fmri_test = np.load(prepared / "fmri_test.npy", mmap_mode="r", allow_pickle=False)
+        dst = target.subject_dir("regressors", s)
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in FEATURES:
+            dense = load_regressor(settings.subject_dir("regressors", s) / f"{name}.safetensors")
+            compact = to_low_rank(dense, rank)
+            full = dense.predict(fmri_test).reshape(len(fmri_test), -1)
+            approx = compact.predict(fmri_test).reshape(len(fmri_test), -1)
+            errors[f"subj{number:02d}/{name}"] = float(np.linalg.norm(full - approx) / np.linalg.norm(full))
+            save_regressor(compact, dst / f"{name}.safetensors")
+    return errors
+
+
+def roi_settings(settings: Settings) -> tuple[Settings, bool]:
+    """Settings the ROI studio reads: the user's own, or the committed demo workspace when the user has none.
+
+    Returns
+    -------
+    settings : Settings
+    committed : bool
+        True when the committed demo workspace (``assets/demo/home``) is used.
+    """
+    from braindiff_app.pipeline import subjects_with_regressors
+
+    if settings.tier != "demo" or subjects_with_regressors(settings):
+        return settings, False
+    return settings.with_overrides(home=DEMO_HOME, nsd_root=None), True

@@ -1,0 +1,256 @@
+"""Reconstruct a subject's whole test set into a bundle (``braindiff reconstruct``).
+
+Features are predicted for the whole test set at once (so the "transductive" rescale sees the same rows however
+the run is split), then the image stages run trial batch by trial batch into a :class:`~braindiff_app.bundles.
+BundleWriter`: a killed run resumes at the first trial not written. Under ``accelerate launch`` the pending
+trials are split between processes (one per GPU) with accelerate's ``PartialState``; a plain run is one process.
+
+The subject average (``subject="average"``) is the mean of the features each subject's own regressors predict
+from its own fMRI, matched by NSD image id across the subjects that have regressors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from braindiff_app.bundles import REQUIRED_KINDS, BundleWriter, Manifest
+from braindiff_app.config import Settings, check_in_allowed, subject_folder
+from braindiff_app.pipeline import (
+    FEATURE_NAMES,
+    RESCALE_MODES,
+    BrainDiffuserPipeline,
+    average_features,
+    load_pipeline,
+    load_regressors,
+    model_identities,
+    predict_features,
+    subjects_with_regressors,
+    trial_seeds,
+)
+
+__all__ = ["TestSet", "load_test_set", "predict_test_features", "bundle_name", "reconstruct_subject"]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """A prepared subject's test trials (contract 2), one row per image.
+
+    Attributes
+    ----------
+    fmri : array of shape (n_trials, n_voxels), float32
+    images : array of shape (n_trials, height, width, 3), uint8
+    captions : list of list of str
+    trial_ids : array of shape (n_trials,), int64
+        NSD image ids (0-based).
+    """
+
+    fmri: np.ndarray
+    images: np.ndarray
+    captions: list[list[str]]
+    trial_ids: np.ndarray
+
+
+def load_test_set(settings: Settings, subject: int | str) -> TestSet:
+    """Read a prepared subject's test split (``fmri_test.npy``, ``images_test.npy``, captions, NSD ids).
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing file and the command that writes it.
+    ValueError
+        If the files disagree on the number of trials.
+    """
+    folder = settings.subject_dir("prepared", subject)
+    names = ("fmri_test.npy", "images_test.npy", "captions_test.json", "meta.json")
+    missing = [str(folder / n) for n in names if not (folder / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"prepared test data missing: {', '.join(missing)}; run "
+                                f"`braindiff prepare --subject {subject}` (tier {settings.tier}) first.")
+    fmri = np.load(folder / "fmri_test.npy", mmap_mode="r", allow_pickle=False)
+    images = np.load(folder / "images_test.npy", mmap_mode="r", allow_pickle=False)
+    captions = json.loads((folder / "captions_test.json").read_text())
+    meta = json.loads((folder / "meta.json").read_text())
+    if "nsd_ids_test" not in meta:
+        raise ValueError(f"{folder / 'meta.json'}: expected key 'nsd_ids_test' (the test images' NSD ids); "
+                         "rerun `braindiff prepare` to rewrite it.")
+    ids = np.asarray(meta["nsd_ids_test"], dtype=np.int64)
+    counts = {"fmri_test.npy": len(fmri), "images_test.npy": len(images), "captions_test.json": len(captions),
+              "meta.json nsd_ids_test": len(ids)}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"{folder}: test files disagree on the number of trials {counts}; rerun prepare.")
+    return TestSet(fmri=fmri, images=images, captions=captions, trial_ids=ids)
+
+
+def predict_test_features(settings: Settings, subject: int | str, rescale: str = "transductive",
+                          regressors=None) -> tuple[TestSet, dict[str, np.ndarray], list[str]]:
+    """Predicted features of a subject's whole test set, or the subject average.
+
+    Parameters
+    ----------
+    settings : Settings
+    subject : int or str
+        A subject number, or ``"average"``: the mean across every subject with regressors of the features its
+        own regressors predict from its own fMRI, over the NSD ids all of them saw (in the first one's order).
+    rescale : str in {"none", "transductive", "train", "norm"}, default "transductive"
+    regressors : mapping, optional
+        The subject's regressors when already loaded (not for the average).
+
+    Returns
+    -------
+    test : TestSet
+        The test set the rows follow (for the average: the first subject's, restricted to the shared ids).
+    features : dict of str to array of shape (n_trials, ...), float32
+    subjects : list of str
+        The subjects whose predictions went in.
+    """
+    check_in_allowed(rescale, RESCALE_MODES, "rescale")
+    if str(subject) != "average":
+        test = load_test_set(settings, subject)
+        regressors = regressors or load_regressors(settings, subject)
+        return test, predict_features(regressors, test.fmri, rescale), [str(int(subject))]
+    subjects = subjects_with_regressors(settings)
+    if not subjects:
+        raise FileNotFoundError(f"subject average: no subject has regressors under "
+                                f"{settings.workspace / 'regressors'}; run `braindiff fit` for some subjects.")
+    tests = {s: load_test_set(settings, s) for s in subjects}
+    first = tests[subjects[0]]
+    shared = set(first.trial_ids.tolist()).intersection(*(set(t.trial_ids.tolist()) for t in tests.values()))
+    keep = np.array([i for i, t in enumerate(first.trial_ids) if int(t) in shared], dtype=np.int64)
+    if keep.size == 0:
+        raise ValueError(f"subject average: subjects {subjects} share no test image (NSD id).")
+    ids = first.trial_ids[keep]
+
+    def per_subject():  # one subject's features at a time, rows in the order of ``ids``
+        for s in subjects:
+            row_of = {int(t): i for i, t in enumerate(tests[s].trial_ids)}
+            rows = np.array([row_of[int(t)] for t in ids])
+            features = predict_features(load_regressors(settings, s), tests[s].fmri, rescale)
+            yield {name: values[rows] for name, values in features.items()}
+
+    features = average_features(per_subject())
+    if len(keep) < len(first.trial_ids):  # otherwise keep the memory-mapped arrays as they are
+        first = TestSet(fmri=np.asarray(first.fmri)[keep], images=np.asarray(first.images)[keep],
+                        captions=[first.captions[i] for i in keep], trial_ids=ids)
+    return first, features, subjects
+
+
+def bundle_name(settings: Settings, subject: int | str) -> str:
+    """Bundle folder name: ``{tier}-subj01`` or ``{tier}-average``."""
+    return f"{settings.tier}-{subject_folder(subject)}"
+
+
+def reconstruct_subject(
+    settings: Settings,
+    subject: int | str,
+    ablations: Sequence[str] = (),
+    *,
+    limit: int | None = None,
+    overwrite: bool = False,
+    out: str | Path | None = None,
+    seed: int = 0,
+    rescale: str = "transductive",
+    strength: float = 0.75,
+    vision_weight: float = 0.6,
+    guidance_scale: float = 7.5,
+    num_inference_steps: int = 50,
+    batch_size: int = 8,
+    progress: bool = True,
+    pipeline: BrainDiffuserPipeline | None = None,
+) -> Path:
+    """Run the pipeline over every test trial of a subject (or the average) and write a bundle.
+
+    Parameters
+    ----------
+    settings : Settings
+    subject : int or str
+        Subject number or ``"average"``.
+    ablations : sequence of str in {"no_vdvae", "no_text", "no_vision"}, default ()
+        Ablation images to store beside ``vdvae`` (only-VDVAE) and ``final``.
+    limit : int, optional
+        Only the first ``limit`` test trials (features are still predicted from the whole test set).
+    overwrite : bool, default False
+        Replace an existing bundle of the same name.
+    out : path, optional
+        Folder receiving the bundle; default ``settings.home / "bundles"``.
+    seed : int, default 0
+        Run seed; each trial's seed is :func:`~braindiff_app.pipeline.trial_seeds` of (seed, NSD id).
+    rescale, strength, vision_weight, guidance_scale, num_inference_steps, batch_size
+        See :class:`~braindiff_app.pipeline.BrainDiffuserPipeline`.
+    progress : bool, default True
+        Show a tqdm bar (main process only).
+    pipeline : BrainDiffuserPipeline, optional
+        Already loaded models (its regressors are used for a single subject when present).
+
+    Returns
+    -------
+    Path
+        The finished bundle folder ``out / "{tier}-subj01"`` (or ``-average``).
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    state = PartialState()
+    if pipeline is None:
+        pipeline = load_pipeline(settings, subject, device=state.device if state.num_processes > 1 else None)
+    regressors = pipeline.regressors if str(subject) != "average" and pipeline.regressors else None
+    test, features, subjects = predict_test_features(settings, subject, rescale, regressors=regressors)
+    n = len(test.trial_ids) if limit is None else min(int(limit), len(test.trial_ids))
+    if n < 1:
+        raise ValueError(f"limit: expected a positive number of trials, got {limit}.")
+    params = dict(strength=strength, vision_weight=vision_weight, guidance_scale=guidance_scale,
+                  num_inference_steps=num_inference_steps)
+    manifest = Manifest(
+        name=bundle_name(settings, subject), subject="average" if str(subject) == "average" else str(int(subject)),
+        tier=settings.tier, n_trials=n, kinds=REQUIRED_KINDS + tuple(dict.fromkeys(ablations)),
+        settings={**params, "mixing": f"{vision_weight:g} vision / {1 - vision_weight:g} text", "seed": int(seed),
+                  "rescale": rescale, "vdvae_layers": pipeline.vdvae_layers, "subjects": subjects,
+                  "alphas": _alphas(settings, subjects, regressors)},
+        models=model_identities(settings), image_size=pipeline.image_size,
+    )
+    root = Path(out) if out is not None else settings.home / "bundles"
+    # The main process creates (or checks) the partial bundle before the others open it.
+    writer = BundleWriter(root, manifest, overwrite=overwrite) if state.is_main_process else None
+    state.wait_for_everyone()
+    writer = writer or BundleWriter(root, manifest, overwrite=overwrite)
+    pending = writer.pending()
+    state.wait_for_everyone()  # every process lists the same pending trials before any writes
+    with state.split_between_processes(pending) as mine:
+        bar = tqdm(total=len(mine), desc=f"reconstruct {manifest.name}", disable=not (progress and
+                                                                                      state.is_main_process))
+        for start in range(0, len(mine), batch_size):
+            rows = np.asarray(mine[start:start + batch_size], dtype=np.int64)
+            result = pipeline(features={k: features[k][rows] for k in FEATURE_NAMES},
+                              seeds=trial_seeds(test.trial_ids[rows], seed), ablations=manifest.kinds[3:],
+                              batch_size=batch_size, **params)
+            for j, i in enumerate(rows):
+                images = {"ground_truth": np.asarray(test.images[i]), "vdvae": result.vdvae[j],
+                          "final": result.final[j], **{k: v[j] for k, v in result.ablations.items()}}
+                writer.write_trial(int(i), int(test.trial_ids[i]), test.captions[i], images)
+            bar.update(len(rows))
+        bar.close()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        writer.finalize()
+    return writer.final_path
+
+
+def _alphas(settings: Settings, subjects: list[str], regressors) -> dict[str, dict[str, Any]]:
+    """Ridge alphas per subject and feature set for the manifest: one value, or min/median/max when chosen per
+    target (None where a regressor does not say)."""
+    tables: dict[str, dict[str, Any]] = {}
+    for s in subjects:
+        regs = regressors if regressors is not None else load_regressors(settings, s)
+        tables[s] = {}
+        for name in FEATURE_NAMES:
+            alpha = getattr(regs[name], "alpha_", None)
+            alpha = None if alpha is None else np.asarray(alpha, dtype=float).reshape(-1)
+            tables[s][name] = (None if alpha is None else float(alpha[0]) if np.all(alpha == alpha[0]) else
+                               {"min": float(alpha.min()), "median": float(np.median(alpha)),
+                                "max": float(alpha.max())})
+    return tables

@@ -1,0 +1,186 @@
+"""Regressor files: safetensors, written in streamed slices and memory-mapped on load.
+
+A file holds one fitted :class:`~braindiff_app.regression.ridge.RidgeRegressor`::
+
+    fmri_mean, fmri_scale              (n_voxels,)           float64  preprocessing
+    weights                            (n_voxels, n_targets) float32  dense form, or
+    weights_left, weights_right        (n_voxels, r), (r, n_targets)  low-rank form
+    intercept, target_mean, target_std, pred_mean, pred_std   (n_targets,) float32
+    alpha                              (n_targets,)          float64
+    pred_norm                          (n_groups,)           float32
+    __metadata__: format, version, target_shape, fmri_divisor, plus the caller's strings
+
+The file is standard safetensors (``safetensors.numpy.load_file`` reads it). Our writer streams each tensor in
+row slices (a 12 GB CLIP-vision weight matrix is never copied into one bytes object) and our reader maps the file
+with ``numpy.memmap``: loading costs the header only; pages are read when a prediction touches them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from braindiff_app.regression.ridge import FMRI_DIVISOR, LowRankWeights, RidgeRegressor
+
+__all__ = ["REGRESSOR_FORMAT", "save_regressor", "load_regressor", "write_safetensors", "read_safetensors"]
+
+REGRESSOR_FORMAT = "braindiff-ridge"
+REGRESSOR_VERSION = "1"
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+           "I16": np.int16, "U8": np.uint8}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+_STATS = ("intercept", "target_mean", "target_std", "pred_mean", "pred_std", "pred_norm", "alpha")
+
+
+def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray],
+                      metadata: Mapping[str, str] | None = None, slice_bytes: int = 64 << 20) -> None:
+    """Write arrays as a safetensors file, streaming each in row slices, through a temporary file.
+
+    Parameters
+    ----------
+    path : path
+        Destination (replaced atomically).
+    tensors : mapping of str to array
+        Arrays of the dtypes in ``_DTYPES`` (may be memory-mapped).
+    metadata : mapping of str to str, optional
+    slice_bytes : int, default 64 MiB
+        Bytes per write.
+    """
+    path = Path(path)
+    header: dict = {"__metadata__": dict(metadata or {})}
+    offset = 0
+    for name, array in tensors.items():
+        dtype = np.dtype(array.dtype)
+        if dtype not in _CODES:
+            raise TypeError(f"{name}: dtype {dtype} cannot be stored; expected one of {sorted(map(str, _CODES))}.")
+        nbytes = int(np.prod(array.shape)) * dtype.itemsize
+        header[name] = {"dtype": _CODES[dtype], "shape": list(array.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(struct.pack("<Q", len(blob)) + blob)
+            for array in (a for a in tensors.values() if a.size):
+                rows = array.reshape(array.shape[0], -1) if array.ndim >= 2 else array.reshape(1, -1)
+                step = max(1, slice_bytes // max(1, rows[:1].nbytes))
+                for start in range(0, rows.shape[0], step):
+                    fh.write(np.ascontiguousarray(rows[start:start + step], rows.dtype.newbyteorder("<")).tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Memory-map every tensor of a safetensors file (read-only).
+
+    Returns
+    -------
+    tensors : dict of str to numpy.memmap
+    metadata : dict of str to str
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such regressor file; fit it with `braindiff fit`.")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        n = struct.unpack("<Q", raw)[0] if len(raw) == 8 else -1
+        if not 0 < n <= size - 8:
+            raise ValueError(f"{path}: not a safetensors file (bad header length).")
+        try:
+            header = json.loads(fh.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path}: not a safetensors file (header is not JSON).") from None
+    metadata = header.pop("__metadata__", {}) or {}
+    tensors = {}
+    for name, info in header.items():
+        if info.get("dtype") not in _DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}.")
+        dtype, shape = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<"), tuple(info["shape"])
+        begin, end = info["data_offsets"]
+        if end - begin != int(np.prod(shape)) * dtype.itemsize or 8 + n + end > size:
+            raise ValueError(f"{path}: tensor {name!r} does not fit the file (truncated or damaged); refit it.")
+        if end == begin:
+            tensors[name] = np.empty(shape, dtype=dtype)
+        else:
+            tensors[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=shape)
+    return tensors, metadata
+
+
+def save_regressor(reg: RidgeRegressor, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> None:
+    """Save a fitted regressor (dense or low-rank) as safetensors.
+
+    Parameters
+    ----------
+    reg : RidgeRegressor
+        Fitted (or loaded).
+    path : path
+        Destination ``.safetensors`` file.
+    metadata : mapping of str to str, optional
+        Extra provenance (features used, subject, ...), stored in the header.
+    """
+    if not isinstance(reg, RidgeRegressor):
+        raise TypeError(f"reg: expected a RidgeRegressor, got {type(reg).__name__}.")
+    if not reg.is_fitted:
+        raise ValueError("reg: not fitted; call fit() before save_regressor().")
+    tensors: dict[str, np.ndarray] = {"fmri_mean": np.asarray(reg.fmri_mean_, np.float64),
+                                      "fmri_scale": np.asarray(reg.fmri_scale_, np.float64)}
+    if isinstance(reg.weights_, LowRankWeights):
+        tensors["weights_left"], tensors["weights_right"] = reg.weights_.left, reg.weights_.right
+    else:
+        tensors["weights"] = reg.weights_
+    for name in _STATS:
+        tensors[name] = getattr(reg, f"{name}_")
+    meta = {**dict(metadata or {}), "format": REGRESSOR_FORMAT, "version": REGRESSOR_VERSION,
+            "target_shape": json.dumps(list(reg.target_shape_)), "fmri_divisor": repr(FMRI_DIVISOR)}
+    write_safetensors(path, tensors, meta)
+
+
+def load_regressor(path: str | os.PathLike, **options) -> RidgeRegressor:
+    """Load a regressor written by :func:`save_regressor`, weights memory-mapped (instant, any size).
+
+    Parameters
+    ----------
+    path : path
+        A ``.safetensors`` regressor file.
+    **options
+        RidgeRegressor options for predicting (``n_targets_batch``, ``backend``, ``device``).
+
+    Returns
+    -------
+    RidgeRegressor
+        Fitted; ``metadata`` holds the header's strings.
+    """
+    tensors, metadata = read_safetensors(path)
+    if metadata.get("format") != REGRESSOR_FORMAT:
+        raise ValueError(f"{path}: not a braindiff regressor (format {metadata.get('format')!r}); fit it with "
+                         "`braindiff fit` or convert reference pickles with import_reference_pickle().")
+    if metadata.get("version") != REGRESSOR_VERSION:
+        raise ValueError(f"{path}: regressor format version {metadata.get('version')!r}, expected "
+                         f"{REGRESSOR_VERSION!r}; refit it with this version of braindiff.")
+    names = {"fmri_mean", "fmri_scale", *_STATS}
+    missing = sorted(names - set(tensors)) + ([] if "weights" in tensors or "weights_left" in tensors
+                                               else ["weights"])
+    if missing:
+        raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)}; the file is damaged, refit it.")
+    reg = RidgeRegressor(alpha=float(tensors["alpha"][0]) if len(tensors["alpha"]) else 1.0, **options)
+    reg.fmri_mean_, reg.fmri_scale_ = np.asarray(tensors["fmri_mean"]), np.asarray(tensors["fmri_scale"])
+    if "weights" in tensors:
+        reg.weights_ = tensors["weights"]
+    else:
+        reg.weights_ = LowRankWeights(tensors["weights_left"], tensors["weights_right"])
+    for name in _STATS:
+        setattr(reg, f"{name}_", np.asarray(tensors[name]))
+    reg.target_shape_ = tuple(json.loads(metadata["target_shape"]))
+    reg.metadata = metadata
+    return reg

@@ -1,0 +1,107 @@
+"""Fit a subject's three regressors from prepared betas and extracted features (contracts 2, 3 -> 4)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from braindiff_app.regression.lowrank import low_rank_fidelity, to_low_rank
+from braindiff_app.regression.ridge import RidgeRegressor
+from braindiff_app.regression.storage import save_regressor
+
+__all__ = ["TARGETS", "DEFAULT_ALPHAS", "fit_subject"]
+
+# Regressor name -> (features file stem, features metadata file, command that extracts them).
+TARGETS = {
+    "vdvae": ("vdvae", "vdvae.json", "braindiff extract vdvae"),
+    "clip_vision": ("clip_vision", "clip.json", "braindiff extract clip"),
+    "clip_text": ("clip_text", "clip.json", "braindiff extract clip"),
+}
+DEFAULT_ALPHAS = {"vdvae": 50000.0, "clip_vision": 60000.0, "clip_text": 100000.0}
+
+
+def _load(path: Path, hint: str) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; {hint}.")
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                alphas: Mapping[str, float] | None = None, targets: tuple[str, ...] = tuple(TARGETS),
+                low_rank: int | None = None, overwrite: bool = False, log: Callable[[str], None] | None = None,
+                **ridge_options: Any) -> dict[str, dict[str, Any]]:
+    """Fit and save ``<target>.safetensors`` for each target; skip those already saved (resumable).
+
+    Parameters
+    ----------
+    prepared_dir : path
+        Holds ``fmri_train.npy`` (and ``fmri_test.npy`` for the low-rank fidelity).
+    features_dir : path
+        Holds ``<target>_train.npy`` (memory-mapped, read in target batches).
+    out_dir : path
+        Destination of the regressor files.
+    alphas : mapping of str to float, optional
+        Per target; defaults to the paper's (VDVAE 50000, CLIP-vision 60000, CLIP-text 100000).
+    targets : tuple of str, default all three
+    low_rank : int, optional
+        Save the rank-``low_rank`` form instead of the dense weights (fidelity on the test betas is reported).
+    overwrite : bool, default False
+        Refit targets whose file exists.
+    log : callable, optional
+        Receives one line per finished target.
+    **ridge_options
+        Passed to :class:`RidgeRegressor` (``n_targets_batch``, ``backend``, ``device``, ``n_stats_rows``,
+        ``progress``).
+
+    Returns
+    -------
+    dict
+        Per target: ``{"path", "status" ("fitted" or "exists"), "alpha", "shape"[, fidelity]}``.
+    """
+    prepared_dir, features_dir, out_dir = Path(prepared_dir), Path(features_dir), Path(out_dir)
+    alphas = {**DEFAULT_ALPHAS, **dict(alphas or {})}
+    for name in targets:
+        if name not in TARGETS:
+            raise ValueError(f"targets: expected names among {', '.join(TARGETS)}, got {name!r}.")
+    fmri = np.asarray(_load(prepared_dir / "fmri_train.npy", "prepare the subject first (`braindiff prepare`)"))
+    report: dict[str, dict[str, Any]] = {}
+    for name in targets:
+        stem, meta_name, command = TARGETS[name]
+        path = out_dir / f"{name}.safetensors"
+        if path.is_file() and not overwrite:
+            report[name] = {"path": str(path), "status": "exists"}
+            continue
+        features = _load(features_dir / f"{stem}_train.npy", f"extract the features first (`{command}`)")
+        if features.shape[0] != fmri.shape[0]:
+            raise ValueError(f"{features_dir / f'{stem}_train.npy'}: {features.shape[0]} rows, but "
+                             f"{prepared_dir / 'fmri_train.npy'} has {fmri.shape[0]} trials; re-extract features "
+                             "for this prepared subject.")
+        # Weights go to a memory-mapped scratch file: a full-size CLIP-vision matrix (12.4 GB) never sits in RAM.
+        scratch = out_dir / f".{name}.weights.npy"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        weights = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32,
+                                            shape=(fmri.shape[1], int(np.prod(features.shape[1:]))))
+        reg = RidgeRegressor(alphas[name], **ridge_options).fit(fmri, features, weights_out=weights)
+        entry: dict[str, Any] = {"path": str(path), "status": "fitted", "alpha": alphas[name],
+                                 "shape": list(features.shape[1:])}
+        if low_rank is not None:
+            low = to_low_rank(reg, low_rank)
+            test = prepared_dir / "fmri_test.npy"
+            if test.is_file():
+                entry["fidelity"] = low_rank_fidelity(reg, low, np.load(test))
+            entry["rank"], reg = low_rank, low
+        meta_path = features_dir / meta_name
+        metadata = {"target": name, "alpha": repr(alphas[name]), "n_trials": str(fmri.shape[0]),
+                    "features_metadata": meta_path.read_text() if meta_path.is_file() else "{}"}
+        save_regressor(reg, path, metadata)
+        del reg, weights
+        scratch.unlink()
+        report[name] = entry
+        if log is not None:
+            log(f"{name}: saved {path} ({', '.join(f'{k}={v}' for k, v in entry.items() if k != 'path')})")
+        del features
+    return report

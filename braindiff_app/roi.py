@@ -1,0 +1,491 @@
+"""ROI-optimal images: synthetic fMRI patterns from weighted regions or painted voxels, through the pipeline.
+
+A synthetic pattern lives in the regressors' input space (voxels z-scored with the training statistics): 1 on
+the chosen voxels, 0 (the mean response) elsewhere, as in the paper; a weighted combination such as
+``"V1:+1,faces:+1,V2:-1"`` sums each region's indicator times its weight, and painted voxels add their own weight.
+The pattern goes through a subject's regressors with the "norm" rescale (each prediction brought to the typical
+norm of training predictions), then stage 1 and stage 2. The subject average is the mean of the features each
+subject's regressors predict from its own atlas's pattern.
+
+A :class:`Recipe` (regions, weights, painted voxels, subject, seed, settings) saved as JSON re-creates an image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from braindiff_app.bundles import atomic_write_json
+from braindiff_app.config import Settings
+from braindiff_app.data.atlas import (
+    CATEGORY_REGIONS,
+    ECCENTRICITY_REGIONS,
+    VISUAL_REGIONS,
+    ROIAtlas,
+    canonical_region,
+    load_atlas,
+)
+from braindiff_app.pipeline import (
+    FEATURE_NAMES,
+    BrainDiffuserPipeline,
+    ReconstructionOutput,
+    average_features,
+    load_pipeline,
+    load_regressors,
+    subjects_with_regressors,
+)
+
+__all__ = [
+    "RECIPE_FORMAT",
+    "PAPER_FIGURES",
+    "parse_regions",
+    "format_regions",
+    "synthetic_pattern",
+    "painted_voxels",
+    "flatmap_voxel_lookup",
+    "load_subject_flatmap",
+    "predict_pattern_features",
+    "load_subject_atlas",
+    "Recipe",
+    "ROIModels",
+    "load_roi_models",
+    "paper_figure",
+]
+
+RECIPE_FORMAT = "braindiff-roi-recipe"
+RECIPE_VERSION = 1
+#: The paper's ROI figures: Figure 5 (visual and category regions) and Figure 7 (eccentricity bands).
+PAPER_FIGURES = {"figure5": VISUAL_REGIONS + CATEGORY_REGIONS, "figure7": ECCENTRICITY_REGIONS}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Patterns
+# --------------------------------------------------------------------------------------------------------
+def parse_regions(text: str) -> dict[str, float]:
+    """Parse a weighted region list such as ``"V1:+1,faces:+1,V2:-1"`` or ``"+V1 +hV4 -bodies"``.
+
+    Items are separated by commas or spaces; each is ``name``, ``name:weight``, ``+name`` or ``-name`` (a leading
+    sign multiplies the weight, default 1). Names match case-insensitively (see
+    :data:`~braindiff_app.data.atlas.ALL_REGIONS`).
+
+    Returns
+    -------
+    dict of str to float
+        Canonical region name -> weight, in the order given.
+
+    Raises
+    ------
+    ValueError
+        An unknown region, a weight that is not a finite number, or a region given twice.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"regions: expected a string like 'V1:+1,faces:+1,V2:-1', got {type(text).__name__}.")
+    weights: dict[str, float] = {}
+    for item in text.replace(",", " ").split():
+        sign = 1.0
+        if item[0] in "+-" and len(item) > 1 and item[1] != ":":
+            sign, item = (-1.0 if item[0] == "-" else 1.0), item[1:]
+        name, _, weight_text = item.partition(":") if ":" in item else (item, "", "1")
+        try:
+            weight = float(weight_text)
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight):
+            raise ValueError(f"regions: weight of {name!r} must be a finite number like +1 or -0.5, got "
+                             f"{weight_text!r}.")
+        try:
+            name = canonical_region(name)
+        except ValueError as exc:
+            raise ValueError(f"regions: {str(exc).removeprefix('region: ')}") from None
+        if name in weights:
+            raise ValueError(f"regions: {name!r} is given twice; give each region once with its total weight.")
+        weights[name] = sign * weight
+    return weights
+
+
+def format_regions(weights: Mapping[str, float]) -> str:
+    """The inverse of :func:`parse_regions`: ``{"V1": 1, "V2": -1}`` -> ``"V1:+1,V2:-1"``."""
+    return ",".join(f"{name}:{weight:+g}" for name, weight in weights.items())
+
+
+def synthetic_pattern(
+    atlas: ROIAtlas,
+    regions: Mapping[str, float] | None = None,
+    painted: Sequence[int] | np.ndarray | None = None,
+    painted_weight: float = 1.0,
+) -> np.ndarray:
+    """A synthetic fMRI pattern: weighted region indicators plus painted voxels, in z-scored voxel units.
+
+    Parameters
+    ----------
+    atlas : ROIAtlas
+        The subject's regions.
+    regions : mapping of str to float, optional
+        Region name -> weight (e.g. from :func:`parse_regions`); overlapping regions add up.
+    painted : sequence of int, optional
+        Indices of painted voxels (0 ... n_voxels-1), e.g. from :func:`painted_voxels`.
+    painted_weight : float, default 1.0
+        Value added on painted voxels.
+
+    Returns
+    -------
+    array of shape (n_voxels,), float32
+
+    Raises
+    ------
+    ValueError
+        Empty selection (no region and no painted voxel), a region the subject lacks, voxel indices out of range,
+        or weights that cancel to an all-zero pattern.
+    """
+    regions = dict(regions or {})
+    painted = np.asarray([] if painted is None else painted)
+    if not regions and painted.size == 0:
+        raise ValueError("empty selection: choose at least one region (e.g. 'V1:+1') or paint some voxels on the "
+                         "flatmap before generating.")
+    pattern = np.zeros(atlas.n_voxels, dtype=np.float32)
+    for name, weight in regions.items():
+        pattern[atlas.indices(name)] += np.float32(weight)
+    if painted.size:
+        if not np.issubdtype(painted.dtype, np.integer):
+            raise TypeError(f"painted: expected integer voxel indices, got {painted.dtype}.")
+        if painted.min() < 0 or painted.max() >= atlas.n_voxels:
+            raise ValueError(f"painted: voxel indices must lie in 0..{atlas.n_voxels - 1} (subject "
+                             f"{atlas.subject}), got {painted.min()}..{painted.max()}.")
+        pattern[np.unique(painted)] += np.float32(painted_weight)
+    if not pattern.any():
+        raise ValueError(f"empty selection: the weights {format_regions(regions) or '(none)'} cancel out to an "
+                         "all-zero pattern; change a weight or add a region.")
+    return pattern
+
+
+def painted_voxels(mask: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Voxels under painted flatmap pixels, through the cached pixel -> voxel lookup.
+
+    Parameters
+    ----------
+    mask : array of shape (height, width), bool
+        Painted pixels of the flatmap image.
+    lookup : array of shape (height, width), int
+        Voxel index (into the subject's nsdgeneral voxels) under each flatmap pixel; -1 where none.
+
+    Returns
+    -------
+    array of shape (n_painted_voxels,), int64
+        Sorted unique voxel indices (empty when nothing painted lies on a voxel).
+    """
+    mask, lookup = np.asarray(mask), np.asarray(lookup)
+    if mask.shape != lookup.shape:
+        raise ValueError(f"mask: expected the flatmap's shape {lookup.shape}, got {mask.shape}.")
+    if mask.dtype != bool:
+        raise TypeError(f"mask: expected a boolean array, got {mask.dtype}.")
+    voxels = lookup[mask]
+    return np.unique(voxels[voxels >= 0]).astype(np.int64)
+
+
+def flatmap_voxel_lookup(pixel_grid_index: np.ndarray, atlas: ROIAtlas) -> np.ndarray:
+    """Turn a flatmap's pixel -> grid-voxel lookup into a pixel -> subject-voxel lookup.
+
+    Parameters
+    ----------
+    pixel_grid_index : array of shape (height, width), int
+        Flat (C-order) index into the functional grid of the voxel under each pixel, -1 off the cortex (the
+        ``pixel_voxel`` array of the cached flatmap, ``assets/demo/anatomy/flatmap_lookup.npz`` for the demo).
+    atlas : ROIAtlas
+        The subject's atlas, built by :func:`~braindiff_app.data.atlas.load_atlas` (it knows the voxels' grid
+        positions).
+
+    Returns
+    -------
+    array of shape (height, width), int64
+        Index into the subject's nsdgeneral voxels under each pixel; -1 off the cortex or outside nsdgeneral.
+        Feed it to :func:`painted_voxels`.
+    """
+    if atlas.voxel_ijk is None or atlas.grid_shape is None:
+        raise ValueError(f"atlas: subject {atlas.subject}'s atlas has no voxel positions; build it with load_atlas.")
+    pixels = np.asarray(pixel_grid_index, dtype=np.int64)
+    flat = np.ravel_multi_index(tuple(np.asarray(atlas.voxel_ijk).T), atlas.grid_shape)  # (n_voxels,)
+    order = np.argsort(flat)
+    position = np.clip(np.searchsorted(flat[order], pixels), 0, len(flat) - 1)
+    found = (pixels >= 0) & (flat[order][position] == pixels)
+    return np.where(found, order[position], -1)
+
+
+def load_subject_flatmap(settings: Settings, atlas: ROIAtlas) -> tuple[np.ndarray, np.ndarray]:
+    """The flatmap image to paint on and its pixel -> subject-voxel lookup.
+
+    Demo tier: the committed demo flatmap (``assets/demo/anatomy/``). Flatmaps of NSD subjects are not built yet:
+    a FileNotFoundError says so (region presets still work for them).
+
+    Returns
+    -------
+    image : array of shape (height, width, 4), uint8
+        Curvature with ROI outlines (RGBA, transparent off the cortex).
+    lookup : array of shape (height, width), int64
+        Subject voxel index under each pixel, -1 where none (for :func:`painted_voxels`).
+    """
+    if settings.tier != "demo":
+        raise FileNotFoundError(f"flatmap of subject {atlas.subject}: only the demo subject has a flatmap so far; "
+                                "use region presets (--regions) for NSD subjects.")
+    from braindiff_app.data.anatomy import load_flatmap
+
+    flatmap = load_flatmap()
+    return flatmap.image, flatmap_voxel_lookup(flatmap.pixel_voxel, atlas)
+
+
+def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray) -> dict[str, np.ndarray]:
+    """Features of synthetic patterns with the paper's norm re-scaling.
+
+    Parameters
+    ----------
+    regressors : mapping of str to RidgeRegressor
+        ``vdvae``, ``clip_vision``, ``clip_text`` of one subject.
+    patterns : array of shape (n_patterns, n_voxels)
+        Synthetic patterns in the regressors' z-scored voxel space (:func:`synthetic_pattern`); they are mapped
+        back to beta file units with each regressor's preprocessing statistics before predicting, so the
+        regressor sees exactly the pattern.
+
+    Returns
+    -------
+    dict of str to array of shape (n_patterns, *target_shape), float32
+        Each prediction brought to the mean norm of the training predictions ("norm" rescale).
+    """
+    from braindiff_app.regression import FMRI_DIVISOR
+
+    patterns = np.atleast_2d(np.asarray(patterns, dtype=np.float64))
+    features = {}
+    for name in FEATURE_NAMES:
+        reg = regressors[name]
+        # The betas whose preprocessing ((betas / 300 - mean) / scale) gives back the z-scored pattern.
+        betas = (patterns * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
+        features[name] = np.asarray(reg.predict(betas, rescale="norm"), dtype=np.float32)
+    return features
+
+
+def load_subject_atlas(settings: Settings, subject: int | str) -> ROIAtlas:
+    """A subject's atlas from ``settings.nsd_dir``, in the voxel order of its prepared data when prepared."""
+    if settings.nsd_dir is None:
+        raise FileNotFoundError("ROI atlas: no NSD folder configured; set BRAINDIFF_NSD_ROOT or --nsd-root.")
+    ijk_path = settings.subject_dir("prepared", subject) / "voxel_ijk.npy"
+    voxel_ijk = np.load(ijk_path, allow_pickle=False) if ijk_path.exists() else None
+    return load_atlas(settings.nsd_dir, subject, voxel_ijk=voxel_ijk)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Recipes
+# --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that makes an ROI-optimal image, saved as JSON to re-create it.
+
+    Attributes
+    ----------
+    subject : str
+        ``"1"``, ``"2"``, ... or ``"average"``.
+    regions : dict of str to float
+        Region name -> weight.
+    painted : tuple of int
+        Painted voxel indices (single subjects only).
+    painted_weight : float
+        Value of painted voxels.
+    seed : int
+        The image's seed (stage 1 prior layers and stage 2 noise).
+    settings : dict
+        Stage-2 parameters (strength, vision_weight, guidance_scale, num_inference_steps) and the tier.
+    """
+
+    subject: str
+    regions: dict[str, float] = field(default_factory=dict)
+    painted: tuple[int, ...] = ()
+    painted_weight: float = 1.0
+    seed: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "subject", str(self.subject))
+        object.__setattr__(self, "regions", {canonical_region(k): float(v) for k, v in self.regions.items()})
+        object.__setattr__(self, "painted", tuple(int(i) for i in self.painted))
+        if self.painted and self.subject == "average":
+            raise ValueError("painted: painted voxels belong to one subject's voxels; use regions for the subject "
+                             "average, or choose a subject.")
+        if int(self.seed) < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {self.seed}.")
+
+    @property
+    def label(self) -> str:
+        """Short description, e.g. ``"subj 1: V1:+1,faces:+1 (+12 painted)"``."""
+        parts = [format_regions(self.regions)] if self.regions else []
+        if self.painted:
+            parts.append(f"{len(self.painted)} painted voxels")
+        return f"subject {self.subject}: " + ", ".join(parts) + f", seed {self.seed}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, **asdict(self), "painted": list(self.painted)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str = "recipe") -> Recipe:
+        if not isinstance(data, Mapping) or data.get("format") != RECIPE_FORMAT:
+            raise ValueError(f"{source}: not a braindiff ROI recipe (expected format {RECIPE_FORMAT!r}).")
+        if data.get("version") != RECIPE_VERSION:
+            raise ValueError(f"{source}: recipe version {data.get('version')!r}, this braindiff reads "
+                             f"{RECIPE_VERSION}.")
+        fields = ("subject", "regions", "painted", "painted_weight", "seed", "settings")
+        return cls(**{k: data[k] for k in fields if k in data})
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the recipe as JSON (atomically); returns the path."""
+        atomic_write_json(path, self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Recipe:
+        """Read a recipe written by :meth:`save`."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such recipe file.")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+        return cls.from_json(data, str(path))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Generating
+# --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ROIModels:
+    """Loaded models for ROI experiments: the image pipeline plus each subject's atlas and regressors.
+
+    Attributes
+    ----------
+    pipeline : BrainDiffuserPipeline
+        Stage 1 and 2 models (its own regressors are not used).
+    atlases : dict of str to ROIAtlas
+        Subject -> atlas, for every subject that has regressors.
+    regressors : dict of str to mapping
+        Subject -> ``{"vdvae", "clip_vision", "clip_text"}`` regressors.
+    tier : str
+    """
+
+    pipeline: BrainDiffuserPipeline
+    atlases: dict[str, ROIAtlas]
+    regressors: dict[str, Mapping[str, Any]]
+    tier: str = "demo"
+
+    @property
+    def subjects(self) -> list[str]:
+        """Subjects available for ROI experiments (the average needs at least one)."""
+        return list(self.atlases)
+
+    def features(self, recipe: Recipe) -> dict[str, np.ndarray]:
+        """Predicted features (1, ...) of a recipe: one subject's, or the mean over subjects for the average.
+
+        For the average, subjects lacking a requested region are left out with a warning.
+        """
+        if recipe.subject != "average":
+            if recipe.subject not in self.atlases:
+                raise ValueError(f"subject: expected one of {self.subjects + ['average']}, got {recipe.subject!r} "
+                                 "(a subject needs prepared data and regressors).")
+            pattern = synthetic_pattern(self.atlases[recipe.subject], recipe.regions, recipe.painted,
+                                        recipe.painted_weight)
+            return predict_pattern_features(self.regressors[recipe.subject], pattern)
+        per_subject, skipped = [], []
+        for s in self.subjects:
+            lacking = [r for r in recipe.regions if r not in self.atlases[s].regions]
+            if lacking:
+                skipped.append(f"{s} (no {', '.join(lacking)} voxels)")
+                continue
+            pattern = synthetic_pattern(self.atlases[s], recipe.regions)
+            per_subject.append(predict_pattern_features(self.regressors[s], pattern))
+        if not per_subject:
+            raise ValueError(f"subject average: no subject has every requested region: {'; '.join(skipped)}.")
+        if skipped:
+            warnings.warn(f"subject average leaves out subjects {', '.join(skipped)}.", RuntimeWarning,
+                          stacklevel=2)
+        return average_features(per_subject)
+
+    def generate(self, recipe: Recipe, callback: Callable[[str, int, int], None] | None = None,
+                 ) -> ReconstructionOutput:
+        """Run a recipe: pattern -> regressors ("norm") -> VDVAE guess -> final image (one image each)."""
+        params = {k: recipe.settings[k] for k in ("strength", "vision_weight", "guidance_scale",
+                                                   "num_inference_steps") if k in recipe.settings}
+        return self.pipeline(features=self.features(recipe), seeds=np.array([recipe.seed]), callback=callback,
+                             **params)
+
+
+def load_roi_models(settings: Settings, subjects: Sequence[int | str] | None = None) -> ROIModels:
+    """Load the pipeline of the settings' tier and each subject's atlas and regressors.
+
+    Parameters
+    ----------
+    settings : Settings
+    subjects : sequence of int or str, optional
+        Default: every subject with regressors in the workspace.
+    """
+    subjects = [str(int(s)) for s in subjects] if subjects is not None else subjects_with_regressors(settings)
+    if not subjects:
+        raise FileNotFoundError(f"ROI: no subject has regressors under {settings.workspace / 'regressors'}; run "
+                                "`braindiff fit` first.")
+    atlases = {s: load_subject_atlas(settings, s) for s in subjects}
+    regressors = {s: load_regressors(settings, s) for s in subjects}
+    return ROIModels(pipeline=load_pipeline(settings, None), atlases=atlases, regressors=regressors,
+                     tier=settings.tier)
+
+
+def paper_figure(models: ROIModels, regions: Sequence[str], seed: int = 0, settings: Mapping[str, Any] | None = None,
+                 cell: int = 192, callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The paper's Figure 5/7 grid: one row per subject plus the average, one column per region.
+
+    Parameters
+    ----------
+    models : ROIModels
+    regions : sequence of str
+        Columns, e.g. ``PAPER_FIGURES["figure5"]``.
+    seed : int, default 0
+        The same seed for every cell.
+    settings : mapping, optional
+        Stage-2 parameters for every cell (see :class:`Recipe`).
+    cell : int, default 192
+        Side of each image in the grid, in pixels.
+    callback : callable (done, total), optional
+        Called after each cell.
+
+    Returns
+    -------
+    array of shape (height, width, 3), uint8
+        The grid with row and column labels; a subject lacking a region gets a grey cell marked "absent".
+    """
+    from PIL import Image, ImageDraw
+
+    rows = models.subjects + ["average"]
+    margin, top = 90, 28
+    grid = Image.new("RGB", (margin + cell * len(regions), top + cell * len(rows)), "white")
+    draw = ImageDraw.Draw(grid)
+    for c, region in enumerate(regions):
+        draw.text((margin + c * cell + 6, 8), region, fill="black")
+    done = 0
+    for r, subject in enumerate(rows):
+        draw.text((6, top + r * cell + cell // 2), "Average" if subject == "average" else f"Sub{subject}",
+                  fill="black")
+        for c, region in enumerate(regions):
+            box = (margin + c * cell, top + r * cell)
+            recipe = Recipe(subject=subject, regions={region: 1.0}, seed=seed, settings=dict(settings or {}))
+            try:
+                image = models.generate(recipe).final[0]
+            except ValueError:  # the subject (or every subject) lacks this region
+                draw.rectangle([box, (box[0] + cell - 2, box[1] + cell - 2)], fill=(200, 200, 200))
+                draw.text((box[0] + 6, box[1] + cell // 2), "absent", fill="black")
+            else:
+                grid.paste(Image.fromarray(image).resize((cell - 2, cell - 2), Image.BICUBIC), box)
+            done += 1
+            if callback is not None:
+                callback(done, len(rows) * len(regions))
+    return np.asarray(grid)

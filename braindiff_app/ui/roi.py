@@ -1,0 +1,236 @@
+"""The ROI studio: paint or combine brain regions on the flatmap and see the images they "prefer".
+
+Handlers live in :class:`ROIHandlers` (Python values in and out); models load once, on the first Generate, and
+are shared by every session. A recipe (regions, weights, painted voxels, seed) is kept for each experiment and
+can be downloaded as JSON that re-creates it (also from the CLI: ``braindiff roi --recipe FILE``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
+from braindiff_app.demo_export import roi_settings
+from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels
+from braindiff_app.ui import text
+from braindiff_app.ui.state import AppState
+
+__all__ = ["ROIHandlers", "ROIResult", "build_roi_tab"]
+
+WEIGHTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+PATTERN_COLOURS = {1: (220, 40, 40), -1: (40, 90, 230)}  # positive voxels red, negative blue
+
+
+@dataclass(frozen=True)
+class ROIResult:
+    """One experiment: its recipe, the stage-1 guess, the final image and the pattern drawn on the flatmap."""
+
+    recipe: Recipe
+    vdvae: np.ndarray
+    final: np.ndarray
+    pattern: np.ndarray
+    recipe_path: str
+
+
+class ROIHandlers:
+    """The ROI studio's actions, independent of gradio."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self._models: ROIModels | None = None
+        self.settings, self.committed = roi_settings(state.settings)
+        self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
+        self._out = Path(tempfile.mkdtemp(prefix="braindiff-roi-"))
+
+    def models(self) -> ROIModels:
+        """The tier's pipeline and every subject's atlas and regressors, loaded once."""
+        with self._lock:
+            if self._models is None:
+                self._models = load_roi_models(self.settings)
+            return self._models
+
+    def subjects(self) -> list[str]:
+        """Subjects ready for ROI experiments, then ``average``; empty when none has regressors."""
+        try:
+            return [*self.models().subjects, "average"]
+        except (FileNotFoundError, ValueError):
+            return []
+
+    def availability(self, subject: str) -> dict[str, str]:
+        """Region -> reason it is unavailable for ``subject`` ("" when available)."""
+        models = self.models()
+        atlases = models.atlases.values() if subject == "average" else [models.atlases[subject]]
+        reasons = {}
+        for region in ALL_REGIONS:
+            missing = [a.absent[region] for a in atlases if region not in a.regions]
+            reasons[region] = "" if len(missing) < len(list(atlases)) else missing[0]
+        return reasons
+
+    def flatmap(self, subject: str) -> tuple[np.ndarray, np.ndarray]:
+        """The flatmap image (RGBA) and its pixel -> voxel lookup for ``subject`` (subject 1's for the average)."""
+        models = self.models()
+        key = models.subjects[0] if subject == "average" else subject
+        if key not in self._flatmaps:
+            self._flatmaps[key] = load_subject_flatmap(self.settings, models.atlases[key])
+        return self._flatmaps[key]
+
+    def recipe(self, subject: str, weights: dict[str, float], painted_mask: np.ndarray | None,
+               painted_weight: float, seed: int) -> Recipe:
+        """Build a recipe from the studio's controls; ValueError for an empty selection."""
+        regions = {r: float(w) for r, w in weights.items() if w}
+        painted: np.ndarray = np.array([], dtype=np.int64)
+        if painted_mask is not None and painted_mask.any():
+            if subject == "average":
+                raise ValueError(text.ROI_PAINT_AVERAGE)
+            painted = painted_voxels(painted_mask, self.flatmap(subject)[1])
+            if painted.size == 0:
+                raise ValueError(text.ROI_PAINT_OFF_CORTEX)
+        if not regions and painted.size == 0:
+            raise ValueError(text.ROI_EMPTY)
+        return Recipe(subject=subject, regions=regions, painted=tuple(painted.tolist()),
+                      painted_weight=float(painted_weight), seed=int(seed),
+                      settings={"tier": self.settings.tier})
+
+    def pattern_image(self, recipe: Recipe) -> np.ndarray:
+        """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative."""
+        image, lookup = self.flatmap(recipe.subject)
+        models = self.models()
+        atlas = models.atlases[models.subjects[0] if recipe.subject == "average" else recipe.subject]
+        weight = np.zeros(atlas.n_voxels, dtype=np.float32)
+        for region, w in recipe.regions.items():
+            if region in atlas.regions:
+                weight[atlas.indices(region)] += w
+        weight[list(recipe.painted)] += recipe.painted_weight
+        on_voxel = lookup >= 0
+        pixel_weight = np.where(on_voxel, weight[np.clip(lookup, 0, None)], 0.0)
+        out = image[..., :3].copy()
+        for sign, colour in PATTERN_COLOURS.items():
+            hit = np.sign(pixel_weight) == sign
+            out[hit] = (0.35 * out[hit] + 0.65 * np.array(colour)).astype(np.uint8)
+        return out
+
+    def generate(self, recipe: Recipe, callback=None) -> ROIResult:
+        """Run a recipe through the regressors and both stages; the recipe JSON is saved for download."""
+        output = self.models().generate(recipe, callback=callback)
+        path = self._out / f"roi-{recipe.subject}-{abs(hash(recipe.label)) % 10**8:08d}.json"
+        recipe.save(path)
+        return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
+
+
+def _mask_from_editor(value) -> np.ndarray | None:
+    """Painted pixels of a gr.ImageEditor value: any layer pixel with non-zero alpha."""
+    if not value or not value.get("layers"):
+        return None
+    masks = [np.asarray(layer)[..., 3] > 0 for layer in value["layers"] if layer is not None]
+    return np.logical_or.reduce(masks) if masks else None
+
+
+def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
+    """Build the ROI studio tab inside ``app``; returns its components keyed ``roi.<name>``."""
+    handlers = ROIHandlers(state)
+    with gr.Tab(text.ROI_TAB):
+        gr.Markdown(text.ROI_INTRO)
+        status = gr.Markdown()
+        with gr.Row():
+            subject = gr.Dropdown([], label=text.SUBJECT, scale=2)
+            seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1)
+            generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1)
+        with gr.Row():
+            with gr.Column(scale=3):
+                canvas = gr.ImageEditor(label=text.ROI_CANVAS, type="numpy", sources=(), transforms=(),
+                                        brush=gr.Brush(default_size=12, colors=["#ff3030"], color_mode="fixed"),
+                                        eraser=gr.Eraser(default_size=16), layers=False, height=520)
+                painted_weight = gr.Slider(-1, 1, value=1, step=0.5, label=text.ROI_PAINT_WEIGHT)
+            with gr.Column(scale=2):
+                sliders = {}
+                for title, group in ((text.ROI_VISUAL, VISUAL_REGIONS), (text.ROI_CATEGORY, CATEGORY_REGIONS),
+                                     (text.ROI_ECCENTRICITY, ECCENTRICITY_REGIONS)):
+                    gr.Markdown(f"**{title}**")
+                    with gr.Row():
+                        for region in group:
+                            sliders[region] = gr.Slider(-1, 1, value=0, step=0.5, label=region, min_width=90)
+                clear = gr.Button(text.ROI_CLEAR, size="sm")
+        with gr.Row():
+            vdvae = gr.Image(label=text.ROI_VDVAE, interactive=False, height=256)
+            final = gr.Image(label=text.ROI_FINAL, interactive=False, height=256)
+            pattern = gr.Image(label=text.ROI_PATTERN, interactive=False, height=256)
+        recipe_file = gr.File(label=text.ROI_RECIPE, interactive=False)
+        with gr.Row():
+            history = gr.Gallery(label=text.ROI_HISTORY, columns=6, height=220, allow_preview=False)
+            load_recipe = gr.File(label=text.ROI_LOAD, file_types=[".json"], type="filepath")
+        runs = gr.State(list)
+
+    region_names = list(sliders)
+
+    def open_subject(current):
+        choices = handlers.subjects()
+        if not choices:
+            return [gr.update(choices=[], value=None), text.ROI_NO_MODELS, gr.update()] + [gr.update()] * len(sliders)
+        value = current if current in choices else choices[0]
+        note = text.ROI_COMMITTED if handlers.committed else ""
+        return [gr.update(choices=choices, value=value), note, *subject_controls(value)]
+
+    def subject_controls(subject):
+        reasons = handlers.availability(subject)
+        try:
+            image, _ = handlers.flatmap(subject)
+            editor = {"background": image, "layers": [], "composite": None}
+        except FileNotFoundError as exc:
+            editor = gr.update(value=None, label=f"{text.ROI_CANVAS} ({exc})")
+        return [editor] + [gr.update(interactive=not reasons[r], value=0,
+                                     info=reasons[r] or None) for r in region_names]
+
+    def on_subject(subject):
+        if not subject:
+            return [gr.update()] * (1 + len(sliders))
+        return subject_controls(subject)
+
+    def run(subject, seed_value, painted_value, painted_w, history_runs, *weights, progress=gr.Progress()):
+        if not subject:
+            raise gr.Error(text.ROI_NO_MODELS)
+        try:
+            recipe = handlers.recipe(subject, dict(zip(region_names, weights, strict=True)),
+                                     _mask_from_editor(painted_value), painted_w, int(seed_value or 0))
+            progress(0, desc=text.ROI_RUNNING)
+            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage))
+        except (ValueError, FileNotFoundError) as exc:
+            raise gr.Error(str(exc)) from None
+        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)]
+        gallery = [(img, label) for img, label, _ in history_runs]
+        return result.vdvae, result.final, result.pattern, result.recipe_path, gallery, history_runs
+
+    def pick(history_runs, evt: gr.SelectData):
+        return history_runs[evt.index][2]
+
+    def replay(path, history_runs, progress=gr.Progress()):
+        if not path:
+            return [gr.update()] * 6
+        try:
+            recipe = Recipe.load(path)
+            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage))
+        except (ValueError, FileNotFoundError) as exc:
+            raise gr.Error(str(exc)) from None
+        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)]
+        return (result.vdvae, result.final, result.pattern, result.recipe_path,
+                [(img, label) for img, label, _ in history_runs], history_runs)
+
+    slider_list = [sliders[r] for r in region_names]
+    app.load(open_subject, [subject], [subject, status, canvas, *slider_list], api_name=False)
+    subject.change(on_subject, [subject], [canvas, *slider_list], api_name="roi_select_subject")
+    outputs = [vdvae, final, pattern, recipe_file, history, runs]
+    generate.click(run, [subject, seed, canvas, painted_weight, runs, *slider_list], outputs,
+                   api_name="roi_generate", concurrency_limit=1)
+    load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe", concurrency_limit=1)
+    history.select(pick, [runs], [recipe_file], api_name="roi_pick_history")
+    clear.click(lambda: [0] * len(slider_list), None, slider_list, api_name="roi_clear_regions")
+
+    return {f"roi.{k}": v for k, v in {"subject": subject, "canvas": canvas, "generate": generate,
+                                        "vdvae": vdvae, "final": final, "pattern": pattern,
+                                        "history": history, **{f"region_{r}": s for r, s in sliders.items()}}.items()}

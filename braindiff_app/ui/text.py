@@ -1,0 +1,135 @@
+"""Every user-visible string of the app, in one place."""
+
+TITLE = "braindiff: Brain-Diffuser explorer"
+INTRO = (
+    "Reconstructions of the images a person saw, decoded from their fMRI activity with "
+    "[Brain-Diffuser](https://arxiv.org/abs/2303.05334): a VDVAE first guess (stage 1), refined by Versatile "
+    "Diffusion guided by predicted CLIP features (stage 2)."
+)
+NO_BUNDLE = (
+    "**No bundle yet.** Run `braindiff demo build` to make the demo bundles, or `braindiff reconstruct` on your "
+    "own data; bundles are searched in: {dirs}."
+)
+BROKEN_BUNDLES = "Some folders could not be opened as bundles:\n\n{problems}"
+TIER_LABEL = {"demo": "simulated subject (demo)", "real": "NSD"}
+
+BROWSE_TAB = "Browse"
+SUBJECT = "Subject"
+TRIAL = "Test trial"
+JUMP_ID = "Jump to image id"
+JUMP = "Go"
+SEARCH = "Search captions"
+SEARCH_PLACEHOLDER = "e.g. face, red, building"
+SHOW_ABLATIONS = "Show ablations"
+RESULTS = "Matching trials (click one)"
+REFRESH = "Rescan bundles"
+CAPTION = "Captions"
+METRICS = "This trial's metrics"
+NOT_EVALUATED = "_No metrics in this bundle yet: run `braindiff evaluate {path}`._"
+NO_MATCH = "No trial of {bundle} matches {query!r}."
+UNKNOWN_ID = "Image id {trial_id} is not among {bundle}'s test trials."
+SEARCH_HITS = "{n} trial(s) match {query!r}{more}."
+
+
+def subject_label(subject: str, tier: str, name: str) -> str:
+    """Dropdown label of a bundle, e.g. 'Subject 1 (simulated subject (demo))'."""
+    who = "Average of subjects" if subject == "average" else f"Subject {subject}"
+    return f"{who} · {TIER_LABEL.get(tier, tier)} · {name}"
+
+CLASSROOM_TAB = "Classroom"
+QUIZ_INTRO = (
+    "### Which image did the person see?\nThe big picture was decoded from a person's brain activity. One of the "
+    "four images is what they were looking at. Vote, then click its number."
+)
+QUIZ_SHOW = "Show"
+QUIZ_FINAL = "Final reconstruction"
+QUIZ_VDVAE = "Stage-1 guess (harder)"
+QUIZ_NEXT = "Next question"
+QUIZ_RECONSTRUCTION = "Decoded from the brain"
+QUIZ_START = "Press **Next question** to start."
+QUIZ_ASK = "Which one did the person see?"
+QUIZ_RIGHT = "**Right!**"
+QUIZ_WRONG = "**Not this one:** the person saw image {n}."
+QUIZ_SCORE = "Score: {right} / {asked}."
+QUIZ_NO_QUESTION = "Press 'Next question' first."
+
+ABOUT_TAB = "About"
+ABOUT = """
+### How a picture is read back from the brain
+
+While a person looks at a photo in an MRI scanner, the visual parts of their cortex respond. Brain-Diffuser
+learns, from thousands of such photos, three simple linear maps (ridge regressions) from that activity to
+the internal codes of three image models:
+
+1. **Stage 1, the layout.** A very deep VAE (VDVAE) compresses images into a hierarchy of latent codes. The
+   activity predicts the coarse codes; the decoder turns them into a blurry 64×64 *first guess* that gets the
+   layout, colours and shapes roughly right.
+2. **Stage 2, the meaning.** The activity also predicts what CLIP, a model trained on images and their captions,
+   would say about the photo: a *vision* embedding and a *text* embedding. Versatile Diffusion then starts from
+   the first guess with noise added (37 of 50 denoising steps) and repaints it, guided 60% by the predicted vision
+   features and 40% by the predicted text features.
+
+The **ablations** remove one ingredient: *only-VDVAE* is the first guess itself, *no VDVAE* starts stage 2 from
+pure noise (good meaning, wrong layout), *no CLIP-text* and *no CLIP-vision* drop one guide. The **metrics**
+compare each reconstruction with the seen image: PixCorr and SSIM for pixels, AlexNet, Inception, CLIP,
+EfficientNet and SwAV features for increasingly abstract content (2-way identification: how often the
+reconstruction is closer to its own image than to another).
+
+The **ROI studio** asks the reverse question: activate only one brain region (say, the face area) and look at the
+image the model decodes: the region's "preferred" picture.
+"""
+TIER_NOTE = {
+    "demo": ("**You are looking at the demo tier: a simulated subject.** Its 'brain' is a model of visual cortex "
+             "laid on real cortical anatomy (pycortex's subject S1), responding to procedurally drawn scenes, and its "
+             "image models are small ones trained in this repository. The method and the code are the real ones; the "
+             "pictures are simpler.\n\n**To switch to real data** (the Natural Scenes Dataset and the real models, on "
+             "a GPU): set `BRAINDIFF_NSD_ROOT`, `BRAINDIFF_VDVAE_CHECKPOINT` and `BRAINDIFF_VD_DIR`, check with "
+             "`braindiff doctor --tier real`, then run `braindiff prepare`, `extract`, `fit`, `reconstruct` and "
+             "`evaluate` for each subject (see the README) and start the app with `--tier real`."),
+    "real": ("**You are looking at the real tier: NSD subjects** reconstructed with the real VDVAE and Versatile "
+             "Diffusion models. The demo tier (`--tier demo`) shows a simulated subject that runs on any CPU."),
+}
+
+METRICS_TAB = "Metrics"
+METRICS_INTRO = (
+    "Means over test trials of the paper's eight metrics (↑ higher is better, ↓ lower is better). Table 1 compares "
+    "subjects (final reconstructions); Table 2 compares the ablations of one subject."
+)
+METRICS_BUNDLES = "Bundles in Table 1"
+METRICS_ABLATION_BUNDLE = "Bundle for Table 2 and the per-trial distributions"
+METRICS_REFRESH = "Update"
+METRICS_NONE = ("_None of the chosen bundles has metrics yet: run `braindiff evaluate BUNDLE...` "
+                "(the demo bundles come evaluated)._")
+TABLE1 = "Table 1: subjects (final reconstructions)"
+TABLE2 = "Table 2: ablations of {label}"
+
+ROI_TAB = "ROI studio"
+ROI_INTRO = (
+    "Activate brain regions and see the image the decoder makes of that activity: the regions' *preferred* "
+    "image (the paper's ROI analysis). Paint on the flatmap (red brush adds, the eraser removes) and/or set region "
+    "weights (+1 activates, -1 suppresses), then **Generate**. Each experiment lands in the history with a recipe "
+    "JSON that re-creates it."
+)
+ROI_SEED = "Seed"
+ROI_GENERATE = "Generate"
+ROI_CANVAS = "Flatmap (both hemispheres; paint voxels)"
+ROI_PAINT_WEIGHT = "Weight of painted voxels"
+ROI_VISUAL = "Early visual"
+ROI_CATEGORY = "Category-selective"
+ROI_ECCENTRICITY = "Eccentricity bands (deg)"
+ROI_CLEAR = "Reset region weights"
+ROI_VDVAE = "Stage-1 guess (VDVAE)"
+ROI_FINAL = "ROI-optimal image"
+ROI_PATTERN = "Activated voxels (red +, blue −)"
+ROI_RECIPE = "Recipe (JSON)"
+ROI_HISTORY = "This session's experiments (click for the recipe)"
+ROI_LOAD = "Re-create from a recipe"
+ROI_RUNNING = "Generating"
+ROI_EMPTY = ("Nothing selected: paint some voxels on the flatmap or give a region a non-zero weight, "
+             "then Generate.")
+ROI_PAINT_AVERAGE = "Painting works on one subject's voxels; choose a subject, or use region weights for the average."
+ROI_PAINT_OFF_CORTEX = "The painted strokes miss every voxel of this subject: paint inside the outlined visual cortex."
+ROI_NO_MODELS = ("**The ROI studio needs a subject with regressors.** Build the demo with `braindiff demo build`, "
+                 "or run `braindiff fit` for your subjects.")
+ROI_COMMITTED = ("_Using the demo's committed ROI workspace (regressors stored at low rank); "
+                 "`braindiff demo build` makes full ones in your workspace._")

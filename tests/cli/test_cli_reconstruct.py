@@ -1,0 +1,39 @@
+"""``braindiff reconstruct`` command line (tiny regressors, stand-in stages)."""
+
+from __future__ import annotations
+
+import pytest
+
+import braindiff_app.reconstruct as reconstruct_module
+from braindiff_app.bundles import open_bundle
+from braindiff_app.cli import main
+from braindiff_app.pipeline import load_regressors
+from tests._standins import install_stand_ins, make_workspace, stand_in_pipeline
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    install_stand_ins(monkeypatch)
+    settings = make_workspace(tmp_path)
+    monkeypatch.setattr(reconstruct_module, "load_pipeline",
+                        lambda settings, subject, device=None: stand_in_pipeline(
+                            {} if subject == "average" else load_regressors(settings, subject)))
+    return settings
+
+
+def test_reconstruct_cli_writes_then_refuses_to_overwrite(settings, capsys):
+    args = ["reconstruct", "--subject", "1", "--ablations", "no_vision", "--limit", "2", "--home", str(settings.home)]
+    assert main(args) == 0
+    bundle = open_bundle(settings.home / "bundles" / "demo-subj01")
+    assert bundle.n_trials == 2 and bundle.kinds[-1] == "no_vision" and bundle.manifest.settings["seed"] == 0
+    assert main(args) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite", "--seed", "4"]) == 0
+    assert open_bundle(settings.home / "bundles" / "demo-subj01").manifest.settings["seed"] == 4
+
+
+def test_reconstruct_cli_average_and_bad_subject(settings, capsys):
+    assert main(["reconstruct", "--subject", "average", "--home", str(settings.home)]) == 0
+    assert open_bundle(settings.home / "bundles" / "demo-average").n_trials == 4
+    assert main(["reconstruct", "--subject", "5", "--home", str(settings.home)]) == 1
+    assert "regressors of subj05 missing" in capsys.readouterr().err

@@ -1,0 +1,62 @@
+"""``braindiff roi`` and ``braindiff reconstruct`` command lines (stand-in models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import braindiff_app.roi as roi_module
+from braindiff_app.cli import main
+from braindiff_app.cli.reconstruct import parse_ablations
+from braindiff_app.data.atlas import ROIAtlas
+from braindiff_app.roi import Recipe, ROIModels
+from tests._standins import N_VOXELS, fit_regressors, install_stand_ins, stand_in_pipeline
+
+
+@pytest.fixture
+def models(monkeypatch):
+    install_stand_ins(monkeypatch)
+    atlas = ROIAtlas("1", N_VOXELS, {"V1": np.array([0, 1]), "faces": np.array([4]), "V2": np.array([2])}, {})
+    models = ROIModels(stand_in_pipeline({}), {"1": atlas}, {"1": fit_regressors(1)})
+    monkeypatch.setattr(roi_module, "load_roi_models", lambda settings, subjects=None: models)
+    return models
+
+
+def test_roi_cli_writes_images_and_recipe_that_recreates_them(models, tmp_path):
+    out = tmp_path / "out"
+    assert main(["roi", "--regions", "V1:+1,faces:+1,V2:-1", "--seed", "3", "--home", str(tmp_path),
+                 "--out", str(out)]) == 0
+    stem = "demo-subj01-V1+1_faces+1_V2-1-seed3"
+    final = np.asarray(Image.open(out / f"{stem}_final.png"))
+    assert (out / f"{stem}_vdvae.png").exists() and final.shape == (16, 16, 3)
+    recipe = Recipe.load(out / f"{stem}_recipe.json")
+    assert recipe.regions == {"V1": 1.0, "faces": 1.0, "V2": -1.0} and recipe.seed == 3
+    np.testing.assert_array_equal(models.generate(recipe).final[0], final)
+    again = tmp_path / "again"
+    assert main(["roi", "--recipe", str(out / f"{stem}_recipe.json"), "--home", str(tmp_path),
+                 "--out", str(again)]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(again / f"{stem}_final.png")), final)
+
+
+def test_roi_cli_bad_input_is_one_line(models, tmp_path, capsys):
+    assert main(["roi", "--regions", "V1:x", "--home", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == ("braindiff roi: error: regions: weight of 'V1' must be a finite "
+                                               "number like +1 or -0.5, got 'x'.")
+    assert main(["roi", "--regions", " ", "--home", str(tmp_path)]) == 1
+    assert "empty selection" in capsys.readouterr().err
+
+
+def test_roi_cli_paper_grids(models, tmp_path):
+    assert main(["roi", "--paper", "--home", str(tmp_path), "--out", str(tmp_path / "p"), "--steps", "5"]) == 0
+    grid5 = np.asarray(Image.open(tmp_path / "p" / "demo-figure5.png"))
+    assert grid5.shape == (28 + 2 * 192, 90 + 8 * 192, 3)  # subject 1 + average, 8 ROIs
+    assert (tmp_path / "p" / "demo-figure7.png").exists()
+
+
+def test_parse_ablations():
+    assert parse_ablations("all") == ("no_vdvae", "no_text", "no_vision")
+    assert parse_ablations("none") == ()
+    assert parse_ablations("no_text, no_vdvae,no_text") == ("no_text", "no_vdvae")
+    with pytest.raises(ValueError, match="--ablations: expected one of"):
+        parse_ablations("no_brain")

@@ -1,0 +1,52 @@
+"""``braindiff prepare`` and ``braindiff fit`` end to end on a tiny NSD folder."""
+
+import json
+
+import numpy as np
+
+from braindiff_app.cli import main
+from braindiff_app.regression import load_regressor
+
+
+def test_prepare_then_fit(tmp_path, capsys, tiny_nsd):
+    tiny = tiny_nsd
+    home = tmp_path / "home"
+    common = ["--home", str(home), "--tier", "real"]
+    assert main(["prepare", "--nsd-root", str(tiny.root), "--subject", "1", "--no-progress", *common]) == 0
+    prepared = home / "real" / "prepared" / "subj01"
+    meta = json.loads((prepared / "meta.json").read_text())
+    assert "train / " in capsys.readouterr().out
+    n_train, n_test = len(meta["nsd_ids_train"]), len(meta["nsd_ids_test"])
+
+    # Missing features: one line naming the file and the command that makes it.
+    assert main(["fit", "--subject", "1", "--no-progress", "--backend", "numpy", *common]) == 1
+    assert "vdvae_train.npy: missing; extract the features first (`braindiff extract vdvae`)" in \
+        capsys.readouterr().err
+
+    features = home / "real" / "features" / "subj01"
+    features.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    shapes = {"vdvae": (12,), "clip_vision": (257, 2), "clip_text": (77, 2)}
+    for name, shape in shapes.items():
+        np.save(features / f"{name}_train.npy", rng.normal(size=(n_train, *shape)).astype(np.float32))
+    args = ["fit", "--subject", "1", "--no-progress", "--alpha-vdvae", "10", "--n-targets-batch", "100",
+            "--backend", "numpy", *common]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "clip_vision: saved" in out
+    fmri_test = np.load(prepared / "fmri_test.npy")
+    for name, shape in shapes.items():
+        reg = load_regressor(home / "real" / "regressors" / "subj01" / f"{name}.safetensors")
+        assert reg.predict(fmri_test).shape == (n_test, *shape)
+    assert float(load_regressor(home / "real" / "regressors" / "subj01" / "vdvae.safetensors").alpha_[0]) == 10.0
+    assert main(args) == 0
+    assert "exists (skipped" in capsys.readouterr().out
+
+
+def test_prepare_without_nsd_root_uses_demo_nsd_dir(tmp_path, capsys, make_nsd):
+    home = tmp_path / "home"
+    make_nsd(home / "demo" / "nsd")  # the demo tier's simulated NSD location
+    assert main(["prepare", "--subject", "1", "--no-progress", "--home", str(home), "--tier", "demo"]) == 0
+    assert (home / "demo" / "prepared" / "subj01" / "meta.json").is_file()
+    assert main(["prepare", "--subject", "2", "--no-progress", "--home", str(home), "--tier", "demo"]) == 1
+    assert "nsdgeneral.nii.gz not found" in capsys.readouterr().err

@@ -1,0 +1,63 @@
+"""Shared fixtures: a clean workspace per test, small synthetic bundles, a live app on localhost."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.factories import make_bundle
+from tests.nsd_factory import make_nsd
+
+
+@pytest.fixture(autouse=True)
+def _isolated_workspace(tmp_path, monkeypatch):
+    """Every test gets its own BRAINDIFF_HOME and no stray bundle folders from the environment."""
+    monkeypatch.setenv("BRAINDIFF_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BRAINDIFF_BUNDLES", raising=False)
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """A complete 6-trial bundle with every image kind, under tmp_path/bundles."""
+    return make_bundle(tmp_path / "bundles")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_app(tmp_path, monkeypatch):
+    """Start the app on a free localhost port over two synthetic bundles; yields (url, state)."""
+    from braindiff_app.config import load_settings
+    from braindiff_app.ui import build_app, launch_app
+    from tests.factories import make_bundle
+
+    root = tmp_path / "bundles"
+    make_bundle(root, name="demo-subj01", subject="1", n_trials=5, size=32)
+    make_bundle(root, name="demo-average", subject="average", n_trials=5, size=32)
+    settings = load_settings(home=tmp_path / "home", extra_bundle_dirs=(root,))
+    app, state, _ = build_app(settings)
+    port = free_port()
+    launch_app(app, settings, port=port, block=False, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", state
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def tiny_nsd(tmp_path):
+    """A tiny NSD folder (subject 1, 3 sessions of 10 trials) under tmp_path/nsd; see tests/nsd_factory.py."""
+    return make_nsd(tmp_path / "nsd")
+
+
+@pytest.fixture(name="make_nsd")
+def make_nsd_fixture():
+    """The factory itself, to write a tiny NSD at a chosen root: ``make_nsd(root, **options)``."""
+    return make_nsd

@@ -1,0 +1,49 @@
+"""fit_subject: prepared betas + features -> the three regressor files (dense or low-rank), resumable."""
+
+import numpy as np
+import pytest
+
+from braindiff_app.regression import LowRankWeights, load_regressor
+from braindiff_app.regression.subject import fit_subject
+
+
+def _folders(tmp_path, n=30, p=20):
+    rng = np.random.default_rng(0)
+    prepared, features = tmp_path / "prepared", tmp_path / "features"
+    prepared.mkdir()
+    features.mkdir()
+    np.save(prepared / "fmri_train.npy", rng.normal(0, 300, (n, p)).astype(np.float32))
+    np.save(prepared / "fmri_test.npy", rng.normal(0, 300, (8, p)).astype(np.float32))
+    for name, shape in {"vdvae": (6,), "clip_vision": (257, 2), "clip_text": (77, 2)}.items():
+        np.save(features / f"{name}_train.npy", rng.normal(size=(n, *shape)).astype(np.float32))
+    (features / "clip.json").write_text('{"model": "tiny"}')
+    return prepared, features
+
+
+def test_low_rank_and_resume(tmp_path):
+    prepared, features = _folders(tmp_path)
+    out = tmp_path / "regressors"
+    report = fit_subject(prepared, features, out, targets=("clip_text",), low_rank=3, alphas={"clip_text": 5.0})
+    entry = report["clip_text"]
+    assert entry["status"] == "fitted" and entry["rank"] == 3
+    assert 0 < entry["fidelity"]["mean_correlation"] <= 1
+    reg = load_regressor(out / "clip_text.safetensors")
+    assert isinstance(reg.weights_, LowRankWeights) and reg.weights_.rank == 3
+    assert reg.metadata["features_metadata"] == '{"model": "tiny"}' and reg.metadata["alpha"] == "5.0"
+    assert not list(out.glob(".*"))  # scratch weights removed
+    again = fit_subject(prepared, features, out, targets=("clip_text",))
+    assert again["clip_text"]["status"] == "exists"
+    refit = fit_subject(prepared, features, out, targets=("clip_text",), overwrite=True)
+    assert refit["clip_text"]["status"] == "fitted"
+    assert isinstance(load_regressor(out / "clip_text.safetensors").weights_, np.memmap)
+
+
+def test_errors(tmp_path):
+    prepared, features = _folders(tmp_path)
+    with pytest.raises(ValueError, match="targets: expected names among vdvae"):
+        fit_subject(prepared, features, tmp_path / "out", targets=("clip",))
+    np.save(features / "vdvae_train.npy", np.zeros((5, 6), np.float32))
+    with pytest.raises(ValueError, match="vdvae_train.npy: 5 rows, but .*fmri_train.npy has 30 trials"):
+        fit_subject(prepared, features, tmp_path / "out", targets=("vdvae",))
+    with pytest.raises(FileNotFoundError, match="fmri_train.npy: missing; prepare the subject first"):
+        fit_subject(tmp_path / "nowhere", features, tmp_path / "out")

@@ -1,0 +1,190 @@
+"""ROI patterns, painting, recipes and grids (stand-in stages)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from braindiff_app.config import load_settings
+from braindiff_app.data.atlas import ALL_REGIONS, ROIAtlas
+from braindiff_app.regression import predict_linear, rescale_predictions
+from braindiff_app.roi import (
+    Recipe,
+    ROIModels,
+    flatmap_voxel_lookup,
+    format_regions,
+    load_subject_flatmap,
+    painted_voxels,
+    paper_figure,
+    parse_regions,
+    predict_pattern_features,
+    synthetic_pattern,
+)
+from tests._standins import N_VOXELS, fit_regressors, install_stand_ins, stand_in_pipeline
+
+
+def _atlas(subject="1", with_hv4=True):
+    """12 voxels: V1 = 0-2, V2 = 2-3 (voxel 2 in both), faces = 5-6, hV4 = 8 (or absent)."""
+    regions = {"V1": np.array([0, 1, 2]), "V2": np.array([2, 3]), "faces": np.array([5, 6])}
+    if with_hv4:
+        regions["hV4"] = np.array([8])
+    absent = {name: f"subject {subject} has no {name} voxels" for name in ALL_REGIONS if name not in regions}
+    return ROIAtlas(subject=subject, n_voxels=N_VOXELS, regions=regions, absent=absent)
+
+
+@pytest.fixture
+def models(monkeypatch):
+    install_stand_ins(monkeypatch)
+    return ROIModels(pipeline=stand_in_pipeline({}), atlases={"1": _atlas("1"), "2": _atlas("2", with_hv4=False)},
+                     regressors={"1": fit_regressors(10), "2": fit_regressors(20)})
+
+
+def test_parse_regions_forms_and_errors():
+    assert parse_regions("V1:+1,faces:+1,V2:-1") == {"V1": 1.0, "faces": 1.0, "V2": -1.0}
+    assert parse_regions("+v1 +HV4 -bodies ecc4+:-0.5") == {"V1": 1.0, "hV4": 1.0, "bodies": -1.0, "ecc4+": -0.5}
+    assert parse_regions("  ") == {}
+    assert parse_regions(format_regions({"V1": 2.0, "ecc4+": -0.5})) == {"V1": 2.0, "ecc4+": -0.5}
+    with pytest.raises(ValueError, match="unknown region 'V9'.*expected one of V1, V2"):
+        parse_regions("V1,V9:+1")
+    with pytest.raises(ValueError, match="weight of 'V1' must be a finite number.*got 'abc'"):
+        parse_regions("V1:abc")
+    with pytest.raises(ValueError, match="weight of 'V2'.*got 'inf'"):
+        parse_regions("V2:inf")
+    with pytest.raises(ValueError, match="'V1' is given twice"):
+        parse_regions("V1, v1:-1")
+    with pytest.raises(TypeError, match="expected a string"):
+        parse_regions(["V1"])
+
+
+def test_combination_with_negative_weights():
+    pattern = synthetic_pattern(_atlas(), parse_regions("V1:+1,faces:+1,V2:-1"))
+    np.testing.assert_array_equal(pattern, [1, 1, 0, -1, 0, 1, 1, 0, 0, 0, 0, 0])
+    assert pattern.dtype == np.float32
+    pattern = synthetic_pattern(_atlas(), {"hV4": 0.5}, painted=[10, 11, 10], painted_weight=2.0)
+    np.testing.assert_array_equal(pattern, [0, 0, 0, 0, 0, 0, 0, 0, 0.5, 0, 2, 2])
+
+
+def test_pattern_errors():
+    with pytest.raises(ValueError, match="empty selection: choose at least one region"):
+        synthetic_pattern(_atlas(), {}, painted=[])
+    with pytest.raises(ValueError, match="cancel out"):
+        synthetic_pattern(_atlas(), {"faces": 1.0}, painted=[5, 6], painted_weight=-1.0)
+    with pytest.raises(ValueError, match="'hV4' is not available for subject 2: subject 2 has no hV4 voxels"):
+        synthetic_pattern(_atlas("2", with_hv4=False), {"hV4": 1.0})
+    with pytest.raises(ValueError, match=r"voxel indices must lie in 0..11"):
+        synthetic_pattern(_atlas(), painted=[12])
+
+
+def test_brush_over_a_region_maps_to_its_voxels():
+    # A 20x20 flatmap: V1's voxels 0-2 fill the left band, faces' voxels 5-6 the right band, cortex gaps = -1.
+    lookup = np.full((20, 20), -1)
+    lookup[:, 0:6] = np.repeat([0, 1, 2], 2)
+    lookup[:, 14:18] = np.repeat([5, 6], 2)
+    yy, xx = np.mgrid[:20, :20]
+    brush = (yy - 10) ** 2 + (xx - 3) ** 2 <= 3**2  # a disk brush over V1's band
+    voxels = painted_voxels(brush, lookup)
+    np.testing.assert_array_equal(voxels, _atlas().indices("V1"))
+    np.testing.assert_array_equal(synthetic_pattern(_atlas(), painted=voxels), _atlas().mask("V1"))
+    assert painted_voxels(brush & (xx > 8) & (xx < 12), lookup).size == 0  # painted only between regions
+    with pytest.raises(ValueError, match="empty selection"):
+        synthetic_pattern(_atlas(), painted=painted_voxels(np.zeros((20, 20), bool), lookup))
+    with pytest.raises(ValueError, match=r"mask: expected the flatmap's shape \(20, 20\)"):
+        painted_voxels(np.zeros((5, 5), bool), lookup)
+
+
+def test_grid_lookup_maps_to_subject_voxels():
+    grid_shape = (4, 3, 2)
+    voxel_ijk = np.array([[3, 2, 1], [0, 0, 0], [1, 2, 0]])  # the subject's voxels 0, 1, 2
+    atlas = ROIAtlas("1", 3, {"V1": np.array([0, 2])}, {}, voxel_ijk=voxel_ijk, grid_shape=grid_shape)
+    grid_index = np.array([[23, 0, -1], [10, 5, 23]])  # 10 = (1, 2, 0); 5 = (0, 2, 1) is not a subject voxel
+    lookup = flatmap_voxel_lookup(grid_index, atlas)
+    np.testing.assert_array_equal(lookup, [[0, 1, -1], [2, -1, 0]])
+    np.testing.assert_array_equal(painted_voxels(np.array([[True, False, True], [True, True, False]]), lookup),
+                                  [0, 2])
+    with pytest.raises(ValueError, match="no voxel positions"):
+        flatmap_voxel_lookup(grid_index, _atlas())
+
+
+def test_pattern_features_are_the_norm_rescaled_prediction_of_the_zscored_pattern(models):
+    patterns = np.stack([synthetic_pattern(_atlas(), {"V1": 1}), synthetic_pattern(_atlas(), {"faces": 3})])
+    features = predict_pattern_features(models.regressors["1"], patterns)
+    assert features["clip_vision"].shape == (2, 257, 4) and features["vdvae"].dtype == np.float32
+    for name, reg in models.regressors["1"].items():
+        # The regressor must see the pattern itself (z-scored units), not a pattern in beta file units.
+        raw = predict_linear(patterns, reg.weights_, reg.intercept_)
+        expected = rescale_predictions(raw, "norm", target_mean=reg.target_mean_, target_std=reg.target_std_,
+                                       pred_mean=reg.pred_mean_, pred_std=reg.pred_std_, pred_norm=reg.pred_norm_)
+        np.testing.assert_allclose(features[name].reshape(2, -1), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_recipe_json_round_trips_to_the_same_image(models, tmp_path):
+    recipe = Recipe(subject=1, regions=parse_regions("V1:+1,faces:+1,V2:-1"), painted=[10], seed=7,
+                    settings={"strength": 0.5, "num_inference_steps": 10})
+    first = models.generate(recipe)
+    loaded = Recipe.load(recipe.save(tmp_path / "recipe.json"))
+    assert loaded == recipe and loaded.subject == "1"
+    again = models.generate(loaded)
+    np.testing.assert_array_equal(again.final, first.final)
+    np.testing.assert_array_equal(again.vdvae, first.vdvae)
+    assert first.final.shape == (1, 16, 16, 3) and first.vdvae.shape == (1, 8, 8, 3)
+    other = models.generate(Recipe(subject=1, regions=recipe.regions, painted=[10], seed=8))
+    assert not np.array_equal(other.final, first.final)
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="not a braindiff ROI recipe"):
+        Recipe.load(tmp_path / "bad.json")
+
+
+def test_average_is_mean_of_each_subjects_own_prediction(models):
+    average = models.features(Recipe(subject="average", regions={"V1": 1, "V2": -1}))
+    per_subject = [predict_pattern_features(models.regressors[s], synthetic_pattern(models.atlases[s],
+                                                                                   {"V1": 1, "V2": -1}))
+                   for s in ("1", "2")]
+    np.testing.assert_allclose(average["clip_text"], (per_subject[0]["clip_text"] + per_subject[1]["clip_text"]) / 2,
+                               rtol=1e-5)
+    with pytest.warns(RuntimeWarning, match=r"leaves out subjects 2 \(no hV4 voxels\)"):
+        only_one = models.features(Recipe(subject="average", regions={"hV4": 1}))
+    expected = predict_pattern_features(models.regressors["1"], synthetic_pattern(models.atlases["1"], {"hV4": 1}))
+    np.testing.assert_allclose(only_one["vdvae"], expected["vdvae"], rtol=1e-6)
+    with pytest.raises(ValueError, match="painted voxels belong to one subject"):
+        Recipe(subject="average", painted=[1])
+    with pytest.raises(ValueError, match="subject: expected one of"):
+        models.features(Recipe(subject=5, regions={"V1": 1}))
+
+
+@pytest.mark.filterwarnings("ignore:subject average leaves out")
+def test_paper_figure_grid(models):
+    done = []
+    grid = paper_figure(models, ["V1", "hV4"], cell=32, callback=lambda i, n: done.append((i, n)))
+    assert grid.shape == (28 + 3 * 32, 90 + 2 * 32, 3) and grid.dtype == np.uint8
+    assert done[-1] == (6, 6)
+    absent_cell = grid[28 + 32:28 + 64, 90 + 32:90 + 64]  # subject 2, hV4
+    assert (absent_cell[2:10, 2:10] == 200).all()
+    filled_cell = grid[28:28 + 30, 90:90 + 30]  # subject 1, V1
+    assert filled_cell.std() > 0
+
+
+def test_brush_on_the_demo_flatmap_paints_the_region_under_it(tmp_path):
+    from scipy.ndimage import distance_transform_edt
+
+    from braindiff_app.data.anatomy import load_anatomy, load_flatmap
+    from braindiff_app.data.atlas import load_atlas
+    from braindiff_app.data.nsd_layout import write_roi
+
+    anatomy, flatmap = load_anatomy(), load_flatmap()
+    write_roi(tmp_path, 1, "nsdgeneral", anatomy.nsdgeneral.astype(np.int16))
+    for stem, volume in anatomy.rois.items():
+        write_roi(tmp_path, 1, stem, volume.astype(np.int16))
+    atlas = load_atlas(tmp_path, 1)
+    assert "hV4" in atlas.absent and "words" in atlas.absent  # the demo subject has neither
+    image, lookup = load_subject_flatmap(load_settings(home=tmp_path, tier="demo"), atlas)
+    assert image.shape[:2] == lookup.shape == flatmap.pixel_voxel.shape
+    np.testing.assert_array_equal(lookup, flatmap_voxel_lookup(flatmap.pixel_voxel, atlas))
+    for region in ("V1", "faces", "places"):
+        # A round brush of radius 5 px on the pixel deepest inside the region's outline.
+        depth = distance_transform_edt(np.isin(lookup, atlas.indices(region)))
+        cy, cx = np.unravel_index(np.argmax(depth), depth.shape)
+        grid_y, grid_x = np.mgrid[:lookup.shape[0], :lookup.shape[1]]
+        brush = (grid_y - cy) ** 2 + (grid_x - cx) ** 2 <= 5**2
+        voxels = painted_voxels(brush, lookup)
+        assert voxels.size >= 3
+        assert np.isin(voxels, atlas.indices(region)).mean() >= 0.8, region

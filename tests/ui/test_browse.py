@@ -1,0 +1,89 @@
+"""The Browse tab: handlers directly, then the named endpoints through gradio_client on a live app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from braindiff_app.bundles import IMAGE_KINDS
+from braindiff_app.config import load_settings
+from braindiff_app.ui.browse import BrowseHandlers
+from braindiff_app.ui.state import AppState
+from tests.factories import make_bundle, synthetic_image
+
+
+@pytest.fixture
+def handlers(tmp_path):
+    make_bundle(tmp_path / "b", name="demo-subj01", n_trials=6, size=16)
+    make_bundle(tmp_path / "b", name="real-subj02", subject="2", tier="real", n_trials=3, size=16)
+    return BrowseHandlers(AppState(load_settings(extra_bundle_dirs=(tmp_path / "b",))))
+
+
+def test_default_bundle_is_demo_subject_1(handlers):
+    assert handlers.state.default_bundle == "demo-subj01"
+    assert [name for _, name in handlers.subjects()] == ["demo-subj01", "real-subj02"]
+
+
+def test_trial_view_paths_and_captions(handlers):
+    view = handlers.trial("demo-subj01", 4)
+    assert set(view.images) == set(IMAGE_KINDS)
+    np.testing.assert_array_equal(np.asarray(Image.open(view.images["final"])), synthetic_image(4, 2, 16))
+    assert "image id 1028" in view.header and "a photo of a word sign 4" in view.captions
+    assert view.metric_rows == []
+
+
+def test_trial_view_metrics(handlers):
+    from braindiff_app.bundles import write_metrics
+
+    write_metrics(handlers.state.bundle("demo-subj01").path,
+                  {"final": {"PixCorr": np.linspace(0, 0.5, 6)}, "vdvae": {"PixCorr": np.ones(6)}})
+    handlers.state.refresh()
+    view = handlers.trial("demo-subj01", 5)
+    assert view.metric_names == ["PixCorr"]
+    assert view.metric_rows == [["VDVAE guess", "1.000"], ["Brain-Diffuser", "0.500"]]
+
+
+def test_jump_search_and_errors(handlers):
+    assert handlers.jump("demo-subj01", 1021) == 3
+    with pytest.raises(ValueError, match="Image id 5 is not among demo-subj01"):
+        handlers.jump("demo-subj01", 5)
+    assert handlers.search("demo-subj01", "person") == [3]
+    with pytest.raises(ValueError, match="no bundle named 'nope'"):
+        handlers.trial("nope", 0)
+    with pytest.raises(ValueError, match="has trials 0..5, got 6"):
+        handlers.trial("demo-subj01", 6)
+
+
+def test_no_bundle_message(tmp_path):
+    from braindiff_app.ui.browse import _status_message
+
+    state = AppState(load_settings(home=tmp_path / "empty"))
+    state.bundles = []
+    assert "braindiff demo build" in _status_message(state)
+
+
+def _image_from(update) -> np.ndarray:
+    path = update["value"] if isinstance(update, dict) else update
+    return np.asarray(Image.open(Path(path)).convert("RGB"))
+
+
+def test_show_trial_endpoint_live(live_app):
+    from gradio_client import Client
+
+    url, state = live_app
+    client = Client(url, verbose=False)
+    endpoints = client.view_api(return_format="dict")["named_endpoints"]
+    assert {"/select_subject", "/show_trial", "/jump_to_trial", "/search_captions"} <= set(endpoints)
+    result = client.predict("demo-subj01", 2, api_name="/show_trial")
+    header, *pictures = result[:1 + len(IMAGE_KINDS)]
+    assert "trial 3 of 5" in header
+    for kind, picture in zip(IMAGE_KINDS, pictures, strict=True):
+        np.testing.assert_array_equal(_image_from(picture), synthetic_image(2, IMAGE_KINDS.index(kind), 32))
+    hidden = client.predict(False, api_name="/toggle_ablations")
+    assert [p["visible"] for p in hidden] == [False, False, False]
+    assert client.predict("demo-subj01", 1014, api_name="/jump_to_trial") == 2
+    gallery, info = client.predict("demo-average", "face", api_name="/search_captions")
+    assert len(gallery) == 1 and "1 trial(s) match" in info

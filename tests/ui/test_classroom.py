@@ -1,0 +1,58 @@
+"""Classroom quiz: deterministic questions, scoring, and the endpoints on a live app."""
+
+from __future__ import annotations
+
+import pytest
+
+from braindiff_app.config import load_settings
+from braindiff_app.ui.classroom import QuizHandlers, Score
+from braindiff_app.ui.state import AppState
+from tests.factories import make_bundle
+
+
+@pytest.fixture
+def quiz(tmp_path):
+    make_bundle(tmp_path / "b", name="demo-subj01", n_trials=6, size=8)
+    make_bundle(tmp_path / "b", name="tiny", n_trials=3, size=8)
+    return QuizHandlers(AppState(load_settings(extra_bundle_dirs=(tmp_path / "b",))))
+
+
+def test_question_has_answer_among_four_distinct(quiz):
+    for round_index in range(1, 20):
+        q = quiz.question("demo-subj01", round_index)
+        assert len(q.candidates) == 4 and len(set(q.candidates)) == 4
+        assert q.candidates[q.answer].endswith(f"ground_truth/{q.trial:05d}.png")
+        assert q.reconstruction.endswith(f"final/{q.trial:05d}.png")
+    assert quiz.question("demo-subj01", 3) == quiz.question("demo-subj01", 3)
+    answers = {quiz.question("demo-subj01", r).answer for r in range(1, 40)}
+    assert answers == {0, 1, 2, 3}
+
+
+def test_scoring_counts_each_round_once(quiz):
+    score = Score()
+    q = quiz.question("demo-subj01", 1)
+    wrong = (q.answer + 1) % 4
+    right, message = quiz.answer(q, wrong, score, 1)
+    assert not right and f"saw image {q.answer + 1}" in message and "0 / 1" in message
+    right, message = quiz.answer(q, q.answer, score, 1)
+    assert right and "0 / 1" in message
+    q2 = quiz.question("demo-subj01", 2)
+    assert quiz.answer(q2, q2.answer, score, 2)[1].endswith("Score: 1 / 2.")
+
+
+def test_errors(quiz):
+    with pytest.raises(ValueError, match="needs at least 4 trials, tiny has 3"):
+        quiz.question("tiny", 1)
+    with pytest.raises(ValueError, match="choice: expected 0..3, got 7"):
+        quiz.answer(quiz.question("demo-subj01", 1), 7, Score(), 1)
+
+
+def test_quiz_endpoints_live(live_app):
+    from gradio_client import Client
+
+    url, _ = live_app
+    client = Client(url, verbose=False)
+    endpoints = set(client.view_api(return_format="dict")["named_endpoints"])
+    assert {"/quiz_next", "/quiz_answer_1", "/quiz_answer_4"} <= endpoints
+    shown, *candidates, verdict = client.predict("demo-subj01", "final", api_name="/quiz_next")
+    assert len(candidates) == 4 and all(c for c in candidates) and "Which one" in verdict

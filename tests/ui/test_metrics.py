@@ -1,0 +1,43 @@
+"""The Metrics tab: Table 1 over subjects, Table 2 over ablations, plots; clear message without metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from braindiff_app.bundles import write_metrics
+from braindiff_app.config import load_settings
+from braindiff_app.ui import text
+from braindiff_app.ui.metrics import MetricsHandlers
+from braindiff_app.ui.state import AppState
+from tests.factories import make_bundle
+
+
+@pytest.fixture
+def handlers(tmp_path):
+    root = tmp_path / "b"
+    for subject, base in (("1", 0.2), ("2", 0.4)):
+        bundle = make_bundle(root, name=f"demo-subj0{subject}", subject=subject, n_trials=4, size=8)
+        write_metrics(bundle.path, {
+            "final": {"PixCorr": np.full(4, base), "SSIM": np.full(4, base + 0.1)},
+            "vdvae": {"PixCorr": np.full(4, base + 0.05), "SSIM": np.full(4, base + 0.2)},
+        })
+    make_bundle(root, name="demo-subj05", subject="5", n_trials=4, size=8)
+    return MetricsHandlers(AppState(load_settings(extra_bundle_dirs=(root,))))
+
+
+def test_tables_and_figures(handlers):
+    view = handlers.view(["demo-subj01", "demo-subj02"], "demo-subj01")
+    assert "| Subject 1 | 0.200 | 0.300 |" in view.table1
+    assert "| Average | 0.300 | 0.400 |" in view.table1
+    assert "Table 2: ablations of demo-subj01" in view.table2
+    assert "| VDVAE guess | 0.250 | 0.400 |" in view.table2
+    assert view.bars1 is not None and len(view.bars1.axes) >= 2 and view.distributions is not None
+
+
+def test_without_metrics_says_what_to_run(handlers):
+    view = handlers.view(["demo-subj05"], "demo-subj05")
+    assert view.table1 == text.METRICS_NONE and view.table2 == text.METRICS_NONE
+    assert view.bars1 is None and view.bars2 is None
+    with pytest.raises(ValueError, match="no bundle named 'x'"):
+        handlers.view(["x"], None)
