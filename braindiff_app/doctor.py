@@ -74,7 +74,9 @@ def _demo_features(settings: Settings) -> list[Feature]:
             Asset(PRECOMPUTED_DIR, "bundles shipped with the repo (write them with `braindiff demo build`)"),
         )),
         Feature("demo", "stage 1 (demo VDVAE)", (
-            Asset(models / "vdvae", "demo VDVAE weights + config (`braindiff demo train-vdvae`)"),
+            Asset(models / "vdvae" / "config.json", "demo VDVAE config (committed; `braindiff demo train-vdvae`)"),
+            Asset(models / "vdvae" / "model.safetensors",
+                  "demo VDVAE weights (committed; `braindiff demo train-vdvae` rewrites them)"),
         )),
         Feature("demo", "stage 2 (demo Versatile Diffusion)", (
             Asset(models / "vd", "demo Versatile Diffusion folder (`braindiff demo train-diffusion`)"),
@@ -113,8 +115,9 @@ def _real_features(settings: Settings) -> list[Feature]:
         Feature("real", "NSD preparation", nsd_assets),
         Feature("real", "stage 1 (VDVAE imagenet64)", (
             Asset(settings.vdvae_checkpoint,
-                  "VDVAE imagenet64 EMA checkpoint imagenet64-iter-1600000-model-ema.th "
-                  "(set BRAINDIFF_VDVAE_CHECKPOINT or --vdvae-checkpoint)"),
+                  "VDVAE imagenet64 EMA checkpoint imagenet64-iter-1600000-model-ema.th from openai/vdvae "
+                  "(https://openaipublic.blob.core.windows.net/very-deep-vaes-assets/vdvae-assets-2/"
+                  "imagenet64-iter-1600000-model-ema.th; set BRAINDIFF_VDVAE_CHECKPOINT or --vdvae-checkpoint)"),
         )),
         Feature("real", "stage 2 (Versatile Diffusion) and CLIP features", vd_assets),
     ]

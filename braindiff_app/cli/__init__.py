@@ -16,7 +16,8 @@ from braindiff_app import __version__
 __all__ = ["build_parser", "main"]
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("doctor", "demo_data", "prepare", "fit", "reconstruct", "evaluate", "roi", "demo_build")
+COMMANDS = ("doctor", "demo_data", "prepare", "extract", "fit", "reconstruct", "evaluate", "roi", "demo_build",
+            "train_vdvae")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

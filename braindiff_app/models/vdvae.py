@@ -383,17 +383,21 @@ def _check_images(images: np.ndarray, name: str = "images") -> None:
         )
 
 
-def _image_generators(seeds: Sequence[int]) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+def _image_generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
 def _drawer(generators: list[torch.Generator], device: torch.device, dtype: torch.dtype, kind: str = "normal"):
-    """``draw(shape) -> (n, *shape)`` noise; row i comes from generator i alone (CPU, float32, then moved)."""
+    """``draw(shape) -> (n, *shape)`` noise; row i comes from generator i alone (float32 on the device, then cast).
+
+    Generators live on the model's device: a seed gives the same noise on every run on the same device type
+    (CPU and CUDA random streams differ).
+    """
     sample = torch.randn if kind == "normal" else torch.rand
 
     def draw(shape: tuple[int, ...]) -> torch.Tensor:
-        noise = torch.stack([sample(tuple(shape), generator=g) for g in generators])
-        return noise.to(device=device, dtype=dtype)
+        noise = torch.stack([sample(tuple(shape), generator=g, device=device) for g in generators])
+        return noise.to(dtype=dtype)
 
     return draw
 
@@ -458,13 +462,13 @@ def extract_latents(
     size = config.image_size
     with torch.inference_mode():
         for start in _batches(len(images), batch_size, progress, "VDVAE latents"):
-            batch = resize_images(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])), size)
+            batch = resize_images(torch.from_numpy(np.array(images[start : start + batch_size])), size)
             batch = batch.to(device)
             n = batch.shape[0]
             seeds = [np.random.SeedSequence([seed, start + i]).generate_state(1)[0] for i in range(n)]
             activations = model.encoder(model.normalise(batch))
-            _, zs, _ = model.top_down(n, _drawer(_image_generators(seeds), device, dtype), activations=activations,
-                                      posterior=mode, n_blocks=n_layers)
+            draw = _drawer(_image_generators(seeds, device), device, dtype)
+            _, zs, _ = model.top_down(n, draw, activations=activations, posterior=mode, n_blocks=n_layers)
             flat = torch.cat([z.reshape(n, -1) for z in zs], dim=1)
             out[start : start + n] = flat.float().cpu().numpy()
     return out
@@ -512,7 +516,8 @@ def decode_latents(
         Prior standard deviation scale for the remaining layers (the reference uses 1).
     seeds : int array of shape (n_images,) or None
         Seed of each image's noise (prior layers and, for ``pixels="sample"``, the pixels). None: 0..n-1.
-        An image's result depends on its latents and seed only, not on the batch it is decoded in.
+        An image's result depends on its latents and seed only, not on the batch it is decoded in (for a given
+        device type: CPU and CUDA draw different random streams from the same seed).
     batch_size : int, default 32
     pixels : str in {"mode", "sample"}, default "mode"
         "mode": each pixel from the most probable mixture component's mean (no pixel noise).
@@ -547,7 +552,7 @@ def decode_latents(
         for start in _batches(n_total, batch_size, progress, "VDVAE decode"):
             chunk = torch.from_numpy(np.ascontiguousarray(latents[start : start + batch_size], dtype=np.float32))
             n = chunk.shape[0]
-            generators = _image_generators(seeds[start : start + n])
+            generators = _image_generators(seeds[start : start + n], device)
             layers = [z.to(device=device, dtype=dtype) for z in split_latents(chunk, shapes)]
             xs, _, _ = model.top_down(n, _drawer(generators, device, dtype), latents=layers, temperature=temperature)
             px_z = model.decoder.final(xs[size])
