@@ -1,0 +1,212 @@
+"""Load a Versatile Diffusion folder (diffusers layout) into its components, offline.
+
+The folder holds one subfolder per component::
+
+    image_unet/     config.json + diffusion_pytorch_model.safetensors   (UNet2DConditionModel)
+    text_unet/      config.json + diffusion_pytorch_model.safetensors   (UNetFlatConditionModel)
+    vae/            config.json + diffusion_pytorch_model.safetensors   (AutoencoderKL)
+    image_encoder/  config.json + model.safetensors                     (CLIPVisionModelWithProjection)
+    text_encoder/   config.json + model.safetensors                     (CLIPTextModelWithProjection)
+    tokenizer/      vocab.json + merges.txt                             (CLIPTokenizer)
+    scheduler/      scheduler_config.json                               (a diffusers scheduler, DDIM in VD)
+
+``.bin`` weights and ``.fp16`` variants are accepted too. A folder saved by diffusers' dual-guided pipeline after
+``remove_unused_weights()`` (image UNet with dual cross-attention, no ``text_unet/``) loads as well.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from braindiff_app.models._vd_compat import text_unet_class
+
+__all__ = ["VersatileComponents", "load_versatile_diffusion", "missing_files", "save_versatile_diffusion"]
+
+_UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                 "diffusion_pytorch_model.bin")
+_TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin")
+
+# component -> (files that must all exist, alternatives of which one must exist)
+_REQUIRED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "image_unet": (("config.json",), _UNET_WEIGHTS),
+    "text_unet": (("config.json",), _UNET_WEIGHTS),
+    "vae": (("config.json",), _UNET_WEIGHTS),
+    "image_encoder": (("config.json",), _TRANSFORMERS_WEIGHTS),
+    "text_encoder": (("config.json",), _TRANSFORMERS_WEIGHTS),
+    "tokenizer": ((), ("vocab.json", "tokenizer.json")),
+    "scheduler": (("scheduler_config.json",), ()),
+}
+COMPONENTS = tuple(_REQUIRED)
+
+
+@dataclass(frozen=True)
+class VersatileComponents:
+    """The Versatile Diffusion components Brain-Diffuser uses, in eval mode with gradients off.
+
+    Attributes
+    ----------
+    vae : diffusers.AutoencoderKL
+    image_unet : diffusers.UNet2DConditionModel
+    text_unet : UNetFlatConditionModel or None
+        None when the image UNet already holds the text branch (a folder saved after ``remove_unused_weights``).
+    image_encoder : transformers.CLIPVisionModelWithProjection
+    text_encoder : transformers.CLIPTextModelWithProjection
+    tokenizer : transformers.CLIPTokenizer
+    scheduler : diffusers scheduler (DDIMScheduler in Versatile Diffusion)
+    """
+
+    vae: Any
+    image_unet: Any
+    text_unet: Any
+    image_encoder: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler: Any
+
+
+def _image_unet_is_dual(folder: Path) -> bool:
+    config = folder / "image_unet" / "config.json"
+    return config.exists() and bool(json.loads(config.read_text()).get("dual_cross_attention", False))
+
+
+def missing_files(folder: str | Path) -> list[Path]:
+    """Every file of a Versatile Diffusion folder that is absent (empty list when it is complete).
+
+    Parameters
+    ----------
+    folder : str or Path
+        The folder in diffusers layout.
+
+    Returns
+    -------
+    list of Path
+        For a weights file with several accepted names, the first name (``.safetensors``) is listed.
+    """
+    folder = Path(folder)
+    missing: list[Path] = []
+    for component, (required, alternatives) in _REQUIRED.items():
+        if component == "text_unet" and _image_unet_is_dual(folder):
+            continue
+        sub = folder / component
+        missing += [sub / name for name in required if not (sub / name).exists()]
+        if alternatives and not any((sub / name).exists() for name in alternatives):
+            missing.append(sub / alternatives[0])
+    return missing
+
+
+def _variant(sub: Path, names: tuple[str, ...]) -> str | None:
+    plain = [n for n in names if ".fp16." not in n]
+    return "fp16" if not any((sub / n).exists() for n in plain) else None
+
+
+def _scheduler(sub: Path):
+    import diffusers
+
+    name = json.loads((sub / "scheduler_config.json").read_text()).get("_class_name", "DDIMScheduler")
+    cls = getattr(diffusers, name, None)
+    if cls is None or not hasattr(cls, "set_timesteps"):
+        raise ValueError(f"{sub / 'scheduler_config.json'}: expected a diffusers scheduler class, got {name!r}.")
+    return cls.from_pretrained(sub, local_files_only=True)
+
+
+def _text_unet(sub: Path, dtype):
+    import diffusers
+
+    name = json.loads((sub / "config.json").read_text()).get("_class_name", "UNetFlatConditionModel")
+    cls = text_unet_class() if name == "UNetFlatConditionModel" else getattr(diffusers, name)
+    return cls.from_pretrained(sub, torch_dtype=dtype, local_files_only=True, variant=_variant(sub, _UNET_WEIGHTS))
+
+
+def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileComponents:
+    """Load every component of a local Versatile Diffusion folder (no network: ``local_files_only=True``).
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder in diffusers layout (see the module docstring), e.g. ``BRAINDIFF_VD_DIR`` or
+        ``assets/demo/models/vd``.
+    dtype : torch.dtype or None, default None
+        Dtype of the loaded weights; None loads float32. Components stay on the CPU: move them with ``.to()``.
+
+    Returns
+    -------
+    VersatileComponents
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming each missing file, when the folder is incomplete.
+    """
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    dtype = dtype or torch.float32  # transformers 5 would otherwise keep the saved dtype (fp16 for the demo)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Versatile Diffusion folder {folder}: not found. Set BRAINDIFF_VD_DIR or --vd-dir to "
+                                "a folder in diffusers layout (image_unet, text_unet, vae, image_encoder, ...).")
+    missing = missing_files(folder)
+    if missing:
+        raise FileNotFoundError(
+            f"Versatile Diffusion folder {folder} is incomplete; missing: " + ", ".join(map(str, missing))
+            + ". Copy these files from a Versatile Diffusion checkpoint in diffusers layout."
+        )
+
+    def unet_like(cls, name):
+        sub = folder / name
+        return cls.from_pretrained(sub, torch_dtype=dtype, local_files_only=True, variant=_variant(sub, _UNET_WEIGHTS))
+
+    def clip_like(cls, name):
+        sub = folder / name
+        return cls.from_pretrained(sub, dtype=dtype, local_files_only=True,
+                                   variant=_variant(sub, _TRANSFORMERS_WEIGHTS))
+
+    text_unet = None if _image_unet_is_dual(folder) else _text_unet(folder / "text_unet", dtype)
+    components = VersatileComponents(
+        vae=unet_like(AutoencoderKL, "vae"),
+        image_unet=unet_like(UNet2DConditionModel, "image_unet"),
+        text_unet=text_unet,
+        image_encoder=clip_like(CLIPVisionModelWithProjection, "image_encoder"),
+        text_encoder=clip_like(CLIPTextModelWithProjection, "text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
+        scheduler=_scheduler(folder / "scheduler"),
+    )
+    for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder"):
+        module = getattr(components, name)
+        if module is not None:
+            module.eval().requires_grad_(False)
+    return components
+
+
+def save_versatile_diffusion(components: VersatileComponents, folder: str | Path, dtype=None) -> None:
+    """Write components as a Versatile Diffusion folder that :func:`load_versatile_diffusion` reads back.
+
+    Parameters
+    ----------
+    components : VersatileComponents
+        With a plain (not yet dual) image UNet and a text UNet, as in Versatile Diffusion's own folder.
+    folder : str or Path
+        Destination; written to ``<folder>.tmp`` first and renamed when complete.
+    dtype : torch.dtype or None, default None
+        Cast the weights before saving (e.g. ``torch.float16`` to halve the size); None keeps them.
+    """
+    import copy
+    import shutil
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder"):
+        module = getattr(components, name)
+        if module is None:
+            continue
+        module = copy.deepcopy(module).to(dtype) if dtype is not None else module
+        module.save_pretrained(tmp / name, safe_serialization=True)
+    components.tokenizer.save_pretrained(tmp / "tokenizer")
+    components.scheduler.save_pretrained(tmp / "scheduler")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
