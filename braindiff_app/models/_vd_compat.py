@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["DualCrossAttention", "dual_blocks", "make_dual_unet", "set_dual_condition", "text_unet_class"]
+__all__ = ["DualCrossAttention", "dual_blocks", "make_dual_unet", "revert_dual_unet", "set_dual_condition",
+           "text_unet_class"]
 
 
 def text_unet_class() -> type:
@@ -119,6 +120,18 @@ def make_dual_unet(image_unet: nn.Module, text_unet: nn.Module | None) -> nn.Mod
             )
         _replace(image_unet, name, DualCrossAttention(module, text_block))
     image_unet.register_to_config(dual_cross_attention=True)
+    return image_unet
+
+
+def revert_dual_unet(image_unet: nn.Module) -> nn.Module:
+    """Undo :func:`make_dual_unet` in place: every dual block gives back its vision (image UNet) block.
+
+    The text blocks stay in the text UNet they came from, so both UNets save in Versatile Diffusion's layout.
+    """
+    for name, module in list(image_unet.named_modules()):
+        if isinstance(module, DualCrossAttention):
+            _replace(image_unet, name, module.transformers[0])
+    image_unet.register_to_config(dual_cross_attention=False)
     return image_unet
 
 

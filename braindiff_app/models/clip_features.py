@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
+    "clip_pixel_values",
     "clip_text_features",
     "clip_vision_features",
     "unconditional_features",
@@ -42,8 +43,8 @@ def _check_images(images) -> np.ndarray:
     return images
 
 
-def _pixel_values(images01: torch.Tensor, size: int) -> torch.Tensor:
-    """Images in [0, 1], shape (n, 3, height, width) -> CLIP input (n, 3, size, size): center square, bicubic."""
+def clip_pixel_values(images01: torch.Tensor, size: int) -> torch.Tensor:
+    """CLIP input (n, 3, size, size) from images in [0, 1] (n, 3, height, width): center square, bicubic, normalised."""
     height, width = images01.shape[-2:]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
@@ -59,7 +60,7 @@ def _pixel_values(images01: torch.Tensor, size: int) -> torch.Tensor:
 def _vision_tokens(image_encoder, images01: torch.Tensor) -> torch.Tensor:
     """(n, 3, h, w) float in [0, 1] -> normalised tokens (n, n_tokens, clip_dim) float32 on the CPU."""
     param = next(image_encoder.parameters())
-    pixels = _pixel_values(images01.to(param.device, torch.float32), image_encoder.config.image_size)
+    pixels = clip_pixel_values(images01.to(param.device, torch.float32), image_encoder.config.image_size)
     hidden = image_encoder.vision_model(pixel_values=pixels.to(param.dtype)).last_hidden_state
     tokens = image_encoder.visual_projection(image_encoder.vision_model.post_layernorm(hidden)).float()
     return (tokens / tokens[:, :1].norm(dim=-1, keepdim=True)).cpu()
