@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from braindiff_app.config import PRECOMPUTED_DIR, Settings
+from braindiff_app.models.versatile import expected_files
 
 __all__ = ["Asset", "Feature", "diagnose", "format_report"]
 
@@ -63,13 +64,11 @@ def _demo_features(settings: Settings) -> list[Feature]:
         Feature("demo", "stage 1 (demo VDVAE)", (
             Asset(models / "vdvae", "demo VDVAE weights + config (`braindiff demo train-vdvae`)"),
         )),
-        Feature("demo", "stage 2 (demo Versatile Diffusion)", (
-            Asset(models / "vd", "demo Versatile Diffusion folder (`braindiff demo train-diffusion`)"),
+        Feature("demo", "stage 2 (demo Versatile Diffusion) and CLIP features", tuple(
+            Asset(path, "demo Versatile Diffusion file (`braindiff demo train-diffusion` writes them)")
+            for path in expected_files(models / "vd")
         )),
     ]
-
-
-VD_COMPONENTS = ("image_unet", "text_unet", "vae", "image_encoder", "text_encoder", "tokenizer", "scheduler")
 
 
 def _real_features(settings: Settings) -> list[Feature]:
@@ -83,9 +82,9 @@ def _real_features(settings: Settings) -> list[Feature]:
     )
     vd = settings.vd_dir
     vd_assets = tuple(
-        Asset(vd / c if vd else None, f"Versatile Diffusion component {c!r} (set BRAINDIFF_VD_DIR or --vd-dir)")
-        for c in VD_COMPONENTS
-    )
+        Asset(path, f"Versatile Diffusion {path.parent.name} file (diffusers layout; set BRAINDIFF_VD_DIR or --vd-dir)")
+        for path in expected_files(vd)
+    ) if vd else (Asset(None, "Versatile Diffusion folder in diffusers layout (set BRAINDIFF_VD_DIR or --vd-dir)"),)
     return [
         Feature("real", "NSD preparation", nsd_assets),
         Feature("real", "stage 1 (VDVAE imagenet64)", (

@@ -16,7 +16,7 @@ from braindiff_app import __version__
 __all__ = ["build_parser", "main"]
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("doctor", "train_diffusion")
+COMMANDS = ("doctor", "extract_clip", "train_diffusion")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from braindiff_app.models._vd_compat import text_unet_class
-
-__all__ = ["VersatileComponents", "load_versatile_diffusion", "missing_files", "save_versatile_diffusion"]
+__all__ = ["VersatileComponents", "expected_files", "load_versatile_diffusion", "missing_files",
+           "save_versatile_diffusion"]
 
 _UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
                  "diffusion_pytorch_model.bin")
@@ -72,8 +71,8 @@ def _image_unet_is_dual(folder: Path) -> bool:
     return config.exists() and bool(json.loads(config.read_text()).get("dual_cross_attention", False))
 
 
-def missing_files(folder: str | Path) -> list[Path]:
-    """Every file of a Versatile Diffusion folder that is absent (empty list when it is complete).
+def expected_files(folder: str | Path) -> list[Path]:
+    """The files a Versatile Diffusion folder needs (looks at files only; imports no model code).
 
     Parameters
     ----------
@@ -83,18 +82,24 @@ def missing_files(folder: str | Path) -> list[Path]:
     Returns
     -------
     list of Path
-        For a weights file with several accepted names, the first name (``.safetensors``) is listed.
+        Where a file has several accepted names (``.safetensors``, ``.fp16.safetensors``, ``.bin``), the one
+        present, else the first (``.safetensors``). No ``text_unet`` files when the image UNet is already dual.
     """
     folder = Path(folder)
-    missing: list[Path] = []
+    files: list[Path] = []
     for component, (required, alternatives) in _REQUIRED.items():
         if component == "text_unet" and _image_unet_is_dual(folder):
             continue
         sub = folder / component
-        missing += [sub / name for name in required if not (sub / name).exists()]
-        if alternatives and not any((sub / name).exists() for name in alternatives):
-            missing.append(sub / alternatives[0])
-    return missing
+        files += [sub / name for name in required]
+        if alternatives:
+            files.append(next((sub / n for n in alternatives if (sub / n).exists()), sub / alternatives[0]))
+    return files
+
+
+def missing_files(folder: str | Path) -> list[Path]:
+    """The files of :func:`expected_files` that are absent (empty list when the folder is complete)."""
+    return [path for path in expected_files(folder) if not path.exists()]
 
 
 def _variant(sub: Path, names: tuple[str, ...]) -> str | None:
@@ -114,6 +119,8 @@ def _scheduler(sub: Path):
 
 def _text_unet(sub: Path, dtype):
     import diffusers
+
+    from braindiff_app.models._vd_compat import text_unet_class
 
     name = json.loads((sub / "config.json").read_text()).get("_class_name", "UNetFlatConditionModel")
     cls = text_unet_class() if name == "UNetFlatConditionModel" else getattr(diffusers, name)

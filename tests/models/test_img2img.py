@@ -29,8 +29,8 @@ def inputs(vd):
 
 def _run(pipe, inputs, init="init", vision="vision", text="text", **kwargs):
     kwargs = {"num_inference_steps": STEPS, "seeds": np.arange(3), **inputs["uncond"], **kwargs}
-    pick = (lambda key, value: value if not isinstance(value, str) else inputs[value])
-    return pipe(pick("init", init), pick("vision", vision), pick("text", text), **kwargs).images
+    init, vision, text = (inputs[v] if isinstance(v, str) else v for v in (init, vision, text))
+    return pipe(init, vision, text, **kwargs).images
 
 
 def test_output_shape_and_dtype(pipe, inputs):
