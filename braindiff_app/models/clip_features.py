@@ -89,7 +89,7 @@ def clip_vision_features(image_encoder, images: np.ndarray, batch_size: int = 16
     images = _check_images(images)
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="CLIP vision", disable=not progress):
-        batch = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
+        batch = torch.tensor(images[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
         out.append(_vision_tokens(image_encoder, batch).numpy())
     dim = image_encoder.config.projection_dim
     return np.concatenate(out) if out else np.zeros((0, 0, dim), np.float32)

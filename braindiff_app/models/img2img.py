@@ -210,7 +210,7 @@ class DualGuidedImg2Img:
         if init_images is None:
             noise = torch.stack([torch.randn(channels, side, side, generator=g) for g in generators])
             return noise.to(self.image_unet.device) * self.scheduler.init_noise_sigma
-        pixels = torch.from_numpy(init_images).to(vae_device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        pixels = torch.tensor(init_images).to(vae_device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         if pixels.shape[-2:] != (self.image_size, self.image_size):
             pixels = torch.nn.functional.interpolate(pixels, size=(self.image_size, self.image_size), mode="bicubic",
                                                      antialias=True, align_corners=False).clamp(-1, 1)
