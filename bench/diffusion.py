@@ -50,11 +50,10 @@ def real_size_components():
     return vae, image_unet, copy.deepcopy(image_unet), DDIMScheduler(**scheduler_config())
 
 
-def demo_components():
-    from braindiff_app.config import DEMO_ASSETS_DIR
+def demo_components(folder: Path):
     from braindiff_app.models.versatile import load_versatile_diffusion
 
-    c = load_versatile_diffusion(DEMO_ASSETS_DIR / "models" / "vd")
+    c = load_versatile_diffusion(folder)
     return c.vae, c.image_unet, c.text_unet, c.scheduler
 
 
@@ -75,6 +74,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--real-size", action="store_true", help="Versatile Diffusion's sizes, random weights")
+    parser.add_argument("--vd-dir", type=Path, default=Path(__file__).resolve().parent.parent / "assets" / "demo"
+                        / "models" / "vd", help="Versatile Diffusion folder for the demo tier (default: the demo's)")
     parser.add_argument("--steps", type=int, default=37, help="denoising steps run (default 37 = 0.75 of 50)")
     parser.add_argument("--batches", default="1,8", help="batch sizes, comma separated (default 1,8)")
     parser.add_argument("--variants", default=None, help=f"comma separated subset of {', '.join(VARIANTS)}")
@@ -86,7 +87,6 @@ def main() -> int:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     default = VARIANTS if device.type == "cuda" else ("fp32",)
     variants = args.variants.split(",") if args.variants else default
-    base = real_size_components() if args.real_size else demo_components()
     # strength * 50 DDIM steps = the steps run (37 at 0.75).
     strength = args.steps / 50
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
@@ -95,10 +95,13 @@ def main() -> int:
     reference: dict[int, float] = {}
     for variant in variants:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(variant, torch.float16)
-        vae, image_unet, text_unet, scheduler = (copy.deepcopy(m) for m in base)
+        torch.manual_seed(0)
+        components = real_size_components() if args.real_size else demo_components(args.vd_dir)
+        vae, image_unet, text_unet, scheduler = components
         for module in (vae, image_unet, text_unet):
             module.to(device, dtype).eval().requires_grad_(False)
         pipe = DualGuidedImg2Img(vae, image_unet, text_unet, scheduler)
+        pipe.text_unet = text_unet = None  # its blocks now live in the dual image UNet; free the rest
         if variant == "fastest":
             pipe.image_unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
@@ -110,7 +113,7 @@ def main() -> int:
             seconds = time_call(pipe, n, args.steps, strength, batched, sync) / n
             reference.setdefault(n, seconds)
             print(f"{variant:<20} {n:>5} {seconds:>9.3f} {reference[n] / seconds:>6.2f}x", flush=True)
-        del pipe, vae, image_unet, text_unet
+        del pipe, vae, image_unet
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return 0
