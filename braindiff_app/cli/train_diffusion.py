@@ -29,6 +29,8 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every stage's number of steps (default 1.0; 0.05 for a smoke run)")
+    for stage in ("clip", "vae", "unet"):
+        parser.add_argument(f"--{stage}-steps", type=int, help=f"{stage} stage steps (overrides --steps-scale)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or settings.demo_models_dir / "vd"
     work = args.work or settings.workspace / "train-diffusion"
     base = TrainConfig(seed=args.seed)
-    config = replace(base, **{k: max(1, round(getattr(base, k) * args.steps_scale))
+    config = replace(base, **{k: getattr(args, k) or max(1, round(getattr(base, k) * args.steps_scale))
                               for k in ("clip_steps", "vae_steps", "unet_steps")})
     images, _, captions = render_scenes(args.n_images, seed=WORLD_SEED, size=64)
     device = resolve_device(settings.device)

@@ -38,13 +38,13 @@ class TrainConfig:
 
     seed: int = 0
     vocab_size: int = 1000
-    clip_steps: int = 250
+    clip_steps: int = 150
     clip_batch: int = 64
     clip_lr: float = 2e-3
-    vae_steps: int = 400
+    vae_steps: int = 1000
     vae_batch: int = 16
     vae_lr: float = 2e-3
-    unet_steps: int = 1000
+    unet_steps: int = 600
     unet_batch: int = 32
     unet_lr: float = 1e-3
     p_uncond: float = 0.1
