@@ -12,6 +12,7 @@ from pathlib import Path
 
 from braindiff_app.config import DEMO_ASSETS_DIR, PRECOMPUTED_DIR, Settings
 from braindiff_app.data import nsd_layout as L
+from braindiff_app.models.versatile import expected_files
 
 __all__ = ["Asset", "Feature", "diagnose", "format_report"]
 
@@ -78,13 +79,11 @@ def _demo_features(settings: Settings) -> list[Feature]:
             Asset(models / "vdvae" / "model.safetensors",
                   "demo VDVAE weights (committed; `braindiff demo train-vdvae` rewrites them)"),
         )),
-        Feature("demo", "stage 2 (demo Versatile Diffusion)", (
-            Asset(models / "vd", "demo Versatile Diffusion folder (`braindiff demo train-diffusion`)"),
+        Feature("demo", "stage 2 (demo Versatile Diffusion) and CLIP features", tuple(
+            Asset(path, "demo Versatile Diffusion file (`braindiff demo train-diffusion` writes them)")
+            for path in expected_files(models / "vd")
         )),
     ]
-
-
-VD_COMPONENTS = ("image_unet", "text_unet", "vae", "image_encoder", "text_encoder", "tokenizer", "scheduler")
 
 
 def _nsd_assets(nsd: Path | None) -> tuple[Asset, ...]:
@@ -108,9 +107,9 @@ def _real_features(settings: Settings) -> list[Feature]:
     nsd_assets = _nsd_assets(settings.nsd_root)
     vd = settings.vd_dir
     vd_assets = tuple(
-        Asset(vd / c if vd else None, f"Versatile Diffusion component {c!r} (set BRAINDIFF_VD_DIR or --vd-dir)")
-        for c in VD_COMPONENTS
-    )
+        Asset(path, f"Versatile Diffusion {path.parent.name} file (diffusers layout; set BRAINDIFF_VD_DIR or --vd-dir)")
+        for path in expected_files(vd)
+    ) if vd else (Asset(None, "Versatile Diffusion folder in diffusers layout (set BRAINDIFF_VD_DIR or --vd-dir)"),)
     return [
         Feature("real", "NSD preparation", nsd_assets),
         Feature("real", "stage 1 (VDVAE imagenet64)", (

@@ -16,8 +16,8 @@ from braindiff_app import __version__
 __all__ = ["build_parser", "main"]
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("doctor", "demo_data", "prepare", "extract", "fit", "reconstruct", "evaluate", "roi", "demo_build",
-            "train_vdvae")
+COMMANDS = ("doctor", "demo_data", "prepare", "extract", "extract_clip", "fit", "reconstruct", "evaluate", "roi",
+            "demo_build", "train_vdvae", "train_diffusion")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

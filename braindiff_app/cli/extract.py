@@ -12,14 +12,22 @@ from braindiff_app.cli import add_settings_arguments, settings_from_args
 SPLITS = ("train", "test")
 
 
+def extract_subparsers(subparsers):
+    """The ``extract`` command's kinds (vdvae, clip): created by the first module that asks, then shared."""
+    if "extract" not in subparsers.choices:
+        parser = subparsers.add_parser(
+            "extract",
+            help="extract features of a prepared subject's images (vdvae, clip)",
+            description="Compute the regression targets of a prepared subject's images and write them into the "
+            "subject's features folder.",
+        )
+        parser.set_defaults(func=lambda args: _usage(parser))
+        parser.kinds = parser.add_subparsers(dest="extract_kind", metavar="KIND")
+    return subparsers.choices["extract"].kinds
+
+
 def register(subparsers, demo_subparsers) -> None:
-    parser = subparsers.add_parser(
-        "extract",
-        help="extract features of a prepared subject's images (vdvae)",
-        description="Compute the regression targets of a prepared subject's images and write them into the "
-        "subject's features folder.",
-    )
-    kinds = parser.add_subparsers(dest="extract_kind", metavar="KIND")
+    kinds = extract_subparsers(subparsers)
     vdvae = kinds.add_parser(
         "vdvae",
         help="VDVAE latents of the first decoder layers (91168 values per image at imagenet64 settings)",
@@ -38,7 +46,6 @@ def register(subparsers, demo_subparsers) -> None:
     vdvae.add_argument("--overwrite", action="store_true", help="recompute splits that are already written")
     add_settings_arguments(vdvae)
     vdvae.set_defaults(func=run_vdvae)
-    parser.set_defaults(func=lambda args: _usage(parser))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from braindiff_app.models.demo_train import TrainConfig, train_demo_vd, two_way_identification
+from braindiff_app.models.demo_vd import train_clip_tokenizer
+from tests.models.conftest import CAPTIONS
+
+
+def test_two_way_identification_perfect_reversed_and_chance():
+    truth = np.random.default_rng(0).standard_normal((20, 50))
+    assert two_way_identification(truth, truth).tolist() == [1.0] * 20
+    assert two_way_identification(-truth, truth).tolist() == [0.0] * 20
+    noise = np.random.default_rng(1).standard_normal((200, 50))
+    assert two_way_identification(noise, np.random.default_rng(2).standard_normal((200, 50))).mean() == \
+        pytest.approx(0.5, abs=0.05)
+
+
+def test_tokenizer_is_clip_compatible_and_round_trips(tmp_path):
+    from transformers import CLIPTokenizer
+
+    tokenizer = train_clip_tokenizer(CAPTIONS, vocab_size=600)
+    ids = tokenizer("A red ball, on the GRASS!").input_ids
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.convert_ids_to_tokens(ids[1:4]) == ["a</w>", "red</w>", "ball</w>"]
+    tokenizer.save_pretrained(tmp_path)
+    loaded = CLIPTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    assert loaded.model_max_length == 77
+    assert loaded("a smiling face", padding="max_length", max_length=77).input_ids == \
+        tokenizer("a smiling face", padding="max_length", max_length=77).input_ids
+
+
+@pytest.mark.slow
+def test_training_resumes_and_saves_a_loadable_folder(tmp_path):
+    from braindiff_app.data.stimuli import render_scenes
+    from braindiff_app.models.versatile import load_versatile_diffusion
+
+    images, _, captions = render_scenes(64, seed=1, size=64)
+    config = TrainConfig(clip_steps=2, vae_steps=2, unet_steps=2, clip_batch=8, vae_batch=4, unet_batch=4)
+    train_demo_vd(images, captions, tmp_path / "vd", tmp_path / "work", config, progress=False)
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["clip.pt", "unet.pt", "vae.pt"]
+    first = (tmp_path / "vd" / "image_unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    train_demo_vd(images, captions, tmp_path / "vd", tmp_path / "work", config, progress=False)  # resumes
+    assert (tmp_path / "vd" / "image_unet" / "diffusion_pytorch_model.safetensors").read_bytes() == first
+    assert load_versatile_diffusion(tmp_path / "vd").image_encoder.config.image_size == 32

@@ -1,0 +1,68 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from braindiff_app.models.versatile import COMPONENTS, load_versatile_diffusion, missing_files
+
+
+def test_loads_every_component_in_eval_mode(vd):
+    assert {"vae", "image_unet", "text_unet", "image_encoder", "text_encoder", "tokenizer", "scheduler"} == set(
+        COMPONENTS)
+    assert type(vd.text_unet).__name__ == "UNetFlatConditionModel"
+    assert type(vd.scheduler).__name__ == "DDIMScheduler"
+    assert vd.tokenizer.model_max_length == 77
+    assert not vd.image_unet.training and not any(p.requires_grad for p in vd.image_encoder.parameters())
+    assert vd.image_unet.dtype == torch.float32
+
+
+def test_dtype_argument_casts_weights(vd_folder):
+    assert load_versatile_diffusion(vd_folder, dtype=torch.bfloat16).vae.dtype == torch.bfloat16
+
+
+def test_missing_files_are_each_named(vd_folder, tmp_path):
+    broken = tmp_path / "vd"
+    shutil.copytree(vd_folder, broken)
+    (broken / "vae" / "config.json").unlink()
+    (broken / "text_encoder" / "model.safetensors").unlink()
+    shutil.rmtree(broken / "tokenizer")
+    assert set(missing_files(broken)) == {broken / "vae" / "config.json", broken / "text_encoder" /
+                                          "model.safetensors", broken / "tokenizer" / "vocab.json"}
+    with pytest.raises(FileNotFoundError, match=r"incomplete; missing: .*vae/config\.json.*text_encoder/model"
+                                                r"\.safetensors.*tokenizer/vocab\.json"):
+        load_versatile_diffusion(broken)
+
+
+def test_absent_folder_names_the_setting(tmp_path):
+    with pytest.raises(FileNotFoundError, match="BRAINDIFF_VD_DIR"):
+        load_versatile_diffusion(tmp_path / "nowhere")
+
+
+def test_folder_saved_with_dual_image_unet_needs_no_text_unet(vd_folder, vd, tmp_path):
+    """diffusers' remove_unused_weights() layout: the image UNet holds both branches, no text_unet folder."""
+    from braindiff_app.models._vd_compat import make_dual_unet
+
+    dual = tmp_path / "dual"
+    shutil.copytree(vd_folder, dual)
+    fresh = load_versatile_diffusion(vd_folder)
+    make_dual_unet(fresh.image_unet, fresh.text_unet).save_pretrained(dual / "image_unet")
+    shutil.rmtree(dual / "text_unet")
+    assert missing_files(dual) == []
+    loaded = load_versatile_diffusion(dual)
+    assert loaded.text_unet is None
+    make_dual_unet(loaded.image_unet, None)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    context = torch.randn(1, 257 + 77, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.image_unet(x, 10, encoder_hidden_states=context).sample,
+                                   fresh.image_unet(x, 10, encoder_hidden_states=context).sample, atol=1e-6)
+
+
+def test_plain_image_unet_without_text_unet_is_refused(vd):
+    from braindiff_app.models._vd_compat import make_dual_unet
+    from braindiff_app.models.demo_vd import build_components
+
+    plain = build_components(vd.tokenizer, "tiny").image_unet
+    with pytest.raises(ValueError, match="text_unet: the image UNet has no dual cross-attention"):
+        make_dual_unet(plain, None)
