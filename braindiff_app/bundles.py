@@ -44,6 +44,7 @@ __all__ = [
     "write_metrics",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_save_npy",
     # reading
     "Bundle",
     "open_bundle",
@@ -171,6 +172,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -180,6 +182,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save ``array`` as ``.npy`` (no pickles) through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, np.asarray(array), allow_pickle=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _png_bytes(image: np.ndarray, source: str) -> bytes:
@@ -287,11 +304,7 @@ class BundleWriter:
         values = np.asarray(values)
         if values.shape[0] != self.manifest.n_trials:
             raise ValueError(f"features {name!r}: expected {self.manifest.n_trials} rows, got shape {values.shape}.")
-        path = self.partial_path / "features" / f"{name}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, values, allow_pickle=False)
-        os.replace(tmp, path)
+        atomic_save_npy(self.partial_path / "features" / f"{name}.npy", values)
 
     def finalize(self) -> Bundle:
         """Gather trial records into ``trials.json``, check the bundle and publish it under its final name.

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-from pathlib import Path
 
+from braindiff_app.bundles import atomic_save_npy
 from braindiff_app.cli import add_settings_arguments, settings_from_args
 
 SPLITS = ("train", "test")
@@ -51,19 +49,6 @@ def register(subparsers, demo_subparsers) -> None:
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
-
-
-def _save_npy(path: Path, array) -> None:
-    import numpy as np
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_vdvae(args: argparse.Namespace) -> int:
@@ -121,7 +106,7 @@ def run_vdvae(args: argparse.Namespace) -> int:
             continue
         latents = extract_latents(model, images, n_layers=n_layers, mode=args.mode, seed=args.seed,
                                   batch_size=args.batch_size)
-        _save_npy(target, latents)
+        atomic_save_npy(target, latents)
         print(f"wrote {target} {latents.shape}")
     atomic_write_json(meta_path, {
         **identity,

@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.bundles import atomic_write_json
+from braindiff_app.bundles import atomic_save_npy, atomic_write_json
 from braindiff_app.data import nsd_layout as L
 
 __all__ = ["ExpDesign", "PrepareResult", "read_expdesign", "read_mask", "read_session", "find_sessions",
@@ -262,18 +261,6 @@ class PrepareResult:
     resumed_sessions: int
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def check_nsd_files(root: str | os.PathLike, subject: int, sessions: Sequence[int] | None = None) -> list[int]:
     """Check the files :func:`prepare_subject` needs exist; return the sessions to read.
 
@@ -358,7 +345,7 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
         if part.is_file():
             resumed += 1
         else:
-            _save_npy(part, read_session(root, subject, session, mask))
+            atomic_save_npy(part, read_session(root, subject, session, mask))
         T = np.load(part, mmap_mode="r").shape[0]
         if trials_per_session not in (None, T):
             raise ValueError(f"{L.betas_path(root, subject, session).name}: {T} trials, but earlier sessions have "
@@ -392,8 +379,8 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
         if not rows.any():
             raise ValueError(f"{L.expdesign_path(root)}: no {name} image among the trials of sessions {sessions}; "
                              "read more sessions.")
-        _save_npy(out_dir / f"fmri_{name}.npy", means[rows])
-    _save_npy(out_dir / "voxel_ijk.npy", voxel_ijk.astype(np.int64))
+        atomic_save_npy(out_dir / f"fmri_{name}.npy", means[rows])
+    atomic_save_npy(out_dir / "voxel_ijk.npy", voxel_ijk.astype(np.int64))
 
     # 5. stimuli, by index
     fh, brick = _open_stimuli(root, int(images.max()))

@@ -20,10 +20,12 @@ def test_help_lists_subcommands(capsys):
 def test_doctor_names_missing_paths(tmp_path, capsys):
     vd = tmp_path / "vd"
     (vd / "vae").mkdir(parents=True)
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        (vd / "vae" / name).write_text("{}")
     code = main(["doctor", "--tier", "real", "--vd-dir", str(vd), "--nsd-root", str(tmp_path / "nsd")])
     out = capsys.readouterr().out
     assert code == 0
-    assert f"expected: {vd / 'image_unet'}" in out
+    assert f"expected: {vd / 'image_unet' / 'config.json'}" in out
     assert f"expected: {vd / 'vae'}" not in out
     assert str(tmp_path / "nsd" / "nsddata" / "experiments" / "nsd" / "nsd_expdesign.mat") in out
     assert "[MISSING] real stage 1" in out and "BRAINDIFF_VDVAE_CHECKPOINT" in out
