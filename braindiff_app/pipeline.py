@@ -466,6 +466,7 @@ def load_pipeline(settings: Settings, subject: int | str | None, device=None) ->
     vd = load_versatile_diffusion(vd_folder, dtype=dtype)
     # The VDVAE stays in float32 (its deep residual stack overflows in float16).
     vdvae = vdvae.to(device)
-    modules = {name: None if getattr(vd, name) is None else getattr(vd, name).to(device=device, dtype=dtype)
+    # Loaded in ``dtype`` already: only the device changes here.
+    modules = {name: None if getattr(vd, name) is None else getattr(vd, name).to(device)
                for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder")}
     return BrainDiffuserPipeline(regressors, vdvae, tokenizer=vd.tokenizer, scheduler=vd.scheduler, **modules)
