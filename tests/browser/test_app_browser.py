@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.browser.conftest import OUTPUT
@@ -38,3 +40,59 @@ def test_classroom_and_about_tabs(live_app, page):
     page.get_by_text("How a picture is read back from the brain").wait_for()
     page.get_by_text("You are looking at the demo tier").wait_for()
     page.screenshot(path=str(OUTPUT / "about.png"), full_page=True)
+
+
+@pytest.fixture
+def demo_app(tmp_path):
+    """The app on the demo tier as a new user gets it: the committed bundles and ROI workspace."""
+    from braindiff_app.config import load_settings
+    from braindiff_app.demo_export import roi_settings
+    from braindiff_app.pipeline import subjects_with_regressors
+    from braindiff_app.ui import build_app, launch_app
+    from tests.conftest import free_port
+
+    settings = load_settings(tier="demo")
+    if not subjects_with_regressors(roi_settings(settings)[0]):
+        pytest.skip("no demo regressors (run `braindiff demo build`)")
+    app, _, _ = build_app(settings)
+    port = free_port()
+    launch_app(app, settings, port=port, block=False, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+def test_roi_studio_paint_and_generate(demo_app, page):
+    page.goto(demo_app)
+    page.get_by_role("tab", name="ROI studio").click()
+    canvas = page.locator("canvas").first
+    canvas.wait_for()
+    _wait_idle(page)
+    page.screenshot(path=str(OUTPUT / "roi_before.png"), full_page=True)
+    box = canvas.bounding_box()
+    # A stroke down the middle of the flatmap, where V1-V3 lie.
+    x0, y0 = box["x"] + box["width"] * 0.62, box["y"] + box["height"] * 0.45
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for step in range(1, 15):
+        page.mouse.move(x0, y0 + step * box["height"] * 0.02, steps=2)
+    page.mouse.up()
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text(re.compile(r"roi-1-\d+\.json")).first.wait_for()  # the recipe of this experiment
+    _wait_idle(page)
+    page.screenshot(path=str(OUTPUT / "roi_generated.png"), full_page=True)
+    assert page.get_by_text("Nothing selected").count() == 0
+    for label in ("Stage-1 guess (VDVAE)", "ROI-optimal image", "Activated voxels (red +, blue −)"):
+        block = page.locator(".block", has=page.get_by_text(label, exact=True)).last
+        assert block.locator("img").count() >= 1, label
+
+
+def _wait_idle(page) -> None:
+    """Wait until no component shows gradio's progress text."""
+    page.wait_for_function("() => !/processing \\||steps \\|/.test(document.body.innerText)", timeout=120_000)
+
+
+def test_metrics_tab(demo_app, page):
+    page.goto(demo_app)
+    page.get_by_role("tab", name="Metrics").click()
+    page.get_by_text("Table 1: subjects").wait_for()
+    page.screenshot(path=str(OUTPUT / "metrics.png"), full_page=True)
