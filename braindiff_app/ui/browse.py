@@ -121,7 +121,8 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         show_ablations = gr.Checkbox(value=True, label=text.SHOW_ABLATIONS)
         with gr.Row(equal_height=True):
             images = {k: gr.Image(label=KIND_LABELS[k], type="filepath", interactive=False, show_label=True,
-                                  buttons=["download", "fullscreen"], min_width=140) for k in IMAGE_KINDS}
+                                  buttons=["download", "fullscreen"], min_width=140, elem_classes="bd-panel")
+                      for k in IMAGE_KINDS}
         with gr.Row():
             captions = gr.Markdown(label=text.CAPTION)
             metrics = gr.Dataframe(label=text.METRICS, interactive=False, wrap=True, visible=False)

@@ -104,6 +104,9 @@ class QuizHandlers:
 CSS = """
 .classroom-big img { max-height: 60vh !important; }
 .classroom-choice img { max-height: 28vh !important; }
+.bd-panel img, .classroom-big img, .classroom-choice img {
+  width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: auto;
+}
 """
 
 
