@@ -160,12 +160,13 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                             sliders[region] = gr.Slider(-1, 1, value=0, step=0.5, label=region, min_width=90)
                 clear = gr.Button(text.ROI_CLEAR, size="sm")
         with gr.Row():
-            vdvae = gr.Image(label=text.ROI_VDVAE, interactive=False, height=256)
-            final = gr.Image(label=text.ROI_FINAL, interactive=False, height=256)
+            vdvae = gr.Image(label=text.ROI_VDVAE, interactive=False, height=256, elem_classes="bd-panel")
+            final = gr.Image(label=text.ROI_FINAL, interactive=False, height=256, elem_classes="bd-panel")
             pattern = gr.Image(label=text.ROI_PATTERN, interactive=False, height=256)
         recipe_file = gr.File(label=text.ROI_RECIPE, interactive=False)
         with gr.Row():
-            history = gr.Gallery(label=text.ROI_HISTORY, columns=6, height=220, allow_preview=False)
+            history = gr.Gallery(label=text.ROI_HISTORY, columns=6, rows=1, height=220, object_fit="contain",
+                                 allow_preview=False)
             load_recipe = gr.File(label=text.ROI_LOAD, file_types=[".json"], type="filepath")
         runs = gr.State(list)
 
