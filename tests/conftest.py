@@ -17,6 +17,8 @@ def _isolated_workspace(tmp_path, monkeypatch):
     monkeypatch.delenv("BRAINDIFF_BUNDLES", raising=False)
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    # The repo's own precomputed/ bundles are not part of a test's world (tests that want them restore it).
+    monkeypatch.setattr("braindiff_app.config.PRECOMPUTED_DIR", tmp_path / "precomputed")
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from braindiff_app.config import PRECOMPUTED_DIR, load_settings, resolve_device, resolve_dtype, subject_folder
+from braindiff_app import config
+from braindiff_app.config import load_settings, resolve_device, resolve_dtype, subject_folder
 
 
 def test_env_then_overrides(tmp_path, monkeypatch):
@@ -17,7 +18,7 @@ def test_env_then_overrides(tmp_path, monkeypatch):
     settings = load_settings()
     assert settings.tier == "real" and settings.vd_dir == tmp_path / "vd"
     assert settings.workspace == tmp_path / "h" / "real"
-    assert settings.bundle_dirs == (PRECOMPUTED_DIR, tmp_path / "h" / "bundles", tmp_path / "a", tmp_path / "b")
+    assert settings.bundle_dirs == (config.PRECOMPUTED_DIR, tmp_path / "h" / "bundles", tmp_path / "a", tmp_path / "b")
     overridden = load_settings(tier="demo", vd_dir=None, home=str(tmp_path / "x"))
     assert overridden.tier == "demo" and overridden.vd_dir == tmp_path / "vd" and overridden.home == tmp_path / "x"
 

@@ -48,8 +48,6 @@ class ROIHandlers:
         self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
         self._out = Path(tempfile.mkdtemp(prefix="braindiff-roi-"))
-        # Load the models in the background at start-up, so the first page load and Generate find them ready.
-        threading.Thread(target=self.subjects, daemon=True).start()
 
     def models(self) -> ROIModels:
         """The tier's pipeline and every subject's atlas and regressors, loaded once."""
