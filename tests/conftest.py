@@ -63,3 +63,8 @@ def tiny_nsd(tmp_path):
 def make_nsd_fixture():
     """The factory itself, to write a tiny NSD at a chosen root: ``make_nsd(root, **options)``."""
     return make_nsd
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: they start Chromium and whole apps, and later tests failed after them."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
