@@ -41,8 +41,6 @@ __all__ = [
     "BACKBONES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "CLIP_MEAN",
-    "CLIP_STD",
     "Backbones",
     "build_network",
     "weight_file",
@@ -56,8 +54,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 INPUT_SIZE = 224
 
 
@@ -340,6 +336,8 @@ class Backbones:
                     for metric, value in _capture(model, layers, x).items():
                         chunks[metric].append(value.numpy())
                 if self.clip_metric in wanted:
+                    from braindiff_app.models.clip_features import CLIP_MEAN, CLIP_STD
+
                     enc = self.clip_encoder
                     param = next(enc.parameters())
                     x = _to_tensor(batch, int(enc.config.image_size), CLIP_MEAN, CLIP_STD, param.device, param.dtype)
