@@ -59,6 +59,17 @@ def tiny_nsd(tmp_path):
     return make_nsd(tmp_path / "nsd")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads; on a loaded 2-core machine two OpenMP threads ran 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(name="make_nsd")
 def make_nsd_fixture():
     """The factory itself, to write a tiny NSD at a chosen root: ``make_nsd(root, **options)``."""

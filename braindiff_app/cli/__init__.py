@@ -31,6 +31,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval-weights", dest="eval_weights", help="folder of evaluation backbone weights")
     group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (BRAINDIFF_DEVICE)")
     group.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="compute dtype")
+    group.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is often the "
+                       "fastest on a busy machine)")
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -62,6 +64,16 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads: expected a positive count, got {threads}.")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 success, 1 failure, 2 usage)."""
     parser = build_parser()
@@ -69,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         return _print_help(parser)
     try:
+        _set_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, TypeError, ImportError, RuntimeError) as exc:
         print(f"braindiff {args.command}: error: {exc}", file=sys.stderr)

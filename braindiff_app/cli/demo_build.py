@@ -47,7 +47,8 @@ def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
     """The command lines of the build, in order, each labelled."""
     from braindiff_app.config import PRECOMPUTED_DIR
 
-    common = ["--home", str(settings.home), "--tier", "demo"]
+    threads = ["--threads", str(args.threads)] if getattr(args, "threads", None) else []
+    common = ["--home", str(settings.home), "--tier", "demo", *threads]
     out = args.out or str(PRECOMPUTED_DIR)
     plan: list[tuple[str, list[str]]] = [
         ("simulate the subjects", ["demo", "simulate", "--out", str(settings.nsd_dir), "--n-test", str(args.n_test),

@@ -31,7 +31,6 @@ def register(subparsers, demo_subparsers) -> None:
                         help="multiply every stage's number of steps (default 1.0; 0.05 for a smoke run)")
     for stage in ("clip", "vae", "unet"):
         parser.add_argument(f"--{stage}-steps", type=int, help=f"{stage} stage steps (overrides --steps-scale)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -40,15 +39,11 @@ def run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
 
-    import torch
-
     from braindiff_app.config import resolve_device
     from braindiff_app.data.stimuli import render_scenes
     from braindiff_app.models.demo_train import TrainConfig, identification_from_features, train_demo_vd
 
     settings = settings_from_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.n_images < 64 or args.n_eval < 2:
         raise ValueError(f"--n-images must be >= 64 and --n-eval >= 2, got {args.n_images} and {args.n_eval}.")
     out = args.out or settings.demo_models_dir / "vd"

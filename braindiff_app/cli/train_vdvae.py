@@ -30,8 +30,6 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--kl-warmup", type=int, default=DEFAULTS["kl_warmup"],
                         help="steps over which the KL weight rises from 0 to 1")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (1 is fastest on a busy machine; default: torch's choice)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -48,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
     from braindiff_app.models.vdvae_train import reconstruction_scores, render_world_images, train_vdvae
 
     settings = settings_from_args(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = resolve_device(settings.device)
     out = Path(args.out) if args.out else settings.demo_models_dir / "vdvae"
     config = VDVAEConfig.demo()

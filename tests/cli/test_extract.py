@@ -6,20 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from braindiff_app.cli import main
 from braindiff_app.config import load_settings
 from braindiff_app.models.vdvae import VDVAEConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The demo model is tiny; on a loaded 2-core machine two OpenMP threads ran 10x slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _prepare(home, n_train=5, n_test=3):

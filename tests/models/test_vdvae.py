@@ -21,6 +21,8 @@ from braindiff_app.models.vdvae import (
     upsample_images,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # -- the official imagenet64 checkpoint's names and shapes, written from reading openai/vdvae (vae.py, hps.py) ----
 # Every conv has a bias; Block = c1 1x1 (in -> mid), c2/c3 3x3 (1x1 at resolutions <= 2), c4 1x1 (mid -> out).
 IMAGENET64_ENC = "64x11,64d2,32x20,32d2,16x9,16d2,8x8,8d2,4x7,4d4,1x5"
@@ -101,15 +103,6 @@ def _make_model(seed: int = 0, **changes) -> VDVAE:
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; on a loaded 2-core machine two OpenMP threads ran 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
