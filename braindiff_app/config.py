@@ -145,12 +145,12 @@ class Settings:
 
         Parameters
         ----------
-        kind : str in {"prepared", "features", "regressors"}
-            Which stage's outputs.
+        kind : str in {"prepared", "features", "regressors", "flatmap"}
+            Which stage's outputs ("flatmap": the cached flatmap of an NSD subject).
         subject : int or str
             NSD subject number (1, 2, 5, 7) or ``"average"``.
         """
-        check_in_allowed(kind, ("prepared", "features", "regressors"), "kind")
+        check_in_allowed(kind, ("prepared", "features", "regressors", "flatmap"), "kind")
         return self.workspace / kind / subject_folder(subject)
 
     @property

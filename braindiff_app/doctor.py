@@ -139,10 +139,22 @@ def _pipeline_features(settings: Settings, subject: int = 1) -> list[Feature]:
     rois = tuple(Asset(roi_path(nsd, subject, stem) if nsd else None, f"{stem} ROI volume of {name} (NSD layout)")
                  for stem in stems)
     ijk = (Asset(prepared / "voxel_ijk.npy", f"nsdgeneral voxel positions (`braindiff prepare --subject {subject}`)"),)
-    return [
+    features = [
         Feature(settings.tier, f"reconstruct {name} (`braindiff reconstruct`)", fit + test),
         Feature(settings.tier, f"ROI studio {name} (`braindiff roi`)", fit + ijk + rois),
     ]
+    if settings.tier == "real":
+        features.append(Feature("real", f"ROI studio painting on {name}'s flatmap", _flatmap_assets(nsd, subject)))
+    return features
+
+
+def _flatmap_assets(nsd: Path | None, subject: int) -> tuple[Asset, ...]:
+    """The NSD files an NSD subject's flatmap is built from (required ones; built and cached on first use)."""
+    from braindiff_app.data.nsd_flatmap import flatmap_inputs
+
+    if nsd is None:
+        return (Asset(None, "a local NSD copy (set BRAINDIFF_NSD_ROOT or --nsd-root)"),)
+    return tuple(Asset(path, f"{what} (NSD)") for path, what, required in flatmap_inputs(nsd, subject) if required)
 
 
 def _evaluation_features(settings: Settings) -> list[Feature]:

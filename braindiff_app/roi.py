@@ -221,8 +221,9 @@ def flatmap_voxel_lookup(pixel_grid_index: np.ndarray, atlas: ROIAtlas) -> np.nd
 def load_subject_flatmap(settings: Settings, atlas: ROIAtlas) -> tuple[np.ndarray, np.ndarray]:
     """The flatmap image to paint on and its pixel -> subject-voxel lookup.
 
-    Demo tier: the committed demo flatmap (``assets/demo/anatomy/``). Flatmaps of NSD subjects are not built yet:
-    a FileNotFoundError says so (region presets still work for them).
+    Demo tier: the committed demo flatmap (``assets/demo/anatomy/``). Real tier: the NSD subject's flatmap, built
+    from its FreeSurfer surfaces, flat patches and surface transforms in ``settings.nsd_dir`` on first use and
+    cached in ``settings.subject_dir("flatmap", subject)`` (see :mod:`braindiff_app.data.nsd_flatmap`).
 
     Returns
     -------
@@ -230,13 +231,24 @@ def load_subject_flatmap(settings: Settings, atlas: ROIAtlas) -> tuple[np.ndarra
         Curvature with ROI outlines (RGBA, transparent off the cortex).
     lookup : array of shape (height, width), int64
         Subject voxel index under each pixel, -1 where none (for :func:`painted_voxels`).
-    """
-    if settings.tier != "demo":
-        raise FileNotFoundError(f"flatmap of subject {atlas.subject}: only the demo subject has a flatmap so far; "
-                                "use region presets (--regions) for NSD subjects.")
-    from braindiff_app.data.anatomy import load_flatmap
 
-    flatmap = load_flatmap()
+    Raises
+    ------
+    FileNotFoundError
+        No NSD folder configured, or one of the subject's flatmap files is missing (the message names it; region
+        presets still work).
+    """
+    if settings.tier == "demo":
+        from braindiff_app.data.anatomy import load_flatmap
+
+        flatmap = load_flatmap()
+    else:
+        from braindiff_app.data.nsd_flatmap import load_nsd_flatmap
+
+        if settings.nsd_dir is None:
+            raise FileNotFoundError(f"flatmap of subject {atlas.subject}: no NSD folder configured; set "
+                                    "BRAINDIFF_NSD_ROOT or --nsd-root (region presets work without it).")
+        flatmap = load_nsd_flatmap(settings.nsd_dir, atlas.subject, settings.subject_dir("flatmap", atlas.subject))
     return flatmap.image, flatmap_voxel_lookup(flatmap.pixel_voxel, atlas)
 
 

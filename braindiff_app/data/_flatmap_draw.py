@@ -7,6 +7,9 @@ import numpy as np
 ROI_COLORS = {
     "V1": (230, 60, 60), "V2": (240, 150, 40), "V3": (230, 220, 60), "OFA": (60, 200, 230), "FFA": (40, 120, 240),
     "OPA": (120, 230, 120), "PPA": (40, 170, 80), "RSC": (20, 120, 60), "EBA": (220, 90, 220),
+    # NSD subjects' outlines use the atlas's region names.
+    "hV4": (160, 90, 230), "faces": (40, 120, 240), "words": (250, 110, 170), "places": (40, 170, 80),
+    "bodies": (220, 90, 220),
 }
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "ROIAtlas",
     "load_atlas",
     "nsdgeneral_voxels",
+    "read_label_volume",
 ]
 
 #: region name -> (ROI file stem, labels); ``None`` labels = every positive label of the file.
@@ -128,7 +129,8 @@ class ROIAtlas:
         return mask
 
 
-def _read_labels(path: Path) -> np.ndarray:
+def read_label_volume(path: str | os.PathLike) -> np.ndarray:
+    """An NSD ROI volume's labels as integers, shape (x, y, z) (ValueError when the file is not 3D)."""
     import nibabel as nib
 
     data = np.asanyarray(nib.load(str(path)).dataobj)
@@ -148,7 +150,7 @@ def nsdgeneral_voxels(nsd_dir: str | os.PathLike, subject: int | str) -> np.ndar
     if not path.exists():
         raise FileNotFoundError(f"{path}: the subject's nsdgeneral mask is missing; check the NSD folder and "
                                 "subject (demo tier: `braindiff demo simulate` writes it), or pass voxel_ijk.")
-    return np.argwhere(_read_labels(path) > 0)
+    return np.argwhere(read_label_volume(path) > 0)
 
 
 def load_atlas(
@@ -212,7 +214,7 @@ def load_atlas(
 
 def _voxel_labels(path: Path, voxel_ijk: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Labels of ``path`` at the given voxels, shape (n_voxels,), and the volume's grid shape."""
-    volume = _read_labels(path)
+    volume = read_label_volume(path)
     if (voxel_ijk < 0).any() or (voxel_ijk >= np.asarray(volume.shape)).any():
         raise ValueError(f"voxel_ijk: indices fall outside {path.name}'s grid {volume.shape}; the prepared "
                          "voxels and the ROI files come from different subjects or resolutions.")

@@ -10,6 +10,10 @@ the NSD root, the folder holding ``nsddata/``, ``nsddata_betas/`` and ``nsddata_
     nsddata_betas/ppdata/subjXX/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_sessionNN.nii.gz   int16 (x,y,z,T)
     nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5              dataset imgBrick (n_images, H, W, 3) uint8
     nsddata_stimuli/stimuli/nsd/annotations/captions_{train2017,val2017}.json   COCO captions
+    nsddata/freesurfer/subjXX/surf/{lh,rh}.white              FreeSurfer surface (its triangles)
+    nsddata/freesurfer/subjXX/surf/{lh,rh}.curv               FreeSurfer curvature (per vertex)
+    nsddata/freesurfer/subjXX/surf/{lh,rh}.full.flat.patch.3d FreeSurfer flattened patch (binary)
+    nsddata/ppdata/subjXX/transforms/{lh,rh}.func1pt8-to-layerB2.mgz   per-vertex func1pt8mm coordinates
 
 The writers are low level (one file each, exactly the real format) and write through a temporary file renamed
 into place, so a killed writer never leaves a truncated file under the real name.
@@ -42,6 +46,11 @@ __all__ = [
     "stimuli_path",
     "captions_path",
     "session_from_betas_path",
+    "HEMISPHERES",
+    "freesurfer_surf_dir",
+    "surface_path",
+    "transforms_dir",
+    "surface_transform_path",
     # writers
     "write_expdesign",
     "write_betas",
@@ -49,11 +58,17 @@ __all__ = [
     "write_stimuli",
     "write_stim_info",
     "write_captions",
+    "PATCH_RECORD",
+    "write_surface",
+    "write_curv",
+    "write_patch",
+    "write_surface_transform",
 ]
 
 N_SUBJECTS = 8
 BETAS_KIND = "betas_fithrf_GLMdenoise_RR"
 COCO_SPLITS = ("train2017", "val2017")
+HEMISPHERES = ("lh", "rh")
 
 # ROI files of func1pt8mm/roi and their labels (value -> name); 0 is unlabelled. nsdgeneral also uses -1 for
 # voxels outside the brain.
@@ -133,6 +148,42 @@ def captions_path(root: str | os.PathLike, split: str) -> Path:
     if split not in COCO_SPLITS:
         raise ValueError(f"split: expected one of {', '.join(COCO_SPLITS)}, got {split!r}.")
     return Path(root) / "nsddata_stimuli" / "stimuli" / "nsd" / "annotations" / f"captions_{split}.json"
+
+
+def _hemi(hemi: str) -> str:
+    if hemi not in HEMISPHERES:
+        raise ValueError(f"hemi: expected one of {', '.join(HEMISPHERES)}, got {hemi!r}.")
+    return hemi
+
+
+def freesurfer_surf_dir(root: str | os.PathLike, subject: int) -> Path:
+    """A subject's FreeSurfer ``surf`` folder, ``nsddata/freesurfer/subjXX/surf``."""
+    return Path(root) / "nsddata" / "freesurfer" / _subj(subject) / "surf"
+
+
+def surface_path(root: str | os.PathLike, subject: int, hemi: str, name: str) -> Path:
+    """One FreeSurfer file of a hemisphere, e.g. ``name="white"`` -> ``surf/lh.white``.
+
+    ``name`` is the FreeSurfer suffix: ``white``, ``pial``, ``curv``, ``full.flat.patch.3d``, ...
+    """
+    return freesurfer_surf_dir(root, subject) / f"{_hemi(hemi)}.{name}"
+
+
+def transforms_dir(root: str | os.PathLike, subject: int) -> Path:
+    """A subject's transforms folder, ``nsddata/ppdata/subjXX/transforms``."""
+    return Path(root) / "nsddata" / "ppdata" / _subj(subject) / "transforms"
+
+
+def surface_transform_path(root: str | os.PathLike, subject: int, hemi: str, surface: str = "layerB2",
+                           space: str = "func1pt8") -> Path:
+    """A volume-to-surface transform, e.g. ``transforms/lh.func1pt8-to-layerB2.mgz``.
+
+    NSD's name is ``<hemi>.<volume space>-to-<surface>.mgz`` (nsdcode's ``nsd_mapdata``): an MGH array of shape
+    (n_vertices, 1, 1, 3) holding, for each vertex of the surface, its decimal position in the volume's voxel grid,
+    1-based (MATLAB), 9999 where the vertex has no position. Surfaces ``white``, ``pial`` and the three cortical
+    depths ``layerB1`` (near pial), ``layerB2`` (middle), ``layerB3`` (near white) share the vertices of ``white``.
+    """
+    return transforms_dir(root, subject) / f"{_hemi(hemi)}.{space}-to-{surface}.mgz"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -309,4 +360,100 @@ def write_captions(root: str | os.PathLike, split: str, captions: Mapping[int, S
     path = captions_path(root, split)
     with _atomic_path(path) as tmp:
         tmp.write_text(json.dumps(doc))
+    return path
+
+
+def write_surface(root: str | os.PathLike, subject: int, hemi: str, name: str, coords: np.ndarray,
+                  faces: np.ndarray) -> Path:
+    """Write a FreeSurfer triangle surface ``surf/<hemi>.<name>`` (e.g. ``name="white"``).
+
+    Parameters
+    ----------
+    coords : array of shape (n_vertices, 3), float
+        Vertex positions, mm (FreeSurfer's surface RAS).
+    faces : array of shape (n_triangles, 3), int
+        Vertex indices (0-based) of each triangle.
+    """
+    from nibabel.freesurfer import write_geometry
+
+    coords, faces = np.asarray(coords, dtype=np.float64), np.asarray(faces)
+    if coords.ndim != 2 or coords.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"coords, faces: expected shapes (n_vertices, 3) and (n_triangles, 3), got {coords.shape} "
+                         f"and {faces.shape}.")
+    path = surface_path(root, subject, hemi, name)
+    with _atomic_path(path) as tmp:
+        write_geometry(str(tmp), coords, faces.astype(np.int32))
+    return path
+
+
+def write_curv(root: str | os.PathLike, subject: int, hemi: str, values: np.ndarray, name: str = "curv") -> Path:
+    """Write a FreeSurfer per-vertex file ``surf/<hemi>.curv`` (curvature; ``name`` for sulc, thickness, ...).
+
+    Parameters
+    ----------
+    values : array of shape (n_vertices,), float
+    """
+    from nibabel.freesurfer import write_morph_data
+
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 1:
+        raise ValueError(f"values: expected shape (n_vertices,), got {values.shape}.")
+    path = surface_path(root, subject, hemi, name)
+    with _atomic_path(path) as tmp:
+        write_morph_data(str(tmp), values)
+    return path
+
+
+#: One record of a FreeSurfer binary patch: 1-based vertex number (negative on the patch border) and x, y, z.
+PATCH_RECORD = np.dtype([("vertex", ">i4"), ("x", ">f4"), ("y", ">f4"), ("z", ">f4")])
+
+
+def write_patch(root: str | os.PathLike, subject: int, hemi: str, vertices: np.ndarray, xyz: np.ndarray,
+                border: np.ndarray | None = None, name: str = "full.flat.patch.3d") -> Path:
+    """Write a FreeSurfer binary patch ``surf/<hemi>.full.flat.patch.3d`` (a flattened piece of a surface).
+
+    The format (FreeSurfer's ``read_patch``): big-endian int32 -1, int32 n_points, then per point an int32 vertex
+    number (``vertex + 1``, or ``-(vertex + 1)`` on the patch border) and float32 x, y, z (flat patches: z = 0).
+
+    Parameters
+    ----------
+    vertices : array of shape (n_points,), int
+        0-based vertex indices into the hemisphere's surfaces.
+    xyz : array of shape (n_points, 3), float
+        Patch coordinates, mm.
+    border : array of shape (n_points,), bool, optional
+        Points on the patch border (default: none).
+    """
+    vertices, xyz = np.asarray(vertices), np.asarray(xyz, dtype=np.float32)
+    if vertices.ndim != 1 or xyz.shape != (len(vertices), 3):
+        raise ValueError(f"vertices, xyz: expected shapes (n_points,) and (n_points, 3), got {vertices.shape} and "
+                         f"{xyz.shape}.")
+    border = np.zeros(len(vertices), bool) if border is None else np.asarray(border, bool)
+    records = np.empty(len(vertices), PATCH_RECORD)
+    records["vertex"] = np.where(border, -(vertices + 1), vertices + 1)
+    records["x"], records["y"], records["z"] = xyz.T
+    path = surface_path(root, subject, hemi, name)
+    with _atomic_path(path) as tmp:
+        tmp.write_bytes(np.array([-1, len(vertices)], ">i4").tobytes() + records.tobytes())
+    return path
+
+
+def write_surface_transform(root: str | os.PathLike, subject: int, hemi: str, coords: np.ndarray,
+                            surface: str = "layerB2", space: str = "func1pt8") -> Path:
+    """Write a volume-to-surface transform ``transforms/<hemi>.func1pt8-to-layerB2.mgz`` (see
+    :func:`surface_transform_path` for the meaning).
+
+    Parameters
+    ----------
+    coords : array of shape (n_vertices, 3), float
+        Each vertex's 1-based decimal voxel position in the volume space; 9999 where it has none.
+    """
+    import nibabel as nib
+
+    coords = np.asarray(coords, dtype=np.float32)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"coords: expected shape (n_vertices, 3), got {coords.shape}.")
+    path = surface_transform_path(root, subject, hemi, surface, space)
+    with _atomic_path(path) as tmp:
+        nib.save(nib.MGHImage(coords.reshape(len(coords), 1, 1, 3), np.eye(4)), str(tmp))
     return path

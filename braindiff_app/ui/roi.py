@@ -34,7 +34,7 @@ class ROIResult:
     recipe: Recipe
     vdvae: np.ndarray
     final: np.ndarray
-    pattern: np.ndarray
+    pattern: np.ndarray | None
     recipe_path: str
 
 
@@ -74,12 +74,25 @@ class ROIHandlers:
         return reasons
 
     def flatmap(self, subject: str) -> tuple[np.ndarray, np.ndarray]:
-        """The flatmap image (RGBA) and its pixel -> voxel lookup for ``subject`` (subject 1's for the average)."""
+        """The flatmap image (RGBA) and its pixel -> voxel lookup for ``subject`` (subject 1's for the average).
+
+        The demo subject's is committed; an NSD subject's is built from its surfaces on first use (a few seconds,
+        then cached on disk). FileNotFoundError (or ValueError for files that do not fit together) when it cannot
+        be had: region presets still work.
+        """
         models = self.models()
         key = models.subjects[0] if subject == "average" else subject
         if key not in self._flatmaps:
             self._flatmaps[key] = load_subject_flatmap(self.settings, models.atlases[key])
         return self._flatmaps[key]
+
+    def flatmap_problem(self, subject: str) -> str:
+        """Why ``subject`` has no flatmap to paint on ("" when it has one)."""
+        try:
+            self.flatmap(subject)
+        except (FileNotFoundError, ValueError) as exc:
+            return text.ROI_NO_FLATMAP.format(reason=exc)
+        return ""
 
     def recipe(self, subject: str, weights: dict[str, float], painted_mask: np.ndarray | None,
                painted_weight: float, seed: int) -> Recipe:
@@ -98,8 +111,13 @@ class ROIHandlers:
                       painted_weight=float(painted_weight), seed=int(seed),
                       settings={"tier": self.settings.tier})
 
-    def pattern_image(self, recipe: Recipe) -> np.ndarray:
-        """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative."""
+    def pattern_image(self, recipe: Recipe) -> np.ndarray | None:
+        """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative.
+
+        None when the subject has no flatmap (see :meth:`flatmap_problem`).
+        """
+        if self.flatmap_problem(recipe.subject):
+            return None
         image, lookup = self.flatmap(recipe.subject)
         models = self.models()
         atlas = models.atlases[models.subjects[0] if recipe.subject == "average" else recipe.subject]
@@ -180,11 +198,12 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
 
     def subject_controls(subject):
         reasons = handlers.availability(subject)
-        try:
-            image, _ = handlers.flatmap(subject)
-            editor = {"background": image, "layers": [], "composite": None}
-        except FileNotFoundError as exc:
-            editor = gr.update(value=None, label=f"{text.ROI_CANVAS} ({exc})")
+        problem = handlers.flatmap_problem(subject)
+        if problem:
+            editor = gr.update(value=None, label=f"{text.ROI_CANVAS}: {problem}")
+        else:
+            editor = gr.update(value={"background": handlers.flatmap(subject)[0], "layers": [], "composite": None},
+                               label=text.ROI_CANVAS)
         return [editor] + [gr.update(interactive=not reasons[r], value=0,
                                      info=reasons[r] or None) for r in region_names]
 

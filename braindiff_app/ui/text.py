@@ -128,6 +128,7 @@ ROI_RUNNING = "Generating"
 ROI_EMPTY = ("Nothing selected: paint some voxels on the flatmap or give a region a non-zero weight, "
              "then Generate.")
 ROI_PAINT_AVERAGE = "Painting works on one subject's voxels; choose a subject, or use region weights for the average."
+ROI_NO_FLATMAP = "painting unavailable ({reason}); the region sliders still work."
 ROI_PAINT_OFF_CORTEX = "The painted strokes miss every voxel of this subject: paint inside the outlined visual cortex."
 ROI_NO_MODELS = ("**The ROI studio needs a subject with regressors.** Build the demo with `braindiff demo build`, "
                  "or run `braindiff fit` for your subjects.")

@@ -31,6 +31,22 @@ def test_doctor_names_missing_paths(tmp_path, capsys):
     assert "[MISSING] real stage 1" in out and "BRAINDIFF_VDVAE_CHECKPOINT" in out
 
 
+def test_doctor_lists_the_nsd_flatmap_inputs(tmp_path, capsys):
+    from tests.nsd_factory import make_nsd_anatomy
+
+    args = ["doctor", "--tier", "real", "--home", str(tmp_path / "home"), "--nsd-root", str(tmp_path / "nsd")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    surf = tmp_path / "nsd" / "nsddata" / "freesurfer" / "subj01" / "surf"
+    assert "[MISSING] real ROI studio painting on subj01's flatmap" in out
+    assert f"expected: {surf / 'lh.full.flat.patch.3d'}" in out
+    transforms = tmp_path / "nsd" / "nsddata" / "ppdata" / "subj01" / "transforms"
+    assert f"expected: {transforms / 'rh.func1pt8-to-layerB2.mgz'}" in out
+    make_nsd_anatomy(tmp_path / "nsd")
+    assert main(args) == 0
+    assert "[ok     ] real ROI studio painting on subj01's flatmap" in capsys.readouterr().out
+
+
 def test_bad_setting_is_one_line_error(capsys):
     code = main(["doctor", "--device", "tpu"])
     err = capsys.readouterr().err

@@ -1,0 +1,54 @@
+"""The ROI studio's handlers on the real tier: painting on an NSD subject's flatmap, presets without one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from braindiff_app.config import load_settings
+from braindiff_app.data._flatmap_draw import ROI_COLORS
+from braindiff_app.data.atlas import load_atlas
+from braindiff_app.data.nsd_layout import write_roi
+from braindiff_app.roi import ROIModels
+from braindiff_app.ui.roi import ROIHandlers
+from braindiff_app.ui.state import AppState
+from tests.nsd_factory import make_nsd_anatomy
+
+
+@pytest.fixture(scope="module")
+def handlers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nsd")
+    make_nsd_anatomy(root, subject=1)
+    # Subject 2: ROI volumes only (region presets), no FreeSurfer surfaces or transforms.
+    write_roi(root, 2, "nsdgeneral", np.ones((4, 3, 2), np.int16))
+    write_roi(root, 2, "prf-visualrois", np.pad(np.ones((2, 3, 2), np.int16), ((0, 2), (0, 0), (0, 0))))
+    settings = load_settings(home=root / "home", tier="real", nsd_root=root, extra_bundle_dirs=())
+    h = ROIHandlers(AppState(settings))
+    h._models = ROIModels(pipeline=None, atlases={s: load_atlas(root, s) for s in ("1", "2")}, regressors={},
+                          tier="real")
+    return h
+
+
+def test_nsd_subject_paints_through_its_flatmap(handlers):
+    assert handlers.flatmap_problem("1") == ""
+    image, lookup = handlers.flatmap("1")
+    atlas = handlers.models().atlases["1"]
+    outline = (image[..., :3] == ROI_COLORS["faces"]).all(axis=-1)
+    recipe = handlers.recipe("1", {"V1": 1.0}, outline, painted_weight=-1.0, seed=3)
+    assert recipe.painted and set(recipe.painted) <= set(atlas.indices("faces").tolist())
+    shown = handlers.pattern_image(recipe)
+    assert shown.shape == (*lookup.shape, 3)
+    on_v1 = np.isin(lookup, atlas.indices("V1"))
+    assert (shown[on_v1][:, 0] > shown[on_v1][:, 2]).all()  # positive weight: red
+    on_faces = np.isin(lookup, recipe.painted)
+    assert (shown[on_faces][:, 2] > shown[on_faces][:, 0]).all()  # painted with -1: blue
+
+
+def test_subject_without_surfaces_keeps_presets_with_a_message(handlers):
+    problem = handlers.flatmap_problem("2")
+    assert problem.startswith("painting unavailable") and "lh.full.flat.patch.3d" in problem
+    assert "region sliders still work" in problem
+    recipe = handlers.recipe("2", {"V1": 1.0}, None, painted_weight=1.0, seed=0)
+    assert recipe.regions == {"V1": 1.0} and handlers.pattern_image(recipe) is None
+    with pytest.raises(FileNotFoundError, match="flattened cortex of subj02"):
+        handlers.recipe("2", {}, np.ones((5, 5), bool), painted_weight=1.0, seed=0)
