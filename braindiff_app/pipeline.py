@@ -11,12 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from braindiff_app.bundles import ABLATION_KINDS
-from braindiff_app.config import Settings, check_in_allowed, resolve_device, resolve_dtype, subject_folder
+from braindiff_app.config import (
+    REPO_ROOT,
+    Settings,
+    check_in_allowed,
+    resolve_device,
+    resolve_dtype,
+    subject_folder,
+)
 
 __all__ = [
     "FEATURE_NAMES",
@@ -427,11 +435,18 @@ def model_identities(settings: Settings) -> dict[str, Any]:
         except PackageNotFoundError:
             return None
 
+    def _where(path) -> str | None:
+        """Files inside this repository (the committed demo models) by their path in it, others absolute."""
+        if path is None:
+            return None
+        path = Path(path).resolve()
+        return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+
     if settings.tier == "demo":
         vdvae, vd = settings.demo_models_dir / "vdvae", settings.demo_models_dir / "vd"
     else:
         vdvae, vd = settings.vdvae_checkpoint, settings.vd_dir
-    return {"tier": settings.tier, "vdvae": str(vdvae), "versatile_diffusion": str(vd),
+    return {"tier": settings.tier, "vdvae": _where(vdvae), "versatile_diffusion": _where(vd),
             **{p: _version(p) for p in ("torch", "diffusers", "transformers")}}
 
 

@@ -175,7 +175,8 @@ def reconstruct_subject(
     limit : int, optional
         Only the first ``limit`` test trials (features are still predicted from the whole test set).
     overwrite : bool, default False
-        Replace an existing bundle of the same name.
+        Replace an existing bundle of the same name made with other settings or models. A complete bundle with the
+        same manifest is up to date and is returned as it is, whatever ``overwrite`` says (delete it to redo it).
     out : path, optional
         Folder receiving the bundle; default ``settings.home / "bundles"``.
     seed : int, default 0
@@ -214,6 +215,19 @@ def reconstruct_subject(
         models=model_identities(settings), image_size=pipeline.image_size,
     )
     root = Path(out) if out is not None else settings.home / "bundles"
+    existing = root / manifest.name / "manifest.json"
+    if existing.exists():
+        previous, wanted = json.loads(existing.read_text()), manifest.to_json()
+        if previous == wanted:
+            return root / manifest.name  # made with the same settings and models: up to date
+        if not overwrite:
+            changed = [f"{part}.{key}: {previous.get(part, {}).get(key)!r} -> {value!r}"
+                       for part in ("settings", "models") for key, value in wanted[part].items()
+                       if previous.get(part, {}).get(key) != value]
+            changed += [f"{key}: {previous.get(key)!r} -> {wanted[key]!r}" for key in ("n_trials", "kinds")
+                        if previous.get(key) != wanted[key]]
+            raise FileExistsError(f"{root / manifest.name}: a bundle of this name exists, made with other settings "
+                                  f"({'; '.join(changed) or 'another format'}); pass --overwrite to replace it.")
     # The main process creates (or checks) the partial bundle before the others open it.
     writer = BundleWriter(root, manifest, overwrite=overwrite) if state.is_main_process else None
     state.wait_for_everyone()

@@ -133,8 +133,18 @@ def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins)
     for i in range(5):
         for kind in bundle.kinds:
             np.testing.assert_array_equal(bundle.image(i, kind), ref.image(i, kind))
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        reconstruct_subject(settings, 1, pipeline=stand_in_pipeline(), progress=False)
+    # The same run again: the bundle is up to date and nothing is computed.
+    StandInImg2Img.calls.clear()
+    assert reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=stand_in_pipeline(), batch_size=2,
+                               progress=False) == path
+    assert StandInImg2Img.calls == []
+    # Other settings: refused, naming what changed, unless overwrite.
+    with pytest.raises(FileExistsError, match=r"settings.num_inference_steps: 50 -> 20.*--overwrite"):
+        reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=stand_in_pipeline(), progress=False,
+                            num_inference_steps=20)
+    path = reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=stand_in_pipeline(), progress=False,
+                               num_inference_steps=20, overwrite=True)
+    assert open_bundle(path).manifest.settings["num_inference_steps"] == 20
 
 
 def test_average_matches_subjects_by_nsd_id(tmp_path, monkeypatch, stand_ins):

@@ -68,7 +68,7 @@ def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
     for s in (*SUBJECTS, "average"):
         plan.append((f"reconstruct subject {s}", ["reconstruct", "--subject", s, "--ablations", "all",
                                                   "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                                                  "--out", out, *limit, *common]))
+                                                  "--overwrite", "--out", out, *limit, *common]))
     names = [f"demo-{'average' if s == 'average' else f'subj{int(s):02d}'}" for s in (*SUBJECTS, "average")]
     plan.append(("evaluate the bundles", ["evaluate", *(f"{out}/{n}" for n in names),
                                           "--out", f"{out}/report", *common]))

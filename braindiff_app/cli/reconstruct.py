@@ -22,7 +22,8 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--ablations", default="none", help="'all', 'none' (default) or a comma list of "
                         "no_vdvae, no_text, no_vision (the only-VDVAE guess is always stored)")
     parser.add_argument("--limit", type=int, help="only the first N test trials")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle of the same name")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle of the same name made "
+                        "with other settings (one made with the same settings and models is kept: it is up to date)")
     parser.add_argument("--out", help="folder receiving the bundle (default <home>/bundles)")
     parser.add_argument("--seed", type=int, default=0, help="run seed; each trial's seed derives from it and "
                         "the trial's NSD id (default 0)")
@@ -68,5 +69,5 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         print(f"braindiff reconstruct: {exc}", file=sys.stderr)
         return 1
-    print(f"bundle written: {path}")
+    print(f"bundle ready: {path}")
     return 0

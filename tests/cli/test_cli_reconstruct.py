@@ -21,13 +21,17 @@ def settings(tmp_path, monkeypatch):
     return settings
 
 
-def test_reconstruct_cli_writes_then_refuses_to_overwrite(settings, capsys):
+def test_reconstruct_cli_writes_keeps_up_to_date_and_refuses_to_overwrite(settings, capsys):
     args = ["reconstruct", "--subject", "1", "--ablations", "no_vision", "--limit", "2", "--home", str(settings.home)]
     assert main(args) == 0
     bundle = open_bundle(settings.home / "bundles" / "demo-subj01")
     assert bundle.n_trials == 2 and bundle.kinds[-1] == "no_vision" and bundle.manifest.settings["seed"] == 0
-    assert main(args) == 1
-    assert "--overwrite" in capsys.readouterr().err
+    written = (settings.home / "bundles" / "demo-subj01" / "trials.json").stat().st_mtime_ns
+    assert main(args) == 0  # the same settings: up to date, kept as it is
+    assert (settings.home / "bundles" / "demo-subj01" / "trials.json").stat().st_mtime_ns == written
+    capsys.readouterr()
+    assert main(args + ["--seed", "4"]) == 1
+    assert "settings.seed: 0 -> 4" in capsys.readouterr().err
     assert main(args + ["--overwrite", "--seed", "4"]) == 0
     assert open_bundle(settings.home / "bundles" / "demo-subj01").manifest.settings["seed"] == 4
 
