@@ -90,7 +90,8 @@ def main() -> int:
     else:
         models = _random_models(device, args.voxels)
     subject = models.subjects[0]
-    recipe = Recipe(subject=subject, regions={args.regions: 1.0}, seed=0)
+    steps = settings.diffusion_steps  # what the app's ROI studio uses on this tier
+    recipe = Recipe(subject=subject, regions={args.regions: 1.0}, seed=0, settings={"num_inference_steps": steps})
     features = models.features(recipe)
 
     with torch.inference_mode():
@@ -105,8 +106,8 @@ def main() -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine load average {load:.1f} on {os.cpu_count()} CPUs (timings assume an idle machine)")
     print(f"ROI generate, source={source}, device={device}, threads={args.threads}, subject {subject} "
-          f"({models.atlases[subject].n_voxels} voxels), image {size}x{size}, 37 of 50 steps, median of "
-          f"{args.repeats}")
+          f"({models.atlases[subject].n_voxels} voxels), image {size}x{size}, "
+          f"{int(0.75 * steps)} of {steps} steps, median of {args.repeats}")
     print(f"  regressors only       {t_features:7.3f} s")
     print(f"  VDVAE-only generate   {t_vdvae:7.3f} s   (baseline)")
     print(f"  full generate         {t_full:7.3f} s   = {t_full / t_vdvae:5.1f} x baseline; "

@@ -55,6 +55,9 @@ PRECOMPUTED_DIR = REPO_ROOT / "precomputed"
 DEMO_ASSETS_DIR = ASSETS_DIR / "demo"
 
 TIERS = ("demo", "real")
+#: DDIM steps of the full diffusion schedule per tier: the paper's 50 for the real model; the small demo model
+#: gives the same images in fewer (its reconstructions and ROI images use 20, 15 of them run from the VDVAE guess).
+DIFFUSION_STEPS = {"demo": 20, "real": 50}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -121,6 +124,11 @@ class Settings:
         check_in_allowed(self.tier, TIERS, "tier")
         check_in_allowed(self.device.split(":")[0], DEVICES, "device")
         check_in_allowed(self.dtype, DTYPES, "dtype")
+
+    @property
+    def diffusion_steps(self) -> int:
+        """Default DDIM steps of this tier's diffusion schedule (:data:`DIFFUSION_STEPS`)."""
+        return DIFFUSION_STEPS[self.tier]
 
     # -- workspace layout ---------------------------------------------------------------------------------
     @property

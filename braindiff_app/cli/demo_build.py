@@ -16,8 +16,6 @@ import time
 from braindiff_app.cli import add_settings_arguments, settings_from_args
 
 SUBJECTS = ("1", "2", "5", "7")
-#: DDIM steps of the demo's reconstructions (the paper: 50 with the real model).
-DEMO_STEPS = 20
 
 
 def register(subparsers, demo_subparsers) -> None:
@@ -33,9 +31,6 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--n-test", type=int, default=100, help="shared test images (default 100)")
     parser.add_argument("--n-train", type=int, default=1500, help="training images per subject (default 1500)")
     parser.add_argument("--limit", type=int, help="reconstruct only the first N test trials (quick look)")
-    parser.add_argument("--steps", type=int, default=DEMO_STEPS,
-                        help=f"DDIM steps of the full diffusion schedule (default {DEMO_STEPS}: the small demo "
-                        "model needs fewer than the paper's 50; the img2img runs the last 75%%)")
     parser.add_argument("--batch-size", type=int, default=50, help="trials per reconstruction batch (default 50)")
     parser.add_argument("--roi-rank", type=int, default=32,
                         help="rank of the compact regressors exported for the ROI studio (default 32)")
@@ -67,7 +62,7 @@ def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
     limit = ["--limit", str(args.limit)] if args.limit else []
     for s in (*SUBJECTS, "average"):
         plan.append((f"reconstruct subject {s}", ["reconstruct", "--subject", s, "--ablations", "all",
-                                                  "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+                                                  "--batch-size", str(args.batch_size),
                                                   "--overwrite", "--out", out, *limit, *common]))
     names = [f"demo-{'average' if s == 'average' else f'subj{int(s):02d}'}" for s in (*SUBJECTS, "average")]
     plan.append(("evaluate the bundles", ["evaluate", *(f"{out}/{n}" for n in names),

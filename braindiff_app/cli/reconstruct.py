@@ -33,7 +33,8 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--vision-weight", type=float, default=0.6, help="vision share of the guidance mix "
                         "(default 0.6)")
     parser.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps of the full schedule (default 50)")
+    parser.add_argument("--steps", type=int, help="DDIM steps of the full schedule (default: 50 on the real tier, "
+                        "20 on the demo tier)")
     parser.add_argument("--batch-size", type=int, default=8, help="trials per batch (default 8)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
@@ -63,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         path = reconstruct_subject(
             settings, args.subject, parse_ablations(args.ablations), limit=args.limit, overwrite=args.overwrite,
             out=args.out, seed=args.seed, rescale=args.rescale, strength=args.strength,
-            vision_weight=args.vision_weight, guidance_scale=args.guidance_scale, num_inference_steps=args.steps,
-            batch_size=args.batch_size,
+            vision_weight=args.vision_weight, guidance_scale=args.guidance_scale,
+            num_inference_steps=args.steps or settings.diffusion_steps, batch_size=args.batch_size,
         )
     except FileExistsError as exc:
         print(f"braindiff reconstruct: {exc}", file=sys.stderr)

@@ -25,7 +25,8 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--painted", help="a .npy file of painted voxel indices (int) added with weight 1")
     parser.add_argument("--seed", type=int, default=0, help="image seed (default 0)")
     parser.add_argument("--strength", type=float, default=0.75, help="img2img strength (default 0.75)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps of the full schedule (default 50)")
+    parser.add_argument("--steps", type=int, help="DDIM steps of the full schedule (default: 50 on the real tier, "
+                        "20 on the demo tier)")
     parser.add_argument("--out", help="output folder (default <home>/roi)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     out = Path(args.out) if args.out else settings.home / "roi"
-    stage2 = {"strength": args.strength, "num_inference_steps": args.steps}
+    stage2 = {"strength": args.strength, "num_inference_steps": args.steps or settings.diffusion_steps}
     if args.paper:
         models = load_roi_models(settings)
         for name, regions in PAPER_FIGURES.items():

@@ -109,7 +109,8 @@ class ROIHandlers:
             raise ValueError(text.ROI_EMPTY)
         return Recipe(subject=subject, regions=regions, painted=tuple(painted.tolist()),
                       painted_weight=float(painted_weight), seed=int(seed),
-                      settings={"tier": self.settings.tier})
+                      settings={"tier": self.settings.tier,
+                                "num_inference_steps": self.settings.diffusion_steps})
 
     def pattern_image(self, recipe: Recipe) -> np.ndarray | None:
         """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative.

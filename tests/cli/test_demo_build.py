@@ -11,7 +11,7 @@ from braindiff_app.config import load_settings
 
 
 def _args(**kw):
-    base = dict(retrain=False, out=None, n_test=100, n_train=1500, limit=None, roi_rank=32, steps=20, batch_size=50)
+    base = dict(retrain=False, out=None, n_test=100, n_train=1500, limit=None, roi_rank=32, batch_size=50)
     return argparse.Namespace(**(base | kw))
 
 
@@ -24,7 +24,7 @@ def test_plan_orders_every_stage(tmp_path):
     assert commands.index("fit") < commands.index("reconstruct") < commands.index("evaluate")
     reconstruct = [argv for _, argv in plan if argv[0] == "reconstruct"]
     assert reconstruct[-1][:3] == ["reconstruct", "--subject", "average"] and "all" in reconstruct[0]
-    assert all(argv[argv.index("--steps") + 1] == "20" for argv in reconstruct)
+    assert all(argv[argv.index("--batch-size") + 1] == "50" and "--overwrite" in argv for argv in reconstruct)
     retrain = demo_build.steps(_args(retrain=True, limit=5), load_settings(home=tmp_path))
     assert [argv[1] for _, argv in retrain[1:3]] == ["train-vdvae", "train-diffusion"]
     assert all("--limit" in argv for _, argv in retrain if argv[0] == "reconstruct")
