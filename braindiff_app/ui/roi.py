@@ -17,6 +17,7 @@ import numpy as np
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
 from braindiff_app.demo_export import roi_settings
+from braindiff_app.pipeline import subjects_with_regressors
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels
 from braindiff_app.ui import text
 from braindiff_app.ui.state import AppState
@@ -55,6 +56,12 @@ class ROIHandlers:
             if self._models is None:
                 self._models = load_roi_models(self.settings)
             return self._models
+
+    def listed_subjects(self) -> list[str]:
+        """Subjects with regressors, then ``average``, found without loading a model (the dropdown's choices when
+        the app is built: API clients, which never run the page-load event, are checked against these)."""
+        found = subjects_with_regressors(self.settings)
+        return [*found, "average"] if found else []
 
     def subjects(self) -> list[str]:
         """Subjects ready for ROI experiments, then ``average``; empty when none has regressors."""
@@ -139,7 +146,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         gr.Markdown(text.ROI_INTRO)
         status = gr.Markdown()
         with gr.Row():
-            subject = gr.Dropdown([], label=text.SUBJECT, scale=2)
+            subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2)
             seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1)
             generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1)
         with gr.Row():
