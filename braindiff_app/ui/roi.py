@@ -1,8 +1,9 @@
 """The ROI studio: paint or combine brain regions on the flatmap and see the images they "prefer".
 
-Handlers live in :class:`ROIHandlers` (Python values in and out); models load once, on the first Generate, and
-are shared by every session. A recipe (regions, weights, painted voxels, seed) is kept for each experiment and
-can be downloaded as JSON that re-creates it (also from the CLI: ``braindiff roi --recipe FILE``).
+Handlers live in :class:`ROIHandlers` (Python values in and out); models load once, when the tab is first opened
+(or on the first API call), and are shared by every session. A recipe (regions, weights, painted voxels, seed) is
+kept for each experiment and can be downloaded as JSON that re-creates it (also from the CLI:
+``braindiff roi --recipe FILE``).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _mask_from_editor(value) -> np.ndarray | None:
 def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
     """Build the ROI studio tab inside ``app``; returns its components keyed ``roi.<name>``."""
     handlers = ROIHandlers(state)
-    with gr.Tab(text.ROI_TAB):
+    with gr.Tab(text.ROI_TAB) as tab:
         gr.Markdown(text.ROI_INTRO)
         status = gr.Markdown()
         with gr.Row():
@@ -178,6 +179,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     region_names = list(sliders)
 
     def open_subject(current):
+        if current:  # opened before in this page: keep the user's subject, painting and weights
+            return [gr.update()] * (3 + len(sliders))
         choices = handlers.subjects()
         if not choices:
             return [gr.update(choices=[], value=None), text.ROI_NO_MODELS, gr.update()] + [gr.update()] * len(sliders)
@@ -230,12 +233,17 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                 [(img, label) for img, label, _ in history_runs], history_runs)
 
     slider_list = [sliders[r] for r in region_names]
-    app.load(open_subject, [subject], [subject, status, canvas, *slider_list], api_name=False)
-    subject.change(on_subject, [subject], [canvas, *slider_list], api_name="roi_select_subject")
+    # The models load when the tab is first opened (not on every page load: most visitors never open it), and
+    # ``input`` (the user's own choice) rather than ``change``: open_subject's value would otherwise reset the
+    # canvas a second time, wiping strokes painted in between.
+    tab.select(open_subject, [subject], [subject, status, canvas, *slider_list], api_name=False)
+    subject.input(on_subject, [subject], [canvas, *slider_list], api_name="roi_select_subject")
     outputs = [vdvae, final, pattern, recipe_file, history, runs]
+    # Generate and replay share the models (the scheduler keeps per-call state): one call at a time for both.
     generate.click(run, [subject, seed, canvas, painted_weight, runs, *slider_list], outputs,
-                   api_name="roi_generate", concurrency_limit=1)
-    load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe", concurrency_limit=1)
+                   api_name="roi_generate", concurrency_limit=1, concurrency_id="roi_models")
+    load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe", concurrency_limit=1,
+                       concurrency_id="roi_models")
     history.select(pick, [runs], [recipe_file], api_name="roi_pick_history")
     clear.click(lambda: [0] * len(slider_list), None, slider_list, api_name="roi_clear_regions")
 
