@@ -27,6 +27,7 @@ __all__ = ["ROIHandlers", "ROIResult", "build_roi_tab"]
 
 WEIGHTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 PATTERN_COLOURS = {1: (220, 40, 40), -1: (40, 90, 230)}  # positive voxels red, negative blue
+HISTORY_SIZE = 24  # experiments kept per session (each Generate re-sends the gallery: bounded memory and work)
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage))
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc)) from None
-        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)]
+        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
         gallery = [(img, label) for img, label, _ in history_runs]
         return result.vdvae, result.final, result.pattern, result.recipe_path, gallery, history_runs
 
@@ -228,7 +229,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage))
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc)) from None
-        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)]
+        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
         return (result.vdvae, result.final, result.pattern, result.recipe_path,
                 [(img, label) for img, label, _ in history_runs], history_runs)
 
