@@ -3,22 +3,29 @@
 Starts the app on localhost over the demo bundles, then runs ``--users`` threads for ``--seconds``: each user
 switches trial a few times, then asks the ROI studio for an image, and repeats. Prints the error count, the latency
 percentiles of each action and the server process's peak memory (resident set size), beside the single-user
-latency measured first in the same run (the baseline).
+latency measured first in the same run (the baseline). The app runs in a process of its own, so the memory is the
+server's alone. The machine's load average is printed too: latencies only compare within one run.
 
-Usage: python bench/load.py [--users 8] [--seconds 60] [--port 7898]
+Usage: python bench/load.py [--users 8] [--seconds 60] [--baseline-seconds 15] [--port 7898]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+import signal
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from braindiff_app.data.atlas import ALL_REGIONS  # noqa: E402 - after the path insert
 
 ROI_REGIONS = {"V1": 1.0, "faces": 1.0}
 
@@ -32,12 +39,13 @@ def percentiles(values: list[float]) -> str:
 
 def user_session(url: str, bundle: str, n_trials: int, region_names: list[str], deadline: float, seed: int,
                  results: dict[str, list[float]], errors: list[str], lock: threading.Lock) -> None:
+    """One simulated user: cycles of 3 trial views and 1 ROI generate until ``deadline`` (at least one cycle)."""
     from gradio_client import Client
 
     rng = np.random.default_rng(seed)
     client = Client(url, verbose=False)
     weights = [ROI_REGIONS.get(r, 0.0) for r in region_names]
-    while time.time() < deadline:
+    while True:  # whole cycles, at least one
         for _ in range(3):
             start = time.perf_counter()
             try:
@@ -55,68 +63,112 @@ def user_session(url: str, bundle: str, n_trials: int, region_names: list[str], 
         except Exception as exc:  # noqa: BLE001
             with lock:
                 errors.append(f"roi_generate: {exc}")
+        if time.time() >= deadline:
+            break
+
+
+def serve(port: int) -> None:
+    """The app on the demo tier, in its own process (so its memory is measured alone), until terminated."""
+    from braindiff_app.config import load_settings
+    from braindiff_app.ui import build_app, launch_app
+
+    settings = load_settings(tier="demo")
+    app, _, _ = build_app(settings)
+    launch_app(app, settings, port=port, block=True, quiet=True)
+
+
+def wait_for_server(url: str, server: multiprocessing.Process, timeout: float = 300) -> None:
+    """Return once ``url`` answers; SystemExit when the server process dies or ``timeout`` seconds pass."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not server.is_alive():
+            sys.exit(f"the app process exited with code {server.exitcode} before answering")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.5)
+    sys.exit(f"the app did not answer at {url} within {timeout:.0f} s")
+
+
+def run_users(url: str, bundle: str, n_trials: int, users: int, seconds: float,
+              errors: list[str]) -> dict[str, list[float]]:
+    """``users`` threads of :func:`user_session` for ``seconds``; latencies by action (errors appended)."""
+    results: dict[str, list[float]] = {"browse": [], "roi_generate": []}
+    lock = threading.Lock()
+    deadline = time.time() + seconds
+    threads = [threading.Thread(target=user_session, args=(url, bundle, n_trials, list(ALL_REGIONS), deadline,
+                                                           i, results, errors, lock))
+               for i in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--baseline-seconds", type=float, default=15, help="single-user run before the load")
     parser.add_argument("--port", type=int, default=7898)
     args = parser.parse_args()
 
     import psutil
 
     from braindiff_app.config import load_settings
-    from braindiff_app.data.atlas import ALL_REGIONS
-    from braindiff_app.ui import build_app, launch_app
+    from braindiff_app.ui.state import AppState
 
-    settings = load_settings(tier="demo")
-    app, state, _ = build_app(settings)
+    state = AppState(load_settings(tier="demo"))
     bundle = state.default_bundle
     if bundle is None:
         sys.exit("no demo bundle found: run `braindiff demo build` first")
     n_trials = state.bundle(bundle).n_trials
-    launch_app(app, settings, port=args.port, block=False, quiet=True)
+    server = multiprocessing.get_context("spawn").Process(target=serve, args=(args.port,), daemon=True)
+    server.start()
     url = f"http://127.0.0.1:{args.port}/"
-    process = psutil.Process()
-    peak = [process.memory_info().rss]
-    stop = threading.Event()
-
-    def watch_memory() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.2)
-
-    threading.Thread(target=watch_memory, daemon=True).start()
-    lock = threading.Lock()
     try:
-        single: dict[str, list[float]] = {"browse": [], "roi_generate": []}
+        wait_for_server(url, server)
+        process = psutil.Process(server.pid)
+        peak = [process.memory_info().rss]
+        stop = threading.Event()
+
+        def watch_memory() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], process.memory_info().rss)
+                time.sleep(0.2)
+
+        threading.Thread(target=watch_memory, daemon=True).start()
         errors: list[str] = []
-        user_session(url, bundle, n_trials, list(ALL_REGIONS), time.time() + 1, 0, single, errors, lock)
-        print(f"baseline, 1 user:  browse {percentiles(single['browse'])}")
-        print(f"                   roi    {percentiles(single['roi_generate'])}")
-        results: dict[str, list[float]] = {"browse": [], "roi_generate": []}
-        deadline = time.time() + args.seconds
-        threads = [threading.Thread(target=user_session, args=(url, bundle, n_trials, list(ALL_REGIONS), deadline,
-                                                               i + 1, results, errors, lock))
-                   for i in range(args.users)]
+        start = time.perf_counter()
+        run_users(url, bundle, n_trials, 1, 0, errors)  # one browse + one ROI call: the models load
+        first_call = time.perf_counter() - start
+        single = run_users(url, bundle, n_trials, 1, args.baseline_seconds, errors)
         start_rss = process.memory_info().rss
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
+        results = run_users(url, bundle, n_trials, args.users, args.seconds, errors)
+        end_rss = process.memory_info().rss
         stop.set()
-        app.close()
+    finally:
+        os.kill(server.pid, signal.SIGINT)  # gradio closes its server on KeyboardInterrupt
+        server.join(30)
+        if server.is_alive():
+            server.terminate()
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} cores")
+    print(f"warm-up, 1 user, 3 browse + 1 ROI call (models load on the first): {first_call:.1f} s")
+    print(f"baseline, 1 user for {args.baseline_seconds:.0f} s:")
+    for action, values in single.items():
+        print(f"  {action:12s} {percentiles(values)}")
     print(f"{args.users} users for {args.seconds:.0f} s: errors {len(errors)}")
     for error in errors[:5]:
         print(f"  {error[:200]}")
-    print(f"  browse       {percentiles(results['browse'])}")
-    print(f"  roi_generate {percentiles(results['roi_generate'])}")
-    if single["browse"] and results["browse"]:
-        ratio = np.median(results["browse"]) / np.median(single["browse"])
-        print(f"  browse p50 under load / single user: {ratio:.1f}x")
-    print(f"server memory: {start_rss / 2**20:.0f} MB before the users, peak {peak[0] / 2**20:.0f} MB")
+    for action, values in results.items():
+        print(f"  {action:12s} {percentiles(values)}")
+        if single[action] and values:
+            print(f"  {'':12s} p50 under load / single user: {np.median(values) / np.median(single[action]):.1f}x")
+    print(f"server memory (RSS): {start_rss / 2**20:.0f} MB after the baseline, {end_rss / 2**20:.0f} MB at the "
+          f"end, peak {peak[0] / 2**20:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ The folder holds one subfolder per component::
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ __all__ = ["VersatileComponents", "expected_files", "load_versatile_diffusion", 
 _UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
                  "diffusion_pytorch_model.bin")
 _TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.fp16.safetensors", "pytorch_model.bin")
+
+# diffusers' lazy imports and transformers' from_pretrained (which patches torch's init functions while it loads)
+# are not thread-safe: two threads loading at once failed with "cannot import name 'AutoencoderKL'". One load at a
+# time per process (the app loads in its event threads).
+_LOAD_LOCK = threading.Lock()
 
 # component -> (files that must all exist, alternatives of which one must exist)
 _REQUIRED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -130,6 +136,8 @@ def _text_unet(sub: Path, dtype):
 def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileComponents:
     """Load every component of a local Versatile Diffusion folder (no network: ``local_files_only=True``).
 
+    Thread-safe: loads in several threads of one process run one after the other.
+
     Parameters
     ----------
     folder : str or Path
@@ -147,11 +155,16 @@ def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileCompone
     FileNotFoundError
         Naming each missing file, when the folder is incomplete.
     """
+    with _LOAD_LOCK:
+        return _load(Path(folder), dtype)
+
+
+def _load(folder: Path, dtype) -> VersatileComponents:
+    """:func:`load_versatile_diffusion`'s work, run under ``_LOAD_LOCK``."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
-    folder = Path(folder)
     dtype = dtype or torch.float32  # transformers 5 would otherwise keep the saved dtype (fp16 for the demo)
     if not folder.is_dir():
         raise FileNotFoundError(f"Versatile Diffusion folder {folder}: not found. Set BRAINDIFF_VD_DIR or --vd-dir to "

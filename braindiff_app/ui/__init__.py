@@ -14,7 +14,9 @@ from braindiff_app.ui.metrics import build_metrics_tab
 from braindiff_app.ui.roi import build_roi_tab
 from braindiff_app.ui.state import AppState
 
-__all__ = ["AppState", "build_app", "launch_app"]
+__all__ = ["QUEUE_SIZE", "AppState", "build_app", "launch_app"]
+
+QUEUE_SIZE = 256  # events waiting at most: a class of ~30 opening the app at once sends ~6 events each
 
 
 def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.components.Component]]:
@@ -62,7 +64,9 @@ def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port
     quiet : bool, default False
         Suppress gradio's start-up messages.
     """
-    app.queue(default_concurrency_limit=4).launch(
+    # At most 4 events run at once (ROI generation: 1, see ui/roi.py); a bounded queue keeps memory bounded when
+    # many users arrive at once (a full queue answers "queue is full" instead of growing).
+    app.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE).launch(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=quiet,
         allowed_paths=[str(d.resolve()) for d in settings.bundle_dirs], footer_links=["api", "settings"],
         css=CLASSROOM_CSS,

@@ -1,8 +1,9 @@
 """The ROI studio: paint or combine brain regions on the flatmap and see the images they "prefer".
 
-Handlers live in :class:`ROIHandlers` (Python values in and out); models load once, on the first Generate, and
-are shared by every session. A recipe (regions, weights, painted voxels, seed) is kept for each experiment and
-can be downloaded as JSON that re-creates it (also from the CLI: ``braindiff roi --recipe FILE``).
+Handlers live in :class:`ROIHandlers` (Python values in and out); models load once, when the tab is first opened
+(or on the first API call), and are shared by every session. A recipe (regions, weights, painted voxels, seed) is
+kept for each experiment and can be downloaded as JSON that re-creates it (also from the CLI:
+``braindiff roi --recipe FILE``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
 from braindiff_app.demo_export import roi_settings
+from braindiff_app.pipeline import subjects_with_regressors
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels
 from braindiff_app.ui import text
 from braindiff_app.ui.state import AppState
@@ -25,6 +27,7 @@ __all__ = ["ROIHandlers", "ROIResult", "build_roi_tab"]
 
 WEIGHTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 PATTERN_COLOURS = {1: (220, 40, 40), -1: (40, 90, 230)}  # positive voxels red, negative blue
+HISTORY_SIZE = 24  # experiments kept per session (each Generate re-sends the gallery: bounded memory and work)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,12 @@ class ROIHandlers:
             if self._models is None:
                 self._models = load_roi_models(self.settings)
             return self._models
+
+    def listed_subjects(self) -> list[str]:
+        """Subjects with regressors, then ``average``, found without loading a model (the dropdown's choices when
+        the app is built: API clients, which never run the page-load event, are checked against these)."""
+        found = subjects_with_regressors(self.settings)
+        return [*found, "average"] if found else []
 
     def subjects(self) -> list[str]:
         """Subjects ready for ROI experiments, then ``average``; empty when none has regressors."""
@@ -154,11 +163,11 @@ def _mask_from_editor(value) -> np.ndarray | None:
 def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
     """Build the ROI studio tab inside ``app``; returns its components keyed ``roi.<name>``."""
     handlers = ROIHandlers(state)
-    with gr.Tab(text.ROI_TAB):
+    with gr.Tab(text.ROI_TAB) as tab:
         gr.Markdown(text.ROI_INTRO)
         status = gr.Markdown()
         with gr.Row():
-            subject = gr.Dropdown([], label=text.SUBJECT, scale=2)
+            subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2)
             seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1)
             generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1)
         with gr.Row():
@@ -190,6 +199,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     region_names = list(sliders)
 
     def open_subject(current):
+        if current:  # opened before in this page: keep the user's subject, painting and weights
+            return [gr.update()] * (3 + len(sliders))
         choices = handlers.subjects()
         if not choices:
             return [gr.update(choices=[], value=None), text.ROI_NO_MODELS, gr.update()] + [gr.update()] * len(sliders)
@@ -223,7 +234,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage))
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc)) from None
-        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)]
+        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
         gallery = [(img, label) for img, label, _ in history_runs]
         return result.vdvae, result.final, result.pattern, result.recipe_path, gallery, history_runs
 
@@ -238,17 +249,22 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage))
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc)) from None
-        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)]
+        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
         return (result.vdvae, result.final, result.pattern, result.recipe_path,
                 [(img, label) for img, label, _ in history_runs], history_runs)
 
     slider_list = [sliders[r] for r in region_names]
-    app.load(open_subject, [subject], [subject, status, canvas, *slider_list], api_name=False)
-    subject.change(on_subject, [subject], [canvas, *slider_list], api_name="roi_select_subject")
+    # The models load when the tab is first opened (not on every page load: most visitors never open it), and
+    # ``input`` (the user's own choice) rather than ``change``: open_subject's value would otherwise reset the
+    # canvas a second time, wiping strokes painted in between.
+    tab.select(open_subject, [subject], [subject, status, canvas, *slider_list], api_name=False)
+    subject.input(on_subject, [subject], [canvas, *slider_list], api_name="roi_select_subject")
     outputs = [vdvae, final, pattern, recipe_file, history, runs]
+    # Generate and replay share the models (the scheduler keeps per-call state): one call at a time for both.
     generate.click(run, [subject, seed, canvas, painted_weight, runs, *slider_list], outputs,
-                   api_name="roi_generate", concurrency_limit=1)
-    load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe", concurrency_limit=1)
+                   api_name="roi_generate", concurrency_limit=1, concurrency_id="roi_models")
+    load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe", concurrency_limit=1,
+                       concurrency_id="roi_models")
     history.select(pick, [runs], [recipe_file], api_name="roi_pick_history")
     clear.click(lambda: [0] * len(slider_list), None, slider_list, api_name="roi_clear_regions")
 

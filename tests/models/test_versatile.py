@@ -66,3 +66,26 @@ def test_plain_image_unet_without_text_unet_is_refused(vd):
     plain = build_components(vd.tokenizer, "tiny").image_unet
     with pytest.raises(ValueError, match="text_unet: the image UNet has no dual cross-attention"):
         make_dual_unet(plain, None)
+
+
+def test_loads_in_several_threads_run_one_at_a_time(monkeypatch, tmp_path):
+    """diffusers' lazy imports failed when two app threads loaded at once; loads must not overlap."""
+    import threading
+    import time
+
+    active, overlaps = [0], []
+
+    def slow_load(folder, dtype):
+        active[0] += 1
+        overlaps.append(active[0])
+        time.sleep(0.05)
+        active[0] -= 1
+        return folder
+
+    monkeypatch.setattr("braindiff_app.models.versatile._load", slow_load)
+    threads = [threading.Thread(target=load_versatile_diffusion, args=(tmp_path,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == [1, 1, 1, 1]

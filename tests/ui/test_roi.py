@@ -1,4 +1,4 @@
-"""The ROI studio's handlers on the real tier: painting on an NSD subject's flatmap, presets without one."""
+"""The ROI studio: painting on an NSD subject's flatmap, presets without one, and what API clients can call."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from braindiff_app.data._flatmap_draw import ROI_COLORS
 from braindiff_app.data.atlas import load_atlas
 from braindiff_app.data.nsd_layout import write_roi
 from braindiff_app.roi import ROIModels
+from braindiff_app.ui import build_app
 from braindiff_app.ui.roi import ROIHandlers
 from braindiff_app.ui.state import AppState
 from tests.nsd_factory import make_nsd_anatomy
@@ -52,3 +53,18 @@ def test_subject_without_surfaces_keeps_presets_with_a_message(handlers):
     assert recipe.regions == {"V1": 1.0} and handlers.pattern_image(recipe) is None
     with pytest.raises(FileNotFoundError, match="flattened cortex of subj02"):
         handlers.recipe("2", {}, np.ones((5, 5), bool), painted_weight=1.0, seed=0)
+
+
+def test_subject_choices_are_known_before_the_tab_is_opened():
+    """gradio checks a Dropdown's value against the choices the app was built with; they were empty, so
+    gradio_client calls to /roi_generate failed with "Value: 1 is not in the list of choices: []"."""
+    _, _, components = build_app(load_settings(tier="demo"))  # empty home: the committed demo ROI workspace
+    values = [value for _, value in components["roi.subject"].choices]
+    assert values[0] == "1" and values[-1] == "average" and len(values) >= 3
+    assert components["roi.subject"].value is None  # chosen when the tab opens (models loaded then)
+
+
+def test_no_subject_choices_without_regressors(tmp_path):
+    settings = load_settings(tier="real", home=tmp_path / "home")
+    _, _, components = build_app(settings)
+    assert components["roi.subject"].choices == []
