@@ -242,7 +242,7 @@ def _write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray | None) -> P
     import nibabel as nib
 
     affine = np.diag([1.8, 1.8, 1.8, 1.0]) if affine is None else np.asarray(affine, dtype=float)
-    image = nib.Nifti1Image(volume, affine)
+    image = nib.Nifti1Image(np.asfortranarray(volume), affine)  # NIfTI's order: written without re-copying
     image.header.set_data_dtype(volume.dtype)
     with _atomic_path(path) as tmp:
         nib.save(image, tmp)
