@@ -9,11 +9,15 @@ bundles (ground truth, VDVAE guesses and final reconstructions against the scene
 Each region's ROI-optimal images (every subject with regressors, several seeds) are then judged: per region, the
 fraction of images in which the judge finds each category (probability > 0.5) and the mean probability, side by
 side with the other regions' rates, plus the images' high-spatial-frequency energy and how far from the centre
-their contrast lies (early visual areas are expected to give finer, more peripheral texture). A last table checks
+their contrast lies (early visual areas are expected to give finer, more peripheral texture), for each re-scaling
+of the patterns' predictions (`--rescale`: "norm", the baseline, side by side with "effect", the reference code's
+way and the ROI studio's default; see braindiff_app.roi.predict_pattern_features). A last table checks
 the regressors apart from the image models: the cosine between each region's predicted features and each
-category's direction in feature space (mean training features of images with the category minus without).
+category's direction in feature space (mean training features of images with the category minus without), and the
+size of that effect next to a typical training image's deviation from the mean prediction.
 
 Usage: python bench/roi_categories.py [--home DIR] [--seeds 4] [--train-scenes 3000] [--epochs 8]
+       [--rescale norm,effect]
 (needs a built demo workspace: `braindiff demo build`, or the committed assets/demo/home; the feature check needs
 the workspace's features and prepared subjects and is skipped without them).
 """
@@ -97,6 +101,19 @@ def seen_images(bundle_dirs, seed: int):
     return {k: np.stack(v) for k, v in images.items()}, np.concatenate(labels), mismatch
 
 
+def oracle_reconstructions(settings, pipeline, subject: str, seed: int):
+    """Test images reconstructed from their true features (no regressor): what the image models can convey."""
+    from braindiff_app.data.stimuli import content_labels, make_scene
+
+    meta = json.loads((settings.subject_dir("prepared", subject) / "meta.json").read_text())
+    folder = settings.subject_dir("features", subject)
+    features = {name: np.load(folder / f"{name}_test.npy", allow_pickle=False)
+                for name in ("vdvae", "clip_vision", "clip_text")}
+    out = pipeline(features=features, seeds=np.arange(len(features["vdvae"])))
+    labels = content_labels([make_scene(seed, int(i)) for i in meta["nsd_ids_test"]])
+    return {"vdvae": out.vdvae, "final": out.final}, labels
+
+
 def category_directions(settings, subject: str, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Per feature, per judged category: unit vector (mean train features with the category - without)."""
     from braindiff_app.data.stimuli import CATEGORIES, content_labels, make_scene
@@ -127,12 +144,60 @@ def pattern_effect(regressor, pattern: np.ndarray) -> np.ndarray:
     return pred[0] - pred[1]
 
 
+def roi_tables(models, judge, rescale: str, n_seeds: int) -> None:
+    """Generate every region's ROI-optimal images; print judged hit rates and texture statistics."""
+    from braindiff_app.data.stimuli import CATEGORIES
+    from braindiff_app.evaluation.content import predict_content
+    from braindiff_app.roi import Recipe
+
+    images = {"final": {}, "VDVAE guess": {}}
+    for region in REGIONS:
+        finals, first = [], []
+        for subject in models.subjects:
+            if region not in models.atlases[subject].regions:
+                continue
+            for s in range(n_seeds):
+                out = models.generate(Recipe(subject=subject, regions={region: 1.0}, seed=s,
+                                             settings={"rescale": rescale}))
+                finals.append(out.final[0])
+                first.append(out.vdvae[0])
+        if finals:
+            images["final"][region], images["VDVAE guess"][region] = np.stack(finals), np.stack(first)
+    cols = [CATEGORIES.index(c) for c in JUDGED]
+    for kind, table in images.items():
+        probs = {r: predict_content(judge, ims) for r, ims in table.items()}
+        texture = {r: texture_stats(ims) for r, ims in table.items()}
+        print(f"\n[rescale {rescale!r}] ROI-optimal images ({kind}): hit rate (p > 0.5) / mean probability")
+        print(f"{'region':8s} " + " ".join(f"{c:>10s}" for c in JUDGED) + "  high-freq  contrast-ecc   n")
+        for region, p in probs.items():
+            high, ecc = texture[region]
+            print(f"{region:8s} " + " ".join(f"{(p[:, j] > 0.5).mean():5.2f}/{p[:, j].mean():4.2f}" for j in cols)
+                  + f"  {high.mean():9.4f}  {ecc.mean():12.3f}  {len(p):2d}")
+        print("category region vs the other regions' images: hit rate; mean probability")
+        for category in JUDGED:
+            if category not in probs:
+                continue
+            j = CATEGORIES.index(category)
+            own = probs[category][:, j]
+            others = np.concatenate([probs[r][:, j] for r in probs if r != category])
+            print(f"  {category:7s}: hit {(own > 0.5).mean():.2f} vs {(others > 0.5).mean():.2f}; mean p "
+                  f"{own.mean():.2f} vs {others.mean():.2f} ({own.mean() / max(others.mean(), 1e-9):.2f}x)")
+        for name, group in (("V1-V3", EARLY), ("faces/places/bodies", CATEGORY)):
+            group = [r for r in group if r in texture]
+            high = np.concatenate([texture[r][0] for r in group])
+            ecc = np.concatenate([texture[r][1] for r in group])
+            print(f"  texture {name:20s}: high-freq {high.mean():.4f} +- {high.std() / np.sqrt(len(high)):.4f}, "
+                  f"contrast-ecc {ecc.mean():.3f} +- {ecc.std() / np.sqrt(len(ecc)):.3f} (n {len(high)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="demo workspace home (default: BRAINDIFF_HOME, else the committed one)")
     parser.add_argument("--seeds", type=int, default=4, help="images per region and subject")
     parser.add_argument("--train-scenes", type=int, default=3000, help="rendered scenes the judge trains on")
     parser.add_argument("--epochs", type=int, default=8, help="judge training epochs")
+    parser.add_argument("--rescale", default="norm,effect",
+                        help="comma-separated re-scalings of the patterns' predictions to compare (norm, effect)")
     parser.add_argument("--bundles", default=str(ROOT / "precomputed"),
                         help="folder of demo-subjXX bundles whose seen test images check the judge")
     args = parser.parse_args()
@@ -148,7 +213,7 @@ def main() -> None:
         predict_content,
         train_content_judge,
     )
-    from braindiff_app.roi import Recipe, load_roi_models, synthetic_pattern
+    from braindiff_app.roi import load_roi_models, synthetic_pattern
 
     torch.set_num_threads(1)
     user_settings = load_settings(home=args.home, tier="demo")
@@ -166,7 +231,7 @@ def main() -> None:
     n_params = sum(p.numel() for p in judge.parameters())
     print(f"judge: {n_params} parameters, {judge.size} px input, trained in {time.perf_counter() - start:.0f} s")
     held, held_labels, held_source = judge_training_set(999, seed=2, degraders=degraders)
-    show = [c for c in CATEGORIES]
+    show = list(CATEGORIES)
     print("judge AUC / accuracy (p > 0.5) per category:")
     print(f"  {'images':34s} " + " ".join(f"{c:>11s}" for c in show))
 
@@ -184,53 +249,18 @@ def main() -> None:
               f"{mismatch:.2f} grey levels):")
         for kind, ims in seen.items():
             score_row(f"  {kind} ({len(ims)})", predict_content(judge, ims), seen_labels)
+    try:
+        oracle, oracle_labels = oracle_reconstructions(user_settings, models.pipeline, models.subjects[0], seed)
+    except FileNotFoundError as exc:
+        print(f"  oracle reconstructions skipped: {exc}")
+    else:
+        print(f"  subject {models.subjects[0]}'s test images from their TRUE features (no regressor):")
+        for kind, ims in oracle.items():
+            score_row(f"  oracle {kind} ({len(ims)})", predict_content(judge, ims), oracle_labels)
 
-    # 2. ROI-optimal images, judged.
-    rows, guesses = {}, {}
-    for region in REGIONS:
-        finals, first = [], []
-        for subject in models.subjects:
-            if region not in models.atlases[subject].regions:
-                continue
-            for s in range(args.seeds):
-                out = models.generate(Recipe(subject=subject, regions={region: 1.0}, seed=s))
-                finals.append(out.final[0])
-                first.append(out.vdvae[0])
-        if finals:
-            rows[region] = np.stack(finals)
-            guesses[region] = np.stack(first)
-    probs = {r: predict_content(judge, ims) for r, ims in rows.items()}
-    guess_probs = {r: predict_content(judge, ims) for r, ims in guesses.items()}
-    cols = [CATEGORIES.index(c) for c in JUDGED]
-    print("\nROI-optimal images: hit rate (p > 0.5) / mean probability per judged category, final images")
-    print(f"{'region':8s} " + " ".join(f"{c:>10s}" for c in JUDGED) + "  high-freq  contrast-ecc   n")
-    texture = {r: texture_stats(ims) for r, ims in rows.items()}
-    for region, p in probs.items():
-        high, ecc = texture[region]
-        print(f"{region:8s} " + " ".join(f"{(p[:, j] > 0.5).mean():5.2f}/{p[:, j].mean():4.2f}" for j in cols)
-              + f"  {high.mean():9.3f}  {ecc.mean():12.3f}  {len(p):2d}")
-
-    def compare(table: dict[str, np.ndarray], what: str) -> None:
-        print(f"\nhit rate of a category region vs the other regions' images ({what}):")
-        for category in JUDGED:
-            if category not in table:
-                continue
-            j = CATEGORIES.index(category)
-            own = table[category][:, j]
-            others = np.concatenate([table[r][:, j] for r in table if r != category])
-            print(f"  {category:7s}: hit {(own > 0.5).mean():.2f} vs {(others > 0.5).mean():.2f}; mean p "
-                  f"{own.mean():.2f} vs {others.mean():.2f} ({own.mean() / max(others.mean(), 1e-9):.1f}x)")
-
-    compare(probs, "final images")
-    compare(guess_probs, "VDVAE guesses")
-
-    early = [r for r in EARLY if r in rows]
-    cats = [r for r in CATEGORY if r in rows]
-    for name, group in (("V1-V3", early), ("faces/places/bodies", cats)):
-        high = np.concatenate([texture[r][0] for r in group])
-        ecc = np.concatenate([texture[r][1] for r in group])
-        print(f"texture {name:20s}: high-freq {high.mean():.3f} +- {high.std() / np.sqrt(len(high)):.3f}, "
-              f"contrast-ecc {ecc.mean():.3f} +- {ecc.std() / np.sqrt(len(ecc)):.3f} (n {len(high)})")
+    # 2. ROI-optimal images, judged, under each re-scaling of the synthetic patterns' predictions.
+    for rescale in args.rescale.split(","):
+        roi_tables(models, judge, rescale.strip(), args.seeds)
 
     # 3. The regressors alone: does a region's pattern predict its category's direction in feature space?
     try:
@@ -241,18 +271,21 @@ def main() -> None:
     print("\ncosine of a region's effect on the predicted features (its prediction minus the all-zero pattern's, "
           "mean over subjects) with each category's direction:")
     for name in ("vdvae", "clip_vision", "clip_text"):
-        print(f"  {name}:  {'region':8s} " + " ".join(f"{c:>7s}" for c in JUDGED))
+        print(f"  {name}:  {'region':8s} " + " ".join(f"{c:>7s}" for c in JUDGED) + "  |effect| / typical deviation")
+        size = {r: [] for r in REGIONS}
         for region in REGIONS:
             cos = {c: [] for c in JUDGED}
             for s in models.subjects:
                 if region not in models.atlases[s].regions:
                     continue
-                pred = pattern_effect(models.regressors[s][name], synthetic_pattern(models.atlases[s], {region: 1.0}))
+                reg = models.regressors[s][name]
+                pred = pattern_effect(reg, synthetic_pattern(models.atlases[s], {region: 1.0}))
+                size[region].append(np.linalg.norm(pred) / np.sqrt(np.sum(np.asarray(reg.pred_std_) ** 2.0)))
                 for c, d in directions[s][name].items():
                     cos[c].append(float(pred @ d / np.linalg.norm(pred)))
             if any(cos.values()):
-                print(f"  {'':{len(name) + 2}s}{region:8s} " + " ".join(
-                    f"{np.mean(cos[c]):7.3f}" if cos[c] else f"{'-':>7s}" for c in JUDGED))
+                cells = " ".join(f"{np.mean(cos[c]):7.3f}" if cos[c] else f"{'-':>7s}" for c in JUDGED)
+                print(f"  {'':{len(name) + 2}s}{region:8s} {cells}  {np.mean(size[region]):.2f}")
 
 
 if __name__ == "__main__":
