@@ -19,7 +19,7 @@ PLACES = CATEGORIES.index("places")
 def small_judge():
     """A judge trained briefly on a few hundred small scenes (seconds on one thread)."""
     torch.set_num_threads(1)
-    images, labels, _ = judge_training_set(320, seed=5, size=32)
+    images, labels, _ = judge_training_set(240, seed=5, size=32)
     return train_content_judge(images, labels, size=16, width=8, epochs=6, batch_size=32, augment=0.0, seed=0)
 
 
@@ -27,7 +27,7 @@ def test_judge_beats_chance_on_held_out_places(small_judge):
     # Buildings are large and unmistakable: a briefly trained judge must find them in new scenes.
     images, scenes, _ = render_scenes(200, seed=6, size=32)
     scores = content_scores(predict_content(small_judge, images), content_labels(scenes))
-    assert scores["places"]["auc"] > 0.75
+    assert scores["places"]["auc"] > 0.8  # measured 0.93; chance 0.5
     assert scores["places"]["accuracy"] > max(scores["places"]["base_rate"], 1 - scores["places"]["base_rate"])
 
 
