@@ -3,9 +3,11 @@
 A synthetic pattern lives in the regressors' input space (voxels z-scored with the training statistics): 1 on
 the chosen voxels, 0 (the mean response) elsewhere, as in the paper; a weighted combination such as
 ``"V1:+1,faces:+1,V2:-1"`` sums each region's indicator times its weight, and painted voxels add their own weight.
-The pattern goes through a subject's regressors with the "norm" rescale (each prediction brought to the typical
-norm of training predictions), then stage 1 and stage 2. The subject average is the mean of the features each
-subject's regressors predict from its own atlas's pattern.
+The pattern goes through a subject's regressors; as in the reference code, the pattern's effect on each prediction
+(prediction minus intercept) is brought to the size of a typical training image's deviation from the mean prediction
+and added to the intercept ("effect" rescale; the "norm" rescale, which scales the whole prediction to the typical
+norm of training predictions, is the other choice), then stage 1 and stage 2. The subject average is the mean of
+the features each subject's regressors predict from its own atlas's pattern.
 
 A :class:`Recipe` (regions, weights, painted voxels, subject, seed, settings) saved as JSON re-creates an image.
 """
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from braindiff_app.bundles import atomic_write_json
-from braindiff_app.config import Settings
+from braindiff_app.config import Settings, check_in_allowed
 from braindiff_app.data.atlas import (
     CATEGORY_REGIONS,
     ECCENTRICITY_REGIONS,
@@ -52,6 +54,7 @@ __all__ = [
     "painted_voxels",
     "flatmap_voxel_lookup",
     "load_subject_flatmap",
+    "PATTERN_RESCALES",
     "predict_pattern_features",
     "load_subject_atlas",
     "Recipe",
@@ -62,6 +65,8 @@ __all__ = [
 
 RECIPE_FORMAT = "braindiff-roi-recipe"
 RECIPE_VERSION = 1
+#: How predictions of synthetic patterns are re-scaled (see :func:`predict_pattern_features`).
+PATTERN_RESCALES = ("effect", "norm")
 #: The paper's ROI figures: Figure 5 (visual and category regions) and Figure 7 (eccentricity bands).
 PAPER_FIGURES = {"figure5": VISUAL_REGIONS + CATEGORY_REGIONS, "figure7": ECCENTRICITY_REGIONS}
 
@@ -252,8 +257,9 @@ def load_subject_flatmap(settings: Settings, atlas: ROIAtlas) -> tuple[np.ndarra
     return flatmap.image, flatmap_voxel_lookup(flatmap.pixel_voxel, atlas)
 
 
-def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray) -> dict[str, np.ndarray]:
-    """Features of synthetic patterns with the paper's norm re-scaling.
+def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray,
+                             rescale: str = "effect") -> dict[str, np.ndarray]:
+    """Features of synthetic patterns, re-scaled because such patterns lie outside the training distribution.
 
     Parameters
     ----------
@@ -263,21 +269,43 @@ def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray
         Synthetic patterns in the regressors' z-scored voxel space (:func:`synthetic_pattern`); they are mapped
         back to beta file units with each regressor's preprocessing statistics before predicting, so the
         regressor sees exactly the pattern.
+    rescale : str in {"effect", "norm"}, default "effect"
+        - ``"effect"``: as the reference code does (``roi_generate_features.py``): the pattern's effect (its
+          prediction minus the intercept, i.e. minus the all-zero pattern's prediction) is brought to a fixed
+          size, here the size of a typical training image's deviation from the mean prediction (the norm of the
+          training predictions' per-target standard deviations), then added back to the intercept. A small or
+          weakly weighted region moves the image as far from the average image as a large one.
+        - ``"norm"``: the whole prediction, intercept included, brought to the mean norm of the training
+          predictions (the regressor's "norm" rescale). When a region's effect is small next to the intercept
+          (small regions, heavy ridge shrinkage), every region gives nearly the average image.
 
     Returns
     -------
     dict of str to array of shape (n_patterns, *target_shape), float32
-        Each prediction brought to the mean norm of the training predictions ("norm" rescale).
+        An all-zero pattern (no effect) gives the intercept under "effect".
     """
     from braindiff_app.regression import FMRI_DIVISOR
 
+    check_in_allowed(rescale, PATTERN_RESCALES, "rescale")
     patterns = np.atleast_2d(np.asarray(patterns, dtype=np.float64))
     features = {}
     for name in FEATURE_NAMES:
         reg = regressors[name]
-        # The betas whose preprocessing ((betas / 300 - mean) / scale) gives back the z-scored pattern.
-        betas = (patterns * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
-        features[name] = np.asarray(reg.predict(betas, rescale="norm"), dtype=np.float32)
+        if rescale == "norm":
+            # The betas whose preprocessing ((betas / 300 - mean) / scale) gives back the z-scored pattern.
+            betas = (patterns * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
+            features[name] = np.asarray(reg.predict(betas, rescale="norm"), dtype=np.float32)
+            continue
+        rows = np.concatenate([patterns, np.zeros_like(patterns[:1])])  # the last row: the all-zero pattern
+        betas = (rows * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
+        raw = np.asarray(reg.predict(betas, rescale="none"), dtype=np.float64)
+        shape = raw.shape[1:]
+        raw = raw.reshape(len(raw), -1)  # (n_patterns + 1, n_targets)
+        effect = raw[:-1] - raw[-1:]
+        size = np.sqrt(np.sum(np.asarray(reg.pred_std_, dtype=np.float64) ** 2))
+        norms = np.linalg.norm(effect, axis=1, keepdims=True)
+        scaled = raw[-1:] + effect * (size / np.where(norms > 0, norms, 1.0))
+        features[name] = scaled.reshape(len(patterns), *shape).astype(np.float32)
     return features
 
 
@@ -310,7 +338,8 @@ class Recipe:
     seed : int
         The image's seed (stage 1 prior layers and stage 2 noise).
     settings : dict
-        Stage-2 parameters (strength, vision_weight, guidance_scale, num_inference_steps) and the tier.
+        Stage-2 parameters (strength, vision_weight, guidance_scale, num_inference_steps), the tier, and
+        optionally ``rescale`` (see :func:`predict_pattern_features`; default "effect").
     """
 
     subject: str
@@ -400,15 +429,17 @@ class ROIModels:
     def features(self, recipe: Recipe) -> dict[str, np.ndarray]:
         """Predicted features (1, ...) of a recipe: one subject's, or the mean over subjects for the average.
 
-        For the average, subjects lacking a requested region are left out with a warning.
+        For the average, subjects lacking a requested region are left out with a warning. The re-scaling is
+        ``recipe.settings["rescale"]`` (default "effect", see :func:`predict_pattern_features`).
         """
+        rescale = recipe.settings.get("rescale", "effect")
         if recipe.subject != "average":
             if recipe.subject not in self.atlases:
                 raise ValueError(f"subject: expected one of {self.subjects + ['average']}, got {recipe.subject!r} "
                                  "(a subject needs prepared data and regressors).")
             pattern = synthetic_pattern(self.atlases[recipe.subject], recipe.regions, recipe.painted,
                                         recipe.painted_weight)
-            return predict_pattern_features(self.regressors[recipe.subject], pattern)
+            return predict_pattern_features(self.regressors[recipe.subject], pattern, rescale)
         per_subject, skipped = [], []
         for s in self.subjects:
             lacking = [r for r in recipe.regions if r not in self.atlases[s].regions]
@@ -416,7 +447,7 @@ class ROIModels:
                 skipped.append(f"{s} (no {', '.join(lacking)} voxels)")
                 continue
             pattern = synthetic_pattern(self.atlases[s], recipe.regions)
-            per_subject.append(predict_pattern_features(self.regressors[s], pattern))
+            per_subject.append(predict_pattern_features(self.regressors[s], pattern, rescale))
         if not per_subject:
             raise ValueError(f"subject average: no subject has every requested region: {'; '.join(skipped)}.")
         if skipped:

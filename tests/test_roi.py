@@ -105,9 +105,9 @@ def test_grid_lookup_maps_to_subject_voxels():
         flatmap_voxel_lookup(grid_index, _atlas())
 
 
-def test_pattern_features_are_the_norm_rescaled_prediction_of_the_zscored_pattern(models):
+def test_pattern_features_norm_rescale_is_the_regressors_norm_of_the_zscored_pattern(models):
     patterns = np.stack([synthetic_pattern(_atlas(), {"V1": 1}), synthetic_pattern(_atlas(), {"faces": 3})])
-    features = predict_pattern_features(models.regressors["1"], patterns)
+    features = predict_pattern_features(models.regressors["1"], patterns, rescale="norm")
     assert features["clip_vision"].shape == (2, 257, 4) and features["vdvae"].dtype == np.float32
     for name, reg in models.regressors["1"].items():
         # The regressor must see the pattern itself (z-scored units), not a pattern in beta file units.
@@ -115,6 +115,24 @@ def test_pattern_features_are_the_norm_rescaled_prediction_of_the_zscored_patter
         expected = rescale_predictions(raw, "norm", target_mean=reg.target_mean_, target_std=reg.target_std_,
                                        pred_mean=reg.pred_mean_, pred_std=reg.pred_std_, pred_norm=reg.pred_norm_)
         np.testing.assert_allclose(features[name].reshape(2, -1), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_pattern_features_effect_rescale_sizes_the_effect_as_the_reference(models):
+    patterns = np.stack([synthetic_pattern(_atlas(), {"V1": 1}), synthetic_pattern(_atlas(), {"V1": 5}),
+                         synthetic_pattern(_atlas(), {"faces": 1, "V1": -1}), np.zeros(_atlas().n_voxels)])
+    features = predict_pattern_features(models.regressors["1"], patterns)  # default "effect"
+    assert features["clip_text"].shape == (4, 77, 4) and features["clip_text"].dtype == np.float32
+    for name, reg in models.regressors["1"].items():
+        got = features[name].reshape(4, -1)
+        raw = predict_linear(patterns, reg.weights_, reg.intercept_)
+        effect = raw[:3] - reg.intercept_
+        size = np.sqrt(np.sum(reg.pred_std_.astype(np.float64) ** 2))
+        expected = reg.intercept_ + effect * (size / np.linalg.norm(effect, axis=1, keepdims=True))
+        np.testing.assert_allclose(got[:3], expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-5)  # the overall weight does not matter
+        np.testing.assert_allclose(got[3], reg.intercept_, rtol=1e-5, atol=1e-5)  # no effect: the intercept
+    with pytest.raises(ValueError, match="rescale"):
+        predict_pattern_features(models.regressors["1"], patterns, rescale="train")
 
 
 def test_recipe_json_round_trips_to_the_same_image(models, tmp_path):

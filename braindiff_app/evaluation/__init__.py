@@ -3,6 +3,8 @@
 ``compute_metrics(ground_truth, reconstructions, metrics=None, backbones=None)`` gives per-trial values;
 ``load_backbones`` / ``backbones_from_settings`` load the networks from local files; ``evaluate_bundle`` stores
 metrics in a bundle, and ``summary_table`` / ``ablation_table`` / ``write_report`` summarise bundles.
+The demo world's content judge lives in :mod:`braindiff_app.evaluation.content` (imported from there: it needs
+torch at import time, which this package does not).
 """
 
 from braindiff_app.evaluation.backbones import (
