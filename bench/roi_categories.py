@@ -144,7 +144,7 @@ def pattern_effect(regressor, pattern: np.ndarray) -> np.ndarray:
     return pred[0] - pred[1]
 
 
-def roi_tables(models, judge, rescale: str, n_seeds: int) -> None:
+def roi_tables(models, judge, rescale: str, n_seeds: int, steps: int) -> None:
     """Generate every region's ROI-optimal images; print judged hit rates and texture statistics."""
     from braindiff_app.data.stimuli import CATEGORIES
     from braindiff_app.evaluation.content import predict_content
@@ -158,7 +158,8 @@ def roi_tables(models, judge, rescale: str, n_seeds: int) -> None:
                 continue
             for s in range(n_seeds):
                 out = models.generate(Recipe(subject=subject, regions={region: 1.0}, seed=s,
-                                             settings={"rescale": rescale}))
+                                             settings={"rescale": rescale,
+                                                       "num_inference_steps": steps}))
                 finals.append(out.final[0])
                 first.append(out.vdvae[0])
         if finals:
@@ -260,7 +261,7 @@ def main() -> None:
 
     # 2. ROI-optimal images, judged, under each re-scaling of the synthetic patterns' predictions.
     for rescale in args.rescale.split(","):
-        roi_tables(models, judge, rescale.strip(), args.seeds)
+        roi_tables(models, judge, rescale.strip(), args.seeds, settings.diffusion_steps)
 
     # 3. The regressors alone: does a region's pattern predict its category's direction in feature space?
     try:
