@@ -10,6 +10,7 @@ their average with all ablations into ``precomputed/`` -> evaluate -> export the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args).with_overrides(tier="demo")
     plan = steps(args, settings)
+    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    print(f"CPU threads: {threads} (--threads to choose; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs)" if hasattr(os, "getloadavg") else f"CPU threads: {threads}")
     start = time.perf_counter()
     for i, (label, argv) in enumerate(plan, 1):
         print(f"\n[{i}/{len(plan)}] {label}: braindiff {' '.join(argv)}", flush=True)
