@@ -16,13 +16,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tier", choices=("demo", "real"), help="which tier's bundles to open first")
     parser.add_argument("--home", help="workspace folder (BRAINDIFF_HOME)")
     parser.add_argument("--bundles", action="append", default=[], help="extra folder of bundles (repeatable)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads for the ROI studio (default: the cores that "
+                        "the machine's other work leaves free)")
     args = parser.parse_args(argv)
 
     from pathlib import Path
 
-    from braindiff_app.config import load_settings
+    from braindiff_app.config import load_settings, set_cpu_threads
     from braindiff_app.ui import build_app, launch_app
 
+    set_cpu_threads(args.threads)
     settings = load_settings(tier=args.tier, home=args.home)
     if args.bundles:
         settings = settings.with_overrides(

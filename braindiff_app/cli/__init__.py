@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from braindiff_app import __version__
+from braindiff_app.config import set_cpu_threads
 
 __all__ = ["build_parser", "main"]
 
@@ -65,37 +65,6 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def auto_threads(cores: int, load: float) -> int:
-    """CPU threads to use: the cores that other work leaves free (at least one).
-
-    Small models slow down several-fold when their threads compete with other processes for the cores (measured:
-    the demo reconstruction ran 10x slower with 2 threads than with 1 on a 2-core machine running other work,
-    and 1.3x faster on an idle one).
-
-    Parameters
-    ----------
-    cores : int
-        Threads torch would use by default (one per physical core).
-    load : float
-        The machine's 1-minute load average (processes wanting a core).
-    """
-    return max(1, cores - int(load + 0.5))
-
-
-def _set_threads(threads: int | None) -> None:
-    """Apply ``--threads``, or pick :func:`auto_threads` unless OMP_NUM_THREADS says already."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads: expected a positive count, got {threads}.")
-    if threads is None:
-        if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
-            return
-        threads = auto_threads(os.cpu_count() or 1, os.getloadavg()[0])
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    else:  # read by torch (and the BLAS) when the command imports them; keeps `--help` free of a torch import
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 success, 1 failure, 2 usage)."""
     parser = build_parser()
@@ -103,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         return _print_help(parser)
     try:
-        _set_threads(getattr(args, "threads", None))
+        set_cpu_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, TypeError, ImportError, RuntimeError) as exc:
         print(f"braindiff {args.command}: error: {exc}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from braindiff_app.cli import auto_threads, main
+from braindiff_app.cli import main
+from braindiff_app.config import auto_threads
 
 
 def test_auto_threads_leave_the_busy_cores_alone():
@@ -20,6 +21,6 @@ def test_threads_flag_sets_torch_and_rejects_nonsense(monkeypatch, capsys):
         assert main(["doctor", "--threads", "1"]) == 0
         assert torch.get_num_threads() == 1
         assert main(["doctor", "--threads", "0"]) == 1
-        assert "--threads: expected a positive count, got 0" in capsys.readouterr().err
+        assert "threads: expected a positive count, got 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
