@@ -4,7 +4,8 @@ Goal: under 5 s on 2 CPU cores. The baseline measured side by side is the VDVAE-
 ``final=False``), so the ratio shows what stage 2 costs.
 
 Models:
-- ``--source demo`` (default when present): the committed demo models and the workspace's subject with regressors.
+- ``--source demo`` (default when present): the committed demo models and the workspace's subject with regressors
+  (the committed assets/demo/home when you have built none).
 - ``--source random``: the demo-size architectures (VDVAEConfig.demo(), Versatile Diffusion "demo" size) with random
   weights, and ridge regressors fitted on random betas for a simulated subject of ``--voxels`` voxels: the same
   compute as the demo tier, usable before the demo models are trained.
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from braindiff_app.config import load_settings, resolve_device  # noqa: E402
 from braindiff_app.data.atlas import ALL_REGIONS, ROIAtlas  # noqa: E402
+from braindiff_app.demo_export import roi_settings  # noqa: E402
 from braindiff_app.pipeline import BrainDiffuserPipeline, subjects_with_regressors  # noqa: E402
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models  # noqa: E402
 
@@ -81,7 +83,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    settings = load_settings(tier="demo", device=args.device)
+    settings, _ = roi_settings(load_settings(tier="demo", device=args.device))
     have_demo = (settings.demo_models_dir / "vd").exists() and bool(subjects_with_regressors(settings))
     source = args.source or ("demo" if have_demo else "random")
     device = resolve_device(args.device)

@@ -52,10 +52,15 @@ def run(args: argparse.Namespace) -> int:
 
     from braindiff_app.cli import settings_from_args
     from braindiff_app.config import subject_folder
+    from braindiff_app.demo_export import roi_settings
     from braindiff_app.roi import PAPER_FIGURES, Recipe, load_roi_models, paper_figure, parse_regions
 
-    settings = settings_from_args(args)
-    out = Path(args.out) if args.out else settings.home / "roi"
+    user_settings = settings_from_args(args)
+    out = Path(args.out) if args.out else user_settings.home / "roi"
+    # With no demo regressors of the user's own, the demo tier reads the committed workspace (as the app does).
+    settings, committed = roi_settings(user_settings)
+    if committed:
+        print(f"using the committed demo workspace ({settings.home}); `braindiff demo build` makes your own")
     stage2 = {"strength": args.strength, "num_inference_steps": args.steps or settings.diffusion_steps}
     if args.paper:
         models = load_roi_models(settings)

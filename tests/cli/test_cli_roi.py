@@ -39,6 +39,17 @@ def test_roi_cli_writes_images_and_recipe_that_recreates_them(models, tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(again / f"{stem}_final.png")), final)
 
 
+def test_roi_cli_reads_the_committed_demo_workspace_when_the_user_has_none(models, tmp_path, monkeypatch, capsys):
+    from braindiff_app.demo_export import DEMO_HOME
+
+    seen = []
+    monkeypatch.setattr(roi_module, "load_roi_models", lambda settings, subjects=None: seen.append(settings) or models)
+    assert main(["roi", "--regions", "faces:+1", "--home", str(tmp_path)]) == 0
+    assert seen[0].home == DEMO_HOME  # the models come from assets/demo/home ...
+    assert (tmp_path / "roi" / "demo-subj01-faces+1-seed0_final.png").exists()  # ... the images go to the user's home
+    assert "committed demo workspace" in capsys.readouterr().out
+
+
 def test_roi_cli_bad_input_is_one_line(models, tmp_path, capsys):
     assert main(["roi", "--regions", "V1:x", "--home", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == ("braindiff roi: error: regions: weight of 'V1' must be a finite "
