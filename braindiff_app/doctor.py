@@ -126,22 +126,29 @@ def _pipeline_features(settings: Settings, subject: int = 1) -> list[Feature]:
     """Reconstruction and ROI studio for one subject of the settings' tier (other subjects need the same files)."""
     from braindiff_app.data.atlas import REGION_SOURCES
     from braindiff_app.data.nsd_layout import roi_path
+    from braindiff_app.demo_export import roi_settings
 
-    prepared = settings.subject_dir("prepared", subject)
-    regressors = settings.subject_dir("regressors", subject)
+    def regressor_files(settings: Settings) -> tuple[Asset, ...]:
+        folder = settings.subject_dir("regressors", subject)
+        return tuple(Asset(folder / f"{n}.safetensors", f"{n} regressor (`braindiff fit --subject {subject}`)")
+                     for n in ("vdvae", "clip_vision", "clip_text"))
+
     name = f"subj{subject:02d}"
-    fit = tuple(Asset(regressors / f"{n}.safetensors", f"{n} regressor (`braindiff fit --subject {subject}`)")
-                for n in ("vdvae", "clip_vision", "clip_text"))
+    prepared = settings.subject_dir("prepared", subject)
     test = tuple(Asset(prepared / f, f"prepared test split (`braindiff prepare --subject {subject}`)")
                  for f in ("fmri_test.npy", "images_test.npy", "captions_test.json", "meta.json"))
-    nsd = settings.nsd_dir
+    # The ROI studio reads the committed demo workspace when the user has built no demo regressors.
+    roi, committed = roi_settings(settings)
+    nsd = roi.nsd_dir
     stems = ("nsdgeneral", *dict.fromkeys(stem for stem, _ in REGION_SOURCES.values()))
     rois = tuple(Asset(roi_path(nsd, subject, stem) if nsd else None, f"{stem} ROI volume of {name} (NSD layout)")
                  for stem in stems)
-    ijk = (Asset(prepared / "voxel_ijk.npy", f"nsdgeneral voxel positions (`braindiff prepare --subject {subject}`)"),)
+    ijk = (Asset(roi.subject_dir("prepared", subject) / "voxel_ijk.npy",
+                 f"nsdgeneral voxel positions (`braindiff prepare --subject {subject}`)"),)
+    where = " from the committed demo workspace" if committed else ""
     features = [
-        Feature(settings.tier, f"reconstruct {name} (`braindiff reconstruct`)", fit + test),
-        Feature(settings.tier, f"ROI studio {name} (`braindiff roi`)", fit + ijk + rois),
+        Feature(settings.tier, f"reconstruct {name} (`braindiff reconstruct`)", regressor_files(settings) + test),
+        Feature(settings.tier, f"ROI studio {name} (`braindiff roi`){where}", regressor_files(roi) + ijk + rois),
     ]
     if settings.tier == "real":
         features.append(Feature("real", f"ROI studio painting on {name}'s flatmap", _flatmap_assets(nsd, subject)))

@@ -207,8 +207,12 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
 
 def _status_message(state: AppState) -> str:
     parts = []
-    if not state.bundles:
-        parts.append(text.NO_BUNDLE.format(dirs=", ".join(f"`{d}`" for d in state.settings.bundle_dirs)))
+    tier = state.settings.tier
+    if not any(b.tier == tier for b in state.bundles):
+        parts.append(text.NO_BUNDLE.format(tier=text.TIER_LABEL[tier], how=text.NO_BUNDLE_HOW[tier],
+                                           dirs=", ".join(f"`{d}`" for d in state.settings.bundle_dirs)))
+        if state.bundles:
+            parts.append(text.OTHER_BUNDLES)
     if state.problems:
         parts.append(text.BROKEN_BUNDLES.format(problems="\n".join(f"- {p}" for p in state.problems)))
     return "\n\n".join(parts)

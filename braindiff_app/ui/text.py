@@ -6,10 +6,12 @@ INTRO = (
     "[Brain-Diffuser](https://arxiv.org/abs/2303.05334): a VDVAE first guess (stage 1), refined by Versatile "
     "Diffusion guided by predicted CLIP features (stage 2)."
 )
-NO_BUNDLE = (
-    "**No bundle yet.** Run `braindiff demo build` to make the demo bundles, or `braindiff reconstruct` on your "
-    "own data; bundles are searched in: {dirs}."
-)
+NO_BUNDLE = "**No {tier} bundle yet.** {how} Bundles are searched in: {dirs}."
+NO_BUNDLE_HOW = {
+    "demo": "Run `braindiff demo build` to make the demo bundles (or `braindiff reconstruct` on your own data).",
+    "real": "Run `braindiff reconstruct` on your prepared NSD subjects (`braindiff doctor` lists what is missing).",
+}
+OTHER_BUNDLES = "The bundles of the other tier that were found are listed under Subject."
 BROKEN_BUNDLES = "Some folders could not be opened as bundles:\n\n{problems}"
 TIER_LABEL = {"demo": "simulated subject (demo)", "real": "NSD"}
 

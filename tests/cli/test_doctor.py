@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+
+import pytest
 
 from braindiff_app.cli import main
 
@@ -15,6 +18,35 @@ def test_help_lists_subcommands(capsys):
         assert exc.code == 0
     out = capsys.readouterr().out
     assert "doctor" in out and "demo" in out
+
+
+def _subcommands() -> list[list[str]]:
+    from braindiff_app.cli import build_parser
+
+    def names(parser) -> dict:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return action.choices
+
+    top = names(build_parser())
+    return [[name] for name in top if name != "demo"] + [["demo", name] for name in names(top["demo"])]
+
+
+@pytest.mark.parametrize("command", _subcommands(), ids=" ".join)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert out.startswith("usage: braindiff " + " ".join(command))
+    assert len(out.splitlines()) > 5  # a description and the options, not just the usage line
+
+
+def test_doctor_on_a_fresh_home_finds_the_committed_roi_workspace(tmp_path, capsys):
+    assert main(["doctor", "--home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "[ok     ] demo ROI studio subj01 (`braindiff roi`) from the committed demo workspace" in out
+    assert "[MISSING] demo reconstruct subj01" in out  # that one needs the user's own regressors
+    assert f"expected: {tmp_path / 'demo' / 'regressors' / 'subj01' / 'vdvae.safetensors'}" in out
 
 
 def test_doctor_names_missing_paths(tmp_path, capsys):

@@ -62,7 +62,16 @@ def test_no_bundle_message(tmp_path):
 
     state = AppState(load_settings(home=tmp_path / "empty"))
     state.bundles = []
-    assert "braindiff demo build" in _status_message(state)
+    assert _status_message(state).startswith("**No simulated subject (demo) bundle yet.** Run `braindiff demo build`")
+    # The real tier with only demo bundles: say so, and that the demo ones are still listed.
+    make_bundle(tmp_path / "empty" / "bundles", name="demo-subj01", n_trials=2, size=8)
+    real = AppState(load_settings(home=tmp_path / "empty", tier="real"))
+    assert [b.tier for b in real.bundles] == ["demo"]
+    message = _status_message(real)
+    assert message.startswith("**No NSD bundle yet.** Run `braindiff reconstruct`") and "other tier" in message
+    make_bundle(tmp_path / "empty" / "bundles", name="real-subj01", tier="real", n_trials=2, size=8)
+    real.refresh()
+    assert _status_message(real) == ""
 
 
 def _image_from(update) -> np.ndarray:
