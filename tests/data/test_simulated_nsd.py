@@ -181,6 +181,20 @@ def test_category_voxels_prefer_their_category(model):
         assert np.mean(preferred > other) > 0.8, category
 
 
+def test_built_subjects_reach_an_nsd_like_reliability(nsd):
+    """On the written data: the measured noise ceiling matches the encoding model's truth, region by region."""
+    _, summary = nsd
+    for subject in ("1", "2"):
+        kinds = summary["subjects"][subject]["kinds"]
+        for roi in ("V1", "V2", "V3", "faces", "places", "bodies"):
+            measured, true = kinds[roi]["median_ncsnr"], kinds[roi]["median_true_ncsnr"]
+            assert 0.3 < true < 0.8, (subject, roi, true)  # NSD-like: noise ceilings of roughly 20-65 %
+            assert abs(measured - true) < 0.2 * true, (subject, roi, measured, true)
+            assert 20 < kinds[roi]["median_nc"] < 65
+        # Voxels outside the ROIs are driven weakly: far less reliable than any ROI.
+        assert kinds["other"]["median_true_ncsnr"] < 0.5 * min(kinds[r]["median_true_ncsnr"] for r in ("V1", "faces"))
+
+
 def test_repetitions_reach_the_requested_reliability():
     rng = np.random.default_rng(0)
     n_images, n_vox = 1500, 40
