@@ -16,10 +16,13 @@ def register(subparsers, demo_subparsers) -> None:
         description="Read the prepared subject's images_{train,test}.npy and captions_{train,test}.json, write "
         "clip_vision_{train,test}.npy and clip_text_{train,test}.npy (float32) and clip.json (model and library "
         "versions) into the subject's features folder. Uses the CLIP encoders inside the Versatile Diffusion "
-        "folder (--vd-dir; the demo tier's committed one by default). A split already written is skipped.",
+        "folder (--vd-dir; the demo tier's committed one by default), in float32 unless --dtype says otherwise. A "
+        "split already written by the same model, dtype and transformers version is skipped (rerun to resume; "
+        "--overwrite to redo); features made by anything else are recomputed.",
     )
     parser.add_argument("--subject", required=True, help="subject number (1, 2, 5, 7; demo: 1)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument("--overwrite", action="store_true", help="recompute splits that are already written")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -78,31 +81,42 @@ def run(args: argparse.Namespace) -> int:
                                 f"--subject {args.subject}` first.")
     folder = vd_folder(settings)
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
+    # Regression targets are kept in float32 unless a dtype is asked for explicitly (fp16 would round them).
+    dtype = torch.float32 if settings.dtype == "auto" else resolve_dtype(settings.dtype, device)
     components = load_versatile_diffusion(folder, dtype=dtype)
     image_encoder = components.image_encoder.to(device)
     text_encoder = components.text_encoder.to(device)
+    # What made the features: features of another model, dtype or transformers version are never reused.
+    identity = {"model": str(Path(folder).resolve()), "dtype": str(dtype).removeprefix("torch."),
+                "transformers": transformers.__version__}
+    meta_path = out / "clip.json"
+    previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    reuse = not args.overwrite and {k: previous.get(k) for k in identity} == identity
     out.mkdir(parents=True, exist_ok=True)
+    if not reuse:
+        atomic_write_json(meta_path, identity)  # written first, so an interrupted run resumes split by split
     for split in ("train", "test"):
         vision_path, text_path = out / f"clip_vision_{split}.npy", out / f"clip_text_{split}.npy"
-        if not vision_path.exists():
+        if reuse and vision_path.exists():
+            print(f"{vision_path} exists from the same model, dtype and transformers; skipped (--overwrite to redo)")
+        else:
             images = np.load(prepared / f"images_{split}.npy", mmap_mode="r", allow_pickle=False)
             _write_in_chunks(vision_path, len(images), lambda a, b, images=images: clip_vision_features(
                 image_encoder, np.asarray(images[a:b]), args.batch_size, progress=True))
-        if not text_path.exists():
+        if reuse and text_path.exists():
+            print(f"{text_path} exists from the same model, dtype and transformers; skipped (--overwrite to redo)")
+        else:
             captions = json.loads((prepared / f"captions_{split}.json").read_text())
             _write_in_chunks(text_path, len(captions), lambda a, b, captions=captions: clip_text_features(
                 text_encoder, components.tokenizer, captions[a:b], args.batch_size, progress=True))
-    atomic_write_json(out / "clip.json", {
-        "model": str(Path(folder).resolve()),
+    atomic_write_json(meta_path, {
+        **identity,
         "image_encoder": image_encoder.config.to_dict().get("_name_or_path") or "CLIPVisionModelWithProjection",
         "clip_dim": int(image_encoder.config.projection_dim),
         "n_tokens": {"vision": int(np.load(out / "clip_vision_test.npy", mmap_mode="r").shape[1]),
                      "text": int(components.tokenizer.model_max_length)},
-        "dtype": str(dtype).removeprefix("torch."),
         "recipe": "vision: post_layernorm + visual_projection on all tokens / norm(token 0); text: text_projection on "
                   "all tokens / norm(pooled EOS output), mean over captions",
-        "transformers": transformers.__version__,
         "torch": torch.__version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     })

@@ -33,7 +33,29 @@ def test_extract_clip_writes_contract_3_files(tmp_path, tiny_vd, capsys):
     assert np.load(features / "clip_vision_test.npy").dtype == np.float32
     meta = json.loads((features / "clip.json").read_text())
     assert meta["transformers"] == transformers.__version__ and meta["clip_dim"] == 16
+    assert meta["dtype"] == "float32"  # regression targets stay float32 unless --dtype asks otherwise
     assert not list(features.glob("*.tmp"))
+
+
+def test_extract_clip_reuses_only_features_of_the_same_model_and_versions(tmp_path, tiny_vd, capsys):
+    _prepare(tmp_path)
+    args = ["extract", "clip", "--subject", "1", "--home", str(tmp_path), "--vd-dir", str(tiny_vd), "--device", "cpu"]
+    assert main(args) == 0
+    features = tmp_path / "demo" / "features" / "subj01"
+    first = np.load(features / "clip_vision_test.npy")
+    np.save(features / "clip_vision_test.npy", np.zeros_like(first))  # a marker: reused files keep it
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "skipped" in capsys.readouterr().out and not np.load(features / "clip_vision_test.npy").any()
+    # Features recorded as made by another transformers version are recomputed, and the record is corrected.
+    meta = json.loads((features / "clip.json").read_text())
+    (features / "clip.json").write_text(json.dumps({**meta, "transformers": "4.19.0"}))
+    assert main(args) == 0
+    np.testing.assert_allclose(np.load(features / "clip_vision_test.npy"), first, rtol=1e-5, atol=1e-6)
+    assert json.loads((features / "clip.json").read_text())["transformers"] == meta["transformers"]
+    np.save(features / "clip_vision_test.npy", np.zeros_like(first))
+    assert main([*args, "--overwrite"]) == 0
+    np.testing.assert_allclose(np.load(features / "clip_vision_test.npy"), first, rtol=1e-5, atol=1e-6)
 
 
 def test_extract_clip_without_prepared_subject_is_one_line(tmp_path, tiny_vd, capsys):
