@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from braindiff_app.bundles import REQUIRED_KINDS, BundleWriter, Manifest
-from braindiff_app.config import Settings, check_in_allowed, subject_folder
+from braindiff_app.config import Settings, check_in_allowed, resolve_device, subject_folder
 from braindiff_app.pipeline import (
     FEATURE_NAMES,
     RESCALE_MODES,
@@ -196,7 +196,8 @@ def reconstruct_subject(
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    state = PartialState()
+    # One process per GPU under `accelerate launch` (or torchrun); CPU processes need accelerate told so.
+    state = PartialState(cpu=resolve_device(settings.device).type == "cpu")
     if pipeline is None:
         pipeline = load_pipeline(settings, subject, device=state.device if state.num_processes > 1 else None)
     regressors = pipeline.regressors if str(subject) != "average" and pipeline.regressors else None
