@@ -83,6 +83,47 @@ def test_killed_run_resumes_to_the_same_files(tiny_nsd, tmp_path, monkeypatch):
         assert (resumed / name).read_bytes() == (fresh / name).read_bytes(), name
 
 
+def test_sigkilled_process_resumes_to_the_same_files(tiny_nsd, tmp_path):
+    """A real kill (SIGKILL, no clean-up runs) in the middle of the session loop, then a rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    from pathlib import Path
+
+    fresh, killed = tmp_path / "fresh", tmp_path / "killed"
+    nsd.prepare_subject(tiny_nsd.root, 1, fresh, progress=False)
+    # The child reads each session slowly (1 s), so the kill lands while it works, not after it finished.
+    script = textwrap.dedent(f"""
+        import time
+        from braindiff_app.data import nsd
+        read = nsd.read_session
+        def slow(*args, **kwargs):
+            time.sleep(1)
+            return read(*args, **kwargs)
+        nsd.read_session = slow
+        nsd.prepare_subject({str(tiny_nsd.root)!r}, 1, {str(killed)!r}, progress=False)
+    """)
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    first = killed / ".partial" / "session01.npy"
+    deadline = time.monotonic() + 120
+    while not first.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.exists(), "the child wrote no session"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert not (killed / "meta.json").exists()  # never shown as complete
+    result = nsd.prepare_subject(tiny_nsd.root, 1, killed, progress=False)
+    assert 1 <= result.resumed_sessions < 3
+    for name in nsd.PREPARED_FILES:
+        assert (killed / name).read_bytes() == (fresh / name).read_bytes(), name
+    assert not (killed / ".partial").exists()
+
+
 @pytest.mark.parametrize("remove, match", [
     (lambda r: L.expdesign_path(r), r"nsd_expdesign.mat not found: .* <nsd-root>/nsddata/experiments/nsd/"),
     (lambda r: L.roi_path(r, 1, "nsdgeneral"), r"nsdgeneral.nii.gz not found: .*func1pt8mm/roi/"),
