@@ -93,9 +93,11 @@ BACKBONES: dict[str, BackboneSpec] = {s.name: s for s in (
     BackboneSpec("inception", "torchvision Inception-v3", ("inception_v3_google-0cc3c7bd.pth",),
                  (_TV + "inception_v3_google-0cc3c7bd.pth",), (("Inception", "avgpool"),)),
     # IMAGENET1K_V2 is torchvision's default for EfficientNet-B1; the V1 file (same architecture) is accepted too.
+    # The reference's efficientnet_b1(weights=True) is torchvision's legacy pretrained=True: IMAGENET1K_V1, the
+    # rwightman port (the newer DEFAULT, IMAGENET1K_V2, is accepted when it is the only file present).
     BackboneSpec("efficientnet", "torchvision EfficientNet-B1",
-                 ("efficientnet_b1-c27df63c.pth", "efficientnet_b1_rwightman-bac287d4.pth"),
-                 (_TV + "efficientnet_b1-c27df63c.pth", _TV + "efficientnet_b1_rwightman-bac287d4.pth"),
+                 ("efficientnet_b1_rwightman-bac287d4.pth", "efficientnet_b1-c27df63c.pth"),
+                 (_TV + "efficientnet_b1_rwightman-bac287d4.pth", _TV + "efficientnet_b1-c27df63c.pth"),
                  (("EffNet-B", "avgpool"),)),
     BackboneSpec("swav", "SwAV ResNet-50 (facebookresearch/swav hub)", ("swav_800ep_pretrain.pth.tar",),
                  ("https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar",), (("SwAV", "avgpool"),)),

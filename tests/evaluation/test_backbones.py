@@ -28,12 +28,13 @@ def test_file_names_are_torchvision_and_hub_names():
     expected = {
         "alexnet": tvm.AlexNet_Weights.IMAGENET1K_V1.url,
         "inception": tvm.Inception_V3_Weights.IMAGENET1K_V1.url,
-        "efficientnet": tvm.EfficientNet_B1_Weights.DEFAULT.url,
+        # The reference's efficientnet_b1(weights=True) means the legacy pretrained=True: IMAGENET1K_V1.
+        "efficientnet": tvm.EfficientNet_B1_Weights.IMAGENET1K_V1.url,
     }
     for name, url in expected.items():
         assert BACKBONES[name].urls[0] == url
         assert url.endswith("/" + BACKBONES[name].files[0])
-    assert BACKBONES["efficientnet"].urls[1] == tvm.EfficientNet_B1_Weights.IMAGENET1K_V1.url
+    assert BACKBONES["efficientnet"].urls[1] == tvm.EfficientNet_B1_Weights.IMAGENET1K_V2.url
     assert BACKBONES["swav"].files[0] == "swav_800ep_pretrain.pth.tar"
 
 
@@ -67,11 +68,13 @@ def test_identical_images_identify_perfectly(backbones, make_images):
 
 
 def test_mismatched_pairs_score_near_chance(backbones, make_images):
-    gt = make_images(10, 32, seed=1)
-    rec = np.roll(gt, 1, axis=0)  # every reconstruction is another trial's image
+    gt = make_images(40, 32, seed=1)
+    order = np.random.default_rng(0).permutation(40)
+    rec = np.empty_like(gt)
+    rec[order] = gt[np.roll(order, 1)]  # a random derangement: every reconstruction is another trial's image
     out = compute_metrics(gt, rec, metrics=["AlexNet(2)", "AlexNet(5)", "Inception", "SwAV"], backbones=backbones)
     for metric in ("AlexNet(2)", "AlexNet(5)", "Inception"):
-        assert 0.2 < out[metric].mean() < 0.8, metric
+        assert abs(out[metric].mean() - 0.5) < 0.12, (metric, out[metric].mean())
     assert out["SwAV"].min() > 1e-4
 
 
