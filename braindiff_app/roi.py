@@ -457,7 +457,7 @@ class ROIModels:
 
     def generate(self, recipe: Recipe, callback: Callable[[str, int, int], None] | None = None,
                  ) -> ReconstructionOutput:
-        """Run a recipe: pattern -> regressors ("norm") -> VDVAE guess -> final image (one image each)."""
+        """Run a recipe: pattern -> regressors (re-scaled, see :meth:`features`) -> VDVAE guess -> final image."""
         params = {k: recipe.settings[k] for k in ("strength", "vision_weight", "guidance_scale",
                                                    "num_inference_steps") if k in recipe.settings}
         return self.pipeline(features=self.features(recipe), seeds=np.array([recipe.seed]), callback=callback,
@@ -521,12 +521,12 @@ def paper_figure(models: ROIModels, regions: Sequence[str], seed: int = 0, setti
         for c, region in enumerate(regions):
             box = (margin + c * cell, top + r * cell)
             recipe = Recipe(subject=subject, regions={region: 1.0}, seed=seed, settings=dict(settings or {}))
-            try:
-                image = models.generate(recipe).final[0]
-            except ValueError:  # the subject (or every subject) lacks this region
+            holders = models.subjects if subject == "average" else [subject]
+            if all(region not in models.atlases[s].regions for s in holders):  # the subject(s) lack this region
                 draw.rectangle([box, (box[0] + cell - 2, box[1] + cell - 2)], fill=(200, 200, 200))
                 draw.text((box[0] + 6, box[1] + cell // 2), "absent", fill="black")
             else:
+                image = models.generate(recipe).final[0]
                 grid.paste(Image.fromarray(image).resize((cell - 2, cell - 2), Image.BICUBIC), box)
             done += 1
             if callback is not None:

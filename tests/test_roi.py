@@ -42,6 +42,8 @@ def models(monkeypatch):
 def test_parse_regions_forms_and_errors():
     assert parse_regions("V1:+1,faces:+1,V2:-1") == {"V1": 1.0, "faces": 1.0, "V2": -1.0}
     assert parse_regions("+v1 +HV4 -bodies ecc4+:-0.5") == {"V1": 1.0, "hV4": 1.0, "bodies": -1.0, "ecc4+": -0.5}
+    assert parse_regions("+V1 +V4 +faces -V2 -bodies") == {"V1": 1.0, "hV4": 1.0, "faces": 1.0, "V2": -1.0,
+                                                           "bodies": -1.0}  # the paper's question, its V4 spelling
     assert parse_regions("  ") == {}
     assert parse_regions(format_regions({"V1": 2.0, "ecc4+": -0.5})) == {"V1": 2.0, "ecc4+": -0.5}
     with pytest.raises(ValueError, match="unknown region 'V9'.*expected one of V1, V2"):

@@ -12,10 +12,12 @@ def register(subparsers, demo_subparsers) -> None:
         "roi",
         help="ROI-optimal images: activate brain regions, see the image",
         description="Build a synthetic fMRI pattern (1 on the chosen regions' voxels times their weights, 0 "
-        "elsewhere), push it through a subject's regressors with norm re-scaling, and write the VDVAE guess, the "
-        "final image and the recipe JSON that re-creates them. Regions: V1, V2, V3, hV4, faces, words, places, "
-        "bodies, ecc0.5, ecc1, ecc2, ecc4, ecc4+. With --paper: the paper's Figure 5 (8 ROIs) and Figure 7 "
-        "(eccentricity bands) grids, subjects x regions plus the subject average.",
+        "elsewhere), push it through a subject's regressors (the pattern's effect sized like a typical training "
+        "image's deviation, as the reference code does: 'effect' re-scaling; --rescale norm for the paper's "
+        "wording), and write the VDVAE guess, the final image and the recipe JSON that re-creates them. Regions: V1, "
+        "V2, V3, hV4 (or V4), faces, words, places, bodies, ecc0.5, ecc1, ecc2, ecc4, ecc4+. With --paper: the "
+        "paper's Figure 5 (8 ROIs) and Figure 7 (eccentricity bands) grids, subjects x regions plus the subject "
+        "average.",
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--regions", help="weighted regions, e.g. 'V1:+1,faces:+1,V2:-1' or '+V1 +hV4 -bodies'")
@@ -27,6 +29,10 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--strength", type=float, default=0.75, help="img2img strength (default 0.75)")
     parser.add_argument("--steps", type=int, help="DDIM steps of the full schedule (default: 50 on the real tier, "
                         "20 on the demo tier)")
+    parser.add_argument("--rescale", choices=("effect", "norm"), default="effect",
+                        help="re-scaling of the pattern's predictions: 'effect' (default, the reference code's: the "
+                        "pattern's effect sized like a typical image's deviation, added to the intercept) or 'norm' "
+                        "(the paper's text: the whole prediction brought to the typical norm of training predictions)")
     parser.add_argument("--out", help="output folder (default <home>/roi)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     settings, committed = roi_settings(user_settings)
     if committed:
         print(f"using the committed demo workspace ({settings.home}); `braindiff demo build` makes your own")
-    stage2 = {"strength": args.strength, "num_inference_steps": args.steps or settings.diffusion_steps}
+    stage2 = {"strength": args.strength, "num_inference_steps": args.steps or settings.diffusion_steps,
+              "rescale": args.rescale}
     if args.paper:
         models = load_roi_models(settings)
         for name, regions in PAPER_FIGURES.items():

@@ -64,11 +64,13 @@ VISUAL_REGIONS = ("V1", "V2", "V3", "hV4")
 CATEGORY_REGIONS = ("faces", "words", "places", "bodies")
 ECCENTRICITY_REGIONS = ("ecc0.5", "ecc1", "ecc2", "ecc4", "ecc4+")
 ALL_REGIONS = VISUAL_REGIONS + CATEGORY_REGIONS + ECCENTRICITY_REGIONS
-_BY_LOWER = {name.lower(): name for name in ALL_REGIONS}
+# "V4" is what the paper calls hV4 (the NSD label); accepted as an alias.
+_BY_LOWER = {**{name.lower(): name for name in ALL_REGIONS}, "v4": "hV4"}
 
 
 def canonical_region(name: str) -> str:
-    """The canonical spelling of a region name, matched case-insensitively ("v1" -> "V1", "FACES" -> "faces").
+    """The canonical spelling of a region name, matched case-insensitively ("v1" -> "V1", "FACES" -> "faces", "V4"
+    -> "hV4").
 
     Raises
     ------

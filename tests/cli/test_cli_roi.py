@@ -32,6 +32,12 @@ def test_roi_cli_writes_images_and_recipe_that_recreates_them(models, tmp_path):
     assert (out / f"{stem}_vdvae.png").exists() and final.shape == (16, 16, 3)
     recipe = Recipe.load(out / f"{stem}_recipe.json")
     assert recipe.regions == {"V1": 1.0, "faces": 1.0, "V2": -1.0} and recipe.seed == 3
+    assert recipe.settings["rescale"] == "effect"
+    assert main(["roi", "--regions", "faces", "--rescale", "norm", "--home", str(tmp_path), "--out", str(out)]) == 0
+    norm = Recipe.load(out / "demo-subj01-faces+1-seed0_recipe.json")
+    assert norm.settings["rescale"] == "norm"
+    effect = Recipe(subject="1", regions={"faces": 1.0}, settings={"rescale": "effect"})
+    assert not np.array_equal(models.features(norm)["clip_vision"], models.features(effect)["clip_vision"])
     np.testing.assert_array_equal(models.generate(recipe).final[0], final)
     again = tmp_path / "again"
     assert main(["roi", "--recipe", str(out / f"{stem}_recipe.json"), "--home", str(tmp_path),

@@ -68,3 +68,31 @@ def test_no_subject_choices_without_regressors(tmp_path):
     settings = load_settings(tier="real", home=tmp_path / "home")
     _, _, components = build_app(settings)
     assert components["roi.subject"].choices == []
+
+
+def test_regions_a_subject_lacks_are_disabled_with_the_reason(handlers):
+    reasons = handlers.availability("2")  # subject 2 has prf-visualrois (V1 only) and no floc files
+    assert reasons["V1"] == ""
+    assert reasons["V2"] == "subject 2 has no V2 voxels"
+    assert reasons["faces"].startswith("floc-faces.nii.gz is missing from")
+    average = handlers.availability("average")  # available when any subject has it
+    assert average["faces"] == "" and average["V1"] == ""
+    assert all(reason == "" for region, reason in handlers.availability("1").items()
+               if region in handlers.models().atlases["1"].regions)
+
+
+def test_empty_or_off_cortex_selections_give_the_studio_messages(handlers):
+    from braindiff_app.ui import text
+
+    with pytest.raises(ValueError, match="^Nothing selected") as empty:
+        handlers.recipe("1", {"V1": 0.0}, None, painted_weight=1.0, seed=0)
+    assert str(empty.value) == text.ROI_EMPTY
+    _, lookup = handlers.flatmap("1")
+    off_cortex = lookup < 0
+    assert off_cortex.any()
+    with pytest.raises(ValueError) as off:
+        handlers.recipe("1", {}, off_cortex, painted_weight=1.0, seed=0)
+    assert str(off.value) == text.ROI_PAINT_OFF_CORTEX
+    with pytest.raises(ValueError) as average:
+        handlers.recipe("average", {}, ~off_cortex, painted_weight=1.0, seed=0)
+    assert str(average.value) == text.ROI_PAINT_AVERAGE
