@@ -4,9 +4,11 @@ Starts the app on localhost over the demo bundles, then runs ``--users`` threads
 switches trial a few times, then asks the ROI studio for an image, and repeats. Prints the error count, the latency
 percentiles of each action and the server process's peak memory (resident set size), beside the single-user
 latency measured first in the same run (the baseline). The app runs in a process of its own, so the memory is the
-server's alone. The machine's load average is printed too: latencies only compare within one run.
+server's alone. The machine's load average is printed too: latencies only compare within one run. Exits non-zero
+when a call failed or the server's memory grew more than ``--max-memory-growth`` under load (unbounded memory).
 
 Usage: python bench/load.py [--users 8] [--seconds 60] [--baseline-seconds 15] [--port 7898]
+       [--max-memory-growth 0.25]
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--baseline-seconds", type=float, default=15, help="single-user run before the load")
     parser.add_argument("--port", type=int, default=7898)
+    parser.add_argument("--max-memory-growth", type=float, default=0.25,
+                        help="fail when the server's memory grows more than this fraction under load (default 0.25)")
     args = parser.parse_args()
 
     import psutil
@@ -169,6 +173,13 @@ def main() -> None:
             print(f"  {'':12s} p50 under load / single user: {np.median(values) / np.median(single[action]):.1f}x")
     print(f"server memory (RSS): {start_rss / 2**20:.0f} MB after the baseline, {end_rss / 2**20:.0f} MB at the "
           f"end, peak {peak[0] / 2**20:.0f} MB")
+    growth = (end_rss - start_rss) / start_rss
+    failures = [f"{len(errors)} failed calls"] if errors else []
+    if growth > args.max_memory_growth:
+        failures.append(f"server memory grew {growth:.0%} under load (more than --max-memory-growth "
+                        f"{args.max_memory_growth:.0%})")
+    if failures:
+        sys.exit("FAILED: " + "; ".join(failures))
 
 
 if __name__ == "__main__":
