@@ -101,7 +101,17 @@ class QuizHandlers:
         return right, f"{verdict} {score.line()}"
 
 
+# Full screen: the Classroom's own column fills the screen (the browser's Fullscreen API, from a click).
+FULLSCREEN_JS = """() => {
+  const room = document.getElementById('classroom');
+  if (document.fullscreenElement) { document.exitFullscreen(); } else if (room) { room.requestFullscreen(); }
+}"""
+
 CSS = """
+#classroom:fullscreen { background: var(--body-background-fill); padding: 2rem; overflow: auto; }
+#classroom:fullscreen .classroom-big img { max-height: 78vh !important; }
+#classroom:fullscreen .classroom-choice img { max-height: 36vh !important; }
+#classroom:fullscreen .prose { font-size: 1.4rem; }
 .classroom-big img { max-height: 60vh !important; }
 .classroom-choice img { max-height: 28vh !important; }
 .bd-panel img, .classroom-big img, .classroom-choice img {
@@ -115,13 +125,14 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
     handlers = QuizHandlers(state)
     choices = [(text.subject_label(b.subject, b.tier, b.name), b.name) for b in state.bundles]
 
-    with gr.Tab(text.CLASSROOM_TAB):
+    with gr.Tab(text.CLASSROOM_TAB), gr.Column(elem_id="classroom"):
         gr.Markdown(text.QUIZ_INTRO)
         with gr.Row():
             subject = gr.Dropdown(choices=choices, value=state.default_bundle, label=text.SUBJECT, scale=3)
             kind = gr.Radio([(text.QUIZ_FINAL, "final"), (text.QUIZ_VDVAE, "vdvae")], value="final",
                             label=text.QUIZ_SHOW, scale=2)
             new = gr.Button(text.QUIZ_NEXT, variant="primary", scale=1)
+            fullscreen = gr.Button(text.QUIZ_FULLSCREEN, scale=1)
         round_index = gr.State(0)
         question = gr.State(None)
         score = gr.State(lambda: Score())
@@ -159,6 +170,7 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
 
     outputs = [round_index, question, shown, *candidates, verdict]
     new.click(ask, [subject, kind, round_index], outputs, api_name="quiz_next")
+    fullscreen.click(None, js=FULLSCREEN_JS, api_name=False)  # browser-side only: nothing for an API client
     for i, button in enumerate(buttons):
         button.click(choose(i), [question, round_index, score], [verdict, score], api_name=f"quiz_answer_{i + 1}")
 

@@ -41,12 +41,14 @@ def subject_label(subject: str, tier: str, name: str) -> str:
 CLASSROOM_TAB = "Classroom"
 QUIZ_INTRO = (
     "### Which image did the person see?\nThe big picture was decoded from a person's brain activity. One of the "
-    "four images is what they were looking at. Vote, then click its number."
+    "four images is what they were looking at. Vote, then click its number. **Full screen** shows only the quiz, "
+    "large, for a projector (Esc leaves it)."
 )
 QUIZ_SHOW = "Show"
 QUIZ_FINAL = "Final reconstruction"
 QUIZ_VDVAE = "Stage-1 guess (harder)"
 QUIZ_NEXT = "Next question"
+QUIZ_FULLSCREEN = "Full screen"
 QUIZ_RECONSTRUCTION = "Decoded from the brain"
 QUIZ_START = "Press **Next question** to start."
 QUIZ_ASK = "Which one did the person see?"

@@ -36,6 +36,11 @@ def test_classroom_and_about_tabs(live_app, page):
     page.get_by_role("button", name="1", exact=True).click()
     page.get_by_text("Score:").wait_for()
     page.screenshot(path=str(OUTPUT / "classroom.png"), full_page=True)
+    page.get_by_role("button", name="Full screen").click()  # classroom mode: only the quiz, filling the screen
+    page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'classroom'")
+    page.screenshot(path=str(OUTPUT / "classroom_fullscreen.png"))
+    page.get_by_role("button", name="Full screen").click()
+    page.wait_for_function("() => !document.fullscreenElement")
     page.get_by_role("tab", name="About").click()
     page.get_by_text("How a picture is read back from the brain").wait_for()
     page.get_by_text("You are looking at the demo tier").wait_for()
@@ -101,4 +106,16 @@ def test_metrics_tab(demo_app, page):
     page.goto(demo_app)
     page.get_by_role("tab", name="Metrics").click()
     page.get_by_text("Table 1: subjects").wait_for()
+    page.get_by_text("Table 2: ablations of").wait_for()
+    page.get_by_role("cell", name="No CLIP-vision").first.wait_for()  # a row of the ablation table
     page.screenshot(path=str(OUTPUT / "metrics.png"), full_page=True)
+
+
+def test_browse_opens_on_the_demo(demo_app, page):
+    """What a new user sees first: subject 1's first trial with every panel, its captions and metrics."""
+    page.goto(demo_app)
+    page.get_by_text("trial 1 of 100").wait_for()
+    page.locator("img[src$='00000.png']").nth(5).wait_for()  # seen image, VDVAE guess, final, three ablations
+    page.get_by_text("This trial's metrics").wait_for()
+    page.get_by_text("VDVAE guess", exact=True).last.wait_for()  # a row of the trial's metrics table
+    page.screenshot(path=str(OUTPUT / "browse_demo.png"), full_page=True)
