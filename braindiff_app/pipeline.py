@@ -37,6 +37,7 @@ __all__ = [
     "load_regressors",
     "subjects_with_regressors",
     "load_pipeline",
+    "files_fingerprint",
     "model_identities",
 ]
 
@@ -425,8 +426,58 @@ def _model_paths(settings: Settings):
     return vdvae, vd
 
 
-def model_identities(settings: Settings) -> dict[str, Any]:
-    """What made a result: model files and library versions (stored in bundle manifests and recipes)."""
+# Files up to this size are hashed whole; larger ones (real-tier regressors: GBs) by their size, first and last MB.
+_WHOLE_HASH_BYTES = 64 * 2**20
+_SAMPLE_BYTES = 8 * 2**20
+_fingerprints: dict[tuple, str] = {}
+
+
+def files_fingerprint(path: str | Path | None) -> str | None:
+    """A short content fingerprint of a model file or folder (None when it does not exist).
+
+    sha256 over every file under ``path`` (sorted relative names, sizes and contents; files over 64 MB contribute
+    their first and last 8 MB), so retrained weights at the same path are told apart. Cached per process by
+    (path, size, modification time) of each file.
+
+    Returns
+    -------
+    str or None
+        16 hex digits.
+    """
+    import hashlib
+
+    if path is None or not Path(path).exists():
+        return None
+    root = Path(path)
+    files = sorted(p for p in (root.rglob("*") if root.is_dir() else [root]) if p.is_file())
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if key not in _fingerprints:
+        digest = hashlib.sha256()
+        for file in files:
+            size = file.stat().st_size
+            name = file.relative_to(root).as_posix() if root.is_dir() else file.name
+            digest.update(f"{name}\0{size}\0".encode())
+            with open(file, "rb") as handle:
+                if size <= _WHOLE_HASH_BYTES:
+                    digest.update(handle.read())
+                else:
+                    digest.update(handle.read(_SAMPLE_BYTES))
+                    handle.seek(size - _SAMPLE_BYTES)
+                    digest.update(handle.read(_SAMPLE_BYTES))
+        _fingerprints[key] = digest.hexdigest()[:16]
+    return _fingerprints[key]
+
+
+def model_identities(settings: Settings, subjects: Sequence[int | str] = ()) -> dict[str, Any]:
+    """What made a result: model files with their content fingerprints, the subjects' regressors' fingerprints and
+    library versions (stored in bundle manifests, so a bundle made by other weights is never taken as up to date).
+
+    Parameters
+    ----------
+    settings : Settings
+    subjects : sequence of int or str, default ()
+        Subjects whose regressors made the result (every subject of a subject average).
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     def _version(package: str) -> str | None:
@@ -447,6 +498,9 @@ def model_identities(settings: Settings) -> dict[str, Any]:
     else:
         vdvae, vd = settings.vdvae_checkpoint, settings.vd_dir
     return {"tier": settings.tier, "vdvae": _where(vdvae), "versatile_diffusion": _where(vd),
+            "fingerprints": {"vdvae": files_fingerprint(vdvae), "versatile_diffusion": files_fingerprint(vd),
+                             **{f"regressors subj{int(s):02d}": files_fingerprint(settings.subject_dir(
+                                 "regressors", s)) for s in subjects}},
             **{p: _version(p) for p in ("torch", "diffusers", "transformers")}}
 
 

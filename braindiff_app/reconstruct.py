@@ -213,7 +213,7 @@ def reconstruct_subject(
         settings={**params, "mixing": f"{vision_weight:g} vision / {1 - vision_weight:g} text", "seed": int(seed),
                   "rescale": rescale, "vdvae_layers": pipeline.vdvae_layers, "subjects": subjects,
                   "alphas": _alphas(settings, subjects, regressors)},
-        models=model_identities(settings), image_size=pipeline.image_size,
+        models=model_identities(settings, subjects), image_size=pipeline.image_size,
     )
     root = Path(out) if out is not None else settings.home / "bundles"
     existing = root / manifest.name / "manifest.json"

@@ -36,6 +36,39 @@ def test_reconstruct_cli_writes_keeps_up_to_date_and_refuses_to_overwrite(settin
     assert open_bundle(settings.home / "bundles" / "demo-subj01").manifest.settings["seed"] == 4
 
 
+def test_refitted_regressors_make_the_bundle_outdated(settings, capsys):
+    from braindiff_app.regression import save_regressor
+    from tests._standins import fit_regressors
+
+    args = ["reconstruct", "--subject", "1", "--limit", "2", "--home", str(settings.home)]
+    assert main(args) == 0
+    models = open_bundle(settings.home / "bundles" / "demo-subj01").manifest.models
+    assert len(models["fingerprints"]["regressors subj01"]) == 16
+    assert main(args) == 0  # same files: up to date
+    for name, reg in fit_regressors(seed=99).items():  # refitted (same alphas, same paths, other weights)
+        save_regressor(reg, settings.subject_dir("regressors", 1) / f"{name}.safetensors")
+    capsys.readouterr()
+    assert main(args) == 1
+    assert "models.fingerprints" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_files_fingerprint_follows_content_not_path(tmp_path):
+    import os
+    import time
+
+    from braindiff_app.pipeline import files_fingerprint
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"a" * 100)
+    first = files_fingerprint(folder)
+    assert files_fingerprint(folder) == first and files_fingerprint(tmp_path / "missing") is None
+    (folder / "weights.bin").write_bytes(b"b" * 100)  # same size, other content (a later file time, as a
+    os.utime(folder / "weights.bin", ns=(time.time_ns() + 10**9,) * 2)  # retraining has: the cache keys on it)
+    assert files_fingerprint(folder) != first
+
+
 def test_reconstruct_cli_average_and_bad_subject(settings, capsys):
     assert main(["reconstruct", "--subject", "average", "--home", str(settings.home)]) == 0
     assert open_bundle(settings.home / "bundles" / "demo-average").n_trials == 4
