@@ -436,8 +436,8 @@ def files_fingerprint(path: str | Path | None) -> str | None:
     """A short content fingerprint of a model file or folder (None when it does not exist).
 
     sha256 over every file under ``path`` (sorted relative names, sizes and contents; files over 64 MB contribute
-    their first and last 8 MB), so retrained weights at the same path are told apart. Cached per process by
-    (path, size, modification time) of each file.
+    their first and last 8 MB), so retrained weights at the same path are told apart. Cached per process by the
+    path, inode, size and modification time of each file.
 
     Returns
     -------
@@ -450,7 +450,7 @@ def files_fingerprint(path: str | Path | None) -> str | None:
         return None
     root = Path(path)
     files = sorted(p for p in (root.rglob("*") if root.is_dir() else [root]) if p.is_file())
-    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = tuple((str(p), p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     if key not in _fingerprints:
         digest = hashlib.sha256()
         for file in files:
