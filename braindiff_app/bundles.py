@@ -93,8 +93,8 @@ class Manifest:
     settings : dict
         Reconstruction settings: alphas, strength, mixing, guidance, steps, seed, ...
     models : dict
-        Model identities (model file paths, relative to the repository for the committed demo models, and library
-        versions).
+        Model identities: model file paths (relative to the repository for the committed demo models), content
+        fingerprints of the models and of the subjects' regressors, library versions.
     image_size : int
         Side of the stored final images, in pixels.
     """

@@ -449,12 +449,12 @@ def files_fingerprint(path: str | Path | None) -> str | None:
     if path is None or not Path(path).exists():
         return None
     root = Path(path)
-    files = sorted(p for p in (root.rglob("*") if root.is_dir() else [root]) if p.is_file())
-    key = tuple((str(p), p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    files = [(p, p.stat()) for p in sorted(root.rglob("*") if root.is_dir() else [root]) if p.is_file()]
+    key = tuple((str(p), st.st_ino, st.st_size, st.st_mtime_ns) for p, st in files)
     if key not in _fingerprints:
         digest = hashlib.sha256()
-        for file in files:
-            size = file.stat().st_size
+        for file, st in files:
+            size = st.st_size
             name = file.relative_to(root).as_posix() if root.is_dir() else file.name
             digest.update(f"{name}\0{size}\0".encode())
             with open(file, "rb") as handle:

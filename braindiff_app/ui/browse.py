@@ -209,8 +209,7 @@ def _status_message(state: AppState) -> str:
     parts = []
     tier = state.settings.tier
     if not any(b.tier == tier for b in state.bundles):
-        parts.append(text.NO_BUNDLE.format(tier=text.TIER_LABEL[tier], how=text.NO_BUNDLE_HOW[tier],
-                                           dirs=", ".join(f"`{d}`" for d in state.settings.bundle_dirs)))
+        parts.append(text.no_bundle(tier, state.settings.bundle_dirs))
         if state.bundles:
             parts.append(text.OTHER_BUNDLES)
     if state.problems:

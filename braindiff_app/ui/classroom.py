@@ -150,9 +150,7 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
 
     def ask(bundle_name, kind_value, current_round):
         if not bundle_name:
-            tier = state.settings.tier
-            raise gr.Error(text.NO_BUNDLE.format(tier=text.TIER_LABEL[tier], how=text.NO_BUNDLE_HOW[tier],
-                                                 dirs=", ".join(map(str, state.settings.bundle_dirs))))
+            raise gr.Error(text.no_bundle(state.settings.tier, state.settings.bundle_dirs))
         next_round = int(current_round) + 1
         try:
             q = handlers.question(bundle_name, next_round, kind_value)

@@ -12,6 +12,11 @@ NO_BUNDLE_HOW = {
     "real": "Run `braindiff reconstruct` on your prepared NSD subjects (`braindiff doctor` lists what is missing).",
 }
 OTHER_BUNDLES = "The bundles of the other tier that were found are listed under Subject."
+
+
+def no_bundle(tier: str, dirs) -> str:
+    """The "no bundle of this tier yet" message, with how to make one and where bundles are searched."""
+    return NO_BUNDLE.format(tier=TIER_LABEL[tier], how=NO_BUNDLE_HOW[tier], dirs=", ".join(f"`{d}`" for d in dirs))
 BROKEN_BUNDLES = "Some folders could not be opened as bundles:\n\n{problems}"
 TIER_LABEL = {"demo": "simulated subject (demo)", "real": "NSD"}
 
