@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from braindiff_app.bundles import open_bundle
 from braindiff_app.pipeline import load_regressors
 from braindiff_app.reconstruct import reconstruct_subject
 from tests._standins import install_stand_ins, make_workspace, stand_in_pipeline
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,11 +41,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_two_processes_split_the_trials_and_write_the_same_bundle(tmp_path, monkeypatch):
     pytest.importorskip("accelerate")
@@ -57,7 +52,7 @@ def test_two_processes_split_the_trials_and_write_the_same_bundle(tmp_path, monk
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     # Two CPU processes in one torch.distributed group (gloo), as `accelerate launch` starts one per GPU.
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(script), str(settings.home), str(out)]
+               "--master_port", str(free_port()), str(script), str(settings.home), str(out)]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 

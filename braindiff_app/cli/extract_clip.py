@@ -97,18 +97,17 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(meta_path, identity)  # written first, so an interrupted run resumes split by split
     for split in ("train", "test"):
         vision_path, text_path = out / f"clip_vision_{split}.npy", out / f"clip_text_{split}.npy"
-        if reuse and vision_path.exists():
-            print(f"{vision_path} exists from the same model, dtype and transformers; skipped (--overwrite to redo)")
-        else:
-            images = np.load(prepared / f"images_{split}.npy", mmap_mode="r", allow_pickle=False)
-            _write_in_chunks(vision_path, len(images), lambda a, b, images=images: clip_vision_features(
-                image_encoder, np.asarray(images[a:b]), args.batch_size, progress=True))
-        if reuse and text_path.exists():
-            print(f"{text_path} exists from the same model, dtype and transformers; skipped (--overwrite to redo)")
-        else:
-            captions = json.loads((prepared / f"captions_{split}.json").read_text())
-            _write_in_chunks(text_path, len(captions), lambda a, b, captions=captions: clip_text_features(
-                text_encoder, components.tokenizer, captions[a:b], args.batch_size, progress=True))
+        images = np.load(prepared / f"images_{split}.npy", mmap_mode="r", allow_pickle=False)
+        captions = json.loads((prepared / f"captions_{split}.json").read_text())
+        jobs = [(vision_path, len(images), lambda a, b, images=images: clip_vision_features(
+                    image_encoder, np.asarray(images[a:b]), args.batch_size, progress=True)),
+                (text_path, len(captions), lambda a, b, captions=captions: clip_text_features(
+                    text_encoder, components.tokenizer, captions[a:b], args.batch_size, progress=True))]
+        for path, n, compute in jobs:
+            if reuse and path.exists():
+                print(f"{path} exists from the same model, dtype and transformers; skipped (--overwrite to redo)")
+            else:
+                _write_in_chunks(path, n, compute)
     atomic_write_json(meta_path, {
         **identity,
         "image_encoder": image_encoder.config.to_dict().get("_name_or_path") or "CLIPVisionModelWithProjection",

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_app_py_serves_the_demo_on_localhost(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "BRAINDIFF_HOME": str(tmp_path)}
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # app.py itself must turn analytics off
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--threads", "1"], cwd=ROOT, env=env,
