@@ -32,7 +32,7 @@ def test_images_generated_from_true_features_are_identified_far_above_chance(dem
 
     images, captions = held_out
     scores = identification_from_features(demo_vd, images, captions, num_inference_steps=10)["two_way_identification"]
-    assert scores["no_init"] > 0.7  # chance 0.5; training.json records 0.82 on 64 scenes at 20 steps
+    assert scores["no_init"] > 0.65  # chance 0.5; training.json records 0.74 on 64 scenes at 20 steps
     assert scores["blurred_init_strength_0.75"] > 0.75
 
 
@@ -54,3 +54,44 @@ def test_strength_zero_gives_back_nearly_the_init_image(demo_vd, held_out):
     same = pixcorr(images[:8], out)
     other = pixcorr(np.roll(images[:8], 1, axis=0), out)
     assert same.min() > 0.8 and same.mean() > other.mean() + 0.4
+
+
+def test_vision_embedding_tells_the_categories_apart(demo_vd):
+    """A linear probe of the pooled CLIP-vision embedding finds each category on held-out scenes (chance AUC 0.5)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from braindiff_app.data.stimuli import CATEGORIES, content_labels
+    from braindiff_app.models.clip_features import clip_vision_features
+
+    images, scenes, _ = render_scenes(600, seed=2, size=64)
+    labels = content_labels(scenes)
+    pooled = clip_vision_features(demo_vd.image_encoder, images, batch_size=64)[:, 0]
+    auc = {}
+    for j, category in enumerate(CATEGORIES):
+        probe = LogisticRegression(max_iter=2000).fit(pooled[:400], labels[:400, j])
+        auc[category] = roc_auc_score(labels[400:, j], probe.decision_function(pooled[400:]))
+    # An encoder trained 150 steps scored faces 0.64, bodies 0.54 here; the committed one is trained 1000.
+    assert auc["places"] > 0.9 and auc["faces"] > 0.75 and auc["bodies"] > 0.62, auc
+
+
+def test_autokl_round_trip_keeps_small_figures(demo_vd):
+    """The 16x16x4 latent keeps standing figures: pixel correlation inside each figure's box after a round trip."""
+    import torch
+
+    images, scenes, _ = render_scenes(200, seed=2, size=64)
+    with torch.no_grad():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+        y = demo_vd.vae.decode(demo_vd.vae.encode(x).latent_dist.mean).sample
+    out = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    r = []
+    for image, back, scene in zip(images, out, scenes, strict=True):
+        for obj in scene.objects:
+            if obj.kind == "body":
+                half = round(obj.size * 64 / 2)
+                rows = slice(max(0, round(obj.y * 64) - half), round(obj.y * 64) + half)
+                cols = slice(max(0, round(obj.x * 64) - half // 2), round(obj.x * 64) + half // 2)
+                r.append(np.corrcoef(image[rows, cols].ravel(), back[rows, cols].ravel())[0, 1])
+    assert len(r) > 20
+    # The 8x8x4 latent of the earlier AutoKL, of VD's factor 8, gave 0.69 here; the committed 16x16x4 one 0.81.
+    assert np.mean(r) > 0.77, np.mean(r)
