@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from braindiff_app.config import resolve_device, resolve_dtype
     from braindiff_app.models.clip_features import clip_text_features, clip_vision_features
     from braindiff_app.models.versatile import load_versatile_diffusion
+    from braindiff_app.pipeline import files_fingerprint
 
     settings = settings_from_args(args)
     prepared = settings.subject_dir("prepared", args.subject)
@@ -86,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
     components = load_versatile_diffusion(folder, dtype=dtype)
     image_encoder = components.image_encoder.to(device)
     text_encoder = components.text_encoder.to(device)
-    # What made the features: features of another model, dtype or transformers version are never reused.
-    identity = {"model": str(Path(folder).resolve()), "dtype": str(dtype).removeprefix("torch."),
+    # What made the features: features of another model (or retrained weights at the same path), dtype or
+    # transformers version are never reused.
+    identity = {"model": str(Path(folder).resolve()), "model_fingerprint": files_fingerprint(folder),
+                "dtype": str(dtype).removeprefix("torch."),
                 "transformers": transformers.__version__}
     meta_path = out / "clip.json"
     previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

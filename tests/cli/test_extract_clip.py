@@ -53,6 +53,11 @@ def test_extract_clip_reuses_only_features_of_the_same_model_and_versions(tmp_pa
     assert main(args) == 0
     np.testing.assert_allclose(np.load(features / "clip_vision_test.npy"), first, rtol=1e-5, atol=1e-6)
     assert json.loads((features / "clip.json").read_text())["transformers"] == meta["transformers"]
+    # Retrained weights at the same path (another fingerprint) are not reused either.
+    np.save(features / "clip_vision_test.npy", np.zeros_like(first))
+    (features / "clip.json").write_text(json.dumps({**meta, "model_fingerprint": "0" * 16}))
+    assert main(args) == 0
+    np.testing.assert_allclose(np.load(features / "clip_vision_test.npy"), first, rtol=1e-5, atol=1e-6)
     np.save(features / "clip_vision_test.npy", np.zeros_like(first))
     assert main([*args, "--overwrite"]) == 0
     np.testing.assert_allclose(np.load(features / "clip_vision_test.npy"), first, rtol=1e-5, atol=1e-6)
