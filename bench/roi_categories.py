@@ -8,13 +8,14 @@ bundles (ground truth, VDVAE guesses and final reconstructions against the scene
 
 Each region's ROI-optimal images (every subject with regressors, several seeds) are then judged: per region, the
 fraction of images in which the judge finds each category (probability > 0.5) and the mean probability, side by
-side with the other regions' rates, plus the images' high-spatial-frequency energy and how far from the centre
-their contrast lies (early visual areas are expected to give finer, more peripheral texture), for each re-scaling
-of the patterns' predictions (`--rescale`: "norm", the baseline, side by side with "effect", the reference code's
-way and the ROI studio's default; see braindiff_app.roi.predict_pattern_features). A last table checks
-the regressors apart from the image models: the cosine between each region's predicted features and each
-category's direction in feature space (mean training features of images with the category minus without), and the
-size of that effect next to a typical training image's deviation from the mean prediction.
+side with the other regions' rates, plus the images' high-spatial-frequency energy, how far from the centre their
+contrast lies and how much fine detail the centre and the periphery hold (early visual areas are expected to give
+finer texture extending to the periphery; along the eccentricity bands, objects should move outwards), for each
+re-scaling of the patterns' predictions (`--rescale`: "norm", the baseline, side by side with "effect", the
+reference code's way and the ROI studio's default; see braindiff_app.roi.predict_pattern_features).
+A last table checks the regressors apart from the image models: the cosine between each region's predicted features
+and each category's direction in feature space (mean training features of images with the category minus without),
+and the size of that effect next to a typical training image's deviation from the mean prediction.
 
 Usage: python bench/roi_categories.py [--home DIR] [--seeds 4] [--train-scenes 3000] [--epochs 8]
        [--rescale norm,effect]
@@ -36,21 +37,32 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 REGIONS = ("V1", "V2", "V3", "hV4", "faces", "places", "bodies", "words")
+BANDS = ("ecc0.5", "ecc1", "ecc2", "ecc4", "ecc4+")  # eccentricity bands: texture statistics only (Figure 7)
 JUDGED = ("faces", "bodies", "places", "words")
 EARLY, CATEGORY = ("V1", "V2", "V3"), ("faces", "places", "bodies")
 
 
-def texture_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: high-frequency energy fraction and contrast eccentricity (0 centre, 1 corner) of uint8 images."""
+def texture_stats(images: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per image of uint8 ``images``: high-frequency energy fraction, contrast eccentricity, fine detail in the
+    centre and in the periphery.
+
+    Contrast eccentricity: the mean distance from the centre (0 centre, 1 corner) weighted by the local contrast
+    (absolute deviation from the image's mean grey). Fine detail: the mean power (x 1000) of the high-pass image
+    (spatial frequencies above half the Nyquist limit) within half the half-width of the centre, and beyond 0.7 of
+    it (the periphery, corners included).
+    """
     gray = images.astype(np.float32).mean(-1) / 255.0
-    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(gray - gray.mean((1, 2), keepdims=True)), axes=(1, 2))) ** 2
+    spectrum = np.fft.fftshift(np.fft.fft2(gray - gray.mean((1, 2), keepdims=True)), axes=(1, 2))
     h, w = gray.shape[1:]
     y, x = np.mgrid[0:h, 0:w]
-    radius = np.hypot(y - h / 2, x - w / 2) / (min(h, w) / 2)
-    high = (spectrum * (radius > 0.5)).sum((1, 2)) / spectrum.sum((1, 2))
+    frequency = np.hypot(y - h / 2, x - w / 2) / (min(h, w) / 2)
+    radius = np.hypot(y - (h - 1) / 2, x - (w - 1) / 2) / (min(h, w) / 2)
+    power = np.abs(spectrum) ** 2
+    high = (power * (frequency > 0.5)).sum((1, 2)) / power.sum((1, 2))
+    detail = np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum * (frequency > 0.5), axes=(1, 2)))) ** 2 * 1e3
     contrast = np.abs(gray - gray.mean((1, 2), keepdims=True))
-    ecc = (contrast * radius).sum((1, 2)) / contrast.sum((1, 2)) / np.sqrt(2)
-    return high, ecc
+    ecc = (contrast * radius).sum((1, 2)) / np.maximum(contrast.sum((1, 2)), 1e-12) / np.sqrt(2)
+    return high, ecc, detail[:, radius < 0.5].mean(1), detail[:, radius > 0.7].mean(1)
 
 
 def demo_degraders(pipeline):
@@ -151,7 +163,7 @@ def roi_tables(models, judge, rescale: str, n_seeds: int, steps: int) -> None:
     from braindiff_app.roi import Recipe
 
     images = {"final": {}, "VDVAE guess": {}}
-    for region in REGIONS:
+    for region in REGIONS + BANDS:
         finals, first = [], []
         for subject in models.subjects:
             if region not in models.atlases[subject].regions:
@@ -169,26 +181,36 @@ def roi_tables(models, judge, rescale: str, n_seeds: int, steps: int) -> None:
         probs = {r: predict_content(judge, ims) for r, ims in table.items()}
         texture = {r: texture_stats(ims) for r, ims in table.items()}
         print(f"\n[rescale {rescale!r}] ROI-optimal images ({kind}): hit rate (p > 0.5) / mean probability")
-        print(f"{'region':8s} " + " ".join(f"{c:>10s}" for c in JUDGED) + "  high-freq  contrast-ecc   n")
+        print(f"{'region':8s} " + " ".join(f"{c:>10s}" for c in JUDGED)
+              + "  high-freq  contrast-ecc  detail centre/periphery   n")
         for region, p in probs.items():
-            high, ecc = texture[region]
+            if region in BANDS:
+                continue
+            high, ecc, centre, periphery = texture[region]
             print(f"{region:8s} " + " ".join(f"{(p[:, j] > 0.5).mean():5.2f}/{p[:, j].mean():4.2f}" for j in cols)
-                  + f"  {high.mean():9.4f}  {ecc.mean():12.3f}  {len(p):2d}")
+                  + f"  {high.mean():9.4f}  {ecc.mean():12.3f}  {centre.mean():9.3f} / {periphery.mean():.3f}"
+                  + f"  {len(p):5d}")
         print("category region vs the other regions' images: hit rate; mean probability")
         for category in JUDGED:
             if category not in probs:
                 continue
             j = CATEGORIES.index(category)
             own = probs[category][:, j]
-            others = np.concatenate([probs[r][:, j] for r in probs if r != category])
+            others = np.concatenate([probs[r][:, j] for r in probs if r != category and r in REGIONS])
             print(f"  {category:7s}: hit {(own > 0.5).mean():.2f} vs {(others > 0.5).mean():.2f}; mean p "
                   f"{own.mean():.2f} vs {others.mean():.2f} ({own.mean() / max(others.mean(), 1e-9):.2f}x)")
         for name, group in (("V1-V3", EARLY), ("faces/places/bodies", CATEGORY)):
             group = [r for r in group if r in texture]
-            high = np.concatenate([texture[r][0] for r in group])
-            ecc = np.concatenate([texture[r][1] for r in group])
-            print(f"  texture {name:20s}: high-freq {high.mean():.4f} +- {high.std() / np.sqrt(len(high)):.4f}, "
-                  f"contrast-ecc {ecc.mean():.3f} +- {ecc.std() / np.sqrt(len(ecc)):.3f} (n {len(high)})")
+            stats = [np.concatenate([texture[r][k] for r in group]) for k in range(4)]
+            print(f"  texture {name:20s}: " + ", ".join(
+                f"{label} {v.mean():.4f} +- {v.std() / np.sqrt(len(v)):.4f}" for label, v in
+                zip(("high-freq", "contrast-ecc", "detail centre", "detail periphery"), stats, strict=True))
+                + f" (n {len(stats[0])})")
+        bands = [b for b in BANDS if b in texture]
+        if bands:
+            print("  eccentricity bands, centre to periphery (" + ", ".join(bands) + "): contrast-ecc "
+                  + " ".join(f"{texture[b][1].mean():.3f}" for b in bands) + "; detail centre/periphery "
+                  + " ".join(f"{texture[b][2].mean():.3f}/{texture[b][3].mean():.3f}" for b in bands))
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ A synthetic pattern lives in the regressors' input space (voxels z-scored with t
 the chosen voxels, 0 (the mean response) elsewhere, as in the paper; a weighted combination such as
 ``"V1:+1,faces:+1,V2:-1"`` sums each region's indicator times its weight, and painted voxels add their own weight.
 The pattern goes through a subject's regressors; as in the reference code, the pattern's effect on each prediction
-(prediction minus intercept) is brought to the size of a typical training image's deviation from the mean prediction
+(prediction minus intercept) is brought to the size of a typical training image's deviation from the mean features
 and added to the intercept ("effect" rescale; the "norm" rescale, which scales the whole prediction to the typical
 norm of training predictions, is the other choice), then stage 1 and stage 2. The subject average is the mean of
 the features each subject's regressors predict from its own atlas's pattern.
@@ -272,9 +272,11 @@ def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray
     rescale : str in {"effect", "norm"}, default "effect"
         - ``"effect"``: as the reference code does (``roi_generate_features.py``): the pattern's effect (its
           prediction minus the intercept, i.e. minus the all-zero pattern's prediction) is brought to a fixed
-          size, here the size of a typical training image's deviation from the mean prediction (the norm of the
-          training predictions' per-target standard deviations), then added back to the intercept. A small or
-          weakly weighted region moves the image as far from the average image as a large one.
+          size, then added back to the intercept. The size is that of a typical training image's deviation from
+          the mean features (the norm of the training features' per-target standard deviations): as far from
+          the average as a test trial's prediction lies once re-scaled to the training features' statistics
+          (the trials' "train" re-scaling). A small or weakly weighted region moves the image as far from the
+          average image as a large one.
         - ``"norm"``: the whole prediction, intercept included, brought to the mean norm of the training
           predictions (the regressor's "norm" rescale). When a region's effect is small next to the intercept
           (small regions, heavy ridge shrinkage), every region gives nearly the average image.
@@ -302,7 +304,7 @@ def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray
         shape = raw.shape[1:]
         raw = raw.reshape(len(raw), -1)  # (n_patterns + 1, n_targets)
         effect = raw[:-1] - raw[-1:]
-        size = np.sqrt(np.sum(np.asarray(reg.pred_std_, dtype=np.float64) ** 2))
+        size = np.sqrt(np.sum(np.asarray(reg.target_std_, dtype=np.float64) ** 2))
         norms = np.linalg.norm(effect, axis=1, keepdims=True)
         scaled = raw[-1:] + effect * (size / np.where(norms > 0, norms, 1.0))
         features[name] = scaled.reshape(len(patterns), *shape).astype(np.float32)

@@ -128,7 +128,7 @@ def test_pattern_features_effect_rescale_sizes_the_effect_as_the_reference(model
         got = features[name].reshape(4, -1)
         raw = predict_linear(patterns, reg.weights_, reg.intercept_)
         effect = raw[:3] - reg.intercept_
-        size = np.sqrt(np.sum(reg.pred_std_.astype(np.float64) ** 2))
+        size = np.sqrt(np.sum(reg.target_std_.astype(np.float64) ** 2))  # a training image's deviation
         expected = reg.intercept_ + effect * (size / np.linalg.norm(effect, axis=1, keepdims=True))
         np.testing.assert_allclose(got[:3], expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-5)  # the overall weight does not matter

@@ -1,3 +1,6 @@
+import shutil
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -42,3 +45,12 @@ def test_training_resumes_and_saves_a_loadable_folder(tmp_path):
     train_demo_vd(images, captions, tmp_path / "vd", tmp_path / "work", config, progress=False)  # resumes
     assert (tmp_path / "vd" / "image_unet" / "diffusion_pytorch_model.safetensors").read_bytes() == first
     assert load_versatile_diffusion(tmp_path / "vd").image_encoder.config.image_size == 32
+    # The same UNet stage (same seed, same CLIP and AutoKL) without averaging saves the last weights instead of
+    # their moving average: the files differ only by the average.
+    last_work = tmp_path / "work_last"
+    last_work.mkdir()
+    for stage in ("clip.pt", "vae.pt"):
+        shutil.copy(tmp_path / "work" / stage, last_work / stage)
+    train_demo_vd(images, captions, tmp_path / "vd_last", last_work, replace(config, unet_ema=0.0), progress=False)
+    last = (tmp_path / "vd_last" / "image_unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert len(last) == len(first) and last != first
