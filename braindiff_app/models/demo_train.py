@@ -152,7 +152,8 @@ def _train_unet(c: VersatileComponents, images: np.ndarray, captions: list[list[
         losses.append(loss.item())
         decay = min(cfg.unet_ema, (1 + step) / (10 + step))  # short warm-up: early weights fade fast
         with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
+            for average, p in zip(ema, params, strict=True):
+                average.lerp_(p, 1 - decay)
     with torch.no_grad():
         for p, average in zip(params, ema, strict=True):
             p.copy_(average)
