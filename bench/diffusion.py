@@ -39,7 +39,7 @@ def real_size_components():
     """Versatile Diffusion's image UNet, text branch, AutoKL and DDIM schedule at full size, random weights."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
-    from braindiff_app.models.demo_vd import scheduler_config
+    from braindiff_app.demo.vd import scheduler_config
 
     image_unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
                                       block_out_channels=(320, 640, 1280, 1280))

@@ -28,16 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from braindiff_app.config import load_settings, resolve_device  # noqa: E402
 from braindiff_app.data.atlas import ALL_REGIONS, ROIAtlas  # noqa: E402
-from braindiff_app.demo_export import roi_settings  # noqa: E402
 from braindiff_app.pipeline import BrainDiffuserPipeline, subjects_with_regressors  # noqa: E402
-from braindiff_app.roi import Recipe, ROIModels, load_roi_models  # noqa: E402
+from braindiff_app.roi import (  # noqa: E402
+    Recipe,
+    ROIModels,
+    load_roi_models,
+    roi_settings,  # noqa: E402
+)
 
 
 def _random_models(device, n_voxels: int, seed: int = 0) -> ROIModels:
     """Demo-size architectures with random weights, regressors fitted on random data."""
     import torch
 
-    from braindiff_app.models import demo_vd, vdvae
+    from braindiff_app.demo import vd as demo_vd
+    from braindiff_app.models import vdvae
     from braindiff_app.regression import RidgeRegressor
 
     torch.manual_seed(seed)

@@ -1,6 +1,6 @@
 """ROI-optimal images on the demo tier: do category regions' images show their category?
 
-The judge is the stimulus world's own content detector (:mod:`braindiff_app.evaluation.content`): a small CNN
+The judge is the stimulus world's own content detector (:mod:`braindiff_app.demo.judge`): a small CNN
 trained here, each run (seeded, a few minutes on one CPU thread), on rendered scenes of another world seed than the
 demo experiment's, a third of them passed through the demo VAE and a third through the demo VDVAE (round trips:
 the blur of generated images). It is checked on held-out scenes and on the seen test images of the committed demo
@@ -97,7 +97,7 @@ def world_seed(settings) -> int:
 def seen_images(bundle_dirs, seed: int):
     """Ground truth, VDVAE guesses and finals of the bundles' test trials, pooled, with their scenes' content."""
     from braindiff_app.bundles import open_bundle
-    from braindiff_app.data.stimuli import content_labels, make_scene, render_scene
+    from braindiff_app.demo.stimuli import content_labels, make_scene, render_scene
 
     kinds = ("ground_truth", "vdvae", "final")
     images, labels, mismatch = {k: [] for k in kinds}, [], 0.0
@@ -115,7 +115,7 @@ def seen_images(bundle_dirs, seed: int):
 
 def oracle_reconstructions(settings, pipeline, subject: str, seed: int):
     """Test images reconstructed from their true features (no regressor): what the image models can convey."""
-    from braindiff_app.data.stimuli import content_labels, make_scene
+    from braindiff_app.demo.stimuli import content_labels, make_scene
 
     meta = json.loads((settings.subject_dir("prepared", subject) / "meta.json").read_text())
     folder = settings.subject_dir("features", subject)
@@ -128,7 +128,7 @@ def oracle_reconstructions(settings, pipeline, subject: str, seed: int):
 
 def category_directions(settings, subject: str, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Per feature, per judged category: unit vector (mean train features with the category - without)."""
-    from braindiff_app.data.stimuli import CATEGORIES, content_labels, make_scene
+    from braindiff_app.demo.stimuli import CATEGORIES, content_labels, make_scene
 
     meta = json.loads((settings.subject_dir("prepared", subject) / "meta.json").read_text())
     labels = content_labels([make_scene(seed, int(i)) for i in meta["nsd_ids_train"]])
@@ -158,8 +158,8 @@ def pattern_effect(regressor, pattern: np.ndarray) -> np.ndarray:
 
 def roi_tables(models, judge, rescale: str, n_seeds: int, steps: int) -> None:
     """Generate every region's ROI-optimal images; print judged hit rates and texture statistics."""
-    from braindiff_app.data.stimuli import CATEGORIES
-    from braindiff_app.evaluation.content import predict_content
+    from braindiff_app.demo.judge import predict_content
+    from braindiff_app.demo.stimuli import CATEGORIES
     from braindiff_app.roi import Recipe
 
     images = {"final": {}, "VDVAE guess": {}}
@@ -228,15 +228,14 @@ def main() -> None:
     import torch
 
     from braindiff_app.config import load_settings
-    from braindiff_app.data.stimuli import CATEGORIES
-    from braindiff_app.demo_export import roi_settings
-    from braindiff_app.evaluation.content import (
+    from braindiff_app.demo.judge import (
         content_scores,
         judge_training_set,
         predict_content,
         train_content_judge,
     )
-    from braindiff_app.roi import load_roi_models, synthetic_pattern
+    from braindiff_app.demo.stimuli import CATEGORIES
+    from braindiff_app.roi import load_roi_models, roi_settings, synthetic_pattern
 
     torch.set_num_threads(1)
     user_settings = load_settings(home=args.home, tier="demo")

@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from braindiff_app.atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json
 
 __all__ = [
     # format
@@ -42,9 +43,6 @@ __all__ = [
     # writing
     "BundleWriter",
     "write_metrics",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "atomic_save_npy",
     # reading
     "Bundle",
     "open_bundle",
@@ -160,44 +158,6 @@ class TrialRecord:
     index: int
     trial_id: int
     captions: tuple[str, ...] = ()
-
-
-# --------------------------------------------------------------------------------------------------------
-# Atomic file writes
-# --------------------------------------------------------------------------------------------------------
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; results are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
-
-
-def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Save ``array`` as ``.npy`` (no pickles) through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.asarray(array), allow_pickle=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _png_bytes(image: np.ndarray, source: str) -> bytes:

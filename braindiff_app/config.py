@@ -43,6 +43,8 @@ __all__ = [
     "ASSETS_DIR",
     "PRECOMPUTED_DIR",
     "DEMO_ASSETS_DIR",
+    "DEMO_ANATOMY_DIR",
+    "DEMO_ROI_HOME",
     "TIERS",
     "Settings",
     "check_in_allowed",
@@ -56,6 +58,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
 PRECOMPUTED_DIR = REPO_ROOT / "precomputed"
 DEMO_ASSETS_DIR = ASSETS_DIR / "demo"
+#: The demo subject's anatomy and flatmap (written by ``braindiff demo anatomy``).
+DEMO_ANATOMY_DIR = DEMO_ASSETS_DIR / "anatomy"
+#: The committed ROI-studio workspace (written by ``braindiff demo export-roi``), used when a user has no demo
+#: regressors of their own.
+DEMO_ROI_HOME = DEMO_ASSETS_DIR / "home"
 
 TIERS = ("demo", "real")
 #: DDIM steps of the full diffusion schedule per tier: the paper's 50 for the real model; the small demo model
@@ -143,6 +150,54 @@ class Settings:
     def demo_models_dir(self) -> Path:
         """Committed demo model weights (VDVAE and the Versatile Diffusion folder)."""
         return DEMO_ASSETS_DIR / "models"
+
+    # -- model locations: the one place that decides which weights a tier uses --------------------------------
+    @property
+    def vdvae_path(self) -> Path | None:
+        """Stage-1 weights of this tier: the committed demo VDVAE folder, or the real tier's checkpoint file.
+
+        On the demo tier the committed models are always used (a set ``vdvae_checkpoint`` is a real-tier setting).
+        """
+        return self.demo_models_dir / "vdvae" if self.tier == "demo" else self.vdvae_checkpoint
+
+    @property
+    def vd_path(self) -> Path | None:
+        """Versatile Diffusion folder of this tier: the committed demo folder, or the real tier's ``vd_dir``."""
+        return self.demo_models_dir / "vd" if self.tier == "demo" else self.vd_dir
+
+    def require_models(self) -> tuple[Path, Path]:
+        """(VDVAE weights, Versatile Diffusion folder) of this tier, checked to exist.
+
+        Raises
+        ------
+        FileNotFoundError
+            A model not configured (real tier) or not on disk, with how to provide it.
+        """
+        if self.tier == "demo":
+            hint = "train the demo models (`braindiff demo train-vdvae`, `braindiff demo train-diffusion`)"
+        else:
+            hint = "set BRAINDIFF_VDVAE_CHECKPOINT / --vdvae-checkpoint and BRAINDIFF_VD_DIR / --vd-dir"
+            if self.vdvae_path is None or self.vd_path is None:
+                raise FileNotFoundError(f"real tier: VDVAE checkpoint ({self.vdvae_path}) or Versatile Diffusion "
+                                        f"folder ({self.vd_path}) not configured; {hint}.")
+        for path in (self.vdvae_path, self.vd_path):
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: model files missing for the {self.tier} tier; {hint}.")
+        return self.vdvae_path, self.vd_path
+
+    @property
+    def eval_clip_dir(self) -> tuple[Path | None, str]:
+        """CLIP image encoder for the evaluation's CLIP metric, and the metric's name.
+
+        The real CLIP (``vd_dir / "image_encoder"``, on either tier) when present, else the demo's small CLIP,
+        reported as ``"demo-CLIP"``; (None, "CLIP") when neither exists.
+        """
+        if self.vd_dir is not None and (self.vd_dir / "image_encoder" / "config.json").is_file():
+            return self.vd_dir / "image_encoder", "CLIP"
+        demo = self.demo_models_dir / "vd" / "image_encoder"
+        if (demo / "config.json").is_file():
+            return demo, "demo-CLIP"
+        return None, "CLIP"
 
     @property
     def nsd_dir(self) -> Path | None:

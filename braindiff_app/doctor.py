@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from braindiff_app.config import DEMO_ASSETS_DIR, PRECOMPUTED_DIR, Settings
+from braindiff_app.config import DEMO_ANATOMY_DIR, PRECOMPUTED_DIR, Settings
 from braindiff_app.data import nsd_layout as L
 from braindiff_app.models.versatile import expected_files
 
@@ -58,7 +58,7 @@ def _module(name: str, pip_name: str) -> Asset:
 
 def _demo_features(settings: Settings) -> list[Feature]:
     models = settings.demo_models_dir
-    anatomy = DEMO_ASSETS_DIR / "anatomy"
+    anatomy = DEMO_ANATOMY_DIR
     nsd = settings.nsd_dir
     return [
         Feature("demo", "demo anatomy, ROIs and flatmap", tuple(
@@ -126,7 +126,7 @@ def _pipeline_features(settings: Settings, subject: int = 1) -> list[Feature]:
     """Reconstruction and ROI studio for one subject of the settings' tier (other subjects need the same files)."""
     from braindiff_app.data.atlas import REGION_SOURCES
     from braindiff_app.data.nsd_layout import roi_path
-    from braindiff_app.demo_export import roi_settings
+    from braindiff_app.roi import roi_settings
 
     def regressor_files(settings: Settings) -> tuple[Asset, ...]:
         folder = settings.subject_dir("regressors", subject)

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from braindiff_app.bundles import ABLATION_KINDS
 from braindiff_app.config import (
-    REPO_ROOT,
     Settings,
     check_in_allowed,
     resolve_device,
@@ -37,8 +35,6 @@ __all__ = [
     "load_regressors",
     "subjects_with_regressors",
     "load_pipeline",
-    "files_fingerprint",
-    "model_identities",
 ]
 
 #: The three regressors' targets, in the order of contract 3/4.
@@ -409,109 +405,14 @@ def subjects_with_regressors(settings: Settings) -> list[str]:
     return sorted(found, key=int)
 
 
-def _model_paths(settings: Settings):
-    """(VDVAE source, Versatile Diffusion folder) of the settings' tier, checked to exist."""
-    if settings.tier == "demo":
-        vdvae, vd = settings.demo_models_dir / "vdvae", settings.demo_models_dir / "vd"
-        hint = "train the demo models (`braindiff demo train-vdvae`, `braindiff demo train-diffusion`)"
-    else:
-        vdvae, vd = settings.vdvae_checkpoint, settings.vd_dir
-        hint = "set BRAINDIFF_VDVAE_CHECKPOINT / --vdvae-checkpoint and BRAINDIFF_VD_DIR / --vd-dir"
-        if vdvae is None or vd is None:
-            raise FileNotFoundError(f"real tier: VDVAE checkpoint ({vdvae}) or Versatile Diffusion folder ({vd}) "
-                                    f"not configured; {hint}.")
-    for path in (vdvae, vd):
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: model files missing for the {settings.tier} tier; {hint}.")
-    return vdvae, vd
-
-
-# Files up to this size are hashed whole; larger ones (real-tier regressors: GBs) by their size, first and last MB.
-_WHOLE_HASH_BYTES = 64 * 2**20
-_SAMPLE_BYTES = 8 * 2**20
-_fingerprints: dict[tuple, str] = {}
-
-
-def files_fingerprint(path: str | Path | None) -> str | None:
-    """A short content fingerprint of a model file or folder (None when it does not exist).
-
-    sha256 over every file under ``path`` (sorted relative names, sizes and contents; files over 64 MB contribute
-    their first and last 8 MB), so retrained weights at the same path are told apart. Cached per process by the
-    path, inode, size and modification time of each file.
-
-    Returns
-    -------
-    str or None
-        16 hex digits.
-    """
-    import hashlib
-
-    if path is None or not Path(path).exists():
-        return None
-    root = Path(path)
-    files = [(p, p.stat()) for p in sorted(root.rglob("*") if root.is_dir() else [root]) if p.is_file()]
-    key = tuple((str(p), st.st_ino, st.st_size, st.st_mtime_ns) for p, st in files)
-    if key not in _fingerprints:
-        digest = hashlib.sha256()
-        for file, st in files:
-            size = st.st_size
-            name = file.relative_to(root).as_posix() if root.is_dir() else file.name
-            digest.update(f"{name}\0{size}\0".encode())
-            with open(file, "rb") as handle:
-                if size <= _WHOLE_HASH_BYTES:
-                    digest.update(handle.read())
-                else:
-                    digest.update(handle.read(_SAMPLE_BYTES))
-                    handle.seek(size - _SAMPLE_BYTES)
-                    digest.update(handle.read(_SAMPLE_BYTES))
-        _fingerprints[key] = digest.hexdigest()[:16]
-    return _fingerprints[key]
-
-
-def model_identities(settings: Settings, subjects: Sequence[int | str] = ()) -> dict[str, Any]:
-    """What made a result: model files with their content fingerprints, the subjects' regressors' fingerprints and
-    library versions (stored in bundle manifests, so a bundle made by other weights is never taken as up to date).
-
-    Parameters
-    ----------
-    settings : Settings
-    subjects : sequence of int or str, default ()
-        Subjects whose regressors made the result (every subject of a subject average).
-    """
-    from importlib.metadata import PackageNotFoundError, version
-
-    def _version(package: str) -> str | None:
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return None
-
-    def _where(path) -> str | None:
-        """Files inside this repository (the committed demo models) by their path in it, others absolute."""
-        if path is None:
-            return None
-        path = Path(path).resolve()
-        return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
-
-    if settings.tier == "demo":
-        vdvae, vd = settings.demo_models_dir / "vdvae", settings.demo_models_dir / "vd"
-    else:
-        vdvae, vd = settings.vdvae_checkpoint, settings.vd_dir
-    return {"tier": settings.tier, "vdvae": _where(vdvae), "versatile_diffusion": _where(vd),
-            "fingerprints": {"vdvae": files_fingerprint(vdvae), "versatile_diffusion": files_fingerprint(vd),
-                             **{f"regressors subj{int(s):02d}": files_fingerprint(settings.subject_dir(
-                                 "regressors", s)) for s in subjects}},
-            **{p: _version(p) for p in ("torch", "diffusers", "transformers")}}
-
-
 def load_pipeline(settings: Settings, subject: int | str | None, device=None) -> BrainDiffuserPipeline:
     """Build the pipeline of a tier for a subject, every component on the configured device.
 
     Parameters
     ----------
     settings : Settings
-        Tier, model paths (demo: ``settings.demo_models_dir`` ``vdvae/`` and ``vd/``; real:
-        ``settings.vdvae_checkpoint`` and ``settings.vd_dir``), device and dtype preferences.
+        Tier, model locations (:meth:`~braindiff_app.config.Settings.require_models`), device and dtype
+        preferences.
     subject : int, str or None
         Whose regressors to load; ``"average"`` or None loads none (pass features to the pipeline).
     device : torch.device, optional
@@ -521,7 +422,7 @@ def load_pipeline(settings: Settings, subject: int | str | None, device=None) ->
     -------
     BrainDiffuserPipeline
     """
-    vdvae_path, vd_folder = _model_paths(settings)
+    vdvae_path, vd_folder = settings.require_models()
     regressors = {} if subject is None or str(subject) == "average" else load_regressors(settings, subject)
     device = resolve_device(settings.device) if device is None else device
     dtype = resolve_dtype(settings.dtype, device)

@@ -28,11 +28,11 @@ from braindiff_app.pipeline import (
     average_features,
     load_pipeline,
     load_regressors,
-    model_identities,
     predict_features,
     subjects_with_regressors,
     trial_seeds,
 )
+from braindiff_app.provenance import model_identities
 
 __all__ = ["TestSet", "load_test_set", "predict_test_features", "bundle_name", "reconstruct_subject"]
 

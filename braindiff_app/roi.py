@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.bundles import atomic_write_json
-from braindiff_app.config import Settings, check_in_allowed
+from braindiff_app.atomic import atomic_write_json
+from braindiff_app.config import DEMO_ROI_HOME, Settings, check_in_allowed
 from braindiff_app.data.atlas import (
     CATEGORY_REGIONS,
     ECCENTRICITY_REGIONS,
@@ -60,6 +60,7 @@ __all__ = [
     "Recipe",
     "ROIModels",
     "load_roi_models",
+    "roi_settings",
     "paper_figure",
 ]
 
@@ -244,7 +245,7 @@ def load_subject_flatmap(settings: Settings, atlas: ROIAtlas) -> tuple[np.ndarra
         presets still work).
     """
     if settings.tier == "demo":
-        from braindiff_app.data.anatomy import load_flatmap
+        from braindiff_app.data.flatmap import load_flatmap
 
         flatmap = load_flatmap()
     else:
@@ -464,6 +465,21 @@ class ROIModels:
                                                    "num_inference_steps") if k in recipe.settings}
         return self.pipeline(features=self.features(recipe), seeds=np.array([recipe.seed]), callback=callback,
                              **params)
+
+
+def roi_settings(settings: Settings) -> tuple[Settings, bool]:
+    """Settings the ROI studio reads: the user's own, or the committed demo workspace when the user has none.
+
+    Returns
+    -------
+    settings : Settings
+    committed : bool
+        True when the committed demo workspace (``assets/demo/home``, written by ``braindiff demo export-roi``)
+        is used.
+    """
+    if settings.tier != "demo" or subjects_with_regressors(settings):
+        return settings, False
+    return settings.with_overrides(home=DEMO_ROI_HOME, nsd_root=None), True
 
 
 def load_roi_models(settings: Settings, subjects: Sequence[int | str] | None = None) -> ROIModels:

@@ -60,3 +60,20 @@ def test_device_and_dtype_on_cpu():
 def test_settings_paths_are_paths(tmp_path):
     settings = load_settings(home=str(tmp_path), eval_weights=str(tmp_path / "w"))
     assert isinstance(settings.home, Path) and settings.eval_weights == tmp_path / "w"
+
+
+def test_model_locations_have_one_rule_per_tier(tmp_path):
+    """Every command asks Settings which weights a tier uses: the demo tier always its committed models (a set
+    vd_dir or checkpoint belongs to the real tier), the real tier the configured files."""
+    from braindiff_app.config import DEMO_ASSETS_DIR
+
+    demo = load_settings(home=tmp_path, tier="demo", vd_dir=tmp_path / "vd", vdvae_checkpoint=tmp_path / "x.th")
+    assert demo.vd_path == DEMO_ASSETS_DIR / "models" / "vd"
+    assert demo.vdvae_path == DEMO_ASSETS_DIR / "models" / "vdvae"
+    assert demo.require_models() == (demo.vdvae_path, demo.vd_path)
+    real = demo.with_overrides(tier="real")
+    assert (real.vdvae_path, real.vd_path) == (tmp_path / "x.th", tmp_path / "vd")
+    with pytest.raises(FileNotFoundError, match="model files missing for the real tier"):
+        real.require_models()
+    with pytest.raises(FileNotFoundError, match="not configured"):
+        config.Settings(home=tmp_path, tier="real").require_models()

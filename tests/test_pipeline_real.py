@@ -17,7 +17,7 @@ CAPTIONS = ["a red ball on the grass", "a blue house under the sky", "a smiling 
 @pytest.fixture(scope="module")
 def demo_models(tmp_path_factory):
     """A demo models folder with a tiny VDVAE and a tiny Versatile Diffusion, saved by the real writers."""
-    from braindiff_app.models.demo_vd import build_components, train_clip_tokenizer
+    from braindiff_app.demo.vd import build_components, train_clip_tokenizer
     from braindiff_app.models.vdvae import VDVAE, VDVAEConfig, save_vdvae
     from braindiff_app.models.versatile import save_versatile_diffusion
 

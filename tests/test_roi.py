@@ -186,9 +186,10 @@ def test_paper_figure_grid(models):
 def test_brush_on_the_demo_flatmap_paints_the_region_under_it(tmp_path):
     from scipy.ndimage import distance_transform_edt
 
-    from braindiff_app.data.anatomy import load_anatomy, load_flatmap
     from braindiff_app.data.atlas import load_atlas
+    from braindiff_app.data.flatmap import load_flatmap
     from braindiff_app.data.nsd_layout import write_roi
+    from braindiff_app.demo.anatomy import load_anatomy
 
     anatomy, flatmap = load_anatomy(), load_flatmap()
     write_roi(tmp_path, 1, "nsdgeneral", anatomy.nsdgeneral.astype(np.int16))

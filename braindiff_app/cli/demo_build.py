@@ -108,11 +108,12 @@ def register_export(subparsers, demo_subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from braindiff_app.demo_export import DEMO_HOME, export_roi_workspace
+    from braindiff_app.config import DEMO_ROI_HOME
+    from braindiff_app.demo.export import export_roi_workspace
 
     settings = settings_from_args(args).with_overrides(tier="demo")
     errors = export_roi_workspace(settings, rank=args.rank)
     for key, value in errors.items():
         print(f"{key}: relative prediction error at rank {args.rank}: {value:.3f}")
-    print(f"wrote {DEMO_HOME}")
+    print(f"wrote {DEMO_ROI_HOME}")
     return 0

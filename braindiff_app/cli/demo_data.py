@@ -53,7 +53,7 @@ def register(subparsers, demo_subparsers) -> None:
 
 
 def run_anatomy(args: argparse.Namespace) -> int:
-    from braindiff_app.data.anatomy import build_anatomy
+    from braindiff_app.demo.anatomy import build_anatomy
 
     start = time.perf_counter()
     summary = build_anatomy(args.out, flatmap_width=args.flatmap_width)
@@ -63,7 +63,7 @@ def run_anatomy(args: argparse.Namespace) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from braindiff_app.data.simulated_nsd import build_simulated_nsd
+    from braindiff_app.demo.simulated_nsd import build_simulated_nsd
 
     out = args.out or settings_from_args(args).nsd_dir
     if out is None:
@@ -82,7 +82,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def run_figure(args: argparse.Namespace) -> int:
-    from braindiff_app.data.demo_figure import plot_demo_flatmap
+    from braindiff_app.demo.figure import plot_demo_flatmap
 
     print(plot_demo_flatmap(args.out))
     return 0

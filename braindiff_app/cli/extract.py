@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from braindiff_app.bundles import atomic_save_npy
+from braindiff_app.atomic import atomic_save_npy
 from braindiff_app.cli import add_settings_arguments, settings_from_args
 
 SPLITS = ("train", "test")
@@ -59,7 +59,7 @@ def run_vdvae(args: argparse.Namespace) -> int:
     import torch
 
     from braindiff_app import __version__
-    from braindiff_app.bundles import atomic_write_json
+    from braindiff_app.atomic import atomic_write_json
     from braindiff_app.config import resolve_device, resolve_dtype
     from braindiff_app.models.vdvae import extract_latents, load_demo_vdvae, load_vdvae
 
@@ -71,15 +71,11 @@ def run_vdvae(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: prepared images not found; run `braindiff prepare --subject "
                                     f"{args.subject}` first.")
-    if settings.tier == "demo":
-        weights = settings.demo_models_dir / "vdvae"
-        model = load_demo_vdvae(weights)
-    else:
-        if settings.vdvae_checkpoint is None:
-            raise FileNotFoundError("VDVAE checkpoint not configured: set BRAINDIFF_VDVAE_CHECKPOINT or pass "
-                                    "--vdvae-checkpoint imagenet64-iter-1600000-model-ema.th.")
-        weights = settings.vdvae_checkpoint
-        model = load_vdvae(weights)
+    weights = settings.vdvae_path
+    if weights is None:
+        raise FileNotFoundError("VDVAE checkpoint not configured: set BRAINDIFF_VDVAE_CHECKPOINT or pass "
+                                "--vdvae-checkpoint imagenet64-iter-1600000-model-ema.th.")
+    model = load_demo_vdvae(weights) if settings.tier == "demo" else load_vdvae(weights)
     config = model.config
     n_layers = config.check_n_layers(args.n_layers)
     device = resolve_device(settings.device)

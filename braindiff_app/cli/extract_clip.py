@@ -27,16 +27,6 @@ def register(subparsers, demo_subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def vd_folder(settings) -> Path:
-    """The Versatile Diffusion folder of the tier: ``--vd-dir`` if set, else the demo models (demo tier only)."""
-    if settings.vd_dir is not None:
-        return settings.vd_dir
-    if settings.tier == "demo":
-        return settings.demo_models_dir / "vd"
-    raise FileNotFoundError("Versatile Diffusion folder: not configured for the real tier. Set BRAINDIFF_VD_DIR or "
-                            "pass --vd-dir (a folder in diffusers layout).")
-
-
 # Images per chunk written to disk: bounds memory (real tier: 8859 x 257 x 768 float32 is 7 GB per split).
 CHUNK = 512
 
@@ -45,16 +35,17 @@ def _write_in_chunks(path: Path, n: int, compute) -> None:
     """Fill ``path`` (.npy) with ``compute(start, stop)`` chunk by chunk, under a temporary name, then rename."""
     import numpy as np
 
-    tmp = path.with_name(path.name + ".tmp")
-    array = None
-    for start in range(0, n, CHUNK):
-        chunk = compute(start, min(start + CHUNK, n))
-        if array is None:
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *chunk.shape[1:]))
-        array[start:start + len(chunk)] = chunk
-    array.flush()
-    del array
-    tmp.replace(path)
+    from braindiff_app.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        array = None
+        for start in range(0, n, CHUNK):
+            chunk = compute(start, min(start + CHUNK, n))
+            if array is None:
+                array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *chunk.shape[1:]))
+            array[start:start + len(chunk)] = chunk
+        array.flush()
+        del array
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import transformers
 
-    from braindiff_app.bundles import atomic_write_json
+    from braindiff_app.atomic import atomic_write_json
     from braindiff_app.config import resolve_device, resolve_dtype
     from braindiff_app.models.clip_features import clip_text_features, clip_vision_features
     from braindiff_app.models.versatile import load_versatile_diffusion
-    from braindiff_app.pipeline import files_fingerprint
+    from braindiff_app.provenance import files_fingerprint
 
     settings = settings_from_args(args)
     prepared = settings.subject_dir("prepared", args.subject)
@@ -80,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise FileNotFoundError(f"prepared subject: missing {', '.join(missing)}. Run `braindiff prepare "
                                 f"--subject {args.subject}` first.")
-    folder = vd_folder(settings)
+    folder = settings.vd_path
+    if folder is None or not folder.exists():
+        raise FileNotFoundError(f"Versatile Diffusion folder ({folder}): not found for the {settings.tier} tier; set "
+                                "BRAINDIFF_VD_DIR or pass --vd-dir (a folder in diffusers layout).")
     device = resolve_device(settings.device)
     # Regression targets are kept in float32 unless a dtype is asked for explicitly (fp16 would round them).
     dtype = torch.float32 if settings.dtype == "auto" else resolve_dtype(settings.dtype, device)

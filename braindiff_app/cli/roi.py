@@ -43,7 +43,7 @@ def _write_png(path, image) -> None:
 
     from PIL import Image
 
-    from braindiff_app.bundles import atomic_write_bytes
+    from braindiff_app.atomic import atomic_write_bytes
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     from braindiff_app.cli import settings_from_args
     from braindiff_app.config import subject_folder
-    from braindiff_app.demo_export import roi_settings
-    from braindiff_app.roi import PAPER_FIGURES, Recipe, load_roi_models, paper_figure, parse_regions
+    from braindiff_app.roi import PAPER_FIGURES, Recipe, load_roi_models, paper_figure, parse_regions, roi_settings
 
     user_settings = settings_from_args(args)
     out = Path(args.out) if args.out else user_settings.home / "roi"

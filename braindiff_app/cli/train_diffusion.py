@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from braindiff_app.config import resolve_device
-    from braindiff_app.data.stimuli import render_scenes
-    from braindiff_app.models.demo_train import TrainConfig, identification_from_features, train_demo_vd
+    from braindiff_app.demo.stimuli import render_scenes
+    from braindiff_app.demo.train_vd import TrainConfig, identification_from_features, train_demo_vd
 
     settings = settings_from_args(args)
     if args.n_images < 64 or args.n_eval < 2:

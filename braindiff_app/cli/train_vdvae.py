@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from braindiff_app.bundles import atomic_write_json
+    from braindiff_app.atomic import atomic_write_json
     from braindiff_app.config import resolve_device
+    from braindiff_app.demo.train_vdvae import reconstruction_scores, render_world_images, train_vdvae
     from braindiff_app.models.vdvae import VDVAE, VDVAEConfig, save_vdvae
-    from braindiff_app.models.vdvae_train import reconstruction_scores, render_world_images, train_vdvae
 
     settings = settings_from_args(args)
     device = resolve_device(settings.device)

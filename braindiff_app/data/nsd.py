@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.bundles import atomic_save_npy, atomic_write_json
+from braindiff_app.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from braindiff_app.data import nsd_layout as L
 
 __all__ = ["ExpDesign", "PrepareResult", "read_expdesign", "read_mask", "read_session", "find_sessions",
@@ -237,14 +237,13 @@ def _copy_images(brick, nsd_ids: np.ndarray, path: Path, chunk: int, progress: b
     reads on the demo's stimuli."""
     from tqdm.auto import tqdm
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(nsd_ids), *brick.shape[1:]))
-    for start in tqdm(range(0, len(nsd_ids), chunk), desc=path.stem, unit="chunk", disable=not progress):
-        for i, nsd_id in enumerate(nsd_ids[start:start + chunk], start):
-            out[i] = brick[int(nsd_id)]
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(nsd_ids), *brick.shape[1:]))
+        for start in tqdm(range(0, len(nsd_ids), chunk), desc=path.stem, unit="chunk", disable=not progress):
+            for i, nsd_id in enumerate(nsd_ids[start:start + chunk], start):
+                out[i] = brick[int(nsd_id)]
+        out.flush()
+        del out
 
 
 # --------------------------------------------------------------------------------------------------------

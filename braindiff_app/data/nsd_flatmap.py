@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from braindiff_app.data import nsd_layout as L
-from braindiff_app.data.anatomy import Flatmap
 from braindiff_app.data.atlas import CATEGORY_REGIONS, REGION_SOURCES, VISUAL_REGIONS, read_label_volume
+from braindiff_app.data.flatmap import Flatmap
 
 __all__ = [
     "FLATMAP_REGIONS",
@@ -275,7 +275,7 @@ def load_nsd_flatmap(nsd_dir: str | os.PathLike, subject: int | str, cache_dir: 
     Flatmap
         See :func:`build_nsd_flatmap`.
     """
-    from braindiff_app.bundles import atomic_write_bytes
+    from braindiff_app.atomic import atomic_write_bytes
 
     s = int(subject)
     for path, what, required in flatmap_inputs(nsd_dir, s):

@@ -21,16 +21,16 @@ into place, so a killed writer never leaves a truncated file under the real name
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from braindiff_app.atomic import atomic_path
 
 __all__ = [
     # layout
@@ -189,19 +189,6 @@ def surface_transform_path(root: str | os.PathLike, subject: int, hemi: str, sur
 # --------------------------------------------------------------------------------------------------------
 # Writers
 # --------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path (same folder, same suffixes) that is renamed to ``path`` on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="".join(path.suffixes))
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def write_expdesign(root: str | os.PathLike, masterordering: np.ndarray, subjectim: np.ndarray,
                     sharedix: np.ndarray) -> Path:
     """Write ``nsd_expdesign.mat`` (MATLAB v5, as NSD ships it: 1-based indices, row vectors).
@@ -233,7 +220,7 @@ def write_expdesign(root: str | os.PathLike, masterordering: np.ndarray, subject
         "subjectim": subjectim.astype(np.float64),
         "sharedix": np.asarray(sharedix, dtype=np.float64).reshape(1, -1),
     }
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         savemat(tmp, data, format="5")
     return path
 
@@ -244,7 +231,7 @@ def _write_nifti(path: Path, volume: np.ndarray, affine: np.ndarray | None) -> P
     affine = np.diag([1.8, 1.8, 1.8, 1.0]) if affine is None else np.asarray(affine, dtype=float)
     image = nib.Nifti1Image(np.asfortranarray(volume), affine)  # NIfTI's order: written without re-copying
     image.header.set_data_dtype(volume.dtype)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         nib.save(image, tmp)
     return path
 
@@ -304,7 +291,7 @@ def write_stimuli(root: str | os.PathLike, images: np.ndarray, chunk: int = 64) 
                          f"shape {images.shape}.")
     path = stimuli_path(root)
     n = images.shape[0]
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as fh:
             ds = fh.create_dataset("imgBrick", shape=images.shape, dtype=np.uint8,
                                    chunks=(min(chunk, n), *images.shape[1:]) if n else None)
@@ -338,7 +325,7 @@ def write_stim_info(root: str | os.PathLike, nsd_ids: Sequence[int], coco_ids: S
     for row, (nsd_id, coco_id, split) in enumerate(zip(nsd_ids, coco_ids, coco_splits, strict=True)):
         writer.writerow([row, int(coco_id), split, int(nsd_id), False])
     path = stim_info_path(root)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue())
     return path
 
@@ -358,7 +345,7 @@ def write_captions(root: str | os.PathLike, split: str, captions: Mapping[int, S
             annotations.append({"image_id": int(image_id), "id": len(annotations) + 1, "caption": str(text)})
     doc = {"images": [{"id": int(i)} for i in captions], "annotations": annotations}
     path = captions_path(root, split)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(doc))
     return path
 
@@ -381,7 +368,7 @@ def write_surface(root: str | os.PathLike, subject: int, hemi: str, name: str, c
         raise ValueError(f"coords, faces: expected shapes (n_vertices, 3) and (n_triangles, 3), got {coords.shape} "
                          f"and {faces.shape}.")
     path = surface_path(root, subject, hemi, name)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         write_geometry(str(tmp), coords, faces.astype(np.int32))
     return path
 
@@ -399,7 +386,7 @@ def write_curv(root: str | os.PathLike, subject: int, hemi: str, values: np.ndar
     if values.ndim != 1:
         raise ValueError(f"values: expected shape (n_vertices,), got {values.shape}.")
     path = surface_path(root, subject, hemi, name)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         write_morph_data(str(tmp), values)
     return path
 
@@ -433,7 +420,7 @@ def write_patch(root: str | os.PathLike, subject: int, hemi: str, vertices: np.n
     records["vertex"] = np.where(border, -(vertices + 1), vertices + 1)
     records["x"], records["y"], records["z"] = xyz.T
     path = surface_path(root, subject, hemi, name)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(np.array([-1, len(vertices)], ">i4").tobytes() + records.tobytes())
     return path
 
@@ -454,6 +441,6 @@ def write_surface_transform(root: str | os.PathLike, subject: int, hemi: str, co
     if coords.ndim != 2 or coords.shape[1] != 3:
         raise ValueError(f"coords: expected shape (n_vertices, 3), got {coords.shape}.")
     path = surface_transform_path(root, subject, hemi, surface, space)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         nib.save(nib.MGHImage(coords.reshape(len(coords), 1, 1, 3), np.eye(4)), str(tmp))
     return path

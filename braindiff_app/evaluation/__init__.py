@@ -3,7 +3,7 @@
 ``compute_metrics(ground_truth, reconstructions, metrics=None, backbones=None)`` gives per-trial values;
 ``load_backbones`` / ``backbones_from_settings`` load the networks from local files; ``evaluate_bundle`` stores
 metrics in a bundle, and ``summary_table`` / ``ablation_table`` / ``write_report`` summarise bundles.
-The demo world's content judge lives in :mod:`braindiff_app.evaluation.content` (imported from there: it needs
+The demo world's content judge lives in :mod:`braindiff_app.demo.judge` (imported from there: it needs
 torch at import time, which this package does not).
 """
 
@@ -13,7 +13,6 @@ from braindiff_app.evaluation.backbones import (
     BackboneSpec,
     backbones_from_settings,
     build_network,
-    clip_encoder_dir,
     download_weights,
     load_backbones,
     load_clip_encoder,
@@ -74,7 +73,6 @@ __all__ = [
     "load_clip_encoder",
     "load_backbones",
     "backbones_from_settings",
-    "clip_encoder_dir",
     "download_weights",
     "weight_file",
     # reports

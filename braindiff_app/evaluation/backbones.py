@@ -48,7 +48,6 @@ __all__ = [
     "load_clip_encoder",
     "load_backbones",
     "backbones_from_settings",
-    "clip_encoder_dir",
     "download_weights",
 ]
 
@@ -397,31 +396,14 @@ def load_backbones(weights_dir: str | os.PathLike, metrics: Iterable[str] | None
     return Backbones(networks, encoder, clip_metric=clip_metric, missing=missing, input_size=input_size)
 
 
-def clip_encoder_dir(settings) -> tuple[Path | None, str]:
-    """Which CLIP encoder the settings give: the real Versatile Diffusion one, else the demo's.
-
-    Returns
-    -------
-    folder : Path or None
-        ``settings.vd_dir / "image_encoder"`` when present, else the demo one when present, else None.
-    metric : str in {"CLIP", "demo-CLIP"}
-    """
-    if settings.vd_dir is not None and (Path(settings.vd_dir) / "image_encoder" / "config.json").is_file():
-        return Path(settings.vd_dir) / "image_encoder", "CLIP"
-    demo = Path(settings.demo_models_dir) / "vd" / "image_encoder"
-    if (demo / "config.json").is_file():
-        return demo, "demo-CLIP"
-    return None, "CLIP"
-
-
 def backbones_from_settings(settings, metrics: Iterable[str] | None = None) -> Backbones:
     """Load the evaluation backbones named by :class:`~braindiff_app.config.Settings` (CPU; move with ``.to``).
 
-    The torchvision networks come from ``settings.eval_weights``; CLIP from :func:`clip_encoder_dir`. When
+    The torchvision networks come from ``settings.eval_weights``; CLIP from ``settings.eval_clip_dir``. When
     the real CLIP encoder is absent and the demo's is present, the score is reported as ``demo-CLIP``.
     """
     wanted = check_metrics(metrics)
-    folder, clip_metric = clip_encoder_dir(settings)
+    folder, clip_metric = settings.eval_clip_dir
     if metrics is None or "CLIP" in wanted or "demo-CLIP" in wanted:
         wanted = tuple(m for m in wanted if m not in ("CLIP", "demo-CLIP")) + (clip_metric,)
     return load_backbones(settings.eval_weights, wanted, clip_dir=folder, clip_metric=clip_metric)

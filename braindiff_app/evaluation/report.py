@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.bundles import ABLATION_KINDS, KIND_LABELS, Bundle, atomic_write_bytes, open_bundle, write_metrics
+from braindiff_app.atomic import atomic_write_bytes
+from braindiff_app.bundles import ABLATION_KINDS, KIND_LABELS, Bundle, open_bundle, write_metrics
 from braindiff_app.evaluation.backbones import Backbones
 from braindiff_app.evaluation.metrics import PIXEL_METRICS, available_metrics, metrics_from_features, pixel_metrics
 from braindiff_app.evaluation.registry import METRICS, check_metrics, format_value

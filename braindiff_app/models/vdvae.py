@@ -160,7 +160,7 @@ class VDVAEConfig:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the config as JSON (atomically)."""
-        from braindiff_app.bundles import atomic_write_json
+        from braindiff_app.atomic import atomic_write_json
 
         atomic_write_json(path, self.to_dict())
 
@@ -338,7 +338,7 @@ def save_vdvae(model: VDVAE, folder: str | os.PathLike, dtype: torch.dtype = tor
     """Write ``config.json`` and ``model.safetensors`` into ``folder`` (atomically); returns the folder."""
     from safetensors.torch import save
 
-    from braindiff_app.bundles import atomic_write_bytes
+    from braindiff_app.atomic import atomic_write_bytes
 
     folder = Path(folder)
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}

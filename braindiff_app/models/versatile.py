@@ -210,23 +210,21 @@ def save_versatile_diffusion(components: VersatileComponents, folder: str | Path
     components : VersatileComponents
         With a plain (not yet dual) image UNet and a text UNet, as in Versatile Diffusion's own folder.
     folder : str or Path
-        Destination; written to ``<folder>.tmp`` first and renamed when complete.
+        Destination; written to a temporary folder beside it and renamed when complete
+        (:func:`braindiff_app.atomic.atomic_folder`).
     dtype : torch.dtype or None, default None
         Cast the weights before saving (e.g. ``torch.float16`` to halve the size); None keeps them.
     """
     import copy
-    import shutil
 
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder"):
-        module = getattr(components, name)
-        if module is None:
-            continue
-        module = copy.deepcopy(module).to(dtype) if dtype is not None else module
-        module.save_pretrained(tmp / name, safe_serialization=True)
-    components.tokenizer.save_pretrained(tmp / "tokenizer")
-    components.scheduler.save_pretrained(tmp / "scheduler")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    from braindiff_app.atomic import atomic_folder
+
+    with atomic_folder(folder) as tmp:
+        for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder"):
+            module = getattr(components, name)
+            if module is None:
+                continue
+            module = copy.deepcopy(module).to(dtype) if dtype is not None else module
+            module.save_pretrained(tmp / name, safe_serialization=True)
+        components.tokenizer.save_pretrained(tmp / "tokenizer")
+        components.scheduler.save_pretrained(tmp / "scheduler")

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from braindiff_app.atomic import atomic_path
 from braindiff_app.regression.ridge import FMRI_DIVISOR, LowRankWeights, RidgeRegressor
 
 __all__ = ["REGRESSOR_FORMAT", "save_regressor", "load_regressor", "write_safetensors", "read_safetensors"]
@@ -64,20 +64,13 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(struct.pack("<Q", len(blob)) + blob)
-            for array in (a for a in tensors.values() if a.size):
-                rows = array.reshape(array.shape[0], -1) if array.ndim >= 2 else array.reshape(1, -1)
-                step = max(1, slice_bytes // max(1, rows[:1].nbytes))
-                for start in range(0, rows.shape[0], step):
-                    fh.write(np.ascontiguousarray(rows[start:start + step], rows.dtype.newbyteorder("<")).tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(struct.pack("<Q", len(blob)) + blob)
+        for array in (a for a in tensors.values() if a.size):
+            rows = array.reshape(array.shape[0], -1) if array.ndim >= 2 else array.reshape(1, -1)
+            step = max(1, slice_bytes // max(1, rows[:1].nbytes))
+            for start in range(0, rows.shape[0], step):
+                fh.write(np.ascontiguousarray(rows[start:start + step], rows.dtype.newbyteorder("<")).tobytes())
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:

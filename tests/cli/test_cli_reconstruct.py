@@ -57,7 +57,7 @@ def test_files_fingerprint_follows_content_not_path(tmp_path):
     import os
     import time
 
-    from braindiff_app.pipeline import files_fingerprint
+    from braindiff_app.provenance import files_fingerprint
 
     folder = tmp_path / "model"
     folder.mkdir()

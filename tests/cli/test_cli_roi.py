@@ -46,7 +46,7 @@ def test_roi_cli_writes_images_and_recipe_that_recreates_them(models, tmp_path):
 
 
 def test_roi_cli_reads_the_committed_demo_workspace_when_the_user_has_none(models, tmp_path, monkeypatch, capsys):
-    from braindiff_app.demo_export import DEMO_HOME
+    from braindiff_app.config import DEMO_ROI_HOME as DEMO_HOME
 
     seen = []
     monkeypatch.setattr(roi_module, "load_roi_models", lambda settings, subjects=None: seen.append(settings) or models)

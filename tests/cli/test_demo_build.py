@@ -46,7 +46,8 @@ def test_stops_at_failing_step_with_message(tmp_path, monkeypatch, capsys):
 
 
 def test_roi_settings_falls_back_to_committed_workspace(tmp_path):
-    from braindiff_app.demo_export import DEMO_HOME, roi_settings
+    from braindiff_app.config import DEMO_ROI_HOME as DEMO_HOME
+    from braindiff_app.roi import roi_settings
 
     settings = load_settings(home=tmp_path)
     chosen, committed = roi_settings(settings)

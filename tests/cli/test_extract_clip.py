@@ -13,7 +13,7 @@ def tiny_vd(tmp_path_factory):
 
 
 def _prepare(home, n_train=3, n_test=2):
-    prepared = home / "demo" / "prepared" / "subj01"
+    prepared = home / "real" / "prepared" / "subj01"
     prepared.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("test", n_test)):
@@ -25,9 +25,10 @@ def test_extract_clip_writes_contract_3_files(tmp_path, tiny_vd, capsys):
     import transformers
 
     _prepare(tmp_path)
-    assert main(["extract", "clip", "--subject", "1", "--home", str(tmp_path), "--vd-dir", str(tiny_vd),
+    assert main(["extract", "clip", "--subject", "1", "--home", str(tmp_path), "--tier", "real",
+                 "--vd-dir", str(tiny_vd),
                  "--device", "cpu"]) == 0
-    features = tmp_path / "demo" / "features" / "subj01"
+    features = tmp_path / "real" / "features" / "subj01"
     assert np.load(features / "clip_vision_train.npy").shape == (3, 257, 16)
     assert np.load(features / "clip_text_test.npy").shape == (2, 77, 16)
     assert np.load(features / "clip_vision_test.npy").dtype == np.float32
@@ -39,9 +40,10 @@ def test_extract_clip_writes_contract_3_files(tmp_path, tiny_vd, capsys):
 
 def test_extract_clip_reuses_only_features_of_the_same_model_and_versions(tmp_path, tiny_vd, capsys):
     _prepare(tmp_path)
-    args = ["extract", "clip", "--subject", "1", "--home", str(tmp_path), "--vd-dir", str(tiny_vd), "--device", "cpu"]
+    args = ["extract", "clip", "--subject", "1", "--home", str(tmp_path), "--tier", "real",
+                 "--vd-dir", str(tiny_vd), "--device", "cpu"]
     assert main(args) == 0
-    features = tmp_path / "demo" / "features" / "subj01"
+    features = tmp_path / "real" / "features" / "subj01"
     first = np.load(features / "clip_vision_test.npy")
     np.save(features / "clip_vision_test.npy", np.zeros_like(first))  # a marker: reused files keep it
     capsys.readouterr()
@@ -64,5 +66,6 @@ def test_extract_clip_reuses_only_features_of_the_same_model_and_versions(tmp_pa
 
 
 def test_extract_clip_without_prepared_subject_is_one_line(tmp_path, tiny_vd, capsys):
-    assert main(["extract", "clip", "--subject", "1", "--home", str(tmp_path), "--vd-dir", str(tiny_vd)]) == 1
+    assert main(["extract", "clip", "--subject", "1", "--home", str(tmp_path), "--tier", "real",
+                 "--vd-dir", str(tiny_vd)]) == 1
     assert "braindiff prepare --subject 1" in capsys.readouterr().err

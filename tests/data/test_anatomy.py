@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from braindiff_app.data.anatomy import ROI_FILES, anatomy_summary, build_anatomy, load_anatomy, load_flatmap
-from braindiff_app.data.demo_figure import flatmap_values
+from braindiff_app.data.flatmap import load_flatmap
+from braindiff_app.demo.anatomy import ROI_FILES, anatomy_summary, build_anatomy, load_anatomy
+from braindiff_app.demo.figure import flatmap_values
 
 
 @pytest.fixture(scope="module")

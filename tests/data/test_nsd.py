@@ -181,7 +181,7 @@ def test_doctor_lists_the_files_the_reader_needs(tiny_nsd):
 
 
 def test_reads_the_demo_tiers_simulated_nsd(tmp_path):
-    from braindiff_app.data.simulated_nsd import build_simulated_nsd
+    from braindiff_app.demo.simulated_nsd import build_simulated_nsd
 
     build_simulated_nsd(tmp_path / "nsd", seed=0, n_test=12, n_train=24, n_reps=3, trials_per_session=36,
                         image_size=64, subjects=(1,))

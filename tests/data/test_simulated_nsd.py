@@ -8,8 +8,8 @@ import pytest
 from scipy.io import loadmat
 
 from braindiff_app.data import nsd_layout
-from braindiff_app.data.anatomy import load_anatomy
-from braindiff_app.data.simulate import (
+from braindiff_app.demo.anatomy import load_anatomy
+from braindiff_app.demo.simulate import (
     CATEGORIES,
     eccentricity_rois,
     make_voxel_model,
@@ -19,8 +19,8 @@ from braindiff_app.data.simulate import (
     stimulus_features,
     voxel_drive,
 )
-from braindiff_app.data.simulated_nsd import build_simulated_nsd, choose_trials_per_session, simulation_dir
-from braindiff_app.data.stimuli import Scene, SceneObject, make_scene, render_scene, scene_captions
+from braindiff_app.demo.simulated_nsd import build_simulated_nsd, choose_trials_per_session, simulation_dir
+from braindiff_app.demo.stimuli import Scene, SceneObject, make_scene, render_scene, scene_captions
 
 N_TEST, N_TRAIN, REPS, T = 12, 24, 3, 36
 
@@ -216,7 +216,7 @@ def test_repetitions_reach_the_requested_reliability():
 
 
 def _fake_model(noise_sd, loadings):
-    from braindiff_app.data.simulate import VoxelModel
+    from braindiff_app.demo.simulate import VoxelModel
 
     n = len(noise_sd)
     zeros = np.zeros(n, np.float32)

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from braindiff_app.data.stimuli import (
+from braindiff_app.demo.stimuli import (
     CATEGORIES,
     KINDS,
     Scene,

@@ -15,7 +15,6 @@ from braindiff_app.evaluation import (
     BACKBONES,
     Backbones,
     backbones_from_settings,
-    clip_encoder_dir,
     compute_metrics,
     load_backbones,
     load_network,
@@ -133,9 +132,9 @@ def test_clip_encoder_choice(clip_dir, tmp_path, monkeypatch):
     shutil.copytree(clip_dir, tmp_path / "demo" / "vd" / "image_encoder")
     monkeypatch.setattr(config.Settings, "demo_models_dir", property(lambda self: tmp_path / "demo"))
     settings = config.load_settings(home=tmp_path, eval_weights=tmp_path / "none")
-    assert clip_encoder_dir(settings) == (tmp_path / "demo" / "vd" / "image_encoder", "demo-CLIP")
+    assert settings.eval_clip_dir == (tmp_path / "demo" / "vd" / "image_encoder", "demo-CLIP")
     real = config.load_settings(home=tmp_path, vd_dir=clip_dir.parent)
-    assert clip_encoder_dir(real) == (clip_dir, "CLIP")
+    assert real.eval_clip_dir == (clip_dir, "CLIP")
     with pytest.warns(UserWarning, match="EffNet-B"):
         backbones = backbones_from_settings(settings, ["CLIP", "EffNet-B"])
     assert backbones.metrics == ("demo-CLIP",)

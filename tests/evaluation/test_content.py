@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from braindiff_app.data.stimuli import CATEGORIES, content_labels, render_scenes
-from braindiff_app.evaluation.content import (
+from braindiff_app.demo.judge import (
     ContentJudge,
     content_scores,
     degrade_images,
@@ -11,6 +10,7 @@ from braindiff_app.evaluation.content import (
     predict_content,
     train_content_judge,
 )
+from braindiff_app.demo.stimuli import CATEGORIES, content_labels, render_scenes
 
 PLACES = CATEGORIES.index("places")
 

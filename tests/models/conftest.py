@@ -16,7 +16,7 @@ CAPTIONS = [
 
 def _make_vd_folder(path, seed: int = 0):
     """Save tiny random components (16 px images, clip_dim 16) as a diffusers-layout folder; return the path."""
-    from braindiff_app.models.demo_vd import build_components, train_clip_tokenizer
+    from braindiff_app.demo.vd import build_components, train_clip_tokenizer
     from braindiff_app.models.versatile import save_versatile_diffusion
 
     tokenizer = train_clip_tokenizer(CAPTIONS, vocab_size=600)

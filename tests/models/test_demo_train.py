@@ -4,8 +4,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from braindiff_app.models.demo_train import TrainConfig, train_demo_vd, two_way_identification
-from braindiff_app.models.demo_vd import train_clip_tokenizer
+from braindiff_app.demo.train_vd import TrainConfig, train_demo_vd, two_way_identification
+from braindiff_app.demo.vd import train_clip_tokenizer
 from tests.models.conftest import CAPTIONS
 
 
@@ -34,7 +34,7 @@ def test_tokenizer_is_clip_compatible_and_round_trips(tmp_path):
 
 @pytest.mark.slow
 def test_training_resumes_and_saves_a_loadable_folder(tmp_path):
-    from braindiff_app.data.stimuli import render_scenes
+    from braindiff_app.demo.stimuli import render_scenes
     from braindiff_app.models.versatile import load_versatile_diffusion
 
     images, _, captions = render_scenes(64, seed=1, size=64)

@@ -7,7 +7,7 @@ import pytest
 
 from braindiff_app.cli.train_diffusion import EVAL_START
 from braindiff_app.config import DEMO_ASSETS_DIR
-from braindiff_app.data.stimuli import render_scenes
+from braindiff_app.demo.stimuli import render_scenes
 
 VD = DEMO_ASSETS_DIR / "models" / "vd"
 
@@ -28,7 +28,7 @@ def held_out():
 
 
 def test_images_generated_from_true_features_are_identified_far_above_chance(demo_vd, held_out):
-    from braindiff_app.models.demo_train import identification_from_features
+    from braindiff_app.demo.train_vd import identification_from_features
 
     images, captions = held_out
     scores = identification_from_features(demo_vd, images, captions, num_inference_steps=10)["two_way_identification"]
@@ -61,7 +61,7 @@ def test_vision_embedding_tells_the_categories_apart(demo_vd):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from braindiff_app.data.stimuli import CATEGORIES, content_labels
+    from braindiff_app.demo.stimuli import CATEGORIES, content_labels
     from braindiff_app.models.clip_features import clip_vision_features
 
     images, scenes, _ = render_scenes(600, seed=2, size=64)

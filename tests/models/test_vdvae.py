@@ -261,7 +261,7 @@ def test_upsample_images_bicubic():
 
 
 def test_training_step_lowers_the_loss():
-    from braindiff_app.models.vdvae_train import train_vdvae
+    from braindiff_app.demo.train_vdvae import train_vdvae
 
     torch.manual_seed(0)
     model = VDVAE(_tiny_config())
@@ -273,7 +273,7 @@ def test_training_step_lowers_the_loss():
 
 # -- the committed demo model -----------------------------------------------------------------------------------
 def test_demo_model_reconstructs_held_out_scenes_better_than_mean_image():
-    from braindiff_app.models.vdvae_train import reconstruction_scores, render_world_images
+    from braindiff_app.demo.train_vdvae import reconstruction_scores, render_world_images
 
     model = load_demo_vdvae(DEMO_ASSETS_DIR / "models")
     assert model.config == VDVAEConfig.demo()

@@ -60,8 +60,8 @@ def test_folder_saved_with_dual_image_unet_needs_no_text_unet(vd_folder, vd, tmp
 
 
 def test_plain_image_unet_without_text_unet_is_refused(vd):
+    from braindiff_app.demo.vd import build_components
     from braindiff_app.models._vd_compat import make_dual_unet
-    from braindiff_app.models.demo_vd import build_components
 
     plain = build_components(vd.tokenizer, "tiny").image_unet
     with pytest.raises(ValueError, match="text_unet: the image UNet has no dual cross-attention"):

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from braindiff_app.data.anatomy import Anatomy
-from braindiff_app.data.stimuli import CATEGORIES
+from braindiff_app.demo.anatomy import Anatomy
+from braindiff_app.demo.stimuli import CATEGORIES
 
 __all__ = [
     "FIELD_DEG",
@@ -129,7 +129,7 @@ def stimulus_features(images: np.ndarray, label_maps: np.ndarray) -> StimulusFea
     images : ndarray of uint8, shape (n_images, height, width, 3)
         Resized to FEATURE_SIZE if needed.
     label_maps : ndarray of uint8, shape (n_images, height, width)
-        Category label maps (see :func:`braindiff_app.data.stimuli.render_scene`).
+        Category label maps (see :func:`braindiff_app.demo.stimuli.render_scene`).
 
     Returns
     -------

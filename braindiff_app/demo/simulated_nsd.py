@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from braindiff_app.atomic import atomic_path, atomic_save_npz, atomic_write_json
 from braindiff_app.data import nsd_layout
-from braindiff_app.data.anatomy import load_anatomy
-from braindiff_app.data.simulate import (
+from braindiff_app.demo.anatomy import load_anatomy
+from braindiff_app.demo.simulate import (
     FEATURE_SIZE,
     KIND_NAMES,
     VoxelModel,
@@ -39,7 +40,7 @@ from braindiff_app.data.simulate import (
     stimulus_features,
     voxel_drive,
 )
-from braindiff_app.data.stimuli import make_scene, make_scenes, render_scene, scene_captions
+from braindiff_app.demo.stimuli import make_scene, make_scenes, render_scene, scene_captions
 
 __all__ = ["SUBJECTS", "simulation_dir", "choose_trials_per_session", "build_simulated_nsd"]
 
@@ -203,8 +204,6 @@ def build_simulated_nsd(out: str | os.PathLike, seed: int = 0, n_test: int = 100
         summary["subjects"][str(subject)] = _subject_summary(model, test_betas, drive[:n_test])
         _save_truth(truth_dir / f"subj{subject:02d}_voxels.npz", model)
     bar.close()
-    from braindiff_app.bundles import atomic_write_json
-
     atomic_write_json(truth_dir / "simulation.json", summary)
     return summary
 
@@ -219,16 +218,13 @@ def _write_stimuli_gzip(root: Path, scenes: list, image_size: int, chunk: int = 
     import h5py
 
     path = nsd_layout.stimuli_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
     shape = (len(scenes), image_size, image_size, 3)
-    with h5py.File(tmp, "w") as fh:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         ds = fh.create_dataset("imgBrick", shape=shape, dtype=np.uint8, chunks=(1, *shape[1:]),
                                compression="gzip", compression_opts=4)
         for start in range(0, len(scenes), chunk):
             block = scenes[start:start + chunk]
             ds[start:start + len(block)] = np.stack([render_scene(scene, image_size) for scene in block])
-    os.replace(tmp, path)
     return path
 
 
@@ -237,8 +233,6 @@ def _subject_seed(seed: int, subject: int) -> int:
 
 
 def _check_resume(path: Path, params: dict) -> None:
-    from braindiff_app.bundles import atomic_write_json
-
     if path.exists():
         old = json.loads(path.read_text())
         if old != params:
@@ -279,7 +273,4 @@ def _subject_summary(model: VoxelModel, test_betas: np.ndarray, test_drive: np.n
 
 
 def _save_truth(path: Path, model: VoxelModel) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **asdict(model))
-    os.replace(tmp, path)
+    atomic_save_npz(path, asdict(model))

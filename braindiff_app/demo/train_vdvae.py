@@ -40,7 +40,7 @@ class TrainResult:
 
 def render_world_images(n: int, world_seed: int, size: int = 64, start: int = 0) -> np.ndarray:
     """Images of the demo stimulus world: uint8 array of shape (n_images, size, size, 3)."""
-    from braindiff_app.data.stimuli import render_scenes
+    from braindiff_app.demo.stimuli import render_scenes
 
     return render_scenes(n, seed=world_seed, size=size, start=start)[0]
 

@@ -2,7 +2,8 @@
 
 Build time (``braindiff demo anatomy``, needs pycortex) reads S1's surfaces (white, pial, flat), its hand-drawn
 ROIs and its ``fullhead`` transform (100 x 100 x 31 voxels of 2.24 x 2.24 x 4.13 mm), and writes small assets into
-``assets/demo/anatomy/``; run time (:func:`load_anatomy`, :func:`load_flatmap`) reads only those files.
+``assets/demo/anatomy/``; run time (:func:`load_anatomy`, :func:`braindiff_app.data.flatmap.load_flatmap`) reads
+only those files.
 
 Made at build time:
 
@@ -29,19 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from braindiff_app.config import DEMO_ASSETS_DIR
+from braindiff_app.atomic import atomic_path, atomic_save_npz, atomic_write_json
+from braindiff_app.config import DEMO_ANATOMY_DIR
 
 __all__ = [
-    "ANATOMY_DIR",
     "ROI_FILES",
     "Anatomy",
-    "Flatmap",
     "build_anatomy",
     "load_anatomy",
-    "load_flatmap",
 ]
 
-ANATOMY_DIR = DEMO_ASSETS_DIR / "anatomy"
 # NSD ROI files and the S1 ROIs that fill them: file -> {label value: S1 ROI name}.
 ROI_FILES = {
     "prf-visualrois": {1: "V1v", 2: "V1d", 3: "V2v", 4: "V2d", 5: "V3v", 6: "V3d"},
@@ -93,22 +91,6 @@ class Anatomy:
         return tuple(self.brain.shape)
 
 
-@dataclass(frozen=True)
-class Flatmap:
-    """The flatmap base image and its pixel -> voxel lookup.
-
-    Attributes
-    ----------
-    image : ndarray of uint8, shape (height, width, 4)
-        Curvature shading with ROI outlines and names (RGBA; transparent off the cortex).
-    pixel_voxel : ndarray of int32, shape (height, width)
-        Flat (C-order) index into the anatomy grid of the voxel under each pixel, -1 off the cortex or off the grid.
-    """
-
-    image: np.ndarray
-    pixel_voxel: np.ndarray
-
-
 def load_anatomy(folder: str | os.PathLike | None = None) -> Anatomy:
     """Read the committed demo anatomy (no pycortex needed).
 
@@ -121,7 +103,7 @@ def load_anatomy(folder: str | os.PathLike | None = None) -> Anatomy:
     -------
     Anatomy
     """
-    path = Path(folder or ANATOMY_DIR) / "anatomy.npz"
+    path = Path(folder or DEMO_ANATOMY_DIR) / "anatomy.npz"
     if not path.exists():
         raise FileNotFoundError(f"{path}: demo anatomy not found; build it with `braindiff demo anatomy`.")
     with np.load(path, allow_pickle=False) as npz:
@@ -130,19 +112,6 @@ def load_anatomy(folder: str | os.PathLike | None = None) -> Anatomy:
             affine=npz["affine"], brain=npz["brain"], nsdgeneral=npz["nsdgeneral"], rois=rois,
             eccentricity=npz["eccentricity"], polar_angle=npz["polar_angle"], hemisphere=npz["hemisphere"],
         )
-
-
-def load_flatmap(folder: str | os.PathLike | None = None) -> Flatmap:
-    """Read the committed flatmap image and pixel -> voxel lookup (no pycortex needed)."""
-    from PIL import Image
-
-    folder = Path(folder or ANATOMY_DIR)
-    for name in ("flatmap.png", "flatmap_lookup.npz"):
-        if not (folder / name).exists():
-            raise FileNotFoundError(f"{folder / name}: demo flatmap not found; build it with `braindiff demo anatomy`.")
-    image = np.asarray(Image.open(folder / "flatmap.png").convert("RGBA"))
-    with np.load(folder / "flatmap_lookup.npz", allow_pickle=False) as npz:
-        return Flatmap(image=image, pixel_voxel=npz["pixel_voxel"])
 
 
 # -- build (pycortex) -----------------------------------------------------------------------------------------
@@ -383,7 +352,7 @@ def build_anatomy(out_dir: str | os.PathLike | None = None, flatmap_width: int =
     from braindiff_app.data._flatmap_draw import draw_flatmap
 
     cortex = _import_cortex()
-    out = Path(out_dir or ANATOMY_DIR)
+    out = Path(out_dir or DEMO_ANATOMY_DIR)
     out.mkdir(parents=True, exist_ok=True)
     s1 = _read_s1(cortex)
     n_vertices = len(s1["flat"])
@@ -410,7 +379,7 @@ def build_anatomy(out_dir: str | os.PathLike | None = None, flatmap_width: int =
         "polar_angle": np.where(nsdgeneral, vol["polar_angle"][crop], np.nan),
         "hemisphere": vol["hemisphere"][crop], **{f"roi_{k}": v for k, v in rois.items()},
     }
-    _atomic_npz(out / "anatomy.npz", arrays)
+    atomic_save_npz(out / "anatomy.npz", arrays)
 
     # Vertex -> cropped-grid voxel, for the flatmap lookup.
     full_shape = vol["visual"].shape
@@ -424,12 +393,11 @@ def build_anatomy(out_dir: str | os.PathLike | None = None, flatmap_width: int =
     vertex_voxel[np.flatnonzero(ok)] = flat_idx
     image, pixel_voxel = draw_flatmap(s1["flat"], s1["polys"], s1["curvature"], labels, _S1_ROIS, vertex_voxel,
                                       visual, s1["hemisphere"], width=flatmap_width)
-    _atomic_npz(out / "flatmap_lookup.npz", {"pixel_voxel": pixel_voxel.astype(np.int32)})
+    atomic_save_npz(out / "flatmap_lookup.npz", {"pixel_voxel": pixel_voxel.astype(np.int32)})
     from PIL import Image
 
-    tmp = out / "flatmap.png.partial"
-    Image.fromarray(image).save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, out / "flatmap.png")
+    with atomic_path(out / "flatmap.png") as tmp:
+        Image.fromarray(image).save(tmp, format="PNG", optimize=True)
     summary = {
         "source": "pycortex 1.4.0 subject S1, transform fullhead",
         "grid_shape": [int(s) for s in nsdgeneral.shape],
@@ -440,23 +408,14 @@ def build_anatomy(out_dir: str | os.PathLike | None = None, flatmap_width: int =
     for file, names in ROI_FILES.items():
         for value, name in names.items():
             summary["n_voxels"][name] = int((rois[file] == value).sum())
-    from braindiff_app.bundles import atomic_write_json
-
     atomic_write_json(out / "anatomy.json", summary)
     summary["bytes"] = {name: (out / name).stat().st_size for name in _FILES}
     return summary
 
 
-def _atomic_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    os.replace(tmp, path)
-
-
 def anatomy_summary(folder: str | os.PathLike | None = None) -> dict:
     """The build summary stored beside the assets (grid, voxel counts per ROI)."""
-    path = Path(folder or ANATOMY_DIR) / "anatomy.json"
+    path = Path(folder or DEMO_ANATOMY_DIR) / "anatomy.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: demo anatomy summary not found; build it with `braindiff demo anatomy`.")
     return json.loads(path.read_text())

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from braindiff_app.data.anatomy import load_anatomy, load_flatmap
+from braindiff_app.atomic import atomic_path
+from braindiff_app.data.flatmap import load_flatmap
+from braindiff_app.demo.anatomy import load_anatomy
 
 __all__ = ["flatmap_values", "plot_demo_flatmap"]
 
@@ -18,7 +20,7 @@ def flatmap_values(pixel_voxel: np.ndarray, volume: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     pixel_voxel : ndarray of int, shape (height, width)
-        Flat voxel index per pixel (-1 none), from :func:`braindiff_app.data.anatomy.load_flatmap`.
+        Flat voxel index per pixel (-1 none), from :func:`braindiff_app.demo.anatomy.load_flatmap`.
     volume : ndarray, shape (x, y, z)
         Values on the anatomy grid.
 
@@ -87,9 +89,7 @@ def plot_demo_flatmap(out: str | os.PathLike, anatomy_dir: str | os.PathLike | N
                  "(left hemisphere on the left; it sees the right visual field)", fontsize=11)
     fig.tight_layout()
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial.png")
-    fig.savefig(tmp, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

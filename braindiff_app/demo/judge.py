@@ -1,8 +1,8 @@
 """The stimulus world's own content detector: a small CNN that says which categories an image shows.
 
-The demo tier's stimuli are procedural scenes with known content (:mod:`braindiff_app.data.stimuli`), so a
+The demo tier's stimuli are procedural scenes with known content (:mod:`braindiff_app.demo.stimuli`), so a
 judge can be trained on the world itself: a few-10k-parameter CNN with one sigmoid output per category of
-:data:`~braindiff_app.data.stimuli.CATEGORIES` (multi-label: a scene may hold faces and places at once). It
+:data:`~braindiff_app.demo.stimuli.CATEGORIES` (multi-label: a scene may hold faces and places at once). It
 judges generated images (ROI-optimal images, reconstructions), which are blurry and smeared, so training
 images are degraded on the fly (:func:`degrade_images`: blur, pixelation, noise, colour jitter, flips) and the
 caller may add copies passed through the demo models (VAE or VDVAE round trips, see :func:`judge_training_set`).
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from braindiff_app.data.stimuli import CATEGORIES, content_labels, render_scenes
+from braindiff_app.demo.stimuli import CATEGORIES, content_labels, render_scenes
 
 __all__ = [
     "ContentJudge",
@@ -177,7 +177,7 @@ def judge_training_set(n_scenes: int, seed: int = 1, size: int = 64, start: int 
     -------
     images : array of shape (n_images, size, size, 3), uint8
     labels : array of shape (n_images, n_categories), bool
-        :func:`~braindiff_app.data.stimuli.content_labels` (column order of CATEGORIES).
+        :func:`~braindiff_app.demo.stimuli.content_labels` (column order of CATEGORIES).
     source : array of shape (n_images,), int
         0 for clean images, ``k`` for images from the k-th degrader (in the mapping's order).
     """

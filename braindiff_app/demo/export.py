@@ -4,7 +4,7 @@ The ROI studio reads, per subject, the ROI NIfTIs of the (simulated) NSD folder,
 and the three regressors. The demo's full workspace (hundreds of MB of betas and dense regressors) stays in
 ``BRAINDIFF_HOME``; :func:`export_roi_workspace` copies the ROI files and the voxel order, and stores each
 regressor in its low-rank form (rank ``r``), into ``assets/demo/home``, laid out as a workspace. The app reads it
-there (through ``Settings(home=DEMO_HOME)``) whenever the user has no demo regressors of their own.
+there (through :func:`braindiff_app.roi.roi_settings`) whenever the user has no demo regressors of their own.
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from braindiff_app.config import DEMO_ASSETS_DIR, Settings, load_settings
+from braindiff_app.config import DEMO_ROI_HOME, Settings, load_settings
 from braindiff_app.data import nsd_layout
 
-__all__ = ["DEMO_HOME", "export_roi_workspace", "roi_settings"]
+__all__ = ["export_roi_workspace"]
 
-DEMO_HOME = DEMO_ASSETS_DIR / "home"
 FEATURES = ("vdvae", "clip_vision", "clip_text")
 
 
 def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2", "5", "7"), rank: int = 32,
-                         out: str | Path = DEMO_HOME) -> dict[str, float]:
+                         out: str | Path = DEMO_ROI_HOME) -> dict[str, float]:
     """Copy what the ROI studio needs from a built demo workspace into ``out`` (a workspace root).
 
     Parameters
@@ -73,19 +72,3 @@ def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2"
             errors[f"subj{number:02d}/{name}"] = float(np.linalg.norm(full - approx) / np.linalg.norm(full))
             save_regressor(compact, dst / f"{name}.safetensors")
     return errors
-
-
-def roi_settings(settings: Settings) -> tuple[Settings, bool]:
-    """Settings the ROI studio reads: the user's own, or the committed demo workspace when the user has none.
-
-    Returns
-    -------
-    settings : Settings
-    committed : bool
-        True when the committed demo workspace (``assets/demo/home``) is used.
-    """
-    from braindiff_app.pipeline import subjects_with_regressors
-
-    if settings.tier != "demo" or subjects_with_regressors(settings):
-        return settings, False
-    return settings.with_overrides(home=DEMO_HOME, nsd_root=None), True

@@ -12,7 +12,6 @@ Three stages, each seeded and saved on completion (a rerun resumes after the las
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from braindiff_app.atomic import atomic_path, atomic_write_json
+from braindiff_app.demo.vd import build_components, train_clip_tokenizer
 from braindiff_app.models._vd_compat import make_dual_unet, revert_dual_unet, set_dual_condition
 from braindiff_app.models.clip_features import (
     clip_pixel_values,
@@ -27,7 +28,6 @@ from braindiff_app.models.clip_features import (
     clip_vision_features,
     unconditional_features,
 )
-from braindiff_app.models.demo_vd import build_components, train_clip_tokenizer
 from braindiff_app.models.versatile import VersatileComponents, save_versatile_diffusion
 
 __all__ = ["TrainConfig", "identification_from_features", "train_demo_vd", "two_way_identification"]
@@ -239,15 +239,14 @@ def train_demo_vd(images: np.ndarray, captions: list[list[str]], out_dir: str | 
         log[stage] = losses
         for module in modules:
             module.eval().requires_grad_(False)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"weights": [m.state_dict() for m in modules], "losses": losses,
-                    "scaling_factor": float(c.vae.config.scaling_factor)}, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save({"weights": [m.state_dict() for m in modules], "losses": losses,
+                        "scaling_factor": float(c.vae.config.scaling_factor)}, tmp)
         rng = np.random.default_rng([config.seed, len(log)])
     save_versatile_diffusion(c, out_dir, dtype=torch.float16)
     summary = {"config": asdict(config), "n_images": len(images),
                "final_losses": {k: float(np.mean(v[-20:])) for k, v in log.items()}}
-    (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(Path(out_dir) / "training.json", summary)
     return c
 
 

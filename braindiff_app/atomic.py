@@ -1,0 +1,108 @@
+"""Atomic file writes: every file braindiff writes appears complete or not at all.
+
+Each writer fills a hidden temporary file beside its destination (``.<name>.<random>.tmp<suffixes>``, so a reader
+never mistakes it for the result and tools that choose a format by suffix still see it) and renames it over the
+destination only when complete; any error removes the temporary file. Folders are written the same way
+(:func:`atomic_folder`). This is the one home of that rule: modules call these functions rather than renaming
+files themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "atomic_path",
+    "atomic_folder",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_save_npy",
+    "atomic_save_npz",
+]
+
+#: Permissions of written files (``mkstemp`` makes files private; results are ordinary files).
+FILE_MODE = 0o644
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block ends without an error.
+
+    Parameters
+    ----------
+    path : path
+        Destination file; its folder is created if needed.
+
+    Yields
+    ------
+    Path
+        An empty temporary file in the same folder (same suffixes), for the caller to fill. On an error it is
+        removed and the destination is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes))
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``folder``; it replaces ``folder`` when the block ends without an error.
+
+    An existing ``folder`` is removed only after the new one is complete. On an error the temporary folder is
+    removed and ``folder`` is left as it was.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (UTF-8), atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save ``array`` as ``.npy`` (no pickles), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def atomic_save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], compressed: bool = True) -> None:
+    """Save named arrays as ``.npz`` (no pickles), compressed by default, atomically."""
+    save = np.savez_compressed if compressed else np.savez
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        save(fh, **{name: np.asarray(a) for name, a in arrays.items()})
