@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from braindiff_app.config import DEMO_ASSETS_DIR  # noqa: E402
 from braindiff_app.models.img2img import DualGuidedImg2Img  # noqa: E402
 
 VARIANTS = ("fp32", "fp16", "bf16", "fp16-unbatched-cfg", "fastest")
@@ -74,8 +75,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--real-size", action="store_true", help="Versatile Diffusion's sizes, random weights")
-    parser.add_argument("--vd-dir", type=Path, default=Path(__file__).resolve().parent.parent / "assets" / "demo"
-                        / "models" / "vd", help="Versatile Diffusion folder for the demo tier (default: the demo's)")
+    parser.add_argument("--vd-dir", type=Path, default=DEMO_ASSETS_DIR / "models" / "vd",
+                        help="Versatile Diffusion folder for the demo tier (default: the demo's)")
     parser.add_argument("--steps", type=int, default=37, help="denoising steps run (default 37 = 0.75 of 50)")
     parser.add_argument("--batches", default="1,8", help="batch sizes, comma separated (default 1,8)")
     parser.add_argument("--variants", default=None, help=f"comma separated subset of {', '.join(VARIANTS)}")

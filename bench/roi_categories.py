@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="judge training epochs")
     parser.add_argument("--rescale", default="norm,effect",
                         help="comma-separated re-scalings of the patterns' predictions to compare (norm, effect)")
-    parser.add_argument("--bundles", default=str(ROOT / "precomputed"),
+    parser.add_argument("--bundles", default=str(ROOT / "braindiff_app" / "precomputed"),
                         help="folder of demo-subjXX bundles whose seen test images check the judge")
     args = parser.parse_args()
 

@@ -39,7 +39,7 @@ from typing import Any
 __all__ = [
     "auto_threads",
     "set_cpu_threads",
-    "REPO_ROOT",
+    "PACKAGE_DIR",
     "ASSETS_DIR",
     "PRECOMPUTED_DIR",
     "DEMO_ASSETS_DIR",
@@ -54,9 +54,11 @@ __all__ = [
     "resolve_dtype",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSETS_DIR = REPO_ROOT / "assets"
-PRECOMPUTED_DIR = REPO_ROOT / "precomputed"
+#: The installed package: its data (the demo's assets and the shipped bundles) travels inside it, so a plain
+#: ``pip install .`` (not only an editable install) finds them from any folder.
+PACKAGE_DIR = Path(__file__).resolve().parent
+ASSETS_DIR = PACKAGE_DIR / "assets"
+PRECOMPUTED_DIR = PACKAGE_DIR / "precomputed"
 DEMO_ASSETS_DIR = ASSETS_DIR / "demo"
 #: The demo subject's anatomy and flatmap (written by ``braindiff demo anatomy``).
 DEMO_ANATOMY_DIR = DEMO_ASSETS_DIR / "anatomy"
@@ -105,7 +107,7 @@ class Settings:
     tier : str in {"demo", "real"}
         ``"demo"``: simulated subject, committed small models. ``"real"``: NSD and real checkpoints.
     bundle_dirs : tuple of Path
-        Folders searched for bundles, in order (the repo's ``precomputed/`` and ``home/bundles`` first).
+        Folders searched for bundles, in order (the shipped ``precomputed/`` and ``home/bundles`` first).
     nsd_root : Path or None
         Local NSD copy (real tier). For the demo tier, the simulated NSD under the workspace.
     vdvae_checkpoint : Path or None
@@ -221,7 +223,7 @@ class Settings:
 
     @property
     def bundle_dirs(self) -> tuple[Path, ...]:
-        """Folders searched for bundles: the repo's ``precomputed/``, ``home/bundles``, then extras."""
+        """Folders searched for bundles: the shipped ``precomputed/``, ``home/bundles``, then extras."""
         dirs = [PRECOMPUTED_DIR, self.home / "bundles", *self.extra_bundle_dirs]
         unique: list[Path] = []
         for d in dirs:

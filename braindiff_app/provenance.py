@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from braindiff_app.config import REPO_ROOT, Settings
+from braindiff_app.config import PACKAGE_DIR, Settings
 
 __all__ = ["files_fingerprint", "model_identities", "package_version"]
 
@@ -76,11 +76,11 @@ def model_identities(settings: Settings, subjects: Sequence[int | str] = ()) -> 
         Subjects whose regressors made the result (every subject of a subject average).
     """
     def _where(path) -> str | None:
-        """Files inside this repository (the committed demo models) by their path in it, others absolute."""
+        """Files inside the package (the committed demo models) by their path in it, others absolute."""
         if path is None:
             return None
         path = Path(path).resolve()
-        return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+        return path.relative_to(PACKAGE_DIR).as_posix() if path.is_relative_to(PACKAGE_DIR) else str(path)
 
     vdvae, vd = settings.vdvae_path, settings.vd_path
     return {"tier": settings.tier, "vdvae": _where(vdvae), "versatile_diffusion": _where(vd),

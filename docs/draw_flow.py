@@ -1,6 +1,6 @@
 """Draw the About tab's figure: the paper's two-stage flow (Figures 1-2), in plain boxes and arrows.
 
-Usage: python docs/draw_flow.py   (writes assets/about_flow.png)
+Usage: python docs/draw_flow.py   (writes braindiff_app/assets/about_flow.png)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-OUT = Path(__file__).resolve().parent.parent / "assets" / "about_flow.png"
+OUT = Path(__file__).resolve().parent.parent / "braindiff_app" / "assets" / "about_flow.png"
 
 BOXES = {
     # name: (x, y, w, h, colour, label)

@@ -3,13 +3,18 @@
 Each module in ``COMMANDS`` exposes ``register(subparsers, demo_subparsers)``, adding its parser(s) and setting
 ``func`` (called with the parsed namespace, returning an exit code). Heavy imports happen inside ``func`` so that
 ``braindiff --help`` stays fast.
+
+Errors a user can fix (a missing file, a wrong value) are printed as one line; ``--debug`` (or
+``BRAINDIFF_DEBUG=1``) prints the full traceback as well.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 
 from braindiff_app import __version__
 from braindiff_app.config import set_cpu_threads
@@ -17,7 +22,7 @@ from braindiff_app.config import set_cpu_threads
 __all__ = ["build_parser", "main"]
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("doctor", "demo_data", "prepare", "extract", "extract_clip", "fit", "reconstruct", "evaluate", "roi",
+COMMANDS = ("app", "doctor", "demo_data", "prepare", "extract", "extract_clip", "fit", "reconstruct", "evaluate", "roi",
             "demo_build", "train_vdvae", "train_diffusion")
 
 
@@ -34,6 +39,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="compute dtype")
     group.add_argument("--threads", type=int, help="torch CPU threads (default: the cores that the machine's other "
                        "work leaves free, from the load average)")
+    _add_debug(group)
+
+
+def _add_debug(parser) -> None:
+    # SUPPRESS: the flag may stand before or after the subcommand without one overwriting the other.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print the full traceback of an error (also BRAINDIFF_DEBUG=1)")
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -51,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Brain-Diffuser: reconstruct the images a person saw from their fMRI activity.",
     )
     parser.add_argument("--version", action="version", version=f"braindiff {__version__}")
+    _add_debug(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = subparsers.add_parser("demo", help="the embedded demo tier: simulate, train, build")
     demo_subparsers = demo.add_subparsers(dest="demo_command", metavar="DEMO_COMMAND")
@@ -71,11 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         return _print_help(parser)
+    debug = getattr(args, "debug", False) or os.environ.get("BRAINDIFF_DEBUG", "").strip() not in ("", "0")
     try:
         set_cpu_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, TypeError, ImportError, RuntimeError) as exc:
-        print(f"braindiff {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # the one boundary where any error becomes a message and an exit code
+        expected = isinstance(exc, (FileNotFoundError, ValueError, TypeError, ImportError, RuntimeError, OSError))
+        if debug:
+            traceback.print_exc()
+        kind = "" if expected else f"{type(exc).__name__}: "
+        hint = "" if expected or debug else " (an unexpected error: rerun with --debug for the traceback)"
+        print(f"braindiff {args.command}: error: {kind}{exc}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume where it stopped.", file=sys.stderr)

@@ -50,9 +50,9 @@ def test_classroom_and_about_tabs(live_app, page):
 @pytest.fixture
 def demo_app(tmp_path, monkeypatch):
     """The app on the demo tier as a new user gets it: the committed bundles and ROI workspace."""
-    from braindiff_app.config import REPO_ROOT
+    from braindiff_app.config import PACKAGE_DIR
 
-    monkeypatch.setattr("braindiff_app.config.PRECOMPUTED_DIR", REPO_ROOT / "precomputed")
+    monkeypatch.setattr("braindiff_app.config.PRECOMPUTED_DIR", PACKAGE_DIR / "precomputed")
     from braindiff_app.config import load_settings
     from braindiff_app.pipeline import subjects_with_regressors
     from braindiff_app.roi import roi_settings

@@ -1,0 +1,38 @@
+"""``braindiff app``: start the Gradio app (``python app.py`` runs the same command)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from braindiff_app.cli import add_settings_arguments, settings_from_args
+
+
+def register(subparsers, demo_subparsers) -> None:
+    parser = subparsers.add_parser(
+        "app",
+        help="start the app (http://127.0.0.1:7860), on the embedded demo by default",
+        description="Start the braindiff app: Browse, ROI studio, Metrics, Classroom and About. It browses the "
+        "shipped bundles, $BRAINDIFF_HOME/bundles and any --bundles folder; it needs no GPU and no network.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--bundles", action="append", default=[],
+                        help="extra folder of bundles (repeatable; also BRAINDIFF_BUNDLES)")
+    add_settings_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from braindiff_app.ui import build_app, launch_app
+
+    settings = settings_from_args(args)
+    if args.bundles:
+        settings = settings.with_overrides(
+            extra_bundle_dirs=settings.extra_bundle_dirs + tuple(Path(b).expanduser() for b in args.bundles))
+    app, _, _ = build_app(settings)
+    launch_app(app, settings, host=args.host, port=args.port, share=args.share)
+    return 0
