@@ -1,6 +1,6 @@
 """ROI atlases: which of a subject's nsdgeneral voxels belong to V1, faces, the 2-4 degree band, ...
 
-Regions come from the NSD ROI files of contract 1 (``nsddata/ppdata/subjXX/func1pt8mm/roi/*.nii.gz``), the same
+Regions come from the NSD ROI files of the NSD layout (``nsddata/ppdata/subjXX/func1pt8mm/roi/*.nii.gz``), the same
 files the simulated subject writes, and are restricted to the subject's nsdgeneral voxels in the order of the
 prepared data (``voxel_ijk.npy``), so a region is a set of column indices into ``fmri_test.npy``:
 

@@ -1,4 +1,4 @@
-"""Read a Natural Scenes Dataset copy into a prepared subject (contract 2), one session at a time.
+"""Read a Natural Scenes Dataset copy into a prepared subject (the prepared-subject files), one session at a time.
 
 Steps of :func:`prepare_subject`:
 
@@ -302,7 +302,8 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
     subject : int
         NSD subject number (the paper uses 1, 2, 5, 7).
     out_dir : path
-        Destination (``settings.subject_dir("prepared", subject)``); contract 2's files are written there.
+        Destination (``settings.subject_dir("prepared", subject)``); the prepared-subject files
+        (docs/architecture.md) are written there.
     sessions : sequence of int, optional
         Sessions to read (default: every ``betas_sessionNN.nii.gz`` present). Trials of other sessions are
         left out of the averages.

@@ -1,6 +1,6 @@
 """The Natural Scenes Dataset (NSD) folder layout: where each file lives, and small writers for its formats.
 
-The real NSD and the demo tier's simulated NSD share this layout (contract 1), so the reader
+The real NSD and the demo tier's simulated NSD share this layout (docs/architecture.md, "Files"), so the reader
 (:mod:`braindiff_app.data.nsd`) and the simulator build every path with the functions here. Paths are relative to
 the NSD root, the folder holding ``nsddata/``, ``nsddata_betas/`` and ``nsddata_stimuli/``::
 

@@ -1,4 +1,4 @@
-"""Write the demo tier's simulated subjects as an NSD-shaped folder (contract 1), read by the real NSD code path.
+"""Write the demo tier's simulated subjects as an NSD-shaped folder (the NSD layout), read by the real NSD code path.
 
 Layout of the simulated experiment (NSD's, scaled down):
 
