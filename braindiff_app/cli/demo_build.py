@@ -4,19 +4,25 @@ Each step is a ``braindiff`` command line run in this process (so the demo is bu
 their own data), and each of those commands resumes where it stopped, so rerunning ``demo build`` after a stop
 continues. Steps: simulate the NSD-shaped subjects -> (train the demo models, only with --retrain) -> prepare ->
 extract VDVAE and CLIP features -> fit the regressors -> reconstruct every test trial of the four subjects and
-their average with all ablations into ``precomputed/`` -> evaluate -> export the ROI studio's compact assets.
+their average with all ablations into ``precomputed/`` -> evaluate -> export the ROI studio's compact assets ->
+write the measured tables into the docs that quote them (README.md's Table 1 and Table 2, between
+``<!-- braindiff:NAME -->`` markers), so no number there is edited by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
+from pathlib import Path
 
 from braindiff_app.cli import add_settings_arguments, settings_from_args
 
 SUBJECTS = ("1", "2", "5", "7")
+#: Generated blocks of the docs: marker name -> the report file (under the report folder) whose table fills it.
+DOC_TABLES = {"table1": "table1.md", "table2": "table2_demo-average.md"}
 
 
 def register(subparsers, demo_subparsers) -> None:
@@ -35,6 +41,9 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=50, help="trials per reconstruction batch (default 50)")
     parser.add_argument("--roi-rank", type=int, default=32,
                         help="rank of the compact regressors exported for the ROI studio (default 32)")
+    parser.add_argument("--docs", nargs="*", default=None,
+                        help="markdown files whose generated tables are rewritten from the report (default: the "
+                        "repository's README.md when braindiff runs from a checkout; none given: no file)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -45,7 +54,7 @@ def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
 
     threads = ["--threads", str(args.threads)] if getattr(args, "threads", None) else []
     common = ["--home", str(settings.home), "--tier", "demo", *threads]
-    out = args.out or str(PRECOMPUTED_DIR)
+    out = str(args.out or PRECOMPUTED_DIR)
     plan: list[tuple[str, list[str]]] = [
         ("simulate the subjects", ["demo", "simulate", "--out", str(settings.nsd_dir), "--n-test", str(args.n_test),
                                    "--n-train", str(args.n_train), *common]),
@@ -90,8 +99,63 @@ def run(args: argparse.Namespace) -> int:
                   "to continue from there.", file=sys.stderr)
             return code
         print(f"    done in {time.perf_counter() - step_start:.0f} s", flush=True)
+    report = Path(args.out or _default_out()) / "report"
+    docs = [Path(d) for d in args.docs] if args.docs is not None else _default_docs()
+    for doc in docs:
+        written = write_doc_tables(doc, report)
+        print(f"{doc}: tables {', '.join(written) or 'none (no braindiff markers)'} rewritten from {report}")
     print(f"\ndemo build finished in {(time.perf_counter() - start) / 60:.1f} min.")
     return 0
+
+
+def _default_out() -> Path:
+    from braindiff_app.config import PRECOMPUTED_DIR
+
+    return PRECOMPUTED_DIR
+
+
+def _default_docs() -> list[Path]:
+    from braindiff_app.config import PACKAGE_DIR
+
+    readme = PACKAGE_DIR.parent / "README.md"
+    return [readme] if (PACKAGE_DIR.parent / "pyproject.toml").is_file() and readme.is_file() else []
+
+
+def write_doc_tables(doc: Path, report: Path) -> list[str]:
+    """Rewrite each generated block of ``doc`` with the table of its report file.
+
+    A block is the text between ``<!-- braindiff:NAME -->`` and ``<!-- /braindiff:NAME -->``; NAME is a key of
+    :data:`DOC_TABLES`. The report file's heading line is left out. The file is rewritten atomically.
+
+    Returns
+    -------
+    list of str
+        The names of the blocks rewritten (blocks absent from ``doc`` are skipped).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``doc`` or a needed report file is missing.
+    """
+    from braindiff_app.atomic import atomic_write_bytes
+
+    text = doc.read_text(encoding="utf-8")
+    written = []
+    for name, file in DOC_TABLES.items():
+        pattern = re.compile(rf"(<!-- braindiff:{name} -->\n).*?(<!-- /braindiff:{name} -->)", re.S)
+        if not pattern.search(text):
+            continue
+        source = report / file
+        if not source.is_file():
+            raise FileNotFoundError(f"{source}: report table missing; run `braindiff evaluate` (or the whole "
+                                    "`braindiff demo build`) first.")
+        table = "\n".join(line for line in source.read_text(encoding="utf-8").splitlines()
+                          if not line.startswith("#")).strip()
+        text = pattern.sub(lambda m, table=table: f"{m.group(1)}{table}\n{m.group(2)}", text)
+        written.append(name)
+    if written:
+        atomic_write_bytes(doc, text.encode("utf-8"))
+    return written
 
 
 def register_export(subparsers, demo_subparsers) -> None:

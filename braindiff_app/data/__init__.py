@@ -1,1 +1,1 @@
-"""Data: the NSD reader, the simulated subject, ROI atlases and flatmaps."""
+"""Data: the NSD layout and reader, ROI atlases and flatmaps (the demo world's builders live in braindiff_app.demo)."""

@@ -1,1 +1,1 @@
-"""Models: VDVAE, CLIP features, dual-guided image-to-image, demo model builders."""
+"""Models: VDVAE, CLIP features, Versatile Diffusion loading and dual-guided image-to-image."""

@@ -61,3 +61,41 @@ def test_roi_settings_falls_back_to_committed_workspace(tmp_path):
     assert roi_settings(real) == (real, False)
     with pytest.raises(ValueError):
         load_settings(home=tmp_path, tier="nope")
+
+
+def test_demo_build_writes_its_tables_into_the_docs(tmp_path):
+
+    from braindiff_app.cli.demo_build import write_doc_tables
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "table1.md").write_text("### Table 1\n\n| a | b |\n|---|---|\n| x | 0.123 |\n")
+    (report / "table2_demo-average.md").write_text("### Table 2\n\n| m | v |\n|---|---|\n| guess | 0.9 |\n")
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro 1.0\n<!-- braindiff:table1 -->\nold 0.5\n<!-- /braindiff:table1 -->\nmiddle\n"
+                   "<!-- braindiff:table2 -->\n<!-- /braindiff:table2 -->\nend\n")
+    assert write_doc_tables(doc, report) == ["table1", "table2"]
+    assert doc.read_text() == ("intro 1.0\n<!-- braindiff:table1 -->\n| a | b |\n|---|---|\n| x | 0.123 |\n"
+                               "<!-- /braindiff:table1 -->\nmiddle\n<!-- braindiff:table2 -->\n| m | v |\n|---|---|\n"
+                               "| guess | 0.9 |\n<!-- /braindiff:table2 -->\nend\n")
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert write_doc_tables(plain, report) == [] and plain.read_text() == "no markers\n"
+    (report / "table1.md").unlink()
+    with pytest.raises(FileNotFoundError, match="table1.md: report table missing"):
+        write_doc_tables(doc, report)
+    assert "0.123" in doc.read_text()  # a failed rewrite leaves the file as it was
+
+
+def test_readme_tables_are_the_committed_report(tmp_path):
+    """README's generated blocks hold exactly what `braindiff demo build` wrote into the shipped report."""
+    import shutil
+
+    from braindiff_app.cli.demo_build import write_doc_tables
+    from braindiff_app.config import PACKAGE_DIR
+
+    readme = PACKAGE_DIR.parent / "README.md"
+    copy = tmp_path / "README.md"
+    shutil.copy(readme, copy)
+    assert write_doc_tables(copy, PACKAGE_DIR / "precomputed" / "report") == ["table1", "table2"]
+    assert copy.read_text() == readme.read_text(), "README's tables differ from precomputed/report: do not edit them"

@@ -1,0 +1,84 @@
+"""Which braindiff modules a Browse click and an ROI Generate click pass through (for docs/architecture.md).
+
+Runs the two tabs' handlers in this process on the embedded demo (no server, no browser): each is called once to
+warm up (models load, caches fill), then traced with ``sys.setprofile``: every Python call whose function lives in
+``braindiff_app`` is recorded by module. Prints the modules in the order first entered, the count, and the hops
+(the calls that cross from one module into another, counting each direction).
+
+Usage: python docs/call_paths.py [--trial 5] [--regions V1:+1,faces:+1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def trace(call) -> tuple[list[str], int]:
+    """(modules entered in order, module-to-module hops) of one call."""
+    order: list[str] = []
+    hops = 0
+    stack: list[str] = []
+
+    def profile(frame, event, arg):
+        nonlocal hops
+        if event == "call":
+            module = frame.f_globals.get("__name__", "")
+            caller = stack[-1] if stack else None
+            stack.append(module)
+            if module.startswith("braindiff_app"):
+                if module not in order:
+                    order.append(module)
+                if caller is not None and caller.startswith("braindiff_app") and caller != module:
+                    hops += 1
+        elif event == "return" and stack:
+            stack.pop()
+
+    sys.setprofile(profile)
+    try:
+        call()
+    finally:
+        sys.setprofile(None)
+    return order, hops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trial", type=int, default=5)
+    parser.add_argument("--regions", default="V1:+1,faces:+1")
+    args = parser.parse_args()
+
+    from braindiff_app.config import load_settings
+    from braindiff_app.ui.browse import BrowseHandlers
+    from braindiff_app.ui.roi import ROIHandlers
+    from braindiff_app.ui.state import AppState
+
+    state = AppState(load_settings(tier="demo"))
+    browse = BrowseHandlers(state)
+    roi = ROIHandlers(state)
+    bundle = state.default_bundle
+    weights = {}
+    for item in args.regions.split(","):
+        name, _, weight = item.partition(":")
+        weights[name] = float(weight)
+
+    def click_browse():
+        browse.trial(bundle, args.trial)
+
+    def click_generate():
+        subject = roi.subjects()[0]
+        roi.generate(roi.recipe(subject, weights, None, 1.0, 0))
+
+    for label, call in (("Browse: show a trial", click_browse), ("ROI studio: Generate", click_generate)):
+        call()  # warm up: models loaded, flatmaps and caches filled, as in a running app
+        modules, hops = trace(call)
+        print(f"{label}: {len(modules)} modules, {hops} cross-module calls")
+        for module in modules:
+            print(f"  {module}")
+
+
+if __name__ == "__main__":
+    main()
