@@ -7,7 +7,6 @@ A bundle is one folder per (subject, run)::
       trials.json             one record per trial: trial id (NSD image id), captions
       images/<kind>/<i>.png   i = 00000 ... n_trials-1; kinds: ground_truth, vdvae, final, no_vdvae, ...
       metrics.json            optional: {kind: {metric: [n_trials values]}}
-      features/<name>.npy     optional predicted features, shape (n_trials, ...)
 
 A bundle is written into ``<name>.partial/`` and renamed to ``<name>/`` only when every trial is present, so a
 killed run never looks complete; rerunning the writer resumes the partial folder. The reader is lazy: opening
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json
+from braindiff_app.atomic import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     # format
@@ -260,13 +259,6 @@ class BundleWriter:
         record = {"index": index, "trial_id": int(trial_id), "captions": [str(c) for c in captions]}
         atomic_write_json(self._record_path(index), record)
 
-    def write_features(self, name: str, values: np.ndarray) -> None:
-        """Store predicted features of shape (n_trials, ...) as ``features/<name>.npy``."""
-        values = np.asarray(values)
-        if values.shape[0] != self.manifest.n_trials:
-            raise ValueError(f"features {name!r}: expected {self.manifest.n_trials} rows, got shape {values.shape}.")
-        atomic_save_npy(self.partial_path / "features" / f"{name}.npy", values)
-
     def finalize(self) -> Bundle:
         """Gather trial records into ``trials.json``, check the bundle and publish it under its final name.
 
@@ -378,13 +370,6 @@ class Bundle:
         """Metrics of one trial: ``{kind: {metric: value}}``."""
         return {kind: {name: float(vals[index]) for name, vals in table.items()}
                 for kind, table in self.metrics.items()}
-
-    def features(self, name: str) -> np.ndarray:
-        """Predicted features ``features/<name>.npy``, memory-mapped."""
-        path = self.path / "features" / f"{name}.npy"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: bundle {self.name} has no features named {name!r}.")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def search(self, text: str) -> list[int]:
         """Indices of trials whose captions contain ``text`` (case-insensitive), or whose id equals it."""

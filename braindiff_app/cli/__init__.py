@@ -22,8 +22,8 @@ from braindiff_app.config import set_cpu_threads
 __all__ = ["build_parser", "main"]
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("app", "doctor", "demo_data", "prepare", "extract", "extract_clip", "fit", "reconstruct", "evaluate", "roi",
-            "demo_build", "train_vdvae", "train_diffusion")
+COMMANDS = ("app", "doctor", "bundles", "demo_data", "prepare", "extract", "extract_clip", "fit", "reconstruct",
+            "evaluate", "roi", "demo_build", "train_vdvae", "train_diffusion")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

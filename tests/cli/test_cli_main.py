@@ -1,6 +1,8 @@
-"""The command line's shared settings: CPU threads."""
+"""The command line's shared settings (CPU threads) and its error boundary (one line, or --debug's traceback)."""
 
 from __future__ import annotations
+
+import pytest
 
 from braindiff_app.cli import main
 from braindiff_app.config import auto_threads
@@ -24,3 +26,55 @@ def test_threads_flag_sets_torch_and_rejects_nonsense(monkeypatch, capsys):
         assert "threads: expected a positive count, got 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+def _make_doctor_raise(monkeypatch, exc: Exception) -> None:
+    """Make ``braindiff doctor`` raise ``exc`` from inside the command (the parser is rebuilt on every main())."""
+    import braindiff_app.cli.doctor as doctor
+
+    def boom(args):
+        raise exc
+
+    monkeypatch.setattr(doctor, "run", boom)
+
+
+def test_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch, capsys):
+    monkeypatch.delenv("BRAINDIFF_DEBUG", raising=False)
+    _make_doctor_raise(monkeypatch, KeyError("vdvae"))
+    code = main(["doctor"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines() == [
+        "braindiff doctor: error: KeyError: 'vdvae' (an unexpected error: rerun with --debug for the traceback)"]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, env", [
+    (["--debug", "doctor"], ""),
+    (["doctor", "--debug"], ""),
+    (["doctor"], "1"),
+], ids=["flag-before", "flag-after", "env"])
+def test_debug_prints_the_traceback(argv, env, monkeypatch, capsys):
+    monkeypatch.setenv("BRAINDIFF_DEBUG", env)
+    _make_doctor_raise(monkeypatch, KeyError("vdvae"))
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "in boom" in err and "KeyError: 'vdvae'" in err
+    assert err.splitlines()[-1] == "braindiff doctor: error: KeyError: 'vdvae'"  # no hint: the traceback is there
+
+
+def test_debug_env_zero_means_off(monkeypatch, capsys):
+    monkeypatch.setenv("BRAINDIFF_DEBUG", "0")
+    _make_doctor_raise(monkeypatch, KeyError("vdvae"))
+    assert main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "rerun with --debug" in err
+
+
+def test_expected_error_stays_one_line_without_hint(monkeypatch, capsys):
+    monkeypatch.delenv("BRAINDIFF_DEBUG", raising=False)
+    _make_doctor_raise(monkeypatch, FileNotFoundError("/x/vdvae.safetensors: regressor missing; run braindiff fit."))
+    assert main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["braindiff doctor: error: /x/vdvae.safetensors: regressor missing; run braindiff fit."]
