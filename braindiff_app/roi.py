@@ -35,15 +35,8 @@ from braindiff_app.data.atlas import (
     canonical_region,
     load_atlas,
 )
-from braindiff_app.pipeline import (
-    FEATURE_NAMES,
-    BrainDiffuserPipeline,
-    ReconstructionOutput,
-    average_features,
-    load_pipeline,
-    load_regressors,
-    subjects_with_regressors,
-)
+from braindiff_app.pipeline import BrainDiffuserPipeline, ReconstructionOutput, average_features, load_pipeline
+from braindiff_app.regression import FEATURE_NAMES, load_regressors, subjects_with_regressors
 
 __all__ = [
     "RECIPE_FORMAT",
@@ -267,17 +260,16 @@ def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray
     regressors : mapping of str to RidgeRegressor
         ``vdvae``, ``clip_vision``, ``clip_text`` of one subject.
     patterns : array of shape (n_patterns, n_voxels)
-        Synthetic patterns in the regressors' z-scored voxel space (:func:`synthetic_pattern`); they are mapped
-        back to beta file units with each regressor's preprocessing statistics before predicting, so the
-        regressor sees exactly the pattern.
+        Synthetic patterns in the regressors' z-scored voxel space (:func:`synthetic_pattern`), predicted as
+        they are (:meth:`~braindiff_app.regression.RidgeRegressor.predict_standardized`).
     rescale : str in {"effect", "norm"}, default "effect"
         - ``"effect"``: as the reference code does (``roi_generate_features.py``): the pattern's effect (its
           prediction minus the intercept, i.e. minus the all-zero pattern's prediction) is brought to a fixed
           size, then added back to the intercept. The size is that of a typical training image's deviation from
-          the mean features (the norm of the training features' per-target standard deviations): as far from
-          the average as a test trial's prediction lies once re-scaled to the training features' statistics
-          (the trials' "train" re-scaling). A small or weakly weighted region moves the image as far from the
-          average image as a large one.
+          the mean features (the regressor's ``typical_deviation``: the norm of the training features' per-target
+          standard deviations): as far from the average as a test trial's prediction lies once re-scaled to the
+          training features' statistics (the trials' "train" re-scaling). A small or weakly weighted region
+          moves the image as far from the average image as a large one.
         - ``"norm"``: the whole prediction, intercept included, brought to the mean norm of the training
           predictions (the regressor's "norm" rescale). When a region's effect is small next to the intercept
           (small regions, heavy ridge shrinkage), every region gives nearly the average image.
@@ -287,27 +279,21 @@ def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray
     dict of str to array of shape (n_patterns, *target_shape), float32
         An all-zero pattern (no effect) gives the intercept under "effect".
     """
-    from braindiff_app.regression import FMRI_DIVISOR
-
     check_in_allowed(rescale, PATTERN_RESCALES, "rescale")
     patterns = np.atleast_2d(np.asarray(patterns, dtype=np.float64))
     features = {}
     for name in FEATURE_NAMES:
         reg = regressors[name]
         if rescale == "norm":
-            # The betas whose preprocessing ((betas / 300 - mean) / scale) gives back the z-scored pattern.
-            betas = (patterns * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
-            features[name] = np.asarray(reg.predict(betas, rescale="norm"), dtype=np.float32)
+            features[name] = np.asarray(reg.predict_standardized(patterns, rescale="norm"), dtype=np.float32)
             continue
         rows = np.concatenate([patterns, np.zeros_like(patterns[:1])])  # the last row: the all-zero pattern
-        betas = (rows * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
-        raw = np.asarray(reg.predict(betas, rescale="none"), dtype=np.float64)
+        raw = np.asarray(reg.predict_standardized(rows, rescale="none"), dtype=np.float64)
         shape = raw.shape[1:]
         raw = raw.reshape(len(raw), -1)  # (n_patterns + 1, n_targets)
         effect = raw[:-1] - raw[-1:]
-        size = np.sqrt(np.sum(np.asarray(reg.target_std_, dtype=np.float64) ** 2))
         norms = np.linalg.norm(effect, axis=1, keepdims=True)
-        scaled = raw[-1:] + effect * (size / np.where(norms > 0, norms, 1.0))
+        scaled = raw[-1:] + effect * (reg.typical_deviation / np.where(norms > 0, norms, 1.0))
         features[name] = scaled.reshape(len(patterns), *shape).astype(np.float32)
     return features
 

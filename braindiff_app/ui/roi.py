@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
-from braindiff_app.pipeline import subjects_with_regressors
+from braindiff_app.regression import subjects_with_regressors
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels, roi_settings
 from braindiff_app.ui import text
 from braindiff_app.ui.state import AppState
