@@ -415,30 +415,51 @@ class ROIModels:
         """Subjects available for ROI experiments (the average needs at least one)."""
         return list(self.atlases)
 
-    def features(self, recipe: Recipe) -> dict[str, np.ndarray]:
-        """Predicted features (1, ...) of a recipe: one subject's, or the mean over subjects for the average.
+    def _lacking(self, subject: str, recipe: Recipe) -> list[str]:
+        """The recipe's regions that ``subject``'s atlas lacks."""
+        return [r for r in recipe.regions if r not in self.atlases[subject].regions]
 
-        For the average, subjects lacking a requested region are left out with a warning. The re-scaling is
-        ``recipe.settings["rescale"]`` (default "effect", see :func:`predict_pattern_features`).
+    def patterns(self, recipe: Recipe) -> dict[str, np.ndarray]:
+        """The recipe's synthetic pattern (:func:`synthetic_pattern`) on the voxels of each subject it uses.
+
+        Returns
+        -------
+        dict of str to array of shape (n_voxels,), float32
+            Subject -> pattern in that subject's z-scored voxel space: the recipe's subject alone, or for the
+            average every subject that has every requested region (in :attr:`subjects` order).
+
+        Raises
+        ------
+        ValueError
+            An unknown subject, an empty selection, or (average) no subject with every requested region.
         """
-        rescale = recipe.settings.get("rescale", "effect")
         if recipe.subject != "average":
             if recipe.subject not in self.atlases:
                 raise ValueError(f"subject: expected one of {self.subjects + ['average']}, got {recipe.subject!r} "
                                  "(a subject needs prepared data and regressors).")
-            pattern = synthetic_pattern(self.atlases[recipe.subject], recipe.regions, recipe.painted,
-                                        recipe.painted_weight)
-            return predict_pattern_features(self.regressors[recipe.subject], pattern, rescale)
-        per_subject, skipped = [], []
-        for s in self.subjects:
-            lacking = [r for r in recipe.regions if r not in self.atlases[s].regions]
-            if lacking:
-                skipped.append(f"{s} (no {', '.join(lacking)} voxels)")
-                continue
-            pattern = synthetic_pattern(self.atlases[s], recipe.regions)
-            per_subject.append(predict_pattern_features(self.regressors[s], pattern, rescale))
-        if not per_subject:
+            return {recipe.subject: synthetic_pattern(self.atlases[recipe.subject], recipe.regions, recipe.painted,
+                                                      recipe.painted_weight)}
+        patterns = {s: synthetic_pattern(self.atlases[s], recipe.regions) for s in self.subjects
+                    if not self._lacking(s, recipe)}
+        if not patterns:
+            skipped = [f"{s} (no {', '.join(self._lacking(s, recipe))} voxels)" for s in self.subjects]
             raise ValueError(f"subject average: no subject has every requested region: {'; '.join(skipped)}.")
+        return patterns
+
+    def features(self, recipe: Recipe) -> dict[str, np.ndarray]:
+        """Predicted features (1, ...) of a recipe: one subject's, or the mean over subjects for the average.
+
+        The patterns are :meth:`patterns`'s; for the average, subjects lacking a requested region are left out with
+        a warning. The re-scaling is ``recipe.settings["rescale"]`` (default "effect", see
+        :func:`predict_pattern_features`).
+        """
+        rescale = recipe.settings.get("rescale", "effect")
+        patterns = self.patterns(recipe)
+        per_subject = [predict_pattern_features(self.regressors[s], p, rescale) for s, p in patterns.items()]
+        if recipe.subject != "average":
+            return per_subject[0]
+        skipped = [f"{s} (no {', '.join(self._lacking(s, recipe))} voxels)" for s in self.subjects
+                   if s not in patterns]
         if skipped:
             warnings.warn(f"subject average leaves out subjects {', '.join(skipped)}.", RuntimeWarning,
                           stacklevel=2)
