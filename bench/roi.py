@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from braindiff_app.config import load_settings, resolve_device  # noqa: E402
 from braindiff_app.data.atlas import ALL_REGIONS, ROIAtlas  # noqa: E402
-from braindiff_app.pipeline import BrainDiffuserPipeline, subjects_with_regressors  # noqa: E402
+from braindiff_app.pipeline import BrainDiffuserPipeline  # noqa: E402
+from braindiff_app.regression import subjects_with_regressors  # noqa: E402
 from braindiff_app.roi import (  # noqa: E402
     Recipe,
     ROIModels,

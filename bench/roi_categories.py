@@ -36,6 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from braindiff_app.regression import FEATURE_NAMES  # noqa: E402
+
 REGIONS = ("V1", "V2", "V3", "hV4", "faces", "places", "bodies", "words")
 BANDS = ("ecc0.5", "ecc1", "ecc2", "ecc4", "ecc4+")  # eccentricity bands: texture statistics only (Figure 7)
 JUDGED = ("faces", "bodies", "places", "words")
@@ -120,7 +122,7 @@ def oracle_reconstructions(settings, pipeline, subject: str, seed: int):
     meta = json.loads((settings.subject_dir("prepared", subject) / "meta.json").read_text())
     folder = settings.subject_dir("features", subject)
     features = {name: np.load(folder / f"{name}_test.npy", allow_pickle=False)
-                for name in ("vdvae", "clip_vision", "clip_text")}
+                for name in FEATURE_NAMES}
     out = pipeline(features=features, seeds=np.arange(len(features["vdvae"])))
     labels = content_labels([make_scene(seed, int(i)) for i in meta["nsd_ids_test"]])
     return {"vdvae": out.vdvae, "final": out.final}, labels
@@ -133,7 +135,7 @@ def category_directions(settings, subject: str, seed: int) -> dict[str, dict[str
     meta = json.loads((settings.subject_dir("prepared", subject) / "meta.json").read_text())
     labels = content_labels([make_scene(seed, int(i)) for i in meta["nsd_ids_train"]])
     out = {}
-    for name in ("vdvae", "clip_vision", "clip_text"):
+    for name in FEATURE_NAMES:
         feats = np.load(settings.subject_dir("features", subject) / f"{name}_train.npy", mmap_mode="r")
         feats = np.asarray(feats, dtype=np.float32).reshape(len(feats), -1)
         out[name] = {}
@@ -148,11 +150,8 @@ def category_directions(settings, subject: str, seed: int) -> dict[str, dict[str
 
 def pattern_effect(regressor, pattern: np.ndarray) -> np.ndarray:
     """The linear part of a regressor's prediction for a z-scored pattern: prediction minus the all-zero one."""
-    from braindiff_app.regression import FMRI_DIVISOR
-
     patterns = np.stack([pattern, np.zeros_like(pattern)]).astype(np.float64)
-    betas = (patterns * regressor.fmri_scale_ + regressor.fmri_mean_) * FMRI_DIVISOR
-    pred = np.asarray(regressor.predict(betas, rescale="none"), dtype=np.float64).reshape(2, -1)
+    pred = np.asarray(regressor.predict_standardized(patterns, rescale="none"), dtype=np.float64).reshape(2, -1)
     return pred[0] - pred[1]
 
 
@@ -292,7 +291,7 @@ def main() -> None:
         return
     print("\ncosine of a region's effect on the predicted features (its prediction minus the all-zero pattern's, "
           "mean over subjects) with each category's direction:")
-    for name in ("vdvae", "clip_vision", "clip_text"):
+    for name in FEATURE_NAMES:
         print(f"  {name}:  {'region':8s} " + " ".join(f"{c:>7s}" for c in JUDGED) + "  |effect| / typical deviation")
         size = {r: [] for r in REGIONS}
         for region in REGIONS:

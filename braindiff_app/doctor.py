@@ -126,12 +126,13 @@ def _pipeline_features(settings: Settings, subject: int = 1) -> list[Feature]:
     """Reconstruction and ROI studio for one subject of the settings' tier (other subjects need the same files)."""
     from braindiff_app.data.atlas import REGION_SOURCES
     from braindiff_app.data.nsd_layout import roi_path
+    from braindiff_app.regression.workspace import FEATURE_NAMES
     from braindiff_app.roi import roi_settings
 
     def regressor_files(settings: Settings) -> tuple[Asset, ...]:
         folder = settings.subject_dir("regressors", subject)
         return tuple(Asset(folder / f"{n}.safetensors", f"{n} regressor (`braindiff fit --subject {subject}`)")
-                     for n in ("vdvae", "clip_vision", "clip_text"))
+                     for n in FEATURE_NAMES)
 
     name = f"subj{subject:02d}"
     prepared = settings.subject_dir("prepared", subject)

@@ -21,24 +21,19 @@ from braindiff_app.config import (
     check_in_allowed,
     resolve_device,
     resolve_dtype,
-    subject_folder,
 )
+from braindiff_app.regression.workspace import FEATURE_NAMES, load_regressors
 
 __all__ = [
-    "FEATURE_NAMES",
     "RESCALE_MODES",
     "ReconstructionOutput",
     "BrainDiffuserPipeline",
     "trial_seeds",
     "predict_features",
     "average_features",
-    "load_regressors",
-    "subjects_with_regressors",
     "load_pipeline",
 ]
 
-#: The three regressors' targets, in the order of contract 3/4.
-FEATURE_NAMES = ("vdvae", "clip_vision", "clip_text")
 RESCALE_MODES = ("none", "transductive", "train", "norm")
 
 #: Called after each stage: (stage name, stages done, stages in all).
@@ -374,37 +369,6 @@ class BrainDiffuserPipeline:
 # --------------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------------
-def load_regressors(settings: Settings, subject: int | str) -> dict[str, Any]:
-    """Load a subject's three regressors from ``settings.subject_dir("regressors", subject)``.
-
-    Raises
-    ------
-    FileNotFoundError
-        Naming each missing file and the command that writes it.
-    """
-    from braindiff_app.regression import load_regressor
-
-    folder = settings.subject_dir("regressors", subject)
-    paths = {name: folder / f"{name}.safetensors" for name in FEATURE_NAMES}
-    missing = [str(p) for p in paths.values() if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"regressors of {subject_folder(subject)} missing: {', '.join(missing)}; "
-                                f"run `braindiff fit --subject {subject}` (tier {settings.tier}) first.")
-    return {name: load_regressor(path) for name, path in paths.items()}
-
-
-def subjects_with_regressors(settings: Settings) -> list[str]:
-    """Subjects (``"1"``, ``"2"``, ...) whose three regressors exist in this tier's workspace, by number."""
-    root = settings.workspace / "regressors"
-    found = []
-    if root.is_dir():
-        for folder in root.glob("subj*"):
-            number = folder.name.removeprefix("subj")
-            if number.isdigit() and all((folder / f"{n}.safetensors").exists() for n in FEATURE_NAMES):
-                found.append(str(int(number)))
-    return sorted(found, key=int)
-
-
 def load_pipeline(settings: Settings, subject: int | str | None, device=None) -> BrainDiffuserPipeline:
     """Build the pipeline of a tier for a subject, every component on the configured device.
 

@@ -22,17 +22,15 @@ import numpy as np
 from braindiff_app.bundles import REQUIRED_KINDS, BundleWriter, Manifest
 from braindiff_app.config import Settings, check_in_allowed, resolve_device, subject_folder
 from braindiff_app.pipeline import (
-    FEATURE_NAMES,
     RESCALE_MODES,
     BrainDiffuserPipeline,
     average_features,
     load_pipeline,
-    load_regressors,
     predict_features,
-    subjects_with_regressors,
     trial_seeds,
 )
 from braindiff_app.provenance import model_identities
+from braindiff_app.regression import FEATURE_NAMES, load_regressors, subjects_with_regressors
 
 __all__ = ["TestSet", "load_test_set", "predict_test_features", "bundle_name", "reconstruct_subject"]
 

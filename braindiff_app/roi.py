@@ -35,15 +35,8 @@ from braindiff_app.data.atlas import (
     canonical_region,
     load_atlas,
 )
-from braindiff_app.pipeline import (
-    FEATURE_NAMES,
-    BrainDiffuserPipeline,
-    ReconstructionOutput,
-    average_features,
-    load_pipeline,
-    load_regressors,
-    subjects_with_regressors,
-)
+from braindiff_app.pipeline import BrainDiffuserPipeline, ReconstructionOutput, average_features, load_pipeline
+from braindiff_app.regression import FEATURE_NAMES, load_regressors, subjects_with_regressors
 
 __all__ = [
     "RECIPE_FORMAT",
@@ -267,17 +260,16 @@ def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray
     regressors : mapping of str to RidgeRegressor
         ``vdvae``, ``clip_vision``, ``clip_text`` of one subject.
     patterns : array of shape (n_patterns, n_voxels)
-        Synthetic patterns in the regressors' z-scored voxel space (:func:`synthetic_pattern`); they are mapped
-        back to beta file units with each regressor's preprocessing statistics before predicting, so the
-        regressor sees exactly the pattern.
+        Synthetic patterns in the regressors' z-scored voxel space (:func:`synthetic_pattern`), predicted as
+        they are (:meth:`~braindiff_app.regression.RidgeRegressor.predict_standardized`).
     rescale : str in {"effect", "norm"}, default "effect"
         - ``"effect"``: as the reference code does (``roi_generate_features.py``): the pattern's effect (its
           prediction minus the intercept, i.e. minus the all-zero pattern's prediction) is brought to a fixed
           size, then added back to the intercept. The size is that of a typical training image's deviation from
-          the mean features (the norm of the training features' per-target standard deviations): as far from
-          the average as a test trial's prediction lies once re-scaled to the training features' statistics
-          (the trials' "train" re-scaling). A small or weakly weighted region moves the image as far from the
-          average image as a large one.
+          the mean features (the regressor's ``typical_deviation``: the norm of the training features' per-target
+          standard deviations): as far from the average as a test trial's prediction lies once re-scaled to the
+          training features' statistics (the trials' "train" re-scaling). A small or weakly weighted region
+          moves the image as far from the average image as a large one.
         - ``"norm"``: the whole prediction, intercept included, brought to the mean norm of the training
           predictions (the regressor's "norm" rescale). When a region's effect is small next to the intercept
           (small regions, heavy ridge shrinkage), every region gives nearly the average image.
@@ -287,27 +279,21 @@ def predict_pattern_features(regressors: Mapping[str, Any], patterns: np.ndarray
     dict of str to array of shape (n_patterns, *target_shape), float32
         An all-zero pattern (no effect) gives the intercept under "effect".
     """
-    from braindiff_app.regression import FMRI_DIVISOR
-
     check_in_allowed(rescale, PATTERN_RESCALES, "rescale")
     patterns = np.atleast_2d(np.asarray(patterns, dtype=np.float64))
     features = {}
     for name in FEATURE_NAMES:
         reg = regressors[name]
         if rescale == "norm":
-            # The betas whose preprocessing ((betas / 300 - mean) / scale) gives back the z-scored pattern.
-            betas = (patterns * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
-            features[name] = np.asarray(reg.predict(betas, rescale="norm"), dtype=np.float32)
+            features[name] = np.asarray(reg.predict_standardized(patterns, rescale="norm"), dtype=np.float32)
             continue
         rows = np.concatenate([patterns, np.zeros_like(patterns[:1])])  # the last row: the all-zero pattern
-        betas = (rows * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
-        raw = np.asarray(reg.predict(betas, rescale="none"), dtype=np.float64)
+        raw = np.asarray(reg.predict_standardized(rows, rescale="none"), dtype=np.float64)
         shape = raw.shape[1:]
         raw = raw.reshape(len(raw), -1)  # (n_patterns + 1, n_targets)
         effect = raw[:-1] - raw[-1:]
-        size = np.sqrt(np.sum(np.asarray(reg.target_std_, dtype=np.float64) ** 2))
         norms = np.linalg.norm(effect, axis=1, keepdims=True)
-        scaled = raw[-1:] + effect * (size / np.where(norms > 0, norms, 1.0))
+        scaled = raw[-1:] + effect * (reg.typical_deviation / np.where(norms > 0, norms, 1.0))
         features[name] = scaled.reshape(len(patterns), *shape).astype(np.float32)
     return features
 
@@ -429,30 +415,51 @@ class ROIModels:
         """Subjects available for ROI experiments (the average needs at least one)."""
         return list(self.atlases)
 
-    def features(self, recipe: Recipe) -> dict[str, np.ndarray]:
-        """Predicted features (1, ...) of a recipe: one subject's, or the mean over subjects for the average.
+    def _lacking(self, subject: str, recipe: Recipe) -> list[str]:
+        """The recipe's regions that ``subject``'s atlas lacks."""
+        return [r for r in recipe.regions if r not in self.atlases[subject].regions]
 
-        For the average, subjects lacking a requested region are left out with a warning. The re-scaling is
-        ``recipe.settings["rescale"]`` (default "effect", see :func:`predict_pattern_features`).
+    def patterns(self, recipe: Recipe) -> dict[str, np.ndarray]:
+        """The recipe's synthetic pattern (:func:`synthetic_pattern`) on the voxels of each subject it uses.
+
+        Returns
+        -------
+        dict of str to array of shape (n_voxels,), float32
+            Subject -> pattern in that subject's z-scored voxel space: the recipe's subject alone, or for the
+            average every subject that has every requested region (in :attr:`subjects` order).
+
+        Raises
+        ------
+        ValueError
+            An unknown subject, an empty selection, or (average) no subject with every requested region.
         """
-        rescale = recipe.settings.get("rescale", "effect")
         if recipe.subject != "average":
             if recipe.subject not in self.atlases:
                 raise ValueError(f"subject: expected one of {self.subjects + ['average']}, got {recipe.subject!r} "
                                  "(a subject needs prepared data and regressors).")
-            pattern = synthetic_pattern(self.atlases[recipe.subject], recipe.regions, recipe.painted,
-                                        recipe.painted_weight)
-            return predict_pattern_features(self.regressors[recipe.subject], pattern, rescale)
-        per_subject, skipped = [], []
-        for s in self.subjects:
-            lacking = [r for r in recipe.regions if r not in self.atlases[s].regions]
-            if lacking:
-                skipped.append(f"{s} (no {', '.join(lacking)} voxels)")
-                continue
-            pattern = synthetic_pattern(self.atlases[s], recipe.regions)
-            per_subject.append(predict_pattern_features(self.regressors[s], pattern, rescale))
-        if not per_subject:
+            return {recipe.subject: synthetic_pattern(self.atlases[recipe.subject], recipe.regions, recipe.painted,
+                                                      recipe.painted_weight)}
+        patterns = {s: synthetic_pattern(self.atlases[s], recipe.regions) for s in self.subjects
+                    if not self._lacking(s, recipe)}
+        if not patterns:
+            skipped = [f"{s} (no {', '.join(self._lacking(s, recipe))} voxels)" for s in self.subjects]
             raise ValueError(f"subject average: no subject has every requested region: {'; '.join(skipped)}.")
+        return patterns
+
+    def features(self, recipe: Recipe) -> dict[str, np.ndarray]:
+        """Predicted features (1, ...) of a recipe: one subject's, or the mean over subjects for the average.
+
+        The patterns are :meth:`patterns`'s; for the average, subjects lacking a requested region are left out with
+        a warning. The re-scaling is ``recipe.settings["rescale"]`` (default "effect", see
+        :func:`predict_pattern_features`).
+        """
+        rescale = recipe.settings.get("rescale", "effect")
+        patterns = self.patterns(recipe)
+        per_subject = [predict_pattern_features(self.regressors[s], p, rescale) for s, p in patterns.items()]
+        if recipe.subject != "average":
+            return per_subject[0]
+        skipped = [f"{s} (no {', '.join(self._lacking(s, recipe))} voxels)" for s in self.subjects
+                   if s not in patterns]
         if skipped:
             warnings.warn(f"subject average leaves out subjects {', '.join(skipped)}.", RuntimeWarning,
                           stacklevel=2)

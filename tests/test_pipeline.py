@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 
 from braindiff_app.bundles import open_bundle
-from braindiff_app.pipeline import (
-    average_features,
-    load_regressors,
-    predict_features,
-    subjects_with_regressors,
-    trial_seeds,
-)
+from braindiff_app.pipeline import average_features, predict_features, trial_seeds
 from braindiff_app.reconstruct import predict_test_features, reconstruct_subject
+from braindiff_app.regression import load_regressors, subjects_with_regressors
 from tests._standins import (
     CLIP_DIM,
     N_LATENT,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from braindiff_app.bundles import open_bundle
-from braindiff_app.pipeline import load_regressors
 from braindiff_app.reconstruct import reconstruct_subject
+from braindiff_app.regression import load_regressors
 from tests._standins import install_stand_ins, make_workspace, stand_in_pipeline
 from tests.conftest import free_port
 
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     from accelerate import PartialState
     import braindiff_app.reconstruct as R
     from braindiff_app.config import load_settings
-    from braindiff_app.pipeline import load_regressors
+    from braindiff_app.regression import load_regressors
     from tests._standins import StandInImg2Img, install_stand_ins, stand_in_pipeline
 
     home, out = sys.argv[1], sys.argv[2]

@@ -209,3 +209,34 @@ def test_brush_on_the_demo_flatmap_paints_the_region_under_it(tmp_path):
         voxels = painted_voxels(brush, lookup)
         assert voxels.size >= 3
         assert np.isin(voxels, atlas.indices(region)).mean() >= 0.8, region
+
+
+@pytest.mark.parametrize("rescale", ["effect", "norm"])
+def test_pattern_features_match_the_former_beta_round_trip(rescale):
+    """predict_pattern_features now predicts the z-scored pattern through the regressor's public API; it gives
+    what the former code gave: the pattern mapped back to beta file units with the regressor's preprocessing
+    statistics, predicted by ``predict``, and (for "effect") the effect sized to the norm of ``target_std_``."""
+    from braindiff_app.regression import FMRI_DIVISOR, RidgeRegressor
+
+    rng = np.random.default_rng(3)
+    fmri = rng.normal(0, 300, (40, N_VOXELS)) + rng.normal(0, 100, N_VOXELS)
+    shapes = {"vdvae": (6,), "clip_vision": (3, 4), "clip_text": (2, 4)}
+    regressors = {name: RidgeRegressor(30.0).fit(fmri, rng.normal(size=(40, *shape)).astype(np.float32))
+                  for name, shape in shapes.items()}
+    patterns = np.stack([synthetic_pattern(_atlas(), {"V1": 1}), synthetic_pattern(_atlas(), {"faces": 2, "V2": -1}),
+                         np.zeros(N_VOXELS)])
+    features = predict_pattern_features(regressors, patterns, rescale=rescale)
+    for name, reg in regressors.items():
+        betas = (patterns * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR
+        if rescale == "norm":
+            expected = reg.predict(betas, rescale="norm")
+        else:
+            rows = np.concatenate([betas, ((0 * patterns[:1]) * reg.fmri_scale_ + reg.fmri_mean_) * FMRI_DIVISOR])
+            raw = np.asarray(reg.predict(rows, rescale="none"), np.float64).reshape(len(rows), -1)
+            effect = raw[:-1] - raw[-1:]
+            size = np.sqrt(np.sum(np.asarray(reg.target_std_, np.float64) ** 2))
+            norms = np.linalg.norm(effect, axis=1, keepdims=True)
+            expected = (raw[-1:] + effect * (size / np.where(norms > 0, norms, 1.0))).reshape(len(patterns),
+                                                                                               *shapes[name])
+        assert features[name].shape == (3, *shapes[name]) and features[name].dtype == np.float32
+        np.testing.assert_allclose(features[name], expected, rtol=1e-5, atol=1e-6)

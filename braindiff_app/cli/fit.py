@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from braindiff_app.cli import add_settings_arguments, settings_from_args
+from braindiff_app.regression.workspace import FEATURE_NAMES
 
 
 def register(subparsers, demo_subparsers) -> None:
@@ -18,8 +19,8 @@ def register(subparsers, demo_subparsers) -> None:
     )
     parser.add_argument("--subject", required=True, help="subject number (1, 2, 5, 7) as prepared")
     parser.add_argument("--features", metavar="DIR", help="features folder (default <workspace>/features/subjXX)")
-    parser.add_argument("--targets", nargs="+", choices=("vdvae", "clip_vision", "clip_text"),
-                        default=["vdvae", "clip_vision", "clip_text"], help="which regressors (default all)")
+    parser.add_argument("--targets", nargs="+", choices=FEATURE_NAMES,
+                        default=list(FEATURE_NAMES), help="which regressors (default all)")
     parser.add_argument("--alpha-vdvae", type=float, default=50000.0, help="ridge alpha for VDVAE (50000)")
     parser.add_argument("--alpha-vision", type=float, default=60000.0, help="ridge alpha for CLIP-vision (60000)")
     parser.add_argument("--alpha-text", type=float, default=100000.0, help="ridge alpha for CLIP-text (100000)")

@@ -18,8 +18,6 @@ from braindiff_app.data import nsd_layout
 
 __all__ = ["export_roi_workspace"]
 
-FEATURES = ("vdvae", "clip_vision", "clip_text")
-
 
 def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2", "5", "7"), rank: int = 32,
                          out: str | Path = DEMO_ROI_HOME) -> dict[str, float]:
@@ -44,7 +42,7 @@ def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2"
     """
     import numpy as np
 
-    from braindiff_app.regression import load_regressor, save_regressor
+    from braindiff_app.regression import FEATURE_NAMES, load_regressor, save_regressor
     from braindiff_app.regression.lowrank import to_low_rank
 
     target = load_settings(home=out, tier="demo")
@@ -64,7 +62,7 @@ def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2"
         fmri_test = np.load(prepared / "fmri_test.npy", mmap_mode="r", allow_pickle=False)
         dst = target.subject_dir("regressors", s)
         dst.mkdir(parents=True, exist_ok=True)
-        for name in FEATURES:
+        for name in FEATURE_NAMES:
             dense = load_regressor(settings.subject_dir("regressors", s) / f"{name}.safetensors")
             compact = to_low_rank(dense, rank)
             full = dense.predict(fmri_test).reshape(len(fmri_test), -1)

@@ -1,4 +1,4 @@
-"""Regression: ridge fit/predict, compact regressor storage, importers."""
+"""Regression: ridge fit/predict, compact regressor storage, a subject's regressors in the workspace, importers."""
 
 from braindiff_app.regression.importers import UnsafePickleError, import_reference_pickle, read_reference_pickle
 from braindiff_app.regression.lowrank import low_rank_fidelity, to_low_rank
@@ -15,6 +15,7 @@ from braindiff_app.regression.ridge import (
     zscore_stats,
 )
 from braindiff_app.regression.storage import load_regressor, read_safetensors, save_regressor, write_safetensors
+from braindiff_app.regression.workspace import FEATURE_NAMES, load_regressors, subjects_with_regressors
 
 __all__ = [
     # fitting and predicting
@@ -35,6 +36,10 @@ __all__ = [
     "write_safetensors",
     "to_low_rank",
     "low_rank_fidelity",
+    # a subject's regressors in the workspace
+    "FEATURE_NAMES",
+    "load_regressors",
+    "subjects_with_regressors",
     # importers
     "UnsafePickleError",
     "read_reference_pickle",

@@ -445,6 +445,18 @@ class RidgeRegressor:
         self.pred_mean_, self.pred_std_, self.pred_norm_ = result.pred_mean, result.pred_std, result.pred_norm
         return self
 
+    @property
+    def typical_deviation(self) -> float:
+        """Typical size of a training image's deviation from the mean features.
+
+        The norm of the training features' per-target standard deviations, ``sqrt(sum(target_std_ ** 2))``
+        (float64): the root-mean-square distance of a training target vector from the mean target vector, in
+        feature units. ROI patterns bring a pattern's effect to this size (``roi.predict_pattern_features``).
+        """
+        if not self.is_fitted:
+            raise ValueError("RidgeRegressor: not fitted; call fit() or load_regressor() first.")
+        return float(np.sqrt(np.sum(np.asarray(self.target_std_, dtype=np.float64) ** 2)))
+
     def predict(self, fmri: np.ndarray, rescale: str = "none") -> np.ndarray:
         """Predict features from betas.
 
@@ -465,7 +477,37 @@ class RidgeRegressor:
         fmri = np.asarray(fmri)
         if fmri.ndim == 1:
             fmri = fmri[None]
-        X = preprocess_fmri(fmri, self.fmri_mean_, self.fmri_scale_)
+        return self.predict_standardized(preprocess_fmri(fmri, self.fmri_mean_, self.fmri_scale_), rescale)
+
+    def predict_standardized(self, X: np.ndarray, rescale: str = "none") -> np.ndarray:
+        """Predict features from patterns already in the regressor's input space (preprocessed, z-scored voxels).
+
+        Synthetic patterns (ROI indicators: 1 on chosen voxels, 0 for the mean response) are made in this space;
+        :meth:`predict` is ``predict_standardized(preprocess_fmri(fmri, fmri_mean_, fmri_scale_))``. An all-zero
+        row predicts ``intercept_`` (with ``rescale="none"``).
+
+        Parameters
+        ----------
+        X : array of shape (n_trials, n_voxels) or (n_voxels,)
+            Patterns in z-scored voxel units (a 1-D pattern is one row); cast to float32.
+        rescale : str in {"none", "transductive", "train", "norm"}, default "none"
+            See :func:`rescale_predictions`.
+
+        Returns
+        -------
+        array of shape (n_trials, *target_shape), float32
+        """
+        if not self.is_fitted:
+            raise ValueError("RidgeRegressor: not fitted; call fit() or load_regressor() first.")
+        check_in_allowed(rescale, RESCALE_MODES, "rescale")
+        X = np.asarray(X)
+        if X.ndim == 1:
+            X = X[None]
+        n_voxels = self.weights_.shape[0]
+        if X.ndim != 2 or X.shape[1] != n_voxels:
+            raise ValueError(f"X: expected shape (n_trials, {n_voxels}) (n_voxels of the training data), got "
+                             f"{X.shape}.")
+        X = X.astype(np.float32, copy=False)
         pred = predict_linear(X, self.weights_, self.intercept_, n_targets_batch=self.n_targets_batch,
                               backend=self.backend, device=self.device)
         pred = rescale_predictions(pred, rescale, target_mean=self.target_mean_, target_std=self.target_std_,

@@ -12,16 +12,17 @@ import numpy as np
 from braindiff_app.regression.lowrank import low_rank_fidelity, to_low_rank
 from braindiff_app.regression.ridge import RidgeRegressor
 from braindiff_app.regression.storage import save_regressor
+from braindiff_app.regression.workspace import FEATURE_NAMES
 
 __all__ = ["TARGETS", "DEFAULT_ALPHAS", "fit_subject"]
 
-# Regressor name -> (features file stem, features metadata file, command that extracts them).
-TARGETS = {
-    "vdvae": ("vdvae", "vdvae.json", "braindiff extract vdvae"),
-    "clip_vision": ("clip_vision", "clip.json", "braindiff extract clip"),
-    "clip_text": ("clip_text", "clip.json", "braindiff extract clip"),
-}
-DEFAULT_ALPHAS = {"vdvae": 50000.0, "clip_vision": 60000.0, "clip_text": 100000.0}
+# Regressor name (FEATURE_NAMES, in order) -> (features file stem, features metadata file, command that extracts them).
+TARGETS = dict(zip(FEATURE_NAMES, (
+    ("vdvae", "vdvae.json", "braindiff extract vdvae"),
+    ("clip_vision", "clip.json", "braindiff extract clip"),
+    ("clip_text", "clip.json", "braindiff extract clip"),
+), strict=True))
+DEFAULT_ALPHAS = dict(zip(FEATURE_NAMES, (50000.0, 60000.0, 100000.0), strict=True))
 
 
 def _load(path: Path, hint: str) -> np.ndarray:

@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
-from braindiff_app.pipeline import subjects_with_regressors
+from braindiff_app.regression import subjects_with_regressors
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels, roi_settings
 from braindiff_app.ui import text
 from braindiff_app.ui.state import AppState
@@ -123,18 +123,16 @@ class ROIHandlers:
     def pattern_image(self, recipe: Recipe) -> np.ndarray | None:
         """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative.
 
-        None when the subject has no flatmap (see :meth:`flatmap_problem`).
+        The pattern is the one the regressors see (:meth:`ROIModels.patterns`); for the average, that of the first
+        subject it uses. None when that subject has no flatmap (see :meth:`flatmap_problem`).
         """
-        if self.flatmap_problem(recipe.subject):
-            return None
-        image, lookup = self.flatmap(recipe.subject)
         models = self.models()
-        atlas = models.atlases[models.subjects[0] if recipe.subject == "average" else recipe.subject]
-        weight = np.zeros(atlas.n_voxels, dtype=np.float32)
-        for region, w in recipe.regions.items():
-            if region in atlas.regions:
-                weight[atlas.indices(region)] += w
-        weight[list(recipe.painted)] += recipe.painted_weight
+        patterns = models.patterns(recipe) if recipe.subject == "average" else None
+        subject = next(iter(patterns)) if patterns else recipe.subject
+        if self.flatmap_problem(subject):
+            return None
+        weight = (patterns or models.patterns(recipe))[subject]  # (n_voxels,)
+        image, lookup = self.flatmap(subject)
         on_voxel = lookup >= 0
         pixel_weight = np.where(on_voxel, weight[np.clip(lookup, 0, None)], 0.0)
         out = image[..., :3].copy()

@@ -54,7 +54,7 @@ def demo_app(tmp_path, monkeypatch):
 
     monkeypatch.setattr("braindiff_app.config.PRECOMPUTED_DIR", PACKAGE_DIR / "precomputed")
     from braindiff_app.config import load_settings
-    from braindiff_app.pipeline import subjects_with_regressors
+    from braindiff_app.regression import subjects_with_regressors
     from braindiff_app.roi import roi_settings
     from braindiff_app.ui import build_app, launch_app
     from tests.conftest import free_port

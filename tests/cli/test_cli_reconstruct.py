@@ -7,7 +7,7 @@ import pytest
 import braindiff_app.reconstruct as reconstruct_module
 from braindiff_app.bundles import open_bundle
 from braindiff_app.cli import main
-from braindiff_app.pipeline import load_regressors
+from braindiff_app.regression import load_regressors
 from tests._standins import install_stand_ins, make_workspace, stand_in_pipeline
 
 

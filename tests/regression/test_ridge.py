@@ -154,3 +154,17 @@ def test_weights_written_into_a_given_memmap(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "w.npy"), R.RidgeRegressor(10.0).fit(train, Y).weights_)
     with pytest.raises(ValueError, match=r"out: expected a float32 array of shape \(90, 12\)"):
         R.RidgeRegressor(10.0).fit(train, Y, weights_out=np.empty((90, 11), np.float32))
+
+
+def test_predict_standardized_is_predict_after_preprocessing():
+    train, Y, test = _data()
+    reg = R.RidgeRegressor(10.0).fit(train, Y.reshape(len(Y), 3, 4))
+    X = R.preprocess_fmri(test, reg.fmri_mean_, reg.fmri_scale_)
+    for rescale in R.RESCALE_MODES:
+        np.testing.assert_array_equal(reg.predict_standardized(X, rescale=rescale), reg.predict(test, rescale=rescale))
+    np.testing.assert_array_equal(reg.predict_standardized(np.zeros(X.shape[1]))[0].ravel(), reg.intercept_)
+    assert reg.typical_deviation == pytest.approx(np.sqrt(np.sum(Y.astype(np.float64).std(0) ** 2)), rel=1e-6)
+    with pytest.raises(ValueError, match=r"X: expected shape \(n_trials, 90\)"):
+        reg.predict_standardized(X[:, :5])
+    with pytest.raises(ValueError, match="not fitted"):
+        R.RidgeRegressor().predict_standardized(X)

@@ -96,3 +96,37 @@ def test_empty_or_off_cortex_selections_give_the_studio_messages(handlers):
     with pytest.raises(ValueError) as average:
         handlers.recipe("average", {}, ~off_cortex, painted_weight=1.0, seed=0)
     assert str(average.value) == text.ROI_PAINT_AVERAGE
+
+
+def _former_pattern_image(handlers, recipe):
+    """The picture as ui/roi.py drew it before it took the pattern from ROIModels: its own region indicators."""
+    from braindiff_app.ui.roi import PATTERN_COLOURS
+
+    models = handlers.models()
+    subject = models.subjects[0] if recipe.subject == "average" else recipe.subject
+    image, lookup = handlers.flatmap(subject)
+    atlas = models.atlases[subject]
+    weight = np.zeros(atlas.n_voxels, dtype=np.float32)
+    for region, w in recipe.regions.items():
+        if region in atlas.regions:
+            weight[atlas.indices(region)] += w
+    weight[list(recipe.painted)] += recipe.painted_weight
+    pixel_weight = np.where(lookup >= 0, weight[np.clip(lookup, 0, None)], 0.0)
+    out = image[..., :3].copy()
+    for sign, colour in PATTERN_COLOURS.items():
+        hit = np.sign(pixel_weight) == sign
+        out[hit] = (0.35 * out[hit] + 0.65 * np.array(colour)).astype(np.uint8)
+    return out
+
+
+def test_pattern_image_is_the_picture_drawn_before(handlers):
+    image, _ = handlers.flatmap("1")
+    atlas = handlers.models().atlases["1"]
+    outline = (image[..., :3] == ROI_COLORS["faces"]).all(axis=-1)
+    shared = [r for r in atlas.regions if r in handlers.models().atlases["2"].regions]
+    assert shared
+    recipes = [handlers.recipe("1", {"V1": 1.0, "V2": -0.5}, outline, painted_weight=-1.0, seed=3),
+               handlers.recipe("1", {"faces": 1.0, "V1": 0.5}, None, painted_weight=1.0, seed=0),
+               handlers.recipe("average", {shared[0]: -1.0}, None, painted_weight=1.0, seed=0)]
+    for recipe in recipes:
+        np.testing.assert_array_equal(handlers.pattern_image(recipe), _former_pattern_image(handlers, recipe))
