@@ -1,4 +1,4 @@
-"""Feature extraction: the regression targets of a prepared subject's images (contract 2 -> contract 3).
+"""Feature extraction: the regression targets of a prepared subject's images (prepared-subject files -> features).
 
 :func:`extract_vdvae_features` writes the VDVAE latents, :func:`extract_clip_features` the CLIP-vision and
 CLIP-text token features, into ``settings.subject_dir("features", subject)``. Both are resumable: a split already

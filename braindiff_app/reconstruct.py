@@ -37,7 +37,7 @@ __all__ = ["TestSet", "load_test_set", "predict_test_features", "bundle_name", "
 
 @dataclass(frozen=True)
 class TestSet:
-    """A prepared subject's test trials (contract 2), one row per image.
+    """A prepared subject's test trials (its prepared-subject files), one row per image.
 
     Attributes
     ----------

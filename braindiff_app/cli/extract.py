@@ -1,4 +1,4 @@
-"""``braindiff extract vdvae``: the VDVAE latents of a prepared subject's images (contract 3 features)."""
+"""``braindiff extract vdvae``: the VDVAE latents of a prepared subject's images."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-trial metrics of reconstructions against their ground truth (contract 7's ``compute_metrics``)."""
+"""Per-trial metrics of reconstructions against their ground truth."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fit a subject's three regressors from prepared betas and extracted features (contracts 2, 3 -> 4)."""
+"""Fit a subject's three regressors from prepared betas and extracted features."""
 
 from __future__ import annotations
 

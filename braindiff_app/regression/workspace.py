@@ -1,7 +1,7 @@
 """A subject's three regressors in a tier's workspace: their names, loading them, finding who has them.
 
 ``settings.subject_dir("regressors", subject)`` holds ``vdvae.safetensors``, ``clip_vision.safetensors`` and
-``clip_text.safetensors`` (contract 4, written by ``braindiff fit``).
+``clip_text.safetensors`` (the regressor files of docs/architecture.md, written by ``braindiff fit``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from braindiff_app.regression.storage import load_regressor
 
 __all__ = ["FEATURE_NAMES", "load_regressors", "subjects_with_regressors"]
 
-#: The three regressors' targets, in the order of contract 3/4 (also their file stems).
+#: The three regressors' targets, in the order of their feature and regressor files (also their file stems).
 FEATURE_NAMES = ("vdvae", "clip_vision", "clip_text")
 
 
