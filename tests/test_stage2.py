@@ -75,6 +75,10 @@ def test_json_round_trip_and_partial_data():
 def test_pipeline_defaults_and_checks_come_from_it():
     parameters = inspect.signature(BrainDiffuserPipeline.__call__).parameters
     assert {name: parameters[name].default for name in STAGE2_FIELDS} == Stage2Settings().to_json()
+    from braindiff_app.models.img2img import DualGuidedImg2Img
+
+    parameters = inspect.signature(DualGuidedImg2Img.__call__).parameters
+    assert {name: parameters[name].default for name in STAGE2_FIELDS} == Stage2Settings().to_json()
     pipe = BrainDiffuserPipeline.__new__(BrainDiffuserPipeline)
     pipe.regressors = {}
     features = {name: [[0.0]] for name in ("vdvae", "clip_vision", "clip_text")}
