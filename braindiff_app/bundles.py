@@ -88,7 +88,9 @@ class Manifest:
     kinds : tuple of str
         Image kinds stored for every trial; always includes ``ground_truth``, ``vdvae`` and ``final``.
     settings : dict
-        Reconstruction settings: alphas, strength, mixing, guidance, steps, seed, ...
+        Reconstruction settings: the stage-2 fields (:meth:`Stage2Settings.to_json
+        <braindiff_app.stage2.Stage2Settings.to_json>`, read back by :attr:`stage2`), mixing, seed, rescale,
+        alphas, ...
     models : dict
         Model identities: model file paths (relative to the repository for the committed demo models), content
         fingerprints of the models and of the subjects' regressors, library versions.
@@ -116,6 +118,15 @@ class Manifest:
             raise BundleError(f"kinds: a bundle needs {list(REQUIRED_KINDS)}; {missing} missing.")
         if int(self.n_trials) < 1:
             raise BundleError(f"n_trials: expected a positive count, got {self.n_trials}.")
+
+    @property
+    def stage2(self):
+        """The stage-2 settings the bundle was made with (:class:`~braindiff_app.stage2.Stage2Settings`; fields
+        missing from ``settings`` take its defaults)."""
+        from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
+
+        return Stage2Settings.from_json({k: self.settings[k] for k in STAGE2_FIELDS if k in self.settings},
+                                        f"bundle {self.name} manifest settings")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -67,9 +67,6 @@ DEMO_ANATOMY_DIR = DEMO_ASSETS_DIR / "anatomy"
 DEMO_ROI_HOME = DEMO_ASSETS_DIR / "home"
 
 TIERS = ("demo", "real")
-#: DDIM steps of the full diffusion schedule per tier: the paper's 50 for the real model; the small demo model
-#: gives the same images in fewer (its reconstructions and ROI images use 20, 15 of them run from the VDVAE guess).
-DIFFUSION_STEPS = {"demo": 20, "real": 50}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -139,8 +136,11 @@ class Settings:
 
     @property
     def diffusion_steps(self) -> int:
-        """Default DDIM steps of this tier's diffusion schedule (:data:`DIFFUSION_STEPS`)."""
-        return DIFFUSION_STEPS[self.tier]
+        """Default DDIM steps of this tier's diffusion schedule (from :meth:`~braindiff_app.stage2.Stage2Settings.
+        for_tier`, their one home)."""
+        from braindiff_app.stage2 import Stage2Settings
+
+        return Stage2Settings.for_tier(self.tier).num_inference_steps
 
     # -- workspace layout ---------------------------------------------------------------------------------
     @property

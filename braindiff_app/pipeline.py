@@ -22,7 +22,9 @@ from braindiff_app.config import (
     resolve_device,
     resolve_dtype,
 )
+from braindiff_app.regression import RESCALE_MODES
 from braindiff_app.regression.workspace import FEATURE_NAMES, load_regressors
+from braindiff_app.stage2 import Stage2Settings
 
 __all__ = [
     "RESCALE_MODES",
@@ -34,7 +36,9 @@ __all__ = [
     "load_pipeline",
 ]
 
-RESCALE_MODES = ("none", "transductive", "train", "norm")
+
+#: The call's stage-2 defaults: the paper's (see :class:`~braindiff_app.stage2.Stage2Settings`).
+_PAPER = Stage2Settings()
 
 #: Called after each stage: (stage name, stages done, stages in all).
 ProgressCallback = Callable[[str, int, int], None]
@@ -204,14 +208,9 @@ class BrainDiffuserPipeline:
         check_in_allowed(rescale, RESCALE_MODES, "rescale")
         for kind in ablations:
             check_in_allowed(kind, ABLATION_KINDS, "ablations")
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength: expected a value in [0, 1], got {strength}.")
-        if not 0.0 <= vision_weight <= 1.0:
-            raise ValueError(f"vision_weight: expected a value in [0, 1] (0.6 in the paper), got {vision_weight}.")
-        if guidance_scale < 1.0:
-            raise ValueError(f"guidance_scale: expected a value >= 1 (7.5 in the paper), got {guidance_scale}.")
-        if int(num_inference_steps) < 1:
-            raise ValueError(f"num_inference_steps: expected a positive count, got {num_inference_steps}.")
+        # Types and ranges of the stage-2 parameters: Stage2Settings checks them when made.
+        Stage2Settings(strength=strength, vision_weight=vision_weight, guidance_scale=guidance_scale,
+                       num_inference_steps=num_inference_steps)
         if fmri is not None:
             if not self.regressors:
                 raise ValueError("fmri: this pipeline has no regressors (loaded for features only); pass "
@@ -287,10 +286,10 @@ class BrainDiffuserPipeline:
         rescale: str = "transductive",
         ablations: Sequence[str] = (),
         final: bool = True,
-        strength: float = 0.75,
-        vision_weight: float = 0.6,
-        guidance_scale: float = 7.5,
-        num_inference_steps: int = 50,
+        strength: float = _PAPER.strength,
+        vision_weight: float = _PAPER.vision_weight,
+        guidance_scale: float = _PAPER.guidance_scale,
+        num_inference_steps: int = _PAPER.num_inference_steps,
         vdvae_temperature: float = 1.0,
         batch_size: int = 8,
         callback: ProgressCallback | None = None,
@@ -313,14 +312,10 @@ class BrainDiffuserPipeline:
             The only-VDVAE ablation is :attr:`ReconstructionOutput.vdvae`.
         final : bool, default True
             Run the full model; False stops after the requested ablations (or after stage 1 when none).
-        strength : float in [0, 1], default 0.75
-            Fraction of the denoising schedule run from the noised VDVAE guess (37 of 50 steps).
-        vision_weight : float in [0, 1], default 0.6
-            Weight of the vision branch in each cross-attention layer (text gets the rest).
-        guidance_scale : float >= 1, default 7.5
-            Classifier-free guidance scale.
-        num_inference_steps : int, default 50
-            DDIM steps of the full schedule.
+        strength, vision_weight, guidance_scale, num_inference_steps
+            Stage-2 parameters; defaults: the paper's, ``Stage2Settings()`` (0.75, 0.6, 7.5, 50). Pass
+            ``**Stage2Settings.for_tier(tier).to_json()`` for a tier's (see :class:`~braindiff_app.stage2.
+            Stage2Settings`, which checks them).
         vdvae_temperature : float, default 1.0
             Temperature of the VDVAE prior layers beyond ``vdvae_layers``.
         batch_size : int, default 8
@@ -351,8 +346,9 @@ class BrainDiffuserPipeline:
         report and report("vdvae")
 
         # 4. Dual-guided image-to-image: the full model, then each ablation
-        params = dict(strength=strength, vision_weight=vision_weight, guidance_scale=guidance_scale,
-                      num_inference_steps=num_inference_steps, batch_size=batch_size)
+        stage2 = Stage2Settings(strength=strength, vision_weight=vision_weight, guidance_scale=guidance_scale,
+                                num_inference_steps=num_inference_steps)
+        params = dict(**stage2.to_json(), batch_size=batch_size)
         vision, text = features["clip_vision"], features["clip_text"]
         runs = {"final": (guess, vision, text), "no_vdvae": (None, vision, text),
                 "no_text": (guess, vision, None), "no_vision": (guess, None, text)}

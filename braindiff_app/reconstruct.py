@@ -31,6 +31,7 @@ from braindiff_app.pipeline import (
 )
 from braindiff_app.provenance import model_identities
 from braindiff_app.regression import FEATURE_NAMES, load_regressors, subjects_with_regressors
+from braindiff_app.stage2 import Stage2Settings
 
 __all__ = ["TestSet", "load_test_set", "predict_test_features", "bundle_name", "reconstruct_subject"]
 
@@ -153,10 +154,7 @@ def reconstruct_subject(
     out: str | Path | None = None,
     seed: int = 0,
     rescale: str = "transductive",
-    strength: float = 0.75,
-    vision_weight: float = 0.6,
-    guidance_scale: float = 7.5,
-    num_inference_steps: int = 50,
+    stage2: Stage2Settings | None = None,
     batch_size: int = 8,
     progress: bool = True,
     pipeline: BrainDiffuserPipeline | None = None,
@@ -179,8 +177,13 @@ def reconstruct_subject(
         Folder receiving the bundle; default ``settings.home / "bundles"``.
     seed : int, default 0
         Run seed; each trial's seed is :func:`~braindiff_app.pipeline.trial_seeds` of (seed, NSD id).
-    rescale, strength, vision_weight, guidance_scale, num_inference_steps, batch_size
-        See :class:`~braindiff_app.pipeline.BrainDiffuserPipeline`.
+    rescale : str in {"none", "transductive", "train", "norm"}, default "transductive"
+        See :func:`~braindiff_app.pipeline.predict_features`.
+    stage2 : Stage2Settings, optional
+        Stage-2 parameters, written in the manifest's settings. Default: ``Stage2Settings()``, the paper's (50
+        DDIM steps); ``braindiff reconstruct`` passes ``Stage2Settings.for_tier(tier)`` with its flags.
+    batch_size : int, default 8
+        Trials per batch (results do not depend on it).
     progress : bool, default True
         Show a tqdm bar (main process only).
     pipeline : BrainDiffuserPipeline, optional
@@ -194,6 +197,11 @@ def reconstruct_subject(
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
+    stage2 = Stage2Settings() if stage2 is None else stage2
+    if not isinstance(stage2, Stage2Settings):
+        raise TypeError(f"stage2: expected a Stage2Settings, got {type(stage2).__name__}; build one with "
+                        "Stage2Settings(...) or Stage2Settings.for_tier(tier).")
+
     # One process per GPU under `accelerate launch` (or torchrun); CPU processes need accelerate told so.
     state = PartialState(cpu=resolve_device(settings.device).type == "cpu")
     if pipeline is None:
@@ -203,12 +211,11 @@ def reconstruct_subject(
     n = len(test.trial_ids) if limit is None else min(int(limit), len(test.trial_ids))
     if n < 1:
         raise ValueError(f"limit: expected a positive number of trials, got {limit}.")
-    params = dict(strength=strength, vision_weight=vision_weight, guidance_scale=guidance_scale,
-                  num_inference_steps=num_inference_steps)
+    params = stage2.to_json()  # the pipeline's keyword arguments, and the manifest's first settings
     manifest = Manifest(
         name=bundle_name(settings, subject), subject="average" if str(subject) == "average" else str(int(subject)),
         tier=settings.tier, n_trials=n, kinds=REQUIRED_KINDS + tuple(dict.fromkeys(ablations)),
-        settings={**params, "mixing": f"{vision_weight:g} vision / {1 - vision_weight:g} text", "seed": int(seed),
+        settings={**params, "mixing": stage2.mixing, "seed": int(seed),
                   "rescale": rescale, "vdvae_layers": pipeline.vdvae_layers, "subjects": subjects,
                   "alphas": _alphas(settings, subjects, regressors)},
         models=model_identities(settings, subjects), image_size=pipeline.image_size,

@@ -14,6 +14,7 @@ A :class:`Recipe` (regions, weights, painted voxels, subject, seed, settings) sa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from braindiff_app.atomic import atomic_write_json
-from braindiff_app.config import DEMO_ROI_HOME, Settings, check_in_allowed
+from braindiff_app.config import DEMO_ROI_HOME, TIERS, Settings, check_in_allowed
 from braindiff_app.data.atlas import (
     CATEGORY_REGIONS,
     ECCENTRICITY_REGIONS,
@@ -37,6 +38,7 @@ from braindiff_app.data.atlas import (
 )
 from braindiff_app.pipeline import BrainDiffuserPipeline, ReconstructionOutput, average_features, load_pipeline
 from braindiff_app.regression import FEATURE_NAMES, load_regressors, subjects_with_regressors
+from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
 
 __all__ = [
     "RECIPE_FORMAT",
@@ -327,8 +329,13 @@ class Recipe:
     seed : int
         The image's seed (stage 1 prior layers and stage 2 noise).
     settings : dict
-        Stage-2 parameters (strength, vision_weight, guidance_scale, num_inference_steps), the tier, and
-        optionally ``rescale`` (see :func:`predict_pattern_features`; default "effect").
+        Stage-2 parameters (the fields of :class:`~braindiff_app.stage2.Stage2Settings`: strength, vision_weight,
+        guidance_scale, num_inference_steps), ``rescale`` (see :func:`predict_pattern_features`) and optionally
+        the ``tier``. Given partly, it is completed when the recipe is made: missing stage-2 fields take
+        ``Stage2Settings()``'s values (the paper's, 50 steps: what recipes without them always ran with), a
+        missing rescale "effect". An unknown key or a bad value is a ValueError naming it.
+
+    A recipe's :attr:`content_id` names its whole content (two recipes with the same id make the same image).
     """
 
     subject: str
@@ -342,6 +349,13 @@ class Recipe:
         object.__setattr__(self, "subject", str(self.subject))
         object.__setattr__(self, "regions", {canonical_region(k): float(v) for k, v in self.regions.items()})
         object.__setattr__(self, "painted", tuple(int(i) for i in self.painted))
+        object.__setattr__(self, "painted_weight", float(self.painted_weight))
+        if not math.isfinite(self.painted_weight):
+            raise ValueError(f"painted_weight: expected a finite number, got {self.painted_weight}.")
+        if isinstance(self.seed, bool) or not float(self.seed).is_integer():
+            raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}.")
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "settings", _recipe_settings(self.settings))
         if self.painted and self.subject == "average":
             raise ValueError("painted: painted voxels belong to one subject's voxels; use regions for the subject "
                              "average, or choose a subject.")
@@ -356,6 +370,23 @@ class Recipe:
             parts.append(f"{len(self.painted)} painted voxels")
         return f"subject {self.subject}: " + ", ".join(parts) + f", seed {self.seed}"
 
+    @property
+    def stage2(self) -> Stage2Settings:
+        """The stage-2 parameters of :attr:`settings`."""
+        return Stage2Settings.from_json({k: self.settings[k] for k in STAGE2_FIELDS}, "recipe settings")
+
+    @property
+    def content_id(self) -> str:
+        """A stable identity of the recipe's whole content: 16 hex digits of the SHA-256 of its canonical JSON.
+
+        Subject, region weights, painted voxels (as a set) and their weight, seed, every stage-2 setting, the
+        rescale and the tier all enter; region order does not (the pattern sums them). The same in every process
+        and Python version (unlike ``hash``): app file names use it.
+        """
+        content = {**self.to_json(), "painted": sorted(set(self.painted))}
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
     def to_json(self) -> dict[str, Any]:
         return {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, **asdict(self), "painted": list(self.painted)}
 
@@ -367,7 +398,10 @@ class Recipe:
             raise ValueError(f"{source}: recipe version {data.get('version')!r}, this braindiff reads "
                              f"{RECIPE_VERSION}.")
         fields = ("subject", "regions", "painted", "painted_weight", "seed", "settings")
-        return cls(**{k: data[k] for k in fields if k in data})
+        try:
+            return cls(**{k: data[k] for k in fields if k in data})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the recipe as JSON (atomically); returns the path."""
@@ -385,6 +419,28 @@ class Recipe:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from None
         return cls.from_json(data, str(path))
+
+
+def _recipe_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A recipe's settings completed and checked: the stage-2 fields (missing ones from ``Stage2Settings()``),
+    ``rescale`` (default "effect") and the ``tier`` when given."""
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, Mapping):
+        raise TypeError(f"settings: expected a mapping of stage-2 settings, rescale and tier, got "
+                        f"{type(settings).__name__}.")
+    settings = dict(settings)
+    rescale = settings.pop("rescale", "effect")
+    check_in_allowed(rescale, PATTERN_RESCALES, "settings.rescale")
+    tier = settings.pop("tier", None)
+    if tier is not None:
+        check_in_allowed(tier, TIERS, "settings.tier")
+    unknown = [key for key in settings if key not in STAGE2_FIELDS]
+    if unknown:
+        raise ValueError(f"settings: unknown key(s) {unknown}; expected some of "
+                         f"{[*STAGE2_FIELDS, 'rescale', 'tier']}.")
+    stage2 = Stage2Settings.from_json(settings, "settings")
+    return {**stage2.to_json(), "rescale": rescale, **({"tier": tier} if tier is not None else {})}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -468,10 +524,8 @@ class ROIModels:
     def generate(self, recipe: Recipe, callback: Callable[[str, int, int], None] | None = None,
                  ) -> ReconstructionOutput:
         """Run a recipe: pattern -> regressors (re-scaled, see :meth:`features`) -> VDVAE guess -> final image."""
-        params = {k: recipe.settings[k] for k in ("strength", "vision_weight", "guidance_scale",
-                                                   "num_inference_steps") if k in recipe.settings}
         return self.pipeline(features=self.features(recipe), seeds=np.array([recipe.seed]), callback=callback,
-                             **params)
+                             **recipe.stage2.to_json())
 
 
 def roi_settings(settings: Settings) -> tuple[Settings, bool]:
@@ -520,7 +574,7 @@ def paper_figure(models: ROIModels, regions: Sequence[str], seed: int = 0, setti
     seed : int, default 0
         The same seed for every cell.
     settings : mapping, optional
-        Stage-2 parameters for every cell (see :class:`Recipe`).
+        Recipe settings for every cell (see :class:`Recipe`; missing stage-2 fields: ``Stage2Settings()``).
     cell : int, default 192
         Side of each image in the grid, in pixels.
     callback : callable (done, total), optional

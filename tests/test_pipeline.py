@@ -9,6 +9,7 @@ from braindiff_app.bundles import open_bundle
 from braindiff_app.pipeline import average_features, predict_features, trial_seeds
 from braindiff_app.reconstruct import predict_test_features, reconstruct_subject
 from braindiff_app.regression import load_regressors, subjects_with_regressors
+from braindiff_app.stage2 import Stage2Settings
 from tests._standins import (
     CLIP_DIM,
     N_LATENT,
@@ -136,9 +137,9 @@ def test_reconstruct_writes_bundle_and_resumes(tmp_path, monkeypatch, stand_ins)
     # Other settings: refused, naming what changed, unless overwrite.
     with pytest.raises(FileExistsError, match=r"settings.num_inference_steps: 50 -> 20.*--overwrite"):
         reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=stand_in_pipeline(), progress=False,
-                            num_inference_steps=20)
+                            stage2=Stage2Settings(num_inference_steps=20))
     path = reconstruct_subject(settings, 1, ablations=["no_text"], pipeline=stand_in_pipeline(), progress=False,
-                               num_inference_steps=20, overwrite=True)
+                               stage2=Stage2Settings(num_inference_steps=20), overwrite=True)
     assert open_bundle(path).manifest.settings["num_inference_steps"] == 20
 
 

@@ -240,3 +240,103 @@ def test_pattern_features_match_the_former_beta_round_trip(rescale):
                                                                                                *shapes[name])
         assert features[name].shape == (3, *shapes[name]) and features[name].dtype == np.float32
         np.testing.assert_allclose(features[name], expected, rtol=1e-5, atol=1e-6)
+
+
+# -- recipe settings and identity ---------------------------------------------------------------------------------
+#: What the pipeline call used for a stage-2 field an old recipe left out (its literal defaults before
+#: Stage2Settings): old recipe files must still make the same image.
+OLD_CALL_DEFAULTS = {"strength": 0.75, "vision_weight": 0.6, "guidance_scale": 7.5, "num_inference_steps": 50}
+
+
+@pytest.mark.parametrize("old_settings", [
+    None,  # no settings key at all
+    {},
+    {"tier": "demo", "num_inference_steps": 20},  # as the ROI studio wrote them
+    {"strength": 0.75, "num_inference_steps": 20, "rescale": "effect", "tier": "demo"},  # as `braindiff roi` did
+    {"rescale": "norm", "guidance_scale": 5.0},
+])
+def test_old_recipe_files_load_and_make_the_same_image(models, tmp_path, monkeypatch, old_settings):
+    import json
+
+    from braindiff_app.pipeline import BrainDiffuserPipeline
+    from braindiff_app.stage2 import Stage2Settings
+
+    data = {"format": "braindiff-roi-recipe", "version": 1, "subject": "1", "regions": {"V1": 1.0},
+            "painted": [4], "painted_weight": -0.5, "seed": 3}
+    if old_settings is not None:
+        data["settings"] = old_settings
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    recipe = Recipe.load(path)
+    old = dict(old_settings or {})
+    expected = {**OLD_CALL_DEFAULTS, **{k: v for k, v in old.items() if k in OLD_CALL_DEFAULTS}}
+    assert recipe.stage2 == Stage2Settings(**expected)
+    assert recipe.settings == {**expected, "rescale": old.get("rescale", "effect"),
+                               **({"tier": old["tier"]} if "tier" in old else {})}
+    seen = []
+    original = BrainDiffuserPipeline.diffusion_stage
+    monkeypatch.setattr(BrainDiffuserPipeline, "diffusion_stage",
+                        lambda self, *args, **params: seen.append(params) or original(self, *args, **params))
+    image = models.generate(recipe).final[0]
+    assert seen == [{**expected, "batch_size": 8}]  # the same numbers reach the model
+    reference = models.pipeline(features=models.features(recipe), seeds=np.array([3]), **expected).final[0]
+    np.testing.assert_array_equal(image, reference)
+    assert Recipe.from_json(recipe.to_json()) == recipe and recipe.content_id == Recipe.load(path).content_id
+
+
+def test_bad_recipe_settings_name_the_file_and_field(tmp_path):
+    import json
+
+    base = {"format": "braindiff-roi-recipe", "version": 1, "subject": "1", "regions": {"V1": 1.0}}
+    for settings, match in [({"guidance_scale": 0.5}, "guidance_scale: expected a value >= 1"),
+                            ({"strength": "x"}, "strength: expected a number"),
+                            ({"guidance": 7.5}, r"unknown key\(s\) \['guidance'\]"),
+                            ({"rescale": "big"}, "settings.rescale: expected one of"),
+                            ({"tier": "huge"}, "settings.tier: expected one of")]:
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps({**base, "settings": settings}))
+        with pytest.raises(ValueError, match=f"bad.json: .*{match}"):
+            Recipe.load(path)
+
+
+def test_recipe_content_id_follows_the_whole_content():
+    from braindiff_app.stage2 import Stage2Settings
+
+    base = dict(subject="1", regions={"V1": 1.0, "faces": -0.5}, painted=(3, 4), painted_weight=1.0, seed=2,
+                settings={**Stage2Settings.for_tier("demo").to_json(), "tier": "demo"})
+    recipe = Recipe(**base)
+    assert len(recipe.content_id) == 16 and int(recipe.content_id, 16) >= 0
+    assert Recipe(**base).content_id == recipe.content_id
+    # Same content written otherwise: region order, painted order and duplicates, defaults given or left out.
+    assert Recipe(**{**base, "regions": {"faces": -0.5, "V1": 1}, "painted": (4, 3, 3)}).content_id == \
+        recipe.content_id
+    assert Recipe(subject="1", regions={"V1": 1.0}).content_id == Recipe(
+        subject="1", regions={"V1": 1.0}, settings={**Stage2Settings().to_json(), "rescale": "effect"}).content_id
+    changed = [
+        {"painted_weight": -1.0}, {"painted": (3,)}, {"painted": ()}, {"seed": 3}, {"subject": "2"},
+        {"regions": {"V1": 1.0, "faces": 0.5}}, {"regions": {"V1": 1.0}},
+        *({"settings": {**base["settings"], key: value}} for key, value in [
+            ("strength", 0.5), ("vision_weight", 0.5), ("guidance_scale", 5.0), ("num_inference_steps", 21),
+            ("rescale", "norm"), ("tier", "real")]),
+    ]
+    ids = {Recipe(**{**base, **change}).content_id for change in changed}
+    assert len(ids) == len(changed) and recipe.content_id not in ids
+
+
+def test_recipe_content_id_is_the_same_in_another_process():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import braindiff_app
+
+    recipe = Recipe(subject="1", regions={"V1": 1.0}, painted=(5,), painted_weight=-1.0, seed=7,
+                    settings={"guidance_scale": 5.0, "tier": "demo"})
+    package_root = str(Path(braindiff_app.__file__).resolve().parents[1])  # this checkout's package
+    code = ("from braindiff_app.roi import Recipe; print(Recipe(subject='1', regions={'V1': 1.0}, painted=(5,), "
+            "painted_weight=-1.0, seed=7, settings={'guidance_scale': 5.0, 'tier': 'demo'}).content_id)")
+    ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": package_root}).stdout.strip()
+           for seed in ("1", "2")}
+    assert ids == {recipe.content_id}

@@ -9,6 +9,8 @@ from braindiff_app.cli import add_settings_arguments, settings_from_args
 
 
 def register(subparsers, demo_subparsers) -> None:
+    from braindiff_app.cli._stage2 import add_stage2_arguments
+
     parser = subparsers.add_parser(
         "reconstruct",
         help="reconstruct a subject's test images into a bundle",
@@ -29,12 +31,7 @@ def register(subparsers, demo_subparsers) -> None:
                         "the trial's NSD id (default 0)")
     parser.add_argument("--rescale", default="transductive", choices=("transductive", "train", "none"),
                         help="re-scaling of predictions (default transductive, as the paper)")
-    parser.add_argument("--strength", type=float, default=0.75, help="img2img strength (default 0.75)")
-    parser.add_argument("--vision-weight", type=float, default=0.6, help="vision share of the guidance mix "
-                        "(default 0.6)")
-    parser.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance (default 7.5)")
-    parser.add_argument("--steps", type=int, help="DDIM steps of the full schedule (default: 50 on the real tier, "
-                        "20 on the demo tier)")
+    add_stage2_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="trials per batch (default 8)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
@@ -57,15 +54,15 @@ def parse_ablations(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from braindiff_app.cli._stage2 import stage2_from_args
     from braindiff_app.reconstruct import reconstruct_subject
 
     settings = settings_from_args(args)
     try:
         path = reconstruct_subject(
             settings, args.subject, parse_ablations(args.ablations), limit=args.limit, overwrite=args.overwrite,
-            out=args.out, seed=args.seed, rescale=args.rescale, strength=args.strength,
-            vision_weight=args.vision_weight, guidance_scale=args.guidance_scale,
-            num_inference_steps=args.steps or settings.diffusion_steps, batch_size=args.batch_size,
+            out=args.out, seed=args.seed, rescale=args.rescale, stage2=stage2_from_args(args, settings.tier),
+            batch_size=args.batch_size,
         )
     except FileExistsError as exc:
         print(f"braindiff reconstruct: {exc}", file=sys.stderr)

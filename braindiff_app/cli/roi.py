@@ -7,6 +7,7 @@ import argparse
 
 def register(subparsers, demo_subparsers) -> None:
     from braindiff_app.cli import add_settings_arguments
+    from braindiff_app.cli._stage2 import add_stage2_arguments
 
     parser = subparsers.add_parser(
         "roi",
@@ -26,9 +27,7 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--subject", default="1", help="subject number or 'average' (default 1)")
     parser.add_argument("--painted", help="a .npy file of painted voxel indices (int) added with weight 1")
     parser.add_argument("--seed", type=int, default=0, help="image seed (default 0)")
-    parser.add_argument("--strength", type=float, default=0.75, help="img2img strength (default 0.75)")
-    parser.add_argument("--steps", type=int, help="DDIM steps of the full schedule (default: 50 on the real tier, "
-                        "20 on the demo tier)")
+    add_stage2_arguments(parser, ("strength", "num_inference_steps"))
     parser.add_argument("--rescale", choices=("effect", "norm"), default="effect",
                         help="re-scaling of the pattern's predictions: 'effect' (default, the reference code's: the "
                         "pattern's effect sized like a typical image's deviation, added to the intercept) or 'norm' "
@@ -57,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from braindiff_app.cli import settings_from_args
+    from braindiff_app.cli._stage2 import stage2_from_args
     from braindiff_app.config import subject_folder
     from braindiff_app.roi import PAPER_FIGURES, Recipe, load_roi_models, paper_figure, parse_regions, roi_settings
 
@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     settings, committed = roi_settings(user_settings)
     if committed:
         print(f"using the committed demo workspace ({settings.home}); `braindiff demo build` makes your own")
-    stage2 = {"strength": args.strength, "num_inference_steps": args.steps or settings.diffusion_steps,
-              "rescale": args.rescale}
+    stage2 = {**stage2_from_args(args, settings.tier).to_json(), "rescale": args.rescale}
     if args.paper:
         models = load_roi_models(settings)
         for name, regions in PAPER_FIGURES.items():

@@ -14,6 +14,10 @@ import torch
 from tqdm.auto import tqdm
 
 from braindiff_app.models._vd_compat import make_dual_unet, set_dual_condition
+from braindiff_app.stage2 import Stage2Settings
+
+#: Stage-2 defaults: the paper's (:class:`~braindiff_app.stage2.Stage2Settings`, their one home).
+_PAPER = Stage2Settings()
 
 __all__ = ["DualGuidedImg2Img", "ImagesOutput"]
 
@@ -67,8 +71,9 @@ class DualGuidedImg2Img:
 
     @torch.no_grad()
     def __call__(self, init_images: np.ndarray | None, vision: np.ndarray | None, text: np.ndarray | None,
-                 strength: float = 0.75, vision_weight: float = 0.6, guidance_scale: float = 7.5,
-                 num_inference_steps: int = 50, seeds: np.ndarray | None = None, batch_size: int = 8,
+                 strength: float = _PAPER.strength, vision_weight: float = _PAPER.vision_weight,
+                 guidance_scale: float = _PAPER.guidance_scale, num_inference_steps: int = _PAPER.num_inference_steps,
+                 seeds: np.ndarray | None = None, batch_size: int = 8,
                  vision_uncond: np.ndarray | None = None, text_uncond: np.ndarray | None = None,
                  batched_cfg: bool = True, progress: bool = False) -> ImagesOutput:
         """Generate one image per row of the features.

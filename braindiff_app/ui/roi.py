@@ -1,15 +1,18 @@
 """The ROI studio: paint or combine brain regions on the flatmap and see the images they "prefer".
 
 Handlers live in :class:`ROIHandlers` (Python values in and out); models load once, when the tab is first opened
-(or on the first API call), and are shared by every session. A recipe (regions, weights, painted voxels, seed) is
-kept for each experiment and can be downloaded as JSON that re-creates it (also from the CLI:
-``braindiff roi --recipe FILE``).
+(or on the first API call), and are shared by every session. A recipe (regions, weights, painted voxels, seed,
+stage-2 settings) is kept for each experiment and can be downloaded as JSON that re-creates it (also from the CLI:
+``braindiff roi --recipe FILE``). Recipe files are named by the recipe's content id, in one folder per browser
+session.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import numpy as np
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
 from braindiff_app.regression import subjects_with_regressors
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels, roi_settings
+from braindiff_app.stage2 import Stage2Settings
 from braindiff_app.ui import text
 from braindiff_app.ui.state import AppState
 
@@ -117,8 +121,7 @@ class ROIHandlers:
             raise ValueError(text.ROI_EMPTY)
         return Recipe(subject=subject, regions=regions, painted=tuple(painted.tolist()),
                       painted_weight=float(painted_weight), seed=int(seed),
-                      settings={"tier": self.settings.tier,
-                                "num_inference_steps": self.settings.diffusion_steps})
+                      settings={**Stage2Settings.for_tier(self.settings.tier).to_json(), "tier": self.settings.tier})
 
     def pattern_image(self, recipe: Recipe) -> np.ndarray | None:
         """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative.
@@ -141,12 +144,26 @@ class ROIHandlers:
             out[hit] = (0.35 * out[hit] + 0.65 * np.array(colour)).astype(np.uint8)
         return out
 
-    def generate(self, recipe: Recipe, callback=None) -> ROIResult:
-        """Run a recipe through the regressors and both stages; the recipe JSON is saved for download."""
+    def session_folder(self, session: str | None) -> Path:
+        """The folder of one browser session's recipe files (``gr.Request.session_hash``; None: a fresh folder).
+
+        The folder name is a digest of the session hash (which the browser sends), so it is always a plain name.
+        """
+        key = session if session else f"no-session-{uuid.uuid4().hex}"
+        return self._out / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+    def generate(self, recipe: Recipe, callback=None, session: str | None = None) -> ROIResult:
+        """Run a recipe through the regressors and both stages; the recipe JSON is saved for download, named by
+        the recipe's content id in the session's folder (:meth:`session_folder`), written atomically."""
         output = self.models().generate(recipe, callback=callback)
-        path = self._out / f"roi-{recipe.subject}-{abs(hash(recipe.label)) % 10**8:08d}.json"
+        path = self.session_folder(session) / f"roi-{recipe.subject}-{recipe.content_id}.json"
         recipe.save(path)
         return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
+
+
+def _session(request: gr.Request | None) -> str | None:
+    """The browser session of an event (None when called outside gradio)."""
+    return getattr(request, "session_hash", None) if request is not None else None
 
 
 def _mask_from_editor(value) -> np.ndarray | None:
@@ -221,14 +238,17 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             return [gr.update()] * (1 + len(sliders))
         return subject_controls(subject)
 
-    def run(subject, seed_value, painted_value, painted_w, history_runs, *weights, progress=gr.Progress()):
+    # gradio passes the gr.Request only to parameters before ``*weights``.
+    def run(request: gr.Request, subject, seed_value, painted_value, painted_w, history_runs, *weights,
+            progress=gr.Progress()):
         if not subject:
             raise gr.Error(text.ROI_NO_MODELS)
         try:
             recipe = handlers.recipe(subject, dict(zip(region_names, weights, strict=True)),
                                      _mask_from_editor(painted_value), painted_w, int(seed_value or 0))
             progress(0, desc=text.ROI_RUNNING)
-            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage))
+            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
+                                       session=_session(request))
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc)) from None
         history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
@@ -238,12 +258,13 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     def pick(history_runs, evt: gr.SelectData):
         return history_runs[evt.index][2]
 
-    def replay(path, history_runs, progress=gr.Progress()):
+    def replay(path, history_runs, request: gr.Request, progress=gr.Progress()):
         if not path:
             return [gr.update()] * 6
         try:
             recipe = Recipe.load(path)
-            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage))
+            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
+                                       session=_session(request))
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc)) from None
         history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]

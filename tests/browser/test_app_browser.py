@@ -88,7 +88,7 @@ def test_roi_studio_paint_and_generate(demo_app, page):
         page.mouse.move(x0, y0 + step * box["height"] * 0.02)
     page.mouse.up()
     page.get_by_role("button", name="Generate").click()
-    page.get_by_text(re.compile(r"roi-1-\d+")).first.wait_for(timeout=120_000)  # this experiment's recipe
+    page.get_by_text(re.compile(r"roi-1-[0-9a-f]+")).first.wait_for(timeout=120_000)  # this experiment's recipe
     _wait_idle(page)
     page.screenshot(path=str(OUTPUT / "roi_generated.png"), full_page=True)
     assert page.get_by_text("Nothing selected").count() == 0

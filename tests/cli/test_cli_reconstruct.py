@@ -74,3 +74,21 @@ def test_reconstruct_cli_average_and_bad_subject(settings, capsys):
     assert open_bundle(settings.home / "bundles" / "demo-average").n_trials == 4
     assert main(["reconstruct", "--subject", "5", "--home", str(settings.home)]) == 1
     assert "regressors of subj05 missing" in capsys.readouterr().err
+
+
+def test_reconstruct_cli_writes_the_committed_bundles_stage2_settings(settings):
+    """No stage-2 flags: the manifest's stage-2 settings are those of the committed demo bundles, key for key."""
+    import json
+    from pathlib import Path
+
+    import braindiff_app
+    from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
+
+    assert main(["reconstruct", "--subject", "1", "--limit", "1", "--home", str(settings.home)]) == 0
+    written = open_bundle(settings.home / "bundles" / "demo-subj01").manifest
+    committed_path = Path(braindiff_app.__file__).parent / "precomputed" / "demo-subj01" / "manifest.json"
+    committed = json.loads(committed_path.read_text())["settings"]
+    keys = [*STAGE2_FIELDS, "mixing", "seed", "rescale"]
+    assert list(written.settings)[:len(keys)] == list(committed)[:len(keys)] == keys
+    assert {k: written.settings[k] for k in keys} == {k: committed[k] for k in keys}
+    assert written.stage2 == Stage2Settings.for_tier("demo")

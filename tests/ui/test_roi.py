@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from braindiff_app.config import load_settings
 from braindiff_app.data._flatmap_draw import ROI_COLORS
-from braindiff_app.data.atlas import load_atlas
+from braindiff_app.data.atlas import ALL_REGIONS, load_atlas
 from braindiff_app.data.nsd_layout import write_roi
 from braindiff_app.roi import ROIModels
 from braindiff_app.ui import build_app
@@ -130,3 +132,79 @@ def test_pattern_image_is_the_picture_drawn_before(handlers):
                handlers.recipe("average", {shared[0]: -1.0}, None, painted_weight=1.0, seed=0)]
     for recipe in recipes:
         np.testing.assert_array_equal(handlers.pattern_image(recipe), _former_pattern_image(handlers, recipe))
+
+
+# -- recipe files: named by content, one folder per browser session ----------------------------------------------
+@pytest.fixture
+def stand_in_handlers(tmp_path, monkeypatch):
+    """The studio's handlers on the stand-in stages, with a 4x3 flatmap over 12 voxels (tier real, no NSD)."""
+    from braindiff_app.data.atlas import ROIAtlas
+    from tests._standins import N_VOXELS, fit_regressors, install_stand_ins, stand_in_pipeline
+
+    install_stand_ins(monkeypatch)
+    atlas = ROIAtlas("1", N_VOXELS, {"V1": np.array([0, 1]), "faces": np.array([4])}, {})
+    models = ROIModels(stand_in_pipeline({}), {"1": atlas}, {"1": fit_regressors(1)}, tier="real")
+    image = np.full((4, 3, 4), 255, np.uint8)
+    lookup = np.arange(12).reshape(4, 3)
+    monkeypatch.setattr(ROIHandlers, "models", lambda self: models)
+    monkeypatch.setattr(ROIHandlers, "flatmap", lambda self, subject: (image, lookup))
+    monkeypatch.setattr(ROIHandlers, "listed_subjects", lambda self: ["1", "average"])
+    return load_settings(home=tmp_path / "home", tier="real", nsd_root=None, extra_bundle_dirs=())
+
+
+def test_recipes_differing_in_paint_weight_get_their_own_files(stand_in_handlers):
+    from braindiff_app.roi import Recipe
+
+    handlers = ROIHandlers(AppState(stand_in_handlers))
+    mask = np.zeros((4, 3), bool)
+    mask[1, 1] = True  # voxel 4
+    plus = handlers.recipe("1", {}, mask, painted_weight=1.0, seed=0)
+    minus = handlers.recipe("1", {}, mask, painted_weight=-1.0, seed=0)
+    assert plus.label == minus.label and plus.content_id != minus.content_id
+    first, second = (handlers.generate(r, session="s1") for r in (plus, minus))
+    assert first.recipe_path != second.recipe_path
+    assert Recipe.load(first.recipe_path) == plus and Recipe.load(second.recipe_path) == minus
+    assert first.recipe_path.endswith(f"roi-1-{plus.content_id}.json")
+    # The same recipe again in the same session: the same file; another session: another folder.
+    assert handlers.generate(plus, session="s1").recipe_path == first.recipe_path
+    other = handlers.generate(plus, session="s2").recipe_path
+    assert other != first.recipe_path and Path(other).name == Path(first.recipe_path).name
+    assert Path(other).parent != Path(first.recipe_path).parent
+    assert Path(first.recipe_path).parent.parent == Path(other).parent.parent  # both under the app's temp folder
+    # A session hash is the browser's: it never becomes a path of its own.
+    assert Path(handlers.generate(plus, session="../../x").recipe_path).parent.parent == Path(other).parent.parent
+    no_session = [Path(handlers.generate(plus).recipe_path).parent for _ in range(2)]
+    assert no_session[0] != no_session[1]
+
+
+def test_history_keeps_each_experiments_recipe(stand_in_handlers):
+    """Painting one stroke at +1, then at -1: the first history entry still downloads the +1 recipe."""
+    from types import SimpleNamespace
+
+    from braindiff_app.roi import Recipe
+
+    app, _, _ = build_app(stand_in_handlers)
+    fns = {fn.api_name: fn.fn for fn in app.fns.values()}
+    layer = np.zeros((4, 3, 4), np.uint8)
+    layer[1, 1, 3] = 255
+    editor = {"background": None, "layers": [layer], "composite": None}
+    n_sliders = len(ALL_REGIONS)
+    folders = []
+    for session in ("a", "b"):
+        history = []
+        for weight in (1.0, -1.0):
+            *_, history = fns["roi_generate"](SimpleNamespace(session_hash=session), "1", 0, editor, weight,
+                                              history, *[0] * n_sliders)
+        first, second = (Recipe.load(fns["roi_pick_history"](history, SimpleNamespace(index=i))) for i in (0, 1))
+        assert first.painted == second.painted == (4,)
+        assert (first.painted_weight, second.painted_weight) == (1.0, -1.0)
+        paths = [Path(run[2]) for run in history]
+        assert paths[0] != paths[1] and paths[0].parent == paths[1].parent
+        folders.append(paths[0].parent)
+    assert folders[0] != folders[1]  # two browser sessions: two folders
+    # gradio hands both handlers the event's request (and with it the session hash).
+    from gradio.helpers import special_args
+
+    request = SimpleNamespace(session_hash="c")
+    assert special_args(fns["roi_generate"], inputs=[0] * (5 + n_sliders), request=request)[0][0] is request
+    assert special_args(fns["roi_replay_recipe"], inputs=[0, 0], request=request)[0][2] is request
