@@ -302,14 +302,16 @@ def predict_content(judge: ContentJudge, images: np.ndarray, batch_size: int = 2
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve = the 2-way task's accuracy (a random positive outscores a random negative)."""
-    from scipy.stats import rankdata
+    """Area under the ROC curve = the 2-way task's accuracy (a random positive outscores a random negative).
 
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
+    scikit-learn's ``roc_auc_score`` (ties count one half); NaN when ``positive`` holds only one class.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
         return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, scores))
 
 
 def content_scores(probabilities: np.ndarray, labels: np.ndarray, categories: Sequence[str] = CATEGORIES,

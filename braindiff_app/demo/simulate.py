@@ -22,6 +22,7 @@ import numpy as np
 
 from braindiff_app.demo.anatomy import Anatomy
 from braindiff_app.demo.stimuli import CATEGORIES
+from braindiff_app.images import resize_images
 
 __all__ = [
     "FIELD_DEG",
@@ -145,7 +146,7 @@ def stimulus_features(images: np.ndarray, label_maps: np.ndarray) -> StimulusFea
         raise ValueError(f"label_maps: expected shape {images.shape[:3]}, got {label_maps.shape}.")
     s = FEATURE_SIZE
     if images.shape[1] != s:
-        images = np.stack([np.asarray(Image.fromarray(im).resize((s, s), Image.BILINEAR)) for im in images])
+        images = resize_images(images, s, resample="bilinear")
         label_maps = np.stack([np.asarray(Image.fromarray(m).resize((s, s), Image.NEAREST)) for m in label_maps])
     n = len(images)
     block = s // GRID

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from braindiff_app.atomic import atomic_path, atomic_write_json
 from braindiff_app.demo.vd import build_components, train_clip_tokenizer
+from braindiff_app.evaluation.identification import two_way_identification
 from braindiff_app.models._vd_compat import make_dual_unet, revert_dual_unet, set_dual_condition
 from braindiff_app.models.clip_features import (
     clip_pixel_values,
@@ -30,7 +31,7 @@ from braindiff_app.models.clip_features import (
 )
 from braindiff_app.models.versatile import VersatileComponents, save_versatile_diffusion
 
-__all__ = ["TrainConfig", "identification_from_features", "train_demo_vd", "two_way_identification"]
+__all__ = ["TrainConfig", "identification_from_features", "train_demo_vd"]
 
 
 @dataclass(frozen=True)
@@ -161,25 +162,6 @@ def _train_unet(c: VersatileComponents, images: np.ndarray, captions: list[list[
     return losses
 
 
-def two_way_identification(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per-item 2-way identification: fraction of the other items' truth less correlated than its own.
-
-    Parameters
-    ----------
-    predicted, truth : ndarray of shape (n_images, n_features)
-
-    Returns
-    -------
-    ndarray of shape (n_images,), float32; chance is 0.5.
-    """
-    p = (predicted - predicted.mean(1, keepdims=True)) / predicted.std(1, keepdims=True)
-    g = (truth - truth.mean(1, keepdims=True)) / truth.std(1, keepdims=True)
-    r = p @ g.T / p.shape[1]  # (n_images, n_images): r[i, j] = corr(predicted i, truth j)
-    own = np.diag(r)[:, None]
-    beaten = (r < own).sum(1)
-    return (beaten / (len(r) - 1)).astype(np.float32)
-
-
 def _stage_path(work: Path, stage: str) -> Path:
     return work / f"{stage}.pt"
 
@@ -257,7 +239,8 @@ def identification_from_features(c: VersatileComponents, images: np.ndarray, cap
     Generates each image from its own vision and text features twice: with no init image (full denoising) and
     from a blurred init (the image at 8 px, upsampled; a stand-in for the VDVAE guess) at strength 0.75, both with
     the paper's mixing (0.6 vision) and guidance (7.5); the blurred inits themselves are scored as a baseline.
-    Identification compares pooled CLIP image embeddings (Pearson r).
+    Identification compares pooled CLIP image embeddings (Pearson r) with
+    :func:`braindiff_app.evaluation.two_way_identification`.
 
     Returns
     -------
@@ -288,5 +271,5 @@ def identification_from_features(c: VersatileComponents, images: np.ndarray, cap
             return c.image_encoder(pixel_values=pixels).image_embeds.numpy()
 
     truth = embed(images)
-    scores = {k: float(two_way_identification(embed(v), truth).mean()) for k, v in generated.items()}
+    scores = {k: float(two_way_identification(truth, embed(v)).mean()) for k, v in generated.items()}
     return {"two_way_identification": scores, "n_images": len(images), "num_inference_steps": num_inference_steps}

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from braindiff_app.models.vdvae import VDVAE, decode_latents, extract_latents, resize_images, upsample_images
+from braindiff_app.evaluation.metrics import pixel_metrics
+from braindiff_app.images import resize_images
+from braindiff_app.models.vdvae import VDVAE, decode_latents, extract_latents
 
 __all__ = ["TrainResult", "train_vdvae", "render_world_images", "reconstruction_scores"]
 
@@ -92,7 +94,7 @@ def train_vdvae(
     from tqdm.auto import tqdm
 
     device = model.decoder.gain.device
-    data = resize_images(torch.from_numpy(np.ascontiguousarray(images)), model.config.image_size)
+    data = torch.from_numpy(resize_images(np.array(images), model.config.image_size, resample="torch-bilinear"))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     ema = VDVAE(model.config).to(device)
@@ -138,25 +140,6 @@ def train_vdvae(
     return TrainResult(model=ema.eval(), elbo=elbos, n_skipped=n_skipped)
 
 
-def _pixcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.reshape(len(a), -1).astype(np.float64)
-    b = b.reshape(len(b), -1).astype(np.float64)
-    a -= a.mean(1, keepdims=True)
-    b -= b.mean(1, keepdims=True)
-    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-12)
-
-
-def _ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from skimage.color import rgb2gray
-    from skimage.metrics import structural_similarity
-
-    return np.array([
-        structural_similarity(rgb2gray(x), rgb2gray(y), gaussian_weights=True, sigma=1.5,
-                              use_sample_covariance=False, data_range=1.0)
-        for x, y in zip(a, b, strict=True)
-    ])
-
-
 def reconstruction_scores(
     model: VDVAE,
     images: np.ndarray,
@@ -168,6 +151,7 @@ def reconstruction_scores(
 
     Latents of the first ``n_layers`` layers are posterior means; the rest come from the prior (temperature 1,
     image i seeded with ``seed + i``); the decoded images are upsampled bicubic to the ground truth's size.
+    Scores are :func:`braindiff_app.evaluation.pixcorr` and :func:`braindiff_app.evaluation.ssim` (``"2d"``).
 
     Parameters
     ----------
@@ -181,19 +165,16 @@ def reconstruction_scores(
 
     Returns
     -------
-    dict of str to array of shape (n_images,)
+    dict of str to array of shape (n_images,), float32
         ``pixcorr`` and ``ssim`` of the reconstructions, ``pixcorr_baseline`` and ``ssim_baseline`` of the
         mean image (SSIM: grayscale, Gaussian weights, sigma 1.5, data range 1; PixCorr: Pearson r over all RGB
         values).
     """
     latents = extract_latents(model, images, n_layers=n_layers, progress=False)
     decoded = decode_latents(model, latents, n_layers=n_layers, seeds=seed + np.arange(len(images)), progress=False)
-    recon = upsample_images(decoded, images.shape[1])
     baseline = np.broadcast_to(baseline_image, images.shape)
-    gt = images.astype(np.float64) / 255.0
-    return {
-        "pixcorr": _pixcorr(recon, images),
-        "ssim": _ssim(recon.astype(np.float64) / 255.0, gt),
-        "pixcorr_baseline": _pixcorr(baseline, images),
-        "ssim_baseline": _ssim(baseline.astype(np.float64) / 255.0, gt),
-    }
+    # evaluation's PixCorr and 2-D SSIM; the decoded images are resized (PIL bicubic) to the ground truth's size
+    scores = pixel_metrics(images, decoded, ("PixCorr", "SSIM"))
+    base = pixel_metrics(images, baseline, ("PixCorr", "SSIM"))
+    return {"pixcorr": scores["PixCorr"], "ssim": scores["SSIM"],
+            "pixcorr_baseline": base["PixCorr"], "ssim_baseline": base["SSIM"]}

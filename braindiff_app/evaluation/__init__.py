@@ -27,7 +27,7 @@ from braindiff_app.evaluation.metrics import (
     metrics_from_features,
     pixel_metrics,
 )
-from braindiff_app.evaluation.pixel import SSIM_VARIANTS, pixcorr, resize_images, ssim, ssim_single, to_grayscale
+from braindiff_app.evaluation.pixel import SSIM_VARIANTS, pixcorr, ssim, ssim_single, to_grayscale
 from braindiff_app.evaluation.registry import METRIC_NAMES, METRICS, MetricInfo, check_metrics, format_value
 from braindiff_app.evaluation.report import (
     TABLE2_KINDS,
@@ -40,6 +40,7 @@ from braindiff_app.evaluation.report import (
     table_markdown,
     write_report,
 )
+from braindiff_app.images import resize_images  # the one resize (re-exported: PixCorr/SSIM resize with it)
 
 __all__ = [
     # metrics

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.evaluation.pixel import check_images, resize_images
 from braindiff_app.evaluation.registry import METRICS, check_metrics
+from braindiff_app.images import check_images, resize_images
 
 __all__ = [
     "BackboneSpec",

@@ -8,8 +8,9 @@ import numpy as np
 
 from braindiff_app.evaluation.backbones import Backbones
 from braindiff_app.evaluation.identification import correlation_distance, two_way_identification
-from braindiff_app.evaluation.pixel import check_images, pixcorr, resize_images, ssim
+from braindiff_app.evaluation.pixel import pixcorr, ssim
 from braindiff_app.evaluation.registry import METRICS, check_metrics
+from braindiff_app.images import check_images, resize_images
 
 __all__ = ["PIXEL_METRICS", "available_metrics", "pixel_metrics", "metrics_from_features", "compute_metrics"]
 

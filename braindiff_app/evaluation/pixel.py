@@ -2,7 +2,8 @@
 
 Both metrics compare each reconstruction with its own ground-truth image at the ground truth's resolution
 (425 x 425 for NSD): reconstructions are resized there with PIL's bicubic filter, as the reference's
-``Image.resize((425, 425))`` does.
+``Image.resize((425, 425))`` does (:func:`braindiff_app.images.resize_images`). SSIM is scikit-image's
+``structural_similarity`` (Gaussian weights, sigma 1.5, population covariances, ``data_range=1``).
 
 SSIM variants
 -------------
@@ -16,20 +17,18 @@ SSIM variants
     last axis (image columns) is taken as colour channels, so SSIM becomes a 1-D SSIM down each column (the
     window slides along rows only), averaged over the columns. Newer scikit-image silently ignores the
     ``multichannel`` keyword, so the same call there gives the ``"2d"`` value. The paper's numbers were made
-    with the per-column behaviour.
+    with the per-column behaviour, which today's scikit-image gives with ``channel_axis=-1``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from braindiff_app.config import check_in_allowed
+from braindiff_app.images import check_images, resize_images
 
 __all__ = [
     "SSIM_VARIANTS",
-    "check_images",
-    "resize_images",
     "to_grayscale",
     "pixcorr",
     "ssim",
@@ -39,29 +38,7 @@ __all__ = [
 SSIM_VARIANTS = ("2d", "reference")
 # ITU-R 601-ish luminance weights used by scikit-image's rgb2gray (the reference's conversion).
 _GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
-_SSIM_TRUNCATE = 3.5
-_RESAMPLE = ("bicubic", "bilinear", "nearest")
-
-
-def check_images(images: np.ndarray, name: str) -> np.ndarray:
-    """Check a batch of RGB images: array of shape (n_images, height, width, 3), uint8.
-
-    Raises
-    ------
-    TypeError
-        If ``images`` is not a uint8 numpy array.
-    ValueError
-        If its shape is not (n_images, height, width, 3) with n_images >= 1.
-    """
-    if not isinstance(images, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array of shape (n_images, height, width, 3), uint8; "
-                        f"got {type(images).__name__}.")
-    if images.dtype != np.uint8:
-        raise TypeError(f"{name}: expected uint8 images (0-255), got dtype {images.dtype}; convert with "
-                        "np.clip(x * 255, 0, 255).astype(np.uint8) for floats in [0, 1].")
-    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] < 1:
-        raise ValueError(f"{name}: expected shape (n_images, height, width, 3), got {images.shape}.")
-    return images
+_SSIM_TRUNCATE = 3.5  # scikit-image's Gaussian window: 2 * int(3.5 * sigma + 0.5) + 1 taps (11 at sigma 1.5)
 
 
 def _check_pair(ground_truth: np.ndarray, reconstructions: np.ndarray) -> None:
@@ -70,36 +47,6 @@ def _check_pair(ground_truth: np.ndarray, reconstructions: np.ndarray) -> None:
     if len(ground_truth) != len(reconstructions):
         raise ValueError(f"reconstructions: expected one per ground-truth image ({len(ground_truth)}), "
                          f"got {len(reconstructions)}.")
-
-
-def resize_images(images: np.ndarray, size: tuple[int, int], resample: str = "bicubic") -> np.ndarray:
-    """Resize uint8 images with PIL (as the reference does, rounding back to uint8).
-
-    Parameters
-    ----------
-    images : array of shape (n_images, height, width, 3), uint8
-    size : (int, int)
-        Target (height, width) in pixels. Images already at that size are returned unchanged.
-    resample : str in {"bicubic", "bilinear", "nearest"}, default "bicubic"
-        PIL filter. ``"bicubic"`` is PIL's default for ``Image.resize`` (PixCorr/SSIM in the reference);
-        ``"bilinear"`` is what torchvision's ``resize`` uses on PIL images (network inputs in the reference).
-
-    Returns
-    -------
-    array of shape (n_images, size[0], size[1], 3), uint8
-    """
-    from PIL import Image
-
-    check_in_allowed(resample, _RESAMPLE, "resample")
-    check_images(images, "images")
-    height, width = int(size[0]), int(size[1])
-    if images.shape[1:3] == (height, width):
-        return images
-    pil_filter = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[resample]
-    out = np.empty((len(images), height, width, 3), dtype=np.uint8)
-    for i, image in enumerate(images):
-        out[i] = np.asarray(Image.fromarray(image).resize((width, height), pil_filter))
-    return out
 
 
 def to_grayscale(images: np.ndarray) -> np.ndarray:
@@ -184,20 +131,13 @@ def ssim_single(image_a: np.ndarray, image_b: np.ndarray, variant: str = "2d", s
     if any(a.shape[ax] < 2 * pad + 1 for ax in filtered_axes):
         raise ValueError(f"image_a: SSIM with sigma {sigma} needs at least {2 * pad + 1} pixels along each "
                          f"filtered axis, got shape {a.shape}.")
+    from skimage.metrics import structural_similarity
 
-    def window_mean(x: np.ndarray) -> np.ndarray:
-        if variant == "2d":
-            return gaussian_filter(x, sigma=sigma, truncate=_SSIM_TRUNCATE, mode="reflect")
-        return gaussian_filter1d(x, sigma=sigma, axis=0, truncate=_SSIM_TRUNCATE, mode="reflect")
-
-    ux, uy = window_mean(a), window_mean(b)
-    vx = window_mean(a * a) - ux * ux
-    vy = window_mean(b * b) - uy * uy
-    vxy = window_mean(a * b) - ux * uy
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    inner = s[pad:-pad] if variant == "reference" else s[pad:-pad, pad:-pad]
-    return float(inner.mean(dtype=np.float64))
+    # "reference": the columns as channels, so the Gaussian window slides down each column only (1-D SSIM per
+    # column, each column's mean leaving out half a window at both ends, then the mean over columns).
+    channels = {"channel_axis": -1} if variant == "reference" else {}
+    return float(structural_similarity(a, b, gaussian_weights=True, sigma=sigma,
+                                       use_sample_covariance=False, data_range=data_range, **channels))
 
 
 def ssim(ground_truth: np.ndarray, reconstructions: np.ndarray, variant: str = "2d",

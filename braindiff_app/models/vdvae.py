@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from braindiff_app.config import check_in_allowed
+from braindiff_app.images import resize_images
 from braindiff_app.models._vdvae_blocks import DecBlock, Decoder, Encoder, gaussian_kl, parse_layer_string
 
 __all__ = [
@@ -34,8 +34,6 @@ __all__ = [
     "save_vdvae",
     "extract_latents",
     "decode_latents",
-    "upsample_images",
-    "resize_images",
     "split_latents",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
@@ -462,7 +460,8 @@ def extract_latents(
     size = config.image_size
     with torch.inference_mode():
         for start in _batches(len(images), batch_size, progress, "VDVAE latents"):
-            batch = resize_images(torch.from_numpy(np.array(images[start : start + batch_size])), size)
+            batch = torch.from_numpy(resize_images(np.array(images[start : start + batch_size]), size,
+                                                   resample="torch-bilinear"))
             batch = batch.to(device)
             n = batch.shape[0]
             seeds = [np.random.SeedSequence([seed, start + i]).generate_state(1)[0] for i in range(n)]
@@ -472,18 +471,6 @@ def extract_latents(
             flat = torch.cat([z.reshape(n, -1) for z in zs], dim=1)
             out[start : start + n] = flat.float().cpu().numpy()
     return out
-
-
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize uint8-valued images (n, H, W, 3) to (n, size, size, 3), bilinear with antialiasing, rounded.
-
-    Images already at ``size`` come back unchanged.
-    """
-    if tuple(images.shape[1:3]) == (size, size):
-        return images
-    x = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(size, size), mode="bilinear", antialias=True,
-                      align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def split_latents(latents: torch.Tensor, shapes: Sequence[tuple[int, int, int]]) -> list[torch.Tensor]:
@@ -563,25 +550,3 @@ def decode_latents(
             x = model.decoder.out_net.pixels(px_z, pixels, uniforms).float()
             out[start : start + n] = ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     return out
-
-
-def upsample_images(images: np.ndarray, size: int = 512) -> np.ndarray:
-    """Resize images to ``size`` x ``size`` with bicubic interpolation (PIL), as stage 2's init images.
-
-    Parameters
-    ----------
-    images : array of shape (n_images, height, width, 3), uint8
-    size : int, default 512
-        Output side in pixels.
-
-    Returns
-    -------
-    array of shape (n_images, size, size, 3), uint8
-    """
-    from PIL import Image
-
-    _check_images(images)
-    if size < 1:
-        raise ValueError(f"size: expected a positive number of pixels, got {size}.")
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images]) \
-        if len(images) else np.empty((0, size, size, 3), np.uint8)

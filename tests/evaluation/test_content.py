@@ -100,3 +100,19 @@ def test_content_scores_values_and_errors():
     assert np.isnan(content_scores(np.full((2, 1), 0.3), np.ones((2, 1), bool), categories=("a",))["a"]["auc"])
     with pytest.raises(ValueError, match="expected two arrays of shape"):
         content_scores(np.zeros((4, 3)), labels, categories=("a", "b"))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_auc_is_roc_auc_score(ties):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(int(ties))
+    probabilities = rng.random((300, 2))
+    if ties:  # five distinct values: many tied scores across the classes (a tie counts one half)
+        probabilities = np.round(probabilities * 4) / 4
+    labels = rng.random((300, 2)) < [0.2, 0.6]
+    scores = content_scores(probabilities, labels, categories=("a", "b"))
+    for j, c in enumerate(("a", "b")):
+        assert scores[c]["auc"] == roc_auc_score(labels[:, j], probabilities[:, j])
+    # ties written out: one positive and one negative with the same score -> 0.5
+    assert content_scores(np.array([[0.5], [0.5]]), np.array([[True], [False]]), categories=("a",))["a"]["auc"] == 0.5

@@ -60,3 +60,19 @@ def test_identification_errors():
         two_way_identification(np.ones((3, 5)), np.ones((3, 4)))
     with pytest.raises(ValueError, match=r"b: expected 5 features per row"):
         pearson_matrix(np.ones((3, 5)), np.ones((3, 4)))
+
+
+def test_perfect_reversed_and_chance():  # moved from tests/models/test_demo_train.py (the demo's own copy is gone)
+    truth = np.random.default_rng(0).standard_normal((20, 50))
+    assert two_way_identification(truth, truth).tolist() == [1.0] * 20
+    assert two_way_identification(truth, -truth).tolist() == [0.0] * 20
+    noise = np.random.default_rng(1).standard_normal((200, 50))
+    assert two_way_identification(noise, np.random.default_rng(2).standard_normal((200, 50))).mean() == \
+        pytest.approx(0.5, abs=0.05)
+
+
+def test_demo_trainer_uses_this_function():
+    import braindiff_app.demo.train_vd as train_vd
+
+    assert train_vd.two_way_identification is two_way_identification
+    assert "two_way_identification" not in train_vd.__all__

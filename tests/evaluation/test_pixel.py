@@ -109,3 +109,48 @@ def test_errors(make_images):
         compute_metrics(gt, gt, metrics=["AlexNet(2)"])
     with pytest.raises(ValueError, match="unknown metric"):
         compute_metrics(gt, gt, metrics=["PSNR"])
+
+
+def _column_ssim_loop(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> float:
+    """The "reference" variant written out: 1-D Gaussian SSIM down each column, border cropped, columns averaged."""
+    from scipy.ndimage import gaussian_filter1d
+
+    pad = int(3.5 * sigma + 0.5)
+    c1, c2 = 0.01**2, 0.03**2
+    means = []
+    for j in range(a.shape[1]):
+        x, y = a[:, j], b[:, j]
+
+        def w(v):
+            return gaussian_filter1d(v, sigma, truncate=3.5, mode="reflect")
+
+        ux, uy = w(x), w(y)
+        vx, vy, vxy = w(x * x) - ux * ux, w(y * y) - uy * uy, w(x * y) - ux * uy
+        s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+        means.append(s[pad:-pad].mean())
+    return float(np.mean(means))
+
+
+@pytest.mark.parametrize("shape", [(30, 20), (64, 64), (11, 5)])
+def test_ssim_reference_matches_a_per_column_loop(shape):
+    a, b = _gray_pair(seed=7, shape=shape)
+    assert ssim_single(a, b, "reference") == pytest.approx(_column_ssim_loop(a, b), abs=1e-12)
+
+
+def test_ssim_batch_matches_scikit_image_called_directly(make_images):
+    gt, rec = make_images(3, 32, seed=8), make_images(3, 32, seed=9)
+    for variant, extra in (("2d", {}), ("reference", {"channel_axis": -1})):
+        expected = [structural_similarity(to_grayscale(r), to_grayscale(g), **SKIMAGE_ARGS, **extra)
+                    for g, r in zip(gt, rec, strict=True)]
+        np.testing.assert_array_equal(ssim(gt, rec, variant=variant), np.asarray(expected, dtype=np.float32))
+    columns = [_column_ssim_loop(to_grayscale(r), to_grayscale(g)) for g, r in zip(gt, rec, strict=True)]
+    np.testing.assert_allclose(ssim(gt, rec, variant="reference"), columns, rtol=1e-6)
+
+
+def test_ssim_window_larger_than_image():
+    a, b = _gray_pair(shape=(10, 30))
+    with pytest.raises(ValueError, match="needs at least 11 pixels along each filtered axis"):
+        ssim_single(a, b, "reference")
+    with pytest.raises(ValueError, match="needs at least 11 pixels"):
+        ssim_single(a.T, b.T, "2d")
+    assert np.isfinite(ssim_single(a.T, b.T, "reference"))  # 30 rows, 10 columns: only rows are filtered

@@ -18,7 +18,6 @@ from braindiff_app.models.vdvae import (
     load_demo_vdvae,
     load_vdvae,
     save_vdvae,
-    upsample_images,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -252,14 +251,6 @@ def test_decode_temperature_zero_and_errors(tiny_model):
         decode_latents(tiny_model, latents, pixels="mean", progress=False)
 
 
-def test_upsample_images_bicubic():
-    images = _images(2, size=8)
-    up = upsample_images(images, 32)
-    assert up.shape == (2, 32, 32, 3) and up.dtype == np.uint8
-    assert abs(float(up.mean()) - float(images.mean())) < 3
-    assert upsample_images(images[:0], 32).shape == (0, 32, 32, 3)
-
-
 def test_training_step_lowers_the_loss():
     from braindiff_app.demo.train_vdvae import train_vdvae
 
@@ -282,3 +273,26 @@ def test_demo_model_reconstructs_held_out_scenes_better_than_mean_image():
     scores = reconstruction_scores(model, held_out, baseline)
     assert scores["pixcorr"].mean() > scores["pixcorr_baseline"].mean() + 0.2
     assert scores["ssim"].mean() > scores["ssim_baseline"].mean() + 0.05
+
+
+def test_reconstruction_scores_are_evaluations_pixcorr_and_ssim(tiny_model, monkeypatch):
+    import braindiff_app.demo.train_vdvae as train_vdvae
+    import braindiff_app.evaluation.metrics as metrics
+
+    assert not hasattr(train_vdvae, "_pixcorr") and not hasattr(train_vdvae, "_ssim")
+    images = _images(3, size=24, seed=4)
+    baseline = images.mean(0).round().astype(np.uint8)
+    scores = train_vdvae.reconstruction_scores(tiny_model, images, baseline)
+    assert {k: v.shape for k, v in scores.items()} == {k: (3,) for k in ("pixcorr", "ssim", "pixcorr_baseline",
+                                                                         "ssim_baseline")}
+    from braindiff_app.evaluation import pixcorr, ssim
+
+    np.testing.assert_array_equal(scores["pixcorr_baseline"], pixcorr(images, np.broadcast_to(baseline, images.shape)))
+    np.testing.assert_array_equal(scores["ssim_baseline"], ssim(images, np.broadcast_to(baseline, images.shape)))
+    calls = []
+    monkeypatch.setattr(metrics, "pixcorr", lambda gt, rec: calls.append(("pixcorr", rec.shape)) or np.zeros(3))
+    monkeypatch.setattr(metrics, "ssim", lambda gt, rec, variant: calls.append((variant, rec.shape)) or np.ones(3))
+    scores = train_vdvae.reconstruction_scores(tiny_model, images, baseline)
+    assert scores["pixcorr"].tolist() == [0.0] * 3 and scores["ssim"].tolist() == [1.0] * 3
+    # the 16 px decodes reach the metrics resized to the ground truth's 24 px
+    assert calls == [("pixcorr", (3, 24, 24, 3)), ("2d", (3, 24, 24, 3))] * 2
