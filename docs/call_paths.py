@@ -2,8 +2,9 @@
 
 Runs the two tabs' handlers in this process on the embedded demo (no server, no browser): each is called once to
 warm up (models load, caches fill), then traced with ``sys.setprofile``: every Python call whose function lives in
-``braindiff_app`` is recorded by module. Prints the modules in the order first entered, the count, and the hops
-(the calls that cross from one module into another, counting each direction).
+``braindiff_app`` is recorded by module. Prints the modules in the order first entered, the module-to-module call
+edges (caller -> callee, each pair once) and the back-and-forth pairs (modules that call each other: A -> B and
+B -> A), the tangles a reader has to follow.
 
 Usage: python docs/call_paths.py [--trial 5] [--regions V1:+1,faces:+1]
 """
@@ -17,14 +18,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def trace(call) -> tuple[list[str], int]:
-    """(modules entered in order, module-to-module hops) of one call."""
+def trace(call) -> tuple[list[str], set[tuple[str, str]]]:
+    """(modules entered in order, module-to-module call edges) of one call."""
     order: list[str] = []
-    hops = 0
+    edges: set[tuple[str, str]] = set()
     stack: list[str] = []
 
     def profile(frame, event, arg):
-        nonlocal hops
         if event == "call":
             module = frame.f_globals.get("__name__", "")
             caller = stack[-1] if stack else None
@@ -33,7 +33,7 @@ def trace(call) -> tuple[list[str], int]:
                 if module not in order:
                     order.append(module)
                 if caller is not None and caller.startswith("braindiff_app") and caller != module:
-                    hops += 1
+                    edges.add((caller, module))
         elif event == "return" and stack:
             stack.pop()
 
@@ -42,7 +42,7 @@ def trace(call) -> tuple[list[str], int]:
         call()
     finally:
         sys.setprofile(None)
-    return order, hops
+    return order, edges
 
 
 def main() -> None:
@@ -74,10 +74,13 @@ def main() -> None:
 
     for label, call in (("Browse: show a trial", click_browse), ("ROI studio: Generate", click_generate)):
         call()  # warm up: models loaded, flatmaps and caches filled, as in a running app
-        modules, hops = trace(call)
-        print(f"{label}: {len(modules)} modules, {hops} cross-module calls")
+        modules, edges = trace(call)
+        both = sorted({tuple(sorted(e)) for e in edges if (e[1], e[0]) in edges})
+        print(f"{label}: {len(modules)} modules, {len(edges)} call edges, {len(both)} back-and-forth pairs")
         for module in modules:
             print(f"  {module}")
+        for a, b in both:
+            print(f"  back and forth: {a} <-> {b}")
 
 
 if __name__ == "__main__":
