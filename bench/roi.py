@@ -36,6 +36,7 @@ from braindiff_app.roi import (  # noqa: E402
     load_roi_models,
     roi_settings,  # noqa: E402
 )
+from braindiff_app.stage2 import Stage2Settings  # noqa: E402
 
 
 def _random_models(device, n_voxels: int, seed: int = 0) -> ROIModels:
@@ -98,7 +99,7 @@ def main() -> int:
     else:
         models = _random_models(device, args.voxels)
     subject = models.subjects[0]
-    steps = settings.diffusion_steps  # what the app's ROI studio uses on this tier
+    steps = Stage2Settings.for_tier(settings.tier).num_inference_steps  # what the app's ROI studio uses on this tier
     recipe = Recipe(subject=subject, regions={args.regions: 1.0}, seed=0, settings={"num_inference_steps": steps})
     features = models.features(recipe)
 

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from braindiff_app.regression import FEATURE_NAMES  # noqa: E402
+from braindiff_app.stage2 import Stage2Settings  # noqa: E402
 
 REGIONS = ("V1", "V2", "V3", "hV4", "faces", "places", "bodies", "words")
 BANDS = ("ecc0.5", "ecc1", "ecc2", "ecc4", "ecc4+")  # eccentricity bands: texture statistics only (Figure 7)
@@ -281,7 +282,8 @@ def main() -> None:
 
     # 2. ROI-optimal images, judged, under each re-scaling of the synthetic patterns' predictions.
     for rescale in args.rescale.split(","):
-        roi_tables(models, judge, rescale.strip(), args.seeds, settings.diffusion_steps)
+        roi_tables(models, judge, rescale.strip(), args.seeds,
+                   Stage2Settings.for_tier(settings.tier).num_inference_steps)
 
     # 3. The regressors alone: does a region's pattern predict its category's direction in feature space?
     try:

@@ -134,14 +134,6 @@ class Settings:
         check_in_allowed(self.device.split(":")[0], DEVICES, "device")
         check_in_allowed(self.dtype, DTYPES, "dtype")
 
-    @property
-    def diffusion_steps(self) -> int:
-        """Default DDIM steps of this tier's diffusion schedule (from :meth:`~braindiff_app.stage2.Stage2Settings.
-        for_tier`, their one home)."""
-        from braindiff_app.stage2 import Stage2Settings
-
-        return Stage2Settings.for_tier(self.tier).num_inference_steps
-
     # -- workspace layout ---------------------------------------------------------------------------------
     @property
     def workspace(self) -> Path:

@@ -57,7 +57,7 @@ def _module(name: str, pip_name: str) -> Asset:
 
 
 def _demo_features(settings: Settings) -> list[Feature]:
-    models = settings.demo_models_dir
+    demo = settings.with_overrides(tier="demo")
     anatomy = DEMO_ANATOMY_DIR
     nsd = settings.nsd_dir
     return [
@@ -75,13 +75,13 @@ def _demo_features(settings: Settings) -> list[Feature]:
             Asset(PRECOMPUTED_DIR, "bundles shipped with the repo (write them with `braindiff demo build`)"),
         )),
         Feature("demo", "stage 1 (demo VDVAE)", (
-            Asset(models / "vdvae" / "config.json", "demo VDVAE config (committed; `braindiff demo train-vdvae`)"),
-            Asset(models / "vdvae" / "model.safetensors",
+            Asset(demo.vdvae_path / "config.json", "demo VDVAE config (committed; `braindiff demo train-vdvae`)"),
+            Asset(demo.vdvae_path / "model.safetensors",
                   "demo VDVAE weights (committed; `braindiff demo train-vdvae` rewrites them)"),
         )),
         Feature("demo", "stage 2 (demo Versatile Diffusion) and CLIP features", tuple(
             Asset(path, "demo Versatile Diffusion file (`braindiff demo train-diffusion` writes them)")
-            for path in expected_files(models / "vd")
+            for path in expected_files(demo.vd_path)
         )),
     ]
 
@@ -105,7 +105,8 @@ def _nsd_assets(nsd: Path | None) -> tuple[Asset, ...]:
 
 def _real_features(settings: Settings) -> list[Feature]:
     nsd_assets = _nsd_assets(settings.nsd_root)
-    vd = settings.vd_dir
+    real = settings.with_overrides(tier="real")
+    vd = real.vd_path
     vd_assets = tuple(
         Asset(path, f"Versatile Diffusion {path.parent.name} file (diffusers layout; set BRAINDIFF_VD_DIR or --vd-dir)")
         for path in expected_files(vd)
@@ -113,7 +114,7 @@ def _real_features(settings: Settings) -> list[Feature]:
     return [
         Feature("real", "NSD preparation", nsd_assets),
         Feature("real", "stage 1 (VDVAE imagenet64)", (
-            Asset(settings.vdvae_checkpoint,
+            Asset(real.vdvae_path,
                   "VDVAE imagenet64 EMA checkpoint imagenet64-iter-1600000-model-ema.th from openai/vdvae "
                   "(https://openaipublic.blob.core.windows.net/very-deep-vaes-assets/vdvae-assets-2/"
                   "imagenet64-iter-1600000-model-ema.th; set BRAINDIFF_VDVAE_CHECKPOINT or --vdvae-checkpoint)"),
@@ -183,7 +184,7 @@ def _evaluation_features(settings: Settings) -> list[Feature]:
     return [
         Feature("any", "evaluation: PixCorr, SSIM, SSIM-ref", (_module("scipy", "scipy"), _module("PIL", "pillow"))),
         Feature("demo", "evaluation: demo-CLIP identification", (
-            Asset(settings.demo_models_dir / "vd" / "image_encoder" / "config.json",
+            Asset(settings.with_overrides(tier="demo").vd_path / "image_encoder" / "config.json",
                   "demo CLIP vision encoder (`braindiff demo train-diffusion`)"),
         )),
         Feature("real", "evaluation: AlexNet(2), AlexNet(5), Inception, CLIP, EffNet-B, SwAV", tuple(assets)),

@@ -27,7 +27,6 @@ from braindiff_app.regression.workspace import FEATURE_NAMES, load_regressors
 from braindiff_app.stage2 import Stage2Settings
 
 __all__ = [
-    "RESCALE_MODES",
     "ReconstructionOutput",
     "BrainDiffuserPipeline",
     "trial_seeds",

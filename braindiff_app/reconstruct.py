@@ -22,7 +22,6 @@ import numpy as np
 from braindiff_app.bundles import REQUIRED_KINDS, BundleWriter, Manifest
 from braindiff_app.config import Settings, check_in_allowed, resolve_device, subject_folder
 from braindiff_app.pipeline import (
-    RESCALE_MODES,
     BrainDiffuserPipeline,
     average_features,
     load_pipeline,
@@ -30,7 +29,7 @@ from braindiff_app.pipeline import (
     trial_seeds,
 )
 from braindiff_app.provenance import model_identities
-from braindiff_app.regression import FEATURE_NAMES, load_regressors, subjects_with_regressors
+from braindiff_app.regression import FEATURE_NAMES, RESCALE_MODES, load_regressors, subjects_with_regressors
 from braindiff_app.stage2 import Stage2Settings
 
 __all__ = ["TestSet", "load_test_set", "predict_test_features", "bundle_name", "reconstruct_subject"]

@@ -36,6 +36,7 @@ from braindiff_app.data.atlas import (
     canonical_region,
     load_atlas,
 )
+from braindiff_app.images import resize_images
 from braindiff_app.pipeline import BrainDiffuserPipeline, ReconstructionOutput, average_features, load_pipeline
 from braindiff_app.regression import FEATURE_NAMES, load_regressors, subjects_with_regressors
 from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
@@ -606,7 +607,7 @@ def paper_figure(models: ROIModels, regions: Sequence[str], seed: int = 0, setti
                 draw.text((box[0] + 6, box[1] + cell // 2), "absent", fill="black")
             else:
                 image = models.generate(recipe).final[0]
-                grid.paste(Image.fromarray(image).resize((cell - 2, cell - 2), Image.BICUBIC), box)
+                grid.paste(Image.fromarray(resize_images(image[None], cell - 2)[0]), box)
             done += 1
             if callback is not None:
                 callback(done, len(rows) * len(regions))

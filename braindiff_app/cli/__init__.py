@@ -17,7 +17,7 @@ import sys
 import traceback
 
 from braindiff_app import __version__
-from braindiff_app.config import set_cpu_threads
+from braindiff_app.config import DTYPES, TIERS, set_cpu_threads
 
 __all__ = ["build_parser", "main"]
 
@@ -30,13 +30,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags that override :func:`braindiff_app.config.load_settings` (each also an env variable)."""
     group = parser.add_argument_group("settings (override BRAINDIFF_* environment variables)")
     group.add_argument("--home", help="workspace folder (BRAINDIFF_HOME, default ~/.braindiff)")
-    group.add_argument("--tier", choices=("demo", "real"), help="demo (simulated subject) or real (NSD)")
+    group.add_argument("--tier", choices=TIERS, help="demo (simulated subject) or real (NSD)")
     group.add_argument("--nsd-root", dest="nsd_root", help="local NSD copy (BRAINDIFF_NSD_ROOT)")
     group.add_argument("--vdvae-checkpoint", dest="vdvae_checkpoint", help="VDVAE imagenet64 EMA .th file (real tier)")
     group.add_argument("--vd-dir", dest="vd_dir", help="Versatile Diffusion folder in diffusers layout (real tier)")
     group.add_argument("--eval-weights", dest="eval_weights", help="folder of evaluation backbone weights")
     group.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (BRAINDIFF_DEVICE)")
-    group.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), help="compute dtype")
+    group.add_argument("--dtype", choices=DTYPES, help="compute dtype")
     group.add_argument("--threads", type=int, help="torch CPU threads (default: the cores that the machine's other "
                        "work leaves free, from the load average)")
     _add_debug(group)

@@ -99,19 +99,15 @@ def run(args: argparse.Namespace) -> int:
                   "to continue from there.", file=sys.stderr)
             return code
         print(f"    done in {time.perf_counter() - step_start:.0f} s", flush=True)
-    report = Path(args.out or _default_out()) / "report"
+    from braindiff_app.config import PRECOMPUTED_DIR
+
+    report = Path(args.out or PRECOMPUTED_DIR) / "report"
     docs = [Path(d) for d in args.docs] if args.docs is not None else _default_docs()
     for doc in docs:
         written = write_doc_tables(doc, report)
         print(f"{doc}: tables {', '.join(written) or 'none (no braindiff markers)'} rewritten from {report}")
     print(f"\ndemo build finished in {(time.perf_counter() - start) / 60:.1f} min.")
     return 0
-
-
-def _default_out() -> Path:
-    from braindiff_app.config import PRECOMPUTED_DIR
-
-    return PRECOMPUTED_DIR
 
 
 def _default_docs() -> list[Path]:

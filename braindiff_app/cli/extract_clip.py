@@ -15,7 +15,8 @@ def register(subparsers, demo_subparsers) -> None:
         description="Read the prepared subject's images_{train,test}.npy and captions_{train,test}.json, write "
         "clip_vision_{train,test}.npy and clip_text_{train,test}.npy (float32) and clip.json (model and library "
         "versions) into the subject's features folder. Uses the CLIP encoders inside the Versatile Diffusion "
-        "folder (--vd-dir; the demo tier's committed one by default), in float32 unless --dtype says otherwise. A "
+        "folder of the tier (the demo tier's committed one; --vd-dir on the real tier), in float32 unless --dtype "
+        "says otherwise. A "
         "split already written by the same model, dtype and transformers version is skipped (rerun to resume; "
         "--overwrite to redo); features made by anything else are recomputed.",
     )

@@ -8,6 +8,7 @@ import argparse
 def register(subparsers, demo_subparsers) -> None:
     from braindiff_app.cli import add_settings_arguments
     from braindiff_app.cli._stage2 import add_stage2_arguments
+    from braindiff_app.roi import PATTERN_RESCALES
 
     parser = subparsers.add_parser(
         "roi",
@@ -28,7 +29,7 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--painted", help="a .npy file of painted voxel indices (int) added with weight 1")
     parser.add_argument("--seed", type=int, default=0, help="image seed (default 0)")
     add_stage2_arguments(parser, ("strength", "num_inference_steps"))
-    parser.add_argument("--rescale", choices=("effect", "norm"), default="effect",
+    parser.add_argument("--rescale", choices=PATTERN_RESCALES, default=PATTERN_RESCALES[0],
                         help="re-scaling of the pattern's predictions: 'effect' (default, the reference code's: the "
                         "pattern's effect sized like a typical image's deviation, added to the intercept) or 'norm' "
                         "(the paper's text: the whole prediction brought to the typical norm of training predictions)")

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
 
+    from braindiff_app.atomic import atomic_write_json
     from braindiff_app.config import resolve_device
     from braindiff_app.demo.stimuli import render_scenes
     from braindiff_app.demo.train_vd import TrainConfig, identification_from_features, train_demo_vd
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     summary["evaluation"] = report
     summary["world"] = {"seed": WORLD_SEED, "train_scenes": [0, args.n_images],
                         "eval_scenes": [EVAL_START, EVAL_START + args.n_eval]}
-    summary_path.write_text(json.dumps(summary, indent=2))
+    atomic_write_json(summary_path, summary)
     print(f"saved {out}")
     print(json.dumps(report, indent=2))
     return 0

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from braindiff_app.atomic import atomic_folder, atomic_save_npy
 from braindiff_app.config import DEMO_ROI_HOME, Settings, load_settings
 from braindiff_app.data import nsd_layout
 
@@ -52,13 +53,11 @@ def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2"
         roi_src = nsd_layout.roi_dir(settings.nsd_dir, number)
         if not roi_src.is_dir():
             raise FileNotFoundError(f"{roi_src}: no ROI files; run `braindiff demo simulate` first.")
-        roi_dst = nsd_layout.roi_dir(target.nsd_dir, number)
-        shutil.rmtree(roi_dst, ignore_errors=True)
-        shutil.copytree(roi_src, roi_dst)
+        with atomic_folder(nsd_layout.roi_dir(target.nsd_dir, number)) as roi_dst:
+            shutil.copytree(roi_src, roi_dst, dirs_exist_ok=True)
         prepared = settings.subject_dir("prepared", s)
-        (target.subject_dir("prepared", s)).mkdir(parents=True, exist_ok=True)
         ijk = np.load(prepared / "voxel_ijk.npy", allow_pickle=False)
-        np.save(target.subject_dir("prepared", s) / "voxel_ijk.npy", ijk.astype(np.int16), allow_pickle=False)
+        atomic_save_npy(target.subject_dir("prepared", s) / "voxel_ijk.npy", ijk.astype(np.int16))
         fmri_test = np.load(prepared / "fmri_test.npy", mmap_mode="r", allow_pickle=False)
         dst = target.subject_dir("regressors", s)
         dst.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from braindiff_app.models.clip_features import (
     unconditional_features,
 )
 from braindiff_app.models.versatile import VersatileComponents, save_versatile_diffusion
+from braindiff_app.stage2 import TIER_DIFFUSION_STEPS
 
 __all__ = ["TrainConfig", "identification_from_features", "train_demo_vd"]
 
@@ -233,7 +234,8 @@ def train_demo_vd(images: np.ndarray, captions: list[list[str]], out_dir: str | 
 
 
 def identification_from_features(c: VersatileComponents, images: np.ndarray, captions: list[list[str]],
-                                 num_inference_steps: int = 20, seed: int = 0, batch_size: int = 16) -> dict:
+                                 num_inference_steps: int = TIER_DIFFUSION_STEPS["demo"], seed: int = 0,
+                                 batch_size: int = 16) -> dict:
     """How recognisable images generated from ground-truth CLIP features are (2-way identification, demo CLIP).
 
     Generates each image from its own vision and text features twice: with no init image (full denoising) and

@@ -28,7 +28,6 @@ from braindiff_app.ui.state import AppState
 
 __all__ = ["ROIHandlers", "ROIResult", "build_roi_tab"]
 
-WEIGHTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 PATTERN_COLOURS = {1: (220, 40, 40), -1: (40, 90, 230)}  # positive voxels red, negative blue
 HISTORY_SIZE = 24  # experiments kept per session (each Generate re-sends the gallery: bounded memory and work)
 
