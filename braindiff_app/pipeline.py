@@ -30,6 +30,8 @@ __all__ = [
     "ReconstructionOutput",
     "BrainDiffuserPipeline",
     "trial_seeds",
+    "check_finite",
+    "check_images",
     "predict_features",
     "average_features",
     "load_pipeline",
@@ -64,6 +66,50 @@ class ReconstructionOutput:
     vdvae: np.ndarray
     features: dict[str, np.ndarray]
     ablations: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def check_finite(values: Any, name: str) -> None:
+    """Raise ValueError unless every entry of ``values`` is finite (NaN or inf would give black images).
+
+    Parameters
+    ----------
+    values : array_like
+        Numbers to check (features, patterns, predictions).
+    name : str
+        What they are, used in the message (e.g. ``"features['vdvae']"``).
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "fc" and not np.isfinite(values).all():
+        bad = int(np.size(values) - np.isfinite(values).sum())
+        raise ValueError(f"{name}: expected finite numbers, got {bad} NaN or infinite value(s) of {values.size}; "
+                         "check the inputs and the regressors (a weight too large, a damaged regressor file).")
+
+
+def check_images(images: np.ndarray, stage: str, seeds: np.ndarray) -> np.ndarray:
+    """Raise RuntimeError when a stage returned an all-black image (what NaN or inf inside a model decodes to).
+
+    Parameters
+    ----------
+    images : array of shape (n_images, height, width, 3), uint8
+    stage : str
+        The stage's name, for the message.
+    seeds : array of shape (n_images,)
+        The images' seeds, for the message.
+
+    Returns
+    -------
+    array
+        ``images``, unchanged.
+    """
+    images = np.asarray(images)
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise RuntimeError(f"{stage} stage: non-finite pixel values; nothing is written.")
+    black = [int(seeds[i]) for i in range(len(images)) if not np.any(images[i])]
+    if black:
+        raise RuntimeError(f"{stage} stage: all-black image(s) for seed(s) {black[:5]} (NaN or infinite values "
+                           "inside the model, e.g. from an extreme guidance scale or damaged weights); nothing is "
+                           "written.")
+    return images
 
 
 def trial_seeds(trial_ids: Sequence[int] | np.ndarray, seed: int = 0) -> np.ndarray:
@@ -218,6 +264,7 @@ class BrainDiffuserPipeline:
             if len(shape) != 2:
                 raise ValueError(f"fmri: expected an array of shape (n_trials, n_voxels), got shape {shape}.")
             n = shape[0]
+            check_finite(fmri, "fmri")
         else:
             missing = [name for name in FEATURE_NAMES if name not in features]
             if missing:
@@ -226,9 +273,15 @@ class BrainDiffuserPipeline:
             if len(set(rows.values())) != 1:
                 raise ValueError(f"features: every feature set needs the same number of rows, got {rows}.")
             n = rows["vdvae"]
+            for name in FEATURE_NAMES:
+                check_finite(features[name], f"features[{name!r}]")
         if np.shape(seeds) != (n,):
             raise ValueError(f"seeds: expected one seed per image, shape ({n},), got shape {np.shape(seeds)}; "
                              "use trial_seeds(trial_ids, seed).")
+        seed_values = np.asarray(seeds)
+        if seed_values.dtype.kind not in "iu" or (n and (seed_values.min() < 0 or seed_values.max() > 2**63 - 1)):
+            raise ValueError(f"seeds: expected non-negative integers below 2**63, got {seed_values.dtype} values "
+                             f"{seed_values[:3].tolist()}...")
         return n
 
     def predict_features(self, fmri: np.ndarray, rescale: str) -> dict[str, np.ndarray]:
@@ -325,6 +378,13 @@ class BrainDiffuserPipeline:
         Returns
         -------
         ReconstructionOutput
+
+        Raises
+        ------
+        ValueError
+            A bad argument (see :meth:`check_inputs`), or features (given or predicted) that are not finite.
+        RuntimeError
+            A stage returned an all-black image (NaN or infinite values inside a model): nothing is returned.
         """
         # 1. Check inputs
         ablations = tuple(dict.fromkeys(ablations))
@@ -338,10 +398,13 @@ class BrainDiffuserPipeline:
         if features is None:
             features = self.predict_features(fmri, rescale)
         features = {name: np.asarray(features[name], dtype=np.float32) for name in FEATURE_NAMES}
+        for name in FEATURE_NAMES:  # predictions, and float32 overflow of values given in float64
+            check_finite(features[name], f"features[{name!r}] (predicted or given, as float32)")
         report and report("features")
 
         # 3. VDVAE stage: decode the predicted latents into the low-level guess
-        guess = self.vdvae_stage(features["vdvae"], seeds, temperature=vdvae_temperature)
+        guess = check_images(self.vdvae_stage(features["vdvae"], seeds, temperature=vdvae_temperature), "vdvae",
+                             seeds)
         report and report("vdvae")
 
         # 4. Dual-guided image-to-image: the full model, then each ablation
@@ -353,7 +416,7 @@ class BrainDiffuserPipeline:
                 "no_text": (guess, vision, None), "no_vision": (guess, None, text)}
         images: dict[str, np.ndarray] = {}
         for kind in stages[2:]:
-            images[kind] = self.diffusion_stage(*runs[kind], seeds, **params)
+            images[kind] = check_images(self.diffusion_stage(*runs[kind], seeds, **params), kind, seeds)
             report and report(kind)
 
         # 5. Output

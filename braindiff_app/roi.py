@@ -44,6 +44,8 @@ from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
 __all__ = [
     "RECIPE_FORMAT",
     "PAPER_FIGURES",
+    "MAX_WEIGHT",
+    "MAX_SEED",
     "parse_regions",
     "format_regions",
     "synthetic_pattern",
@@ -62,10 +64,31 @@ __all__ = [
 
 RECIPE_FORMAT = "braindiff-roi-recipe"
 RECIPE_VERSION = 1
+#: Largest recipe file read (a recipe painting every voxel of an NSD subject is about 0.3 MB).
+MAX_RECIPE_BYTES = 4 * 2**20
 #: How predictions of synthetic patterns are re-scaled (see :func:`predict_pattern_features`).
 PATTERN_RESCALES = ("effect", "norm")
 #: The paper's ROI figures: Figure 5 (visual and category regions) and Figure 7 (eccentricity bands).
 PAPER_FIGURES = {"figure5": VISUAL_REGIONS + CATEGORY_REGIONS, "figure7": ECCENTRICITY_REGIONS}
+#: Largest magnitude of a region or paint weight: the pattern lives in z-scored voxel units, where a few units are
+#: already far outside the training data; beyond this, float32 patterns and predictions lose meaning (1e308
+#: overflows to inf and gives a black image).
+MAX_WEIGHT = 100.0
+#: Seeds are int64 in the pipeline (and numpy's generators): larger values would wrap to another image's seed.
+MAX_SEED = 2**63 - 1
+
+
+def _check_weight(value: Any, name: str) -> float:
+    """``value`` as a float within +-:data:`MAX_WEIGHT`; ValueError/TypeError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number like 1 or -0.5, got {value!r} ({type(value).__name__}).")
+    try:
+        weight = float(value)
+    except OverflowError:  # an int beyond float's range
+        weight = math.inf
+    if not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
+        raise ValueError(f"{name}: expected a finite weight in [-{MAX_WEIGHT:g}, +{MAX_WEIGHT:g}], got {value!r}.")
+    return weight
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -86,7 +109,8 @@ def parse_regions(text: str) -> dict[str, float]:
     Raises
     ------
     ValueError
-        An unknown region, a weight that is not a finite number, or a region given twice.
+        An unknown region, a weight that is not a finite number within +-:data:`MAX_WEIGHT` (100), or a region
+        given twice.
     """
     if not isinstance(text, str):
         raise TypeError(f"regions: expected a string like 'V1:+1,faces:+1,V2:-1', got {type(text).__name__}.")
@@ -103,6 +127,9 @@ def parse_regions(text: str) -> dict[str, float]:
         if not math.isfinite(weight):
             raise ValueError(f"regions: weight of {name!r} must be a finite number like +1 or -0.5, got "
                              f"{weight_text!r}.")
+        if abs(weight) > MAX_WEIGHT:
+            raise ValueError(f"regions: weight of {name!r} must lie in [-{MAX_WEIGHT:g}, +{MAX_WEIGHT:g}] (the "
+                             f"pattern is in z-scored voxel units), got {weight_text!r}.")
         try:
             name = canonical_region(name)
         except ValueError as exc:
@@ -145,9 +172,10 @@ def synthetic_pattern(
     ------
     ValueError
         Empty selection (no region and no painted voxel), a region the subject lacks, voxel indices out of range,
-        or weights that cancel to an all-zero pattern.
+        a weight that is not finite or beyond +-:data:`MAX_WEIGHT`, or weights that cancel to an all-zero pattern.
     """
-    regions = dict(regions or {})
+    regions = {name: _check_weight(weight, f"regions[{name!r}]") for name, weight in dict(regions or {}).items()}
+    painted_weight = _check_weight(painted_weight, "painted_weight")
     painted = np.asarray([] if painted is None else painted)
     if not regions and painted.size == 0:
         raise ValueError("empty selection: choose at least one region (e.g. 'V1:+1') or paint some voxels on the "
@@ -347,21 +375,41 @@ class Recipe:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "subject", str(self.subject))
-        object.__setattr__(self, "regions", {canonical_region(k): float(v) for k, v in self.regions.items()})
-        object.__setattr__(self, "painted", tuple(int(i) for i in self.painted))
-        object.__setattr__(self, "painted_weight", float(self.painted_weight))
-        if not math.isfinite(self.painted_weight):
-            raise ValueError(f"painted_weight: expected a finite number, got {self.painted_weight}.")
-        if isinstance(self.seed, bool) or not float(self.seed).is_integer():
-            raise ValueError(f"seed: expected a non-negative integer, got {self.seed!r}.")
-        object.__setattr__(self, "seed", int(self.seed))
+        subject = self.subject
+        if isinstance(subject, bool) or not isinstance(subject, (str, int, np.integer)):
+            raise TypeError(f"subject: expected a subject number like \"1\" or \"average\", got {subject!r} "
+                            f"({type(subject).__name__}).")
+        subject = str(subject).strip()
+        if not subject or len(subject) > 32:
+            raise ValueError(f"subject: expected a subject number like \"1\" or \"average\", got {subject[:40]!r}.")
+        object.__setattr__(self, "subject", subject)
+        if not isinstance(self.regions, Mapping):
+            raise TypeError(f"regions: expected a mapping of region name to weight like {{\"V1\": 1.0}}, got "
+                            f"{type(self.regions).__name__}.")
+        regions = {}
+        for key, value in self.regions.items():
+            if not isinstance(key, str):
+                raise TypeError(f"regions: expected region names (strings), got {key!r}.")
+            regions[canonical_region(key)] = _check_weight(value, f"regions[{key!r}]")
+        object.__setattr__(self, "regions", regions)
+        painted = self.painted
+        if isinstance(painted, (str, bytes, Mapping)) or not isinstance(painted, (Sequence, np.ndarray)):
+            raise TypeError(f"painted: expected a list of voxel indices, got {type(painted).__name__}.")
+        for i in painted:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= int(i) <= MAX_SEED:
+                raise ValueError(f"painted: expected non-negative integer voxel indices, got {i!r}.")
+        object.__setattr__(self, "painted", tuple(int(i) for i in painted))
+        object.__setattr__(self, "painted_weight", _check_weight(self.painted_weight, "painted_weight"))
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, float, np.integer, np.floating)):
+            raise TypeError(f"seed: expected a non-negative integer, got {seed!r} ({type(seed).__name__}).")
+        if not (math.isfinite(seed) and float(seed).is_integer() and 0 <= int(seed) <= MAX_SEED):
+            raise ValueError(f"seed: expected an integer in [0, 2**63 - 1], got {seed!r}.")
+        object.__setattr__(self, "seed", int(seed))
         object.__setattr__(self, "settings", _recipe_settings(self.settings))
         if self.painted and self.subject == "average":
             raise ValueError("painted: painted voxels belong to one subject's voxels; use regions for the subject "
                              "average, or choose a subject.")
-        if int(self.seed) < 0:
-            raise ValueError(f"seed: expected a non-negative integer, got {self.seed}.")
 
     @property
     def label(self) -> str:
@@ -398,11 +446,15 @@ class Recipe:
         if data.get("version") != RECIPE_VERSION:
             raise ValueError(f"{source}: recipe version {data.get('version')!r}, this braindiff reads "
                              f"{RECIPE_VERSION}.")
+        if "subject" not in data:
+            raise ValueError(f"{source}: subject: missing; expected a subject number like \"1\" or \"average\".")
         fields = ("subject", "regions", "painted", "painted_weight", "seed", "settings")
         try:
             return cls(**{k: data[k] for k in fields if k in data})
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: {exc}") from None
+        except RecursionError:
+            raise ValueError(f"{source}: nested too deeply; a recipe holds flat values.") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the recipe as JSON (atomically); returns the path."""
@@ -411,14 +463,23 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recipe:
-        """Read a recipe written by :meth:`save`."""
+        """Read a recipe written by :meth:`save` (at most :data:`MAX_RECIPE_BYTES`; ValueError for anything that
+        is not a recipe, naming the file)."""
         path = Path(path)
-        if not path.exists():
+        if not path.is_file():
             raise FileNotFoundError(f"{path}: no such recipe file.")
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise ValueError(f"{path}: {size} bytes, more than a recipe's {MAX_RECIPE_BYTES} at most; choose the "
+                             "recipe JSON the app or `braindiff roi` wrote.")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes().decode("utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text file; choose a recipe JSON.") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply; a recipe holds flat values.") from None
         return cls.from_json(data, str(path))
 
 

@@ -176,4 +176,31 @@ def load_regressor(path: str | os.PathLike, **options) -> RidgeRegressor:
         setattr(reg, f"{name}_", np.asarray(tensors[name]))
     reg.target_shape_ = tuple(json.loads(metadata["target_shape"]))
     reg.metadata = metadata
+    _check_loaded(reg, path)
     return reg
+
+
+#: Weights up to this many values are checked for NaN/inf when loaded (read in chunks); larger ones (the real
+#: tier's CLIP-vision, 3 billion) are memory-mapped unread, and the pipeline checks their predictions instead.
+_MAX_CHECKED_WEIGHTS = 2**27
+
+
+def _check_loaded(reg: RidgeRegressor, path: str | os.PathLike) -> None:
+    """ValueError naming the file when a loaded regressor has non-finite statistics or weights, or zero scales."""
+    def finite(values: np.ndarray, name: str) -> None:
+        values = np.asarray(values)
+        for start in range(0, max(len(values), 1), 4096):  # rows in chunks: memory-mapped weights stay on disk
+            if not np.isfinite(values[start:start + 4096]).all():
+                raise ValueError(f"{path}: tensor {name} holds NaN or infinite values; the file is damaged, refit "
+                                 "it (`braindiff fit --overwrite`).")
+
+    for name in ("fmri_mean", "fmri_scale", *_STATS):
+        finite(getattr(reg, f"{name}_"), name)
+    if np.any(np.asarray(reg.fmri_scale_) <= 0):
+        raise ValueError(f"{path}: tensor fmri_scale has zero or negative entries (voxels that never vary in "
+                         "training would be divided by zero); the file is damaged, refit it.")
+    weights = ((("weights_left", reg.weights_.left), ("weights_right", reg.weights_.right))
+               if isinstance(reg.weights_, LowRankWeights) else (("weights", reg.weights_),))
+    for name, values in weights:
+        if np.size(values) <= _MAX_CHECKED_WEIGHTS:
+            finite(values, name)
