@@ -138,6 +138,19 @@ def predict_test_features(settings: Settings, subject: int | str, rescale: str =
     return first, features, subjects
 
 
+def _check_writable(folder: Path) -> None:
+    """Raise OSError naming ``folder`` unless it can be created and written (checked with a small file)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"{folder}: cannot write the bundle there ({exc.strerror or exc}); choose a writable --out "
+                      "or --home.") from None
+
+
 def bundle_name(settings: Settings, subject: int | str) -> str:
     """Bundle folder name: ``{tier}-subj01`` or ``{tier}-average``."""
     return f"{settings.tier}-{subject_folder(subject)}"
@@ -201,6 +214,8 @@ def reconstruct_subject(
         raise TypeError(f"stage2: expected a Stage2Settings, got {type(stage2).__name__}; build one with "
                         "Stage2Settings(...) or Stage2Settings.for_tier(tier).")
 
+    root = Path(out) if out is not None else settings.home / "bundles"
+    _check_writable(root)  # before any model work: a read-only home once failed only after 28 s of it
     # One process per GPU under `accelerate launch` (or torchrun); CPU processes need accelerate told so.
     state = PartialState(cpu=resolve_device(settings.device).type == "cpu")
     if pipeline is None:
@@ -219,7 +234,6 @@ def reconstruct_subject(
                   "alphas": _alphas(settings, subjects, regressors)},
         models=model_identities(settings, subjects), image_size=pipeline.image_size,
     )
-    root = Path(out) if out is not None else settings.home / "bundles"
     existing = root / manifest.name / "manifest.json"
     if existing.exists():
         previous, wanted = json.loads(existing.read_text()), manifest.to_json()

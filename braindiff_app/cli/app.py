@@ -19,6 +19,8 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--auth", metavar="USER:PASSWORD",
+                        help="ask for this login (also BRAINDIFF_AUTH); advised with --share or a non-local --host")
     parser.add_argument("--bundles", action="append", default=[],
                         help="extra folder of bundles (repeatable; also BRAINDIFF_BUNDLES)")
     add_settings_arguments(parser)
@@ -27,12 +29,22 @@ def register(subparsers, demo_subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from braindiff_app.ui import build_app, launch_app
+    import sys
+    import warnings
 
+    from braindiff_app.ui import build_app, launch_app, parse_auth
+
+    auth = parse_auth(args.auth if args.auth is not None else os.environ.get("BRAINDIFF_AUTH"))
     settings = settings_from_args(args)
     if args.bundles:
         settings = settings.with_overrides(
             extra_bundle_dirs=settings.extra_bundle_dirs + tuple(Path(b).expanduser() for b in args.bundles))
     app, _, _ = build_app(settings)
-    launch_app(app, settings, host=args.host, port=args.port, share=args.share)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        launch_app(app, settings, host=args.host, port=args.port, share=args.share, auth=auth, block=False)
+    for warning in caught:  # the non-local serving warning, printed where the user looks
+        if "without authentication" in str(warning.message):
+            print(f"warning: {warning.message}", file=sys.stderr)
+    app.block_thread()
     return 0

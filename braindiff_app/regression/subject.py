@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,20 @@ def _load(path: Path, hint: str) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; {hint}.")
     return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _check_free_space(folder: Path, weight_bytes: int, name: str) -> None:
+    """OSError naming the folder and the sizes unless it has room for the scratch weights and the saved file.
+
+    A memory-mapped scratch file on a full disk fails with SIGBUS ("Bus error"), killing the process without a
+    message, so the room is checked before it is made.
+    """
+    needed = 2 * weight_bytes + 2**20  # the scratch file and the saved regressor exist together while saving
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(f"{folder}: fitting {name} needs {needed / 2**30:.2f} GiB free (the weights, "
+                      f"{weight_bytes / 2**30:.2f} GiB, twice: scratch and saved file), only {free / 2**30:.2f} GiB "
+                      "is free; free some space or choose another --home.")
 
 
 def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -84,6 +99,7 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
         # Weights go to a memory-mapped scratch file: a full-size CLIP-vision matrix (12.4 GB) never sits in RAM.
         scratch = out_dir / f".{name}.weights.npy"
         out_dir.mkdir(parents=True, exist_ok=True)
+        _check_free_space(out_dir, fmri.shape[1] * int(np.prod(features.shape[1:])) * 4, name)
         weights = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32,
                                             shape=(fmri.shape[1], int(np.prod(features.shape[1:]))))
         reg = RidgeRegressor(alphas[name], **ridge_options).fit(fmri, features, weights_out=weights)

@@ -14,9 +14,25 @@ from braindiff_app.ui.metrics import build_metrics_tab
 from braindiff_app.ui.roi import build_roi_tab
 from braindiff_app.ui.state import AppState
 
-__all__ = ["QUEUE_SIZE", "AppState", "build_app", "launch_app"]
+__all__ = ["QUEUE_SIZE", "MAX_FILE_SIZE", "CACHE_LIFETIME", "AppState", "build_app", "launch_app", "parse_auth"]
 
 QUEUE_SIZE = 256  # events waiting at most: a class of ~30 opening the app at once sends ~6 events each
+#: Largest upload gradio accepts (recipes are kilobytes, canvas layers a few megabytes).
+MAX_FILE_SIZE = "20mb"
+#: gradio's cache (uploads, images sent to browsers): files older than this many seconds are deleted, checked as often.
+CACHE_LIFETIME = 3600
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """``"user:password"`` -> ``("user", "password")`` (None for None or ""); ValueError naming the form otherwise."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("auth: expected 'user:password' (--auth or BRAINDIFF_AUTH), got a value without both "
+                         "parts.")
+    return user, password
 
 
 def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.components.Component]]:
@@ -37,7 +53,7 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
     """
     state = AppState(settings)
     components: dict[str, gr.components.Component] = {}
-    with gr.Blocks(title=text.TITLE, analytics_enabled=False) as app:
+    with gr.Blocks(title=text.TITLE, analytics_enabled=False, delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME)) as app:
         gr.Markdown(f"# {text.TITLE}\n{text.INTRO}")
         components.update(build_browse_tab(app, state))
         components.update(build_roi_tab(app, state))
@@ -48,7 +64,7 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
 
 
 def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-               block: bool = True, quiet: bool = False) -> None:
+               block: bool = True, quiet: bool = False, auth: tuple[str, str] | None = None) -> None:
     """Launch ``app`` with the queue on, analytics off and only the bundle folders served.
 
     Parameters
@@ -63,11 +79,20 @@ def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port
         Keep the calling thread in the server loop (False: return at once, for tests and benchmarks).
     quiet : bool, default False
         Suppress gradio's start-up messages.
+    auth : (user, password), optional
+        Ask for this login (see :func:`parse_auth`). Serving beyond this machine (``share`` or a host other than
+        localhost) without it warns: anyone who reaches the address can use the app.
     """
+    if (share or host not in _LOCAL_HOSTS) and auth is None:
+        import warnings
+
+        where = "a public gradio.live link" if share else f"host {host} (reachable from other machines)"
+        warnings.warn(f"serving on {where} without authentication: anyone who reaches it can use the app and its "
+                      "CPU; pass --auth user:password (or set BRAINDIFF_AUTH).", UserWarning, stacklevel=2)
     # At most 4 events run at once (ROI generation: 1, see ui/roi.py); a bounded queue keeps memory bounded when
     # many users arrive at once (a full queue answers "queue is full" instead of growing).
     app.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE).launch(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=quiet,
         allowed_paths=[str(d.resolve()) for d in settings.bundle_dirs], footer_links=["api", "settings"],
-        css=CLASSROOM_CSS,
+        css=CLASSROOM_CSS, max_file_size=MAX_FILE_SIZE, auth=auth,
     )

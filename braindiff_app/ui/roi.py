@@ -4,32 +4,54 @@ Handlers live in :class:`ROIHandlers` (Python values in and out); models load on
 (or on the first API call), and are shared by every session. A recipe (regions, weights, painted voxels, seed,
 stage-2 settings) is kept for each experiment and can be downloaded as JSON that re-creates it (also from the CLI:
 ``braindiff roi --recipe FILE``). Recipe files are named by the recipe's content id, in one folder per browser
-session.
+session; folders unused for :data:`RECIPE_FOLDER_TTL` seconds are removed, and the whole temp folder at exit.
+
+Concurrent Generates run together: each request's features are predicted in its own thread, then a
+:class:`~braindiff_app.ui._batching.MicroBatcher` runs the requests that share stage-2 settings as one pipeline call
+(each image depends only on its own seed, so the images are those of single calls). Requests are bounded: recipe
+steps at :data:`MAX_STEPS_FACTOR` times the tier's default, canvas layers at :data:`MAX_CANVAS_PIXELS` (checked from
+the image header, before decoding).
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 import threading
+import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
-from braindiff_app.regression import subjects_with_regressors
+from braindiff_app.pipeline import ReconstructionOutput
+from braindiff_app.regression import FEATURE_NAMES, subjects_with_regressors
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels, roi_settings
-from braindiff_app.stage2 import Stage2Settings
+from braindiff_app.stage2 import TIER_DIFFUSION_STEPS, Stage2Settings
 from braindiff_app.ui import text
+from braindiff_app.ui._batching import MicroBatcher
 from braindiff_app.ui.state import AppState
 
-__all__ = ["ROIHandlers", "ROIResult", "build_roi_tab"]
+__all__ = ["ROIHandlers", "ROIResult", "build_roi_tab", "MAX_CANVAS_PIXELS", "MAX_STEPS_FACTOR", "ROI_CONCURRENCY"]
 
 PATTERN_COLOURS = {1: (220, 40, 40), -1: (40, 90, 230)}  # positive voxels red, negative blue
 HISTORY_SIZE = 24  # experiments kept per session (each Generate re-sends the gallery: bounded memory and work)
+#: Recipes run in the app take at most this many times the tier's default DDIM steps (the CLI takes any count).
+MAX_STEPS_FACTOR = 2
+#: Largest canvas layer (pixels) gradio may decode: the flatmaps are far smaller. PIL refuses images over twice its
+#: MAX_IMAGE_PIXELS from the header alone (a 567 KB PNG declaring 12000x12000 once took 2.7 GB and 14 s to decode).
+MAX_CANVAS_PIXELS = 4096 * 4096
+Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_CANVAS_PIXELS, MAX_CANVAS_PIXELS // 2)
+#: Generate/replay events the app lets wait on the micro-batcher at once (they run in batches of up to 8).
+ROI_CONCURRENCY = 16
+#: Recipe session folders unused this long (seconds) are removed.
+RECIPE_FOLDER_TTL = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,9 @@ class ROIHandlers:
         self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
         self._out = Path(tempfile.mkdtemp(prefix="braindiff-roi-"))
+        weakref.finalize(self, shutil.rmtree, self._out, ignore_errors=True)  # recipe files go with the app
+        self._last_sweep = time.monotonic()
+        self.batcher = MicroBatcher(self._run_batch)
 
     def models(self) -> ROIModels:
         """The tier's pipeline and every subject's atlas and regressors, loaded once."""
@@ -119,7 +144,7 @@ class ROIHandlers:
         if not regions and painted.size == 0:
             raise ValueError(text.ROI_EMPTY)
         return Recipe(subject=subject, regions=regions, painted=tuple(painted.tolist()),
-                      painted_weight=float(painted_weight), seed=int(seed),
+                      painted_weight=painted_weight, seed=seed,
                       settings={**Stage2Settings.for_tier(self.settings.tier).to_json(), "tier": self.settings.tier})
 
     def pattern_image(self, recipe: Recipe) -> np.ndarray | None:
@@ -151,13 +176,65 @@ class ROIHandlers:
         key = session if session else f"no-session-{uuid.uuid4().hex}"
         return self._out / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
+    def max_steps(self) -> int:
+        """DDIM steps a recipe may ask of the app: :data:`MAX_STEPS_FACTOR` times the tier's default."""
+        return MAX_STEPS_FACTOR * TIER_DIFFUSION_STEPS[self.settings.tier]
+
     def generate(self, recipe: Recipe, callback=None, session: str | None = None) -> ROIResult:
         """Run a recipe through the regressors and both stages; the recipe JSON is saved for download, named by
-        the recipe's content id in the session's folder (:meth:`session_folder`), written atomically."""
-        output = self.models().generate(recipe, callback=callback)
+        the recipe's content id in the session's folder (:meth:`session_folder`), written atomically.
+
+        Concurrent calls share pipeline calls (see the module's notes); the images are those of a call alone.
+
+        Raises
+        ------
+        ValueError
+            A bad recipe, or one asking more DDIM steps than :meth:`max_steps` (run it with ``braindiff roi
+            --recipe``).
+        """
+        steps, tier = recipe.stage2.num_inference_steps, self.settings.tier
+        if steps > self.max_steps():
+            raise ValueError(f"settings.num_inference_steps: the app runs at most {self.max_steps()} DDIM steps "
+                             f"({MAX_STEPS_FACTOR}x the {tier} tier's {TIER_DIFFUSION_STEPS[tier]}), the recipe "
+                             f"asks {steps}; run it with `braindiff roi --recipe FILE`.")
+        features = self.models().features(recipe)  # errors of this recipe stay its own
+        output = self.batcher.submit(recipe.stage2, (features, recipe.seed, callback))
+        self._sweep()
         path = self.session_folder(session) / f"roi-{recipe.subject}-{recipe.content_id}.json"
         recipe.save(path)
         return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
+
+    def _run_batch(self, stage2: Stage2Settings, items: list) -> list[ReconstructionOutput]:
+        """One pipeline call for requests sharing stage-2 settings: items are (features (1, ...), seed, callback)."""
+        features = {name: np.concatenate([f[name] for f, _, _ in items]) for name in FEATURE_NAMES}
+        seeds = np.array([seed for _, seed, _ in items], dtype=np.int64)
+        callbacks = [cb for *_, cb in items if cb is not None]
+
+        def report(stage: str, done: int, total: int) -> None:
+            for cb in callbacks:
+                try:
+                    cb(stage, done, total)
+                except Exception:  # noqa: BLE001 - a closed page's progress bar must not fail the others
+                    pass
+
+        out = self.models().pipeline(features=features, seeds=seeds, callback=report if callbacks else None,
+                                     **stage2.to_json())
+        return [ReconstructionOutput(final=out.final[j:j + 1], vdvae=out.vdvae[j:j + 1],
+                                     features={k: v[j:j + 1] for k, v in out.features.items()})
+                for j in range(len(items))]
+
+    def _sweep(self, ttl: float = RECIPE_FOLDER_TTL, every: float = 60.0) -> None:
+        """Remove session folders unused for ``ttl`` seconds (at most once per ``every`` seconds)."""
+        if time.monotonic() - self._last_sweep < every:
+            return
+        self._last_sweep = time.monotonic()
+        cutoff = time.time() - ttl
+        for folder in self._out.iterdir():
+            try:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -166,10 +243,24 @@ def _session(request: gr.Request | None) -> str | None:
 
 
 def _mask_from_editor(value) -> np.ndarray | None:
-    """Painted pixels of a gr.ImageEditor value: any layer pixel with non-zero alpha."""
-    if not value or not value.get("layers"):
+    """Painted pixels of a gr.ImageEditor value: any layer pixel with non-zero alpha.
+
+    Raises
+    ------
+    ValueError
+        A layer that is not an RGBA image or larger than :data:`MAX_CANVAS_PIXELS` (API clients send any array).
+    """
+    if not value or not isinstance(value, dict) or not value.get("layers"):
         return None
-    masks = [np.asarray(layer)[..., 3] > 0 for layer in value["layers"] if layer is not None]
+    masks = []
+    for i, layer in enumerate(value["layers"]):
+        if layer is None:
+            continue
+        layer = np.asarray(layer)
+        if layer.ndim != 3 or layer.shape[2] != 4 or layer.size // 4 > MAX_CANVAS_PIXELS:
+            raise ValueError(f"canvas layer {i}: expected an RGBA image of at most {MAX_CANVAS_PIXELS} pixels "
+                             f"(the flatmap's size), got shape {layer.shape}.")
+        masks.append(layer[..., 3] > 0)
     return np.logical_or.reduce(masks) if masks else None
 
 
@@ -244,11 +335,12 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             raise gr.Error(text.ROI_NO_MODELS)
         try:
             recipe = handlers.recipe(subject, dict(zip(region_names, weights, strict=True)),
-                                     _mask_from_editor(painted_value), painted_w, int(seed_value or 0))
+                                     _mask_from_editor(painted_value), 1.0 if painted_w is None else painted_w,
+                                     0 if seed_value is None else seed_value)
             progress(0, desc=text.ROI_RUNNING)
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
                                        session=_session(request))
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
         history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
         gallery = [(img, label) for img, label, _ in history_runs]
@@ -264,7 +356,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             recipe = Recipe.load(path)
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
                                        session=_session(request))
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
         history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
         return (result.vdvae, result.final, result.pattern, result.recipe_path,
@@ -277,11 +369,12 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     tab.select(open_subject, [subject], [subject, status, canvas, *slider_list], api_name=False)
     subject.input(on_subject, [subject], [canvas, *slider_list], api_name="roi_select_subject")
     outputs = [vdvae, final, pattern, recipe_file, history, runs]
-    # Generate and replay share the models (the scheduler keeps per-call state): one call at a time for both.
+    # Generate and replay share the models (the scheduler keeps per-call state): their events wait together on the
+    # handlers' micro-batcher, which runs one pipeline call at a time for all of them.
     generate.click(run, [subject, seed, canvas, painted_weight, runs, *slider_list], outputs,
-                   api_name="roi_generate", concurrency_limit=1, concurrency_id="roi_models")
-    load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe", concurrency_limit=1,
-                       concurrency_id="roi_models")
+                   api_name="roi_generate", concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models")
+    load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe",
+                       concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models")
     history.select(pick, [runs], [recipe_file], api_name="roi_pick_history")
     clear.click(lambda: [0] * len(slider_list), None, slider_list, api_name="roi_clear_regions")
 

@@ -15,7 +15,7 @@ from braindiff_app.cli import main
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS_FLAGS = ("--home", "--tier", "--nsd-root", "--vdvae-checkpoint", "--vd-dir", "--eval-weights", "--device",
                   "--dtype", "--threads", "--debug")
-APP_FLAGS = ("--host", "--port", "--share", "--bundles")
+APP_FLAGS = ("--host", "--port", "--share", "--auth", "--bundles")
 
 
 def _flags(help_text: str) -> set[str]:
