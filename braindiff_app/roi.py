@@ -390,7 +390,11 @@ class Recipe:
         for key, value in self.regions.items():
             if not isinstance(key, str):
                 raise TypeError(f"regions: expected region names (strings), got {key!r}.")
-            regions[canonical_region(key)] = _check_weight(value, f"regions[{key!r}]")
+            try:
+                name = canonical_region(key)
+            except ValueError as exc:
+                raise ValueError(f"regions: {str(exc).removeprefix('region: ')}") from None
+            regions[name] = _check_weight(value, f"regions[{key!r}]")
         object.__setattr__(self, "regions", regions)
         painted = self.painted
         if isinstance(painted, (str, bytes, Mapping)) or not isinstance(painted, (Sequence, np.ndarray)):

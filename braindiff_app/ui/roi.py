@@ -75,7 +75,8 @@ class ROIHandlers:
         self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
         self._out = Path(tempfile.mkdtemp(prefix="braindiff-roi-"))
-        weakref.finalize(self, shutil.rmtree, self._out, ignore_errors=True)  # recipe files go with the app
+        # Recipe files go with the handlers, or at the latest when the process exits.
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._out, ignore_errors=True)
         self._last_sweep = time.monotonic()
         self.batcher = MicroBatcher(self._run_batch)
 
