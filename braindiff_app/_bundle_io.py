@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["BundleError", "BundleLockedError", "read_json", "check_str", "check_int", "check_captions",
-           "check_metrics", "manifest_fields", "png_problem", "inside", "WriterLock", "recover_swap", "OLD_SUFFIX", "LOCK_SUFFIX"]
+           "check_metrics", "manifest_fields", "png_problem", "inside", "WriterLock", "recover_swap",
+           "OLD_SUFFIX", "LOCK_SUFFIX"]
 
 #: Largest JSON file a bundle may hold (a 10 000-trial trials.json with five captions each is ~3 MB).
 MAX_JSON_BYTES = 256 << 20

@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_save_npy",
     "atomic_save_npz",
+    "remove_stale_temporaries",
 ]
 
 #: Permissions of written files (``mkstemp`` makes files private; results are ordinary files).
@@ -36,6 +37,9 @@ FILE_MODE = 0o644
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block ends without an error.
+
+    Temporary files of ``path`` left by a writer that was killed (no live writer holds them) are removed first
+    (:func:`remove_stale_temporaries`).
 
     Parameters
     ----------
@@ -50,14 +54,68 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes))
-    os.close(fd)
+    _lock(fd, blocking=True)  # held until the rename: marks the temporary file as in use
     try:
         yield Path(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _lock(fd: int, blocking: bool) -> bool:
+    """Take an exclusive ``flock`` on ``fd``; False when another process holds it (True where flock is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of ``path`` (``.<name>.<random>.tmp<suffixes>``) that no live writer holds.
+
+    A writer killed mid-write (``kill -9``) leaves its temporary file behind; the next write of the same file
+    removes it. Files a running writer holds (its ``flock``) are kept. Where ``flock`` is missing (Windows) only
+    files older than an hour are removed.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    import re
+    import time
+
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]+\.tmp{re.escape(''.join(path.suffixes))}")
+    removed = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        try:
+            fd = os.open(candidate, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            stale = _lock(fd, blocking=False)
+            if os.name == "nt":
+                stale = time.time() - os.fstat(fd).st_mtime > 3600
+            if stale and candidate.is_file():
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed
 
 
 @contextlib.contextmanager

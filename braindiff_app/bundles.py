@@ -220,6 +220,8 @@ class BundleWriter:
         What the bundle will hold. Resuming requires the same manifest as the partial run.
     overwrite : bool, default False
         Replace an existing complete bundle of the same name (it is only removed at :meth:`finalize`).
+    lock : bool, default True
+        Hold the bundle's lock (a second writer is refused); False only in a run's helper processes.
 
     Examples
     --------
@@ -246,18 +248,15 @@ class BundleWriter:
             raise FileExistsError(f"{self.final_path}: a bundle of this name exists; pass overwrite=True "
                                   "(CLI: --overwrite) to replace it.")
         manifest_path = self.partial_path / "manifest.json"
-        if manifest_path.exists():
-            try:
-                previous = read_json(manifest_path)
-            except BundleError:
-                previous = None  # damaged: rewritten below; records made under other settings are not reused
-            if previous is not None and previous != manifest.to_json():
-                self.close()
-                raise BundleError(f"{self.partial_path}: a partial run with other settings is here; delete this "
-                                  "folder to start over, or rerun with the same settings to resume it.")
-            if previous is None and lock:
-                atomic_write_json(manifest_path, manifest.to_json())
-        elif lock:
+        try:  # missing or damaged: (re)written; records made under other settings are never reused
+            previous = read_json(manifest_path)
+        except BundleError:
+            previous = None
+        if previous is not None and previous != manifest.to_json():
+            self.close()
+            raise BundleError(f"{self.partial_path}: a partial run with other settings is here; delete this "
+                              "folder to start over, or rerun with the same settings to resume it.")
+        if previous is None and lock:
             atomic_write_json(manifest_path, manifest.to_json())
 
     def close(self) -> None:
@@ -422,13 +421,8 @@ class Bundle:
     kinds = property(lambda self: self.manifest.kinds)
 
     def image_path(self, index: int, kind: str) -> Path:
-        """Path of trial ``index``'s image of ``kind`` (not checked for existence).
-
-        Raises
-        ------
-        BundleError
-            If the image is a link that resolves outside the bundle folder (such a file is never served).
-        """
+        """Path of trial ``index``'s image of ``kind`` (not checked for existence); BundleError if it is a link
+        that resolves outside the bundle folder (such a file is never served)."""
         if kind not in self.kinds:
             raise ValueError(f"kind: bundle {self.name} holds {list(self.kinds)}, got {kind!r}.")
         if not 0 <= index < self.n_trials:
@@ -461,13 +455,8 @@ class Bundle:
 
     @property
     def metrics(self) -> dict[str, dict[str, np.ndarray]]:
-        """Per-trial metrics ``{kind: {metric: array of shape (n_trials,)}}`` (empty when not evaluated).
-
-        Raises
-        ------
-        BundleError
-            Naming ``metrics.json`` and the field, when the file is damaged or of the wrong shape.
-        """
+        """Per-trial metrics ``{kind: {metric: array of shape (n_trials,)}}`` (empty when not evaluated);
+        BundleError naming ``metrics.json`` and the field when the file is damaged or of the wrong shape."""
         if self._metrics is None:
             path = self.path / "metrics.json"
             raw = check_metrics(read_json(path), path, self.kinds, self.n_trials) if path.exists() else {}
