@@ -580,18 +580,16 @@ def find_bundles(dirs: Iterable[str | os.PathLike],
         if not d.is_dir():
             continue
         try:
+            for old in sorted(p for p in d.iterdir() if p.name.endswith(OLD_SUFFIX) and p.is_dir()):
+                problems.append(recover_bundle(d, old.name[:-len(OLD_SUFFIX)]) or f"{old}: left by an "
+                                "interrupted publish that is still under way; not listed.")
             children = sorted(d.iterdir())
         except OSError as exc:
-            problems.append(f"{d}: cannot be listed ({exc.strerror or exc}).")
+            problems.append(f"{d}: cannot be listed or recovered ({exc.strerror or exc}).")
             continue
         for child in children:
             try:
-                if child.name.endswith(OLD_SUFFIX) and child.is_dir():
-                    done = recover_bundle(d, child.name[:-len(OLD_SUFFIX)])
-                    if done:
-                        problems.append(done)
-                    continue
-                if not child.is_dir() or not (child / "manifest.json").exists():
+                if child.name.endswith(OLD_SUFFIX) or not child.is_dir() or not (child / "manifest.json").exists():
                     continue
                 bundle = open_bundle(child)
             except Exception as exc:  # noqa: BLE001 - one damaged folder never stops the others being served
