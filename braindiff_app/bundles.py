@@ -9,8 +9,11 @@ A bundle is one folder per (subject, run)::
       metrics.json            optional: {kind: {metric: [n_trials values]}}
 
 A bundle is written into ``<name>.partial/`` and renamed to ``<name>/`` only when every trial is present, so a
-killed run never looks complete; rerunning the writer resumes the partial folder. The reader is lazy: opening
-reads the manifest and trial records only, never an image.
+killed run never looks complete; rerunning the writer resumes the partial folder (trial records carry the
+manifest's fingerprint: one made under other settings is recomputed). One writer per bundle holds
+``.<name>.lock``; a publish killed between its renames (``<name>.old`` left) is completed or rolled back at the
+next scan or write. The reader is lazy (manifest and trial records only, never an image) and checks every field:
+a damaged folder is reported by :func:`find_bundles` and skipped, never stops the scan.
 
 The "only-VDVAE" ablation of the paper is the stage-1 guess itself, stored once as kind ``vdvae``.
 """

@@ -152,7 +152,8 @@ def test_any_manifest_opens_or_is_named(tmp_path_factory, manifest, raw):
     path.write_bytes(raw if raw is not None else json.dumps(manifest).encode())
     opened = _open_or_bundle_error(bundle.path, "manifest.json")
     assert opened is None or opened.name == "b"
-    assert find_bundles([root])[0] in ([], [opened]) or opened is not None
+    found, problems = find_bundles([root])
+    assert len(found) == (opened is not None) and len(problems) == (opened is None)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
