@@ -1,6 +1,6 @@
 """Atomic file writes: every file braindiff writes appears complete or not at all.
 
-Each writer fills a hidden temporary file beside its destination (``.<name>.<random>.tmp<suffixes>``, so a reader
+Each writer fills a hidden temporary file beside its destination (``.<name>.<pid>_<random>.tmp<suffixes>``, so a reader
 never mistakes it for the result and tools that choose a format by suffix still see it) and renames it over the
 destination only when complete; any error removes the temporary file. Folders are written the same way
 (:func:`atomic_folder`). This is the one home of that rule: modules call these functions rather than renaming
@@ -27,15 +27,25 @@ __all__ = [
     "atomic_write_json",
     "atomic_save_npy",
     "atomic_save_npz",
+    "remove_stale_temporaries",
 ]
 
 #: Permissions of written files (``mkstemp`` makes files private; results are ordinary files).
 FILE_MODE = 0o644
 
 
+#: Temporary files this process is writing now (others with this process's id are stale).
+_LIVE: set[str] = set()
+#: Age after which a temporary file that names no writer is taken as stale, in seconds.
+STALE_AFTER_S = 600
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block ends without an error.
+
+    The temporary file is ``.<name>.<pid>_<random>.tmp<suffixes>``. Temporary files of ``path`` left by a writer
+    that was killed are removed first (:func:`remove_stale_temporaries`).
 
     Parameters
     ----------
@@ -50,14 +60,69 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes))
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}_",
+                               suffix=".tmp" + "".join(path.suffixes))
     os.close(fd)
+    _LIVE.add(tmp)
     try:
         yield Path(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+        _LIVE.discard(tmp)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: keep the file
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of ``path`` (``.<name>.<pid>_<random>.tmp<suffixes>``) left by killed writers.
+
+    A writer killed mid-write (``kill -9``) leaves its temporary file behind; the next write of the same file
+    removes it. A file is stale when the process named in it is gone (or is this one, which is not writing it);
+    a file that names no process (written by an older braindiff) when it is older than ``STALE_AFTER_S``.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    import re
+    import time
+
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)_)?([A-Za-z0-9_]+)\.tmp"
+                         rf"{re.escape(''.join(path.suffixes))}")
+    removed = []
+    try:
+        candidates = [(p, pattern.fullmatch(p.name)) for p in path.parent.iterdir()]
+    except OSError:
+        return removed
+    for candidate, match in candidates:
+        if match is None or str(candidate) in _LIVE:
+            continue
+        try:
+            if match.group(1) is not None and len(match.group(2)) >= 8:
+                stale = int(match.group(1)) == os.getpid() or not _alive(int(match.group(1)))
+            else:
+                stale = time.time() - candidate.stat().st_mtime > STALE_AFTER_S
+            if stale and candidate.is_file():
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+        except OSError:
+            continue
+    return removed
 
 
 @contextlib.contextmanager

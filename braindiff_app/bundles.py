@@ -9,14 +9,18 @@ A bundle is one folder per (subject, run)::
       metrics.json            optional: {kind: {metric: [n_trials values]}}
 
 A bundle is written into ``<name>.partial/`` and renamed to ``<name>/`` only when every trial is present, so a
-killed run never looks complete; rerunning the writer resumes the partial folder. The reader is lazy: opening
-reads the manifest and trial records only, never an image.
+killed run never looks complete; rerunning the writer resumes the partial folder (trial records carry the
+manifest's fingerprint: one made under other settings is recomputed). One writer per bundle holds
+``.<name>.lock``; a publish killed between its renames (``<name>.old`` left) is completed or rolled back at the
+next scan or write. The reader is lazy (manifest and trial records only, never an image) and checks every field:
+a damaged folder is reported by :func:`find_bundles` and skipped, never stops the scan.
 
 The "only-VDVAE" ablation of the paper is the stage-1 guess itself, stored once as kind ``vdvae``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +31,20 @@ from typing import Any
 
 import numpy as np
 
+from braindiff_app._bundle_io import (
+    OLD_SUFFIX,
+    BundleError,
+    BundleLockedError,
+    WriterLock,
+    check_captions,
+    check_int,
+    check_metrics,
+    inside,
+    manifest_fields,
+    png_problem,
+    read_json,
+    recover_swap,
+)
 from braindiff_app.atomic import atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -37,6 +55,7 @@ __all__ = [
     "ABLATION_KINDS",
     "KIND_LABELS",
     "BundleError",
+    "BundleLockedError",
     "Manifest",
     "TrialRecord",
     # writing
@@ -47,6 +66,7 @@ __all__ = [
     "open_bundle",
     "find_bundles",
     "validate_bundle",
+    "recover_bundle",
 ]
 
 BUNDLE_FORMAT = "braindiff-bundle"
@@ -63,10 +83,8 @@ KIND_LABELS = {
     "no_vision": "No CLIP-vision",
 }
 PARTIAL_SUFFIX = ".partial"
-
-
-class BundleError(ValueError):
-    """A bundle on disk is missing a file, malformed, incomplete or of another version."""
+#: Largest number of trials a manifest may announce.
+MAX_TRIALS = 10_000_000
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -116,7 +134,7 @@ class Manifest:
         missing = [k for k in REQUIRED_KINDS if k not in self.kinds]
         if missing:
             raise BundleError(f"kinds: a bundle needs {list(REQUIRED_KINDS)}; {missing} missing.")
-        if int(self.n_trials) < 1:
+        if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, (int, np.integer)) or self.n_trials < 1:
             raise BundleError(f"n_trials: expected a positive count, got {self.n_trials}.")
 
     @property
@@ -142,13 +160,16 @@ class Manifest:
                 f"{source}: manifest version {data.get('version')!r}, this braindiff reads version "
                 f"{BUNDLE_VERSION}; rewrite the bundle with this version (braindiff reconstruct)."
             )
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        missing = [k for k in ("name", "subject", "tier", "n_trials") if k not in fields]
-        if missing:
-            raise BundleError(f"{source}: manifest lacks {missing}.")
-        fields["kinds"] = tuple(fields.get("kinds", REQUIRED_KINDS))
-        fields["subject"] = str(fields["subject"])
-        return cls(**fields)
+        fields = manifest_fields(data, source, cls.__dataclass_fields__, REQUIRED_KINDS, MAX_TRIALS)
+        try:
+            return cls(**fields)
+        except BundleError as exc:
+            raise BundleError(f"{source}: {exc}") from None
+
+    def fingerprint(self) -> str:
+        """Content id of everything the manifest says (trial records made under another one are not reused)."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -202,6 +223,8 @@ class BundleWriter:
         What the bundle will hold. Resuming requires the same manifest as the partial run.
     overwrite : bool, default False
         Replace an existing complete bundle of the same name (it is only removed at :meth:`finalize`).
+    lock : bool, default True
+        Hold the bundle's lock (a second writer is refused); False only in a run's helper processes.
 
     Examples
     --------
@@ -211,29 +234,56 @@ class BundleWriter:
     >>> bundle = writer.finalize()
     """
 
-    def __init__(self, root: str | os.PathLike, manifest: Manifest, overwrite: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike, manifest: Manifest, overwrite: bool = False,
+                 lock: bool = True) -> None:
         self.root = Path(root)
         self.manifest = manifest
         self.final_path = self.root / manifest.name
         self.partial_path = self.root / (manifest.name + PARTIAL_SUFFIX)
+        self._fingerprint = manifest.fingerprint()
+        # One writer per bundle: a second run (or a second `reconstruct` on the same bundle) is refused. Helper
+        # processes of one run (accelerate) pass lock=False: their main process holds it.
+        self._lock = WriterLock(self.root, manifest.name) if lock else None
+        if lock:
+            recover_swap(self.root, manifest.name, _is_complete, check_lock=False)
         if self.final_path.exists() and not overwrite:
+            self.close()
             raise FileExistsError(f"{self.final_path}: a bundle of this name exists; pass overwrite=True "
                                   "(CLI: --overwrite) to replace it.")
         manifest_path = self.partial_path / "manifest.json"
-        if manifest_path.exists():
-            previous = json.loads(manifest_path.read_text())
-            if previous != manifest.to_json():
-                raise BundleError(f"{self.partial_path}: a partial run with other settings is here; delete this "
-                                  "folder to start over, or rerun with the same settings to resume it.")
-        else:
+        try:  # missing or damaged: (re)written; records made under other settings are never reused
+            previous = read_json(manifest_path)
+        except BundleError:
+            previous = None
+        if previous is not None and previous != manifest.to_json():
+            self.close()
+            raise BundleError(f"{self.partial_path}: a partial run with other settings is here; delete this "
+                              "folder to start over, or rerun with the same settings to resume it.")
+        if previous is None and lock:
             atomic_write_json(manifest_path, manifest.to_json())
+
+    def close(self) -> None:
+        """Release the writer's lock (done by :meth:`finalize`, and when the process ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _record_path(self, index: int) -> Path:
         return self.partial_path / "trials" / f"{index:05d}.json"
 
+    def _record(self, index: int) -> dict | None:
+        """Trial ``index``'s record when it was written under this manifest's settings, else None."""
+        try:
+            record = read_json(self._record_path(index))
+        except BundleError:
+            return None
+        if not isinstance(record, dict) or record.get("settings") != self._fingerprint:
+            return None  # missing, damaged, or made under other settings (another run's): recompute it
+        return record
+
     def has_trial(self, index: int) -> bool:
-        """Whether trial ``index`` is fully written (its record is written last)."""
-        return self._record_path(index).exists()
+        """Whether trial ``index`` is fully written under this manifest (its record is written last)."""
+        return self._record(index) is not None
 
     def pending(self) -> list[int]:
         """Indices of the trials still to write, in order."""
@@ -267,11 +317,15 @@ class BundleWriter:
         for kind in self.manifest.kinds:
             data = _png_bytes(images[kind], f"images[{kind!r}] of trial {index}")
             atomic_write_bytes(self.partial_path / "images" / kind / _image_name(index), data)
-        record = {"index": index, "trial_id": int(trial_id), "captions": [str(c) for c in captions]}
+        record = {"index": index, "trial_id": int(trial_id), "captions": [str(c) for c in captions],
+                  "settings": self._fingerprint}
         atomic_write_json(self._record_path(index), record)
 
     def finalize(self) -> Bundle:
         """Gather trial records into ``trials.json``, check the bundle and publish it under its final name.
+
+        Publishing over an existing bundle renames it to ``<name>.old`` first; a run killed between the renames
+        is completed or rolled back by :func:`recover_bundle` (at the next writer or the next scan).
 
         Raises
         ------
@@ -282,18 +336,36 @@ class BundleWriter:
         if pending:
             raise BundleError(f"{self.partial_path}: {len(pending)} of {self.manifest.n_trials} trials not "
                               f"written yet (first: {pending[0]}); finish the run before finalizing.")
-        records = [json.loads(self._record_path(i).read_text()) for i in range(self.manifest.n_trials)]
+        records = [{k: v for k, v in self._record(i).items() if k != "settings"}
+                   for i in range(self.manifest.n_trials)]
+        atomic_write_json(self.partial_path / "manifest.json", self.manifest.to_json())
         atomic_write_json(self.partial_path / "trials.json", records)
         validate_bundle(self.partial_path, allow_partial=True)
-        shutil.rmtree(self.partial_path / "trials")
         if self.final_path.exists():
-            trash = self.root / (self.manifest.name + ".old")
+            trash = self.root / (self.manifest.name + OLD_SUFFIX)
+            shutil.rmtree(trash, ignore_errors=True)
             os.replace(self.final_path, trash)
             os.replace(self.partial_path, self.final_path)
             shutil.rmtree(trash)
         else:
             os.replace(self.partial_path, self.final_path)
+        shutil.rmtree(self.final_path / "trials", ignore_errors=True)  # after publishing: a kill never loses them
+        self.close()
         return open_bundle(self.final_path)
+
+
+def recover_bundle(root: str | os.PathLike, name: str) -> str | None:
+    """Complete or roll back a publish of bundle ``name`` in ``root`` killed between its renames (``.old`` left);
+    returns what was done, or None (nothing left behind, or a writer still at work)."""
+    return recover_swap(Path(root), name, _is_complete)
+
+
+def _is_complete(path: Path) -> bool:
+    try:
+        validate_bundle(path, allow_partial=True)
+    except (BundleError, OSError):
+        return False
+    return True
 
 
 def write_metrics(bundle_path: str | os.PathLike, metrics: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
@@ -336,6 +408,11 @@ class Bundle:
         self.manifest = manifest
         self.trials = trials
         self._metrics: dict[str, dict[str, np.ndarray]] | None = None
+        #: Unique identity among the bundles the app found (:func:`find_bundles`): the name, or the name and the
+        #: folder it lives in when another folder holds a bundle of the same name.
+        self.key: str = manifest.name
+        #: Where it lives, for people: "shipped", "yours" or the folder (:func:`find_bundles`'s ``labels``).
+        self.origin: str = str(path.parent)
 
     def __repr__(self) -> str:
         return f"Bundle({self.name!r}, subject={self.subject!r}, tier={self.tier!r}, n_trials={self.n_trials})"
@@ -347,12 +424,27 @@ class Bundle:
     kinds = property(lambda self: self.manifest.kinds)
 
     def image_path(self, index: int, kind: str) -> Path:
-        """Path of trial ``index``'s image of ``kind`` (not checked for existence)."""
+        """Path of trial ``index``'s image of ``kind`` (not checked for existence); BundleError if it is a link
+        that resolves outside the bundle folder (such a file is never served)."""
         if kind not in self.kinds:
             raise ValueError(f"kind: bundle {self.name} holds {list(self.kinds)}, got {kind!r}.")
         if not 0 <= index < self.n_trials:
             raise IndexError(f"index: bundle {self.name} has trials 0..{self.n_trials - 1}, got {index}.")
-        return self.path / "images" / kind / _image_name(index)
+        path = self.path / "images" / kind / _image_name(index)
+        if not inside(path, self.path):
+            raise BundleError(f"{path}: links outside bundle {self.name} ({path.resolve()}); it is not served. "
+                              "Copy the image into the bundle instead of linking it.")
+        return path
+
+    def image_problem(self, index: int, kind: str) -> str | None:
+        """Why trial ``index``'s image of ``kind`` cannot be shown (missing, outside the bundle, not a readable
+        PNG), or None when it can."""
+        try:
+            path = self.image_path(index, kind)
+        except BundleError as exc:
+            return str(exc)
+        problem = png_problem(path)
+        return None if problem is None else f"{problem} (bundle {self.name}, trial {index}, kind {kind!r})"
 
     def image(self, index: int, kind: str) -> np.ndarray:
         """Trial ``index``'s image of ``kind``: array of shape (height, width, 3), uint8."""
@@ -366,10 +458,11 @@ class Bundle:
 
     @property
     def metrics(self) -> dict[str, dict[str, np.ndarray]]:
-        """Per-trial metrics ``{kind: {metric: array of shape (n_trials,)}}`` (empty when not evaluated)."""
+        """Per-trial metrics ``{kind: {metric: array of shape (n_trials,)}}`` (empty when not evaluated);
+        BundleError naming ``metrics.json`` and the field when the file is damaged or of the wrong shape."""
         if self._metrics is None:
             path = self.path / "metrics.json"
-            raw = json.loads(path.read_text()) if path.exists() else {}
+            raw = check_metrics(read_json(path), path, self.kinds, self.n_trials) if path.exists() else {}
             self._metrics = {
                 kind: {name: np.array([np.nan if v is None else v for v in vals], dtype=float)
                        for name, vals in table.items()}
@@ -391,17 +484,8 @@ class Bundle:
                 if needle == str(t.trial_id) or any(needle in c.lower() for c in t.captions)]
 
 
-def _read_json(path: Path) -> Any:
-    if not path.exists():
-        raise BundleError(f"{path}: missing; the bundle is incomplete or not a bundle.")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged.") from None
-
-
 def _read_trials(path: Path, n_trials: int) -> list[TrialRecord]:
-    raw = _read_json(path)
+    raw = read_json(path)
     if not isinstance(raw, list):
         raise BundleError(f"{path}: expected a list of trial records, got {type(raw).__name__}.")
     if len(raw) != n_trials:
@@ -410,8 +494,9 @@ def _read_trials(path: Path, n_trials: int) -> list[TrialRecord]:
     for i, rec in enumerate(raw):
         if not isinstance(rec, Mapping) or "trial_id" not in rec:
             raise BundleError(f"{path}: record {i} lacks 'trial_id'.")
-        trials.append(TrialRecord(index=i, trial_id=int(rec["trial_id"]),
-                                  captions=tuple(str(c) for c in rec.get("captions", ()))))
+        trial_id = check_int(rec["trial_id"], str(path), f"record {i}: trial_id")
+        captions = check_captions(rec.get("captions", []), str(path), f"record {i}: captions")
+        trials.append(TrialRecord(index=i, trial_id=trial_id, captions=captions))
     return trials
 
 
@@ -435,7 +520,10 @@ def open_bundle(path: str | os.PathLike, allow_partial: bool = False) -> Bundle:
         raise FileNotFoundError(f"{path}: no such bundle folder.")
     if path.name.endswith(PARTIAL_SUFFIX) and not allow_partial:
         raise BundleError(f"{path}: written halfway (the run was stopped); rerun it to resume and finish.")
-    manifest = Manifest.from_json(_read_json(path / "manifest.json"), path / "manifest.json")
+    manifest = Manifest.from_json(read_json(path / "manifest.json"), path / "manifest.json")
+    if path.name not in (manifest.name, manifest.name + PARTIAL_SUFFIX):
+        raise BundleError(f"{path / 'manifest.json'}: name {manifest.name!r} differs from the folder's name "
+                          f"{path.name!r}; a bundle is known by its folder: rename one to match the other.")
     if not (path / "trials.json").exists():
         raise BundleError(f"{path}: trials.json missing: the bundle was written halfway; rerun to finish it.")
     trials = _read_trials(path / "trials.json", manifest.n_trials)
@@ -457,6 +545,7 @@ def validate_bundle(path: str | os.PathLike, allow_partial: bool = False) -> Bun
         for i in range(bundle.n_trials):
             if _image_name(i) not in present:
                 raise BundleError(f"{folder / _image_name(i)}: image missing (trial {i}, kind {kind!r}).")
+            bundle.image_path(i, kind)  # refuses links that leave the bundle
     for kind, table in bundle.metrics.items():
         for name, values in table.items():
             if values.shape != (bundle.n_trials,):
@@ -465,32 +554,64 @@ def validate_bundle(path: str | os.PathLike, allow_partial: bool = False) -> Bun
     return bundle
 
 
-def find_bundles(dirs: Iterable[str | os.PathLike]) -> tuple[list[Bundle], list[str]]:
-    """Open every complete bundle directly inside ``dirs``.
+def find_bundles(dirs: Iterable[str | os.PathLike],
+                 labels: Mapping[str | os.PathLike, str] | None = None) -> tuple[list[Bundle], list[str]]:
+    """Open every complete bundle directly inside ``dirs``; a folder that cannot be opened is skipped and reported.
+
+    ``<name>.partial`` and ``<name>.old`` folders are never listed; a killed publish is completed or rolled back.
+
+    Parameters
+    ----------
+    dirs : iterable of path
+        Folders to scan, in order.
+    labels : mapping of path to str, optional
+        Each bundle's ``origin`` by folder, e.g. ``{precomputed: "shipped"}`` (default: the folder's path).
 
     Returns
     -------
     bundles : list of Bundle
-        Sorted with real subjects first by number, then ``average``, then by name.
+        Real subjects first by number, then ``average``, then by name. Each has a unique ``key``: its name, or
+        ``"<name> (<origin>)"`` for all but the last scanned of bundles sharing a name.
     problems : list of str
         One message per folder that looked like a bundle but could not be opened (partial ones included).
     """
+    labels = {Path(k): v for k, v in (labels or {}).items()}
     bundles: list[Bundle] = []
     problems: list[str] = []
     for d in dirs:
         d = Path(d)
         if not d.is_dir():
             continue
-        for child in sorted(d.iterdir()):
-            if not child.is_dir() or not (child / "manifest.json").exists():
-                continue
+        try:
+            for old in sorted(p for p in d.iterdir() if p.name.endswith(OLD_SUFFIX) and p.is_dir()):
+                problems.append(recover_bundle(d, old.name[:-len(OLD_SUFFIX)]) or f"{old}: left by an "
+                                "interrupted publish that is still under way; not listed.")
+            children = sorted(d.iterdir())
+        except OSError as exc:
+            problems.append(f"{d}: cannot be listed or recovered ({exc.strerror or exc}).")
+            continue
+        for child in children:
             try:
-                bundles.append(open_bundle(child))
-            except (BundleError, FileNotFoundError) as exc:
-                problems.append(str(exc))
+                if child.name.endswith(OLD_SUFFIX) or not child.is_dir() or not (child / "manifest.json").exists():
+                    continue
+                bundle = open_bundle(child)
+            except Exception as exc:  # noqa: BLE001 - one damaged folder never stops the others being served
+                message = str(exc) if str(child) in str(exc) else f"{child}: {exc}"
+                problems.append(message if isinstance(exc, (BundleError, OSError))
+                                else f"{message} ({type(exc).__name__})")
+                continue
+            bundle.origin = labels.get(d, str(d))
+            bundles.append(bundle)
+
+    counts: dict[str, int] = {}
+    for b in reversed(bundles):  # the last one scanned keeps the bare name
+        counts[b.name] = counts.get(b.name, 0) + 1
+        if counts[b.name] > 1:
+            b.key = f"{b.name} ({b.origin})"
 
     def key(b: Bundle) -> tuple:
         s = b.subject
-        return (s == "average", int(s) if s.isdigit() else 0, b.tier != "demo", b.name)
+        number = int(s) if s.isascii() and s.isdigit() else 0
+        return (s == "average", number, b.tier != "demo", b.name, b.key)
 
     return sorted(bundles, key=key), problems

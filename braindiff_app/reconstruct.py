@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.bundles import REQUIRED_KINDS, BundleWriter, Manifest
+from braindiff_app.bundles import REQUIRED_KINDS, BundleWriter, Manifest, recover_bundle
 from braindiff_app.config import Settings, check_in_allowed, resolve_device, subject_folder
 from braindiff_app.pipeline import (
     BrainDiffuserPipeline,
@@ -234,6 +234,7 @@ def reconstruct_subject(
                   "alphas": _alphas(settings, subjects, regressors)},
         models=model_identities(settings, subjects), image_size=pipeline.image_size,
     )
+    recover_bundle(root, manifest.name)  # a publish killed between its renames is completed or rolled back
     existing = root / manifest.name / "manifest.json"
     if existing.exists():
         previous, wanted = json.loads(existing.read_text()), manifest.to_json()
@@ -250,7 +251,7 @@ def reconstruct_subject(
     # The main process creates (or checks) the partial bundle before the others open it.
     writer = BundleWriter(root, manifest, overwrite=overwrite) if state.is_main_process else None
     state.wait_for_everyone()
-    writer = writer or BundleWriter(root, manifest, overwrite=overwrite)
+    writer = writer or BundleWriter(root, manifest, overwrite=overwrite, lock=False)  # the main process holds it
     pending = writer.pending()
     state.wait_for_everyone()  # every process lists the same pending trials before any writes
     with state.split_between_processes(pending) as mine:

@@ -35,6 +35,8 @@ REGRESSOR_VERSION = "1"
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
            "I16": np.int16, "U8": np.uint8}
 _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+#: Largest header accepted (the safetensors format's own limit).
+MAX_HEADER_BYTES = 100_000_000
 _STATS = ("intercept", "target_mean", "target_std", "pred_mean", "pred_std", "pred_norm", "alpha")
 
 
@@ -88,26 +90,68 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     with open(path, "rb") as fh:
         raw = fh.read(8)
         n = struct.unpack("<Q", raw)[0] if len(raw) == 8 else -1
-        if not 0 < n <= size - 8:
-            raise ValueError(f"{path}: not a safetensors file (bad header length).")
+        if not 0 < n <= min(size - 8, MAX_HEADER_BYTES):
+            raise ValueError(f"{path}: not a safetensors file (header length {n}, file of {size} bytes); the file "
+                             "is damaged or truncated, refit it.")
         try:
-            header = json.loads(fh.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            header = json.loads(fh.read(n).decode("utf-8"))
+        except (ValueError, RecursionError):
             raise ValueError(f"{path}: not a safetensors file (header is not JSON).") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a safetensors file (header is {type(header).__name__}, not an object).")
     metadata = header.pop("__metadata__", {}) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise ValueError(f"{path}: __metadata__: expected an object of strings; the file is damaged, refit it.")
+    spans = sorted((_check_entry(path, name, info) + (name,) for name, info in header.items()),
+                   key=lambda span: (span[0], span[1]))
+    data_size, end_before, previous = size - 8 - n, 0, None
+    for begin, end, name in spans:
+        if begin != end_before:  # spans must tile the data buffer: no gap, no overlap
+            what = (f"overlaps tensor {previous!r}" if begin < end_before
+                    else f"leaves a gap of {begin - end_before} bytes after {previous or 'the header'}")
+            raise ValueError(f"{path}: tensor {name!r} (data_offsets [{begin}, {end}]) {what}; the file is "
+                             "damaged, refit it.")
+        end_before, previous = end, name
+    if end_before != data_size:
+        raise ValueError(f"{path}: tensors cover {end_before} bytes of data, the file holds {data_size} "
+                         "(truncated or damaged); refit it.")
     tensors = {}
     for name, info in header.items():
-        if info.get("dtype") not in _DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}.")
         dtype, shape = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<"), tuple(info["shape"])
         begin, end = info["data_offsets"]
-        if end - begin != int(np.prod(shape)) * dtype.itemsize or 8 + n + end > size:
-            raise ValueError(f"{path}: tensor {name!r} does not fit the file (truncated or damaged); refit it.")
         if end == begin:
             tensors[name] = np.empty(shape, dtype=dtype)
         else:
             tensors[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=shape)
     return tensors, metadata
+
+
+def _check_entry(path: Path, name: str, info) -> tuple[int, int]:
+    """One header entry's data span, after checking its dtype, shape and offsets agree."""
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: tensor {name!r}: expected an object with dtype, shape and data_offsets, got "
+                         f"{type(info).__name__}; the file is damaged, refit it.")
+    if info.get("dtype") not in _DTYPES:
+        raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}; expected one of "
+                         f"{sorted(_DTYPES)}.")
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        raise ValueError(f"{path}: tensor {name!r}: shape {shape!r} is not a list of non-negative integers; the "
+                         "file is damaged, refit it.")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
+            and offsets[0] <= offsets[1]):
+        raise ValueError(f"{path}: tensor {name!r}: data_offsets {offsets!r} are not [begin, end] with "
+                         "0 <= begin <= end; the file is damaged, refit it.")
+    nbytes = int(np.prod(shape, dtype=object)) * np.dtype(_DTYPES[info["dtype"]]).itemsize
+    if offsets[1] - offsets[0] != nbytes:
+        raise ValueError(f"{path}: tensor {name!r}: {offsets[1] - offsets[0]} bytes for {info['dtype']} of shape "
+                         f"{tuple(shape)} ({nbytes} bytes expected); the file is damaged, refit it.")
+    return offsets[0], offsets[1]
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def save_regressor(reg: RidgeRegressor, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> None:

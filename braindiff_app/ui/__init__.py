@@ -12,7 +12,7 @@ from braindiff_app.ui.classroom import CSS as CLASSROOM_CSS
 from braindiff_app.ui.classroom import build_classroom_tab
 from braindiff_app.ui.metrics import build_metrics_tab
 from braindiff_app.ui.roi import build_roi_tab
-from braindiff_app.ui.state import AppState
+from braindiff_app.ui.state import AppState, served_paths
 
 __all__ = ["QUEUE_SIZE", "MAX_FILE_SIZE", "CACHE_LIFETIME", "AppState", "build_app", "launch_app", "parse_auth"]
 
@@ -60,6 +60,7 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
         components.update(build_metrics_tab(app, state))
         components.update(build_classroom_tab(app, state))
         components.update(build_about_tab(app, state))
+    app.braindiff_state = state  # launch_app serves the files of the bundles this state found
     return app, state, components
 
 
@@ -72,7 +73,8 @@ def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port
     app : gr.Blocks
         From :func:`build_app`.
     settings : Settings
-        Its configuration (the bundle folders become gradio's allowed paths).
+        Its configuration. gradio may serve only the PNG images inside the bundles found (their ``images/``
+        folders, non-PNG files blocked, links leaving a bundle refused), updated at every rescan.
     host, port, share
         Where to listen; ``share`` also opens a public gradio.live link.
     block : bool, default True
@@ -91,8 +93,17 @@ def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port
                       "CPU; pass --auth user:password (or set BRAINDIFF_AUTH).", UserWarning, stacklevel=2)
     # At most 4 events run at once (ROI generation: 1, see ui/roi.py); a bounded queue keeps memory bounded when
     # many users arrive at once (a full queue answers "queue is full" instead of growing).
+    state = getattr(app, "braindiff_state", None) or AppState(settings)
+    allowed, blocked = served_paths(state)
+
+    def serve(current: AppState) -> None:  # after a rescan: the new bundles' images, and no other file
+        app.allowed_paths, app.blocked_paths = served_paths(current)
+
+    state.listeners.append(serve)
     app.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE).launch(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=quiet,
-        allowed_paths=[str(d.resolve()) for d in settings.bundle_dirs], footer_links=["api", "settings"],
-        css=CLASSROOM_CSS, max_file_size=MAX_FILE_SIZE, auth=auth,
+        # gradio reads an empty list as "take GRADIO_*_PATHS from the environment": a path that does not exist
+        allowed_paths=allowed or [str(settings.home / "bundles" / "none")], blocked_paths=blocked or
+        [str(settings.home / "bundles" / ".none")], footer_links=["api", "settings"], css=CLASSROOM_CSS,
+        max_file_size=MAX_FILE_SIZE, auth=auth,
     )

@@ -54,8 +54,8 @@ class BrowseHandlers:
         self.state = state
 
     def subjects(self) -> list[tuple[str, str]]:
-        """Dropdown choices: (label, bundle name) for every bundle found."""
-        return [(text.subject_label(b.subject, b.tier, b.name), b.name) for b in self.state.bundles]
+        """Dropdown choices: (label, bundle key) for every bundle found."""
+        return self.state.choices()
 
     def trial(self, bundle_name: str, index: int) -> TrialView:
         """The view of trial ``index`` of a bundle (reads no image: paths only)."""
@@ -64,13 +64,16 @@ class BrowseHandlers:
         if not 0 <= index < bundle.n_trials:
             raise ValueError(f"trial: {bundle.name} has trials 0..{bundle.n_trials - 1}, got {index}.")
         record = bundle.trials[index]
-        images = {k: str(bundle.image_path(index, k)) if k in bundle.kinds else None for k in IMAGE_KINDS}
+        problems = {k: bundle.image_problem(index, k) for k in bundle.kinds}  # missing, unreadable, linked out
+        images = {k: None if problems.get(k) else str(bundle.image_path(index, k)) if k in bundle.kinds else None
+                  for k in IMAGE_KINDS}
         metrics = bundle.trial_metrics(index)
         names = sorted({name for table in metrics.values() for name in table})
         rows = [[KIND_LABELS[k]] + [_fmt(metrics[k].get(n)) for n in names] for k in IMAGE_KINDS if k in metrics]
-        captions = "\n".join(f"- {c}" for c in record.captions) or "_(no caption)_"
-        header = (f"**{text.subject_label(bundle.subject, bundle.tier, bundle.name)}** · trial {index + 1} of "
+        captions = "\n".join(f"- {text.plain(c)}" for c in record.captions) or "_(no caption)_"
+        header = (f"**{text.plain(self.state.label(bundle))}** · trial {index + 1} of "
                   f"{bundle.n_trials} · image id {record.trial_id}")
+        header += "".join(f"\n\n{text.IMAGE_PROBLEM.format(problem=text.plain(p))}" for p in problems.values() if p)
         return TrialView(index, images, header, captions, names, rows)
 
     def jump(self, bundle_name: str, trial_id: int) -> int:

@@ -123,7 +123,7 @@ CSS = """
 def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
     """Build the Classroom tab inside ``app``; returns its components keyed ``classroom.<name>``."""
     handlers = QuizHandlers(state)
-    choices = [(text.subject_label(b.subject, b.tier, b.name), b.name) for b in state.bundles]
+    choices = state.choices()
 
     with gr.Tab(text.CLASSROOM_TAB), gr.Column(elem_id="classroom"):
         gr.Markdown(text.QUIZ_INTRO)

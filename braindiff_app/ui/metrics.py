@@ -39,8 +39,8 @@ class MetricsHandlers:
 
     def default_selection(self) -> list[str]:
         """Bundles of the configured tier (all bundles if none is of that tier)."""
-        names = [b.name for b in self.state.bundles if b.tier == self.state.settings.tier]
-        return names or [b.name for b in self.state.bundles]
+        names = [b.key for b in self.state.bundles if b.tier == self.state.settings.tier]
+        return names or [b.key for b in self.state.bundles]
 
     def view(self, bundle_names: list[str], ablation_bundle: str | None) -> MetricsView:
         """Summaries of ``bundle_names`` (Table 1) and of ``ablation_bundle``'s ablations (Table 2)."""
@@ -66,7 +66,7 @@ class MetricsHandlers:
 def build_metrics_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
     """Build the Metrics tab inside ``app``; returns its components keyed ``metrics.<name>``."""
     handlers = MetricsHandlers(state)
-    names = [b.name for b in state.bundles]
+    names = [b.key for b in state.bundles]
     with gr.Tab(text.METRICS_TAB):
         gr.Markdown(text.METRICS_INTRO)
         with gr.Row():

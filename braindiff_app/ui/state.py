@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from braindiff_app import config
 from braindiff_app.bundles import Bundle, find_bundles
 from braindiff_app.config import Settings
 
-__all__ = ["AppState"]
+__all__ = ["AppState", "served_paths"]
 
 
 class AppState:
     """Settings and the bundles found in ``settings.bundle_dirs``.
+
+    Bundles are reached by key (:attr:`Bundle.key <braindiff_app.bundles.Bundle.key>`): the bundle's name, or
+    ``"<name> (<origin>)"`` when several folders hold a bundle of that name (origin "shipped", "yours" or the
+    folder). A folder that cannot be opened is skipped and described in :attr:`problems`.
 
     Parameters
     ----------
@@ -21,25 +30,64 @@ class AppState:
         self.settings = settings
         self.bundles: list[Bundle] = []
         self.problems: list[str] = []
+        #: Called with this state after every rescan (the launcher updates the files gradio may serve).
+        self.listeners: list[Callable[[AppState], None]] = []
         self.refresh()
 
     def refresh(self) -> None:
         """Rescan the bundle folders (opening a bundle reads no image, so this is quick)."""
-        self.bundles, self.problems = find_bundles(self.settings.bundle_dirs)
-        self._by_name = {b.name: b for b in self.bundles}
+        labels = {config.PRECOMPUTED_DIR: "shipped", self.settings.home / "bundles": "yours"}
+        self.bundles, self.problems = find_bundles(self.settings.bundle_dirs, labels)
+        self._by_key = {b.key: b for b in self.bundles}
+        for listener in self.listeners:
+            listener(self)
 
-    def bundle(self, name: str) -> Bundle:
-        """The bundle called ``name``; ValueError naming the known ones otherwise."""
+    def bundle(self, key: str) -> Bundle:
+        """The bundle of key ``key`` (its name when unique); ValueError naming the known ones otherwise."""
         try:
-            return self._by_name[name]
-        except KeyError:
-            known = ", ".join(self._by_name) or "none"
-            raise ValueError(f"bundle: no bundle named {name!r} (found: {known}).") from None
+            return self._by_key[key]
+        except (KeyError, TypeError):
+            known = ", ".join(self._by_key) or "none"
+            raise ValueError(f"bundle: no bundle named {key!r} (found: {known}).") from None
+
+    def label(self, bundle: Bundle) -> str:
+        """Dropdown label of ``bundle``: subject, tier and name, and where it lives when its name is shared."""
+        from braindiff_app.ui import text
+
+        label = text.subject_label(bundle.subject, bundle.tier, bundle.name)
+        shared = sum(b.name == bundle.name for b in self.bundles) > 1
+        return f"{label} ({bundle.origin})" if shared else label
+
+    def choices(self) -> list[tuple[str, str]]:
+        """Dropdown choices (label, key) of every bundle found."""
+        return [(self.label(b), b.key) for b in self.bundles]
 
     @property
     def default_bundle(self) -> str | None:
-        """The bundle the app opens on: the demo's subject 1 when present, else the first found."""
+        """Key of the bundle the app opens on: the demo's subject 1 when present, else the first found."""
         for b in self.bundles:
             if b.tier == self.settings.tier and b.subject == "1":
-                return b.name
-        return self.bundles[0].name if self.bundles else None
+                return b.key
+        return self.bundles[0].key if self.bundles else None
+
+
+def served_paths(state: AppState) -> tuple[list[str], list[str]]:
+    """What gradio may serve: the image folders of the bundles found, and, blocked inside them, every file that is
+    not a PNG image.
+
+    Returns
+    -------
+    allowed : list of str
+        Each bundle's ``images/`` folder, resolved (a bundle folder may be a link).
+    blocked : list of str
+        Any non-PNG file under those folders. The bundles' own files (manifest, trials, metrics) lie outside
+        them, and links leaving a bundle resolve outside them too, so gradio refuses both.
+    """
+    allowed, blocked = [], []
+    for b in state.bundles:
+        images = b.path.resolve() / "images"
+        allowed.append(str(images))
+        if images.is_dir():
+            blocked += [str(Path(dirpath) / f) for dirpath, _, files in os.walk(images) for f in files
+                        if not f.lower().endswith(".png")]
+    return allowed, blocked

@@ -38,6 +38,17 @@ UNKNOWN_ID = "Image id {trial_id} is not among {bundle}'s test trials."
 SEARCH_HITS = "{n} trial(s) match {query!r}{more}."
 
 
+IMAGE_PROBLEM = "⚠ {problem}"
+
+
+def plain(value: str) -> str:
+    """``value`` shown as text in Markdown: HTML and Markdown markup escaped (a caption's ``<img>`` stays text)."""
+    import html
+    import re
+
+    return re.sub(r"([\\`*_\[\]])", r"\\\1", html.escape(value, quote=False))
+
+
 def subject_label(subject: str, tier: str, name: str) -> str:
     """Dropdown label of a bundle, e.g. 'Subject 1 (simulated subject (demo))'."""
     who = "Average of subjects" if subject == "average" else f"Subject {subject}"
