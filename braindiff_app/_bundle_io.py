@@ -10,11 +10,14 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BundleError", "BundleLockedError", "read_json", "check_str", "check_int", "check_captions",
+import numpy as np
+
+__all__ = ["BundleError", "BundleLockedError", "read_json", "read_png", "check_str", "check_int", "check_captions",
            "check_metrics", "manifest_fields", "png_problem", "inside", "WriterLock", "recover_swap",
            "OLD_SUFFIX", "LOCK_SUFFIX"]
 
@@ -240,6 +243,33 @@ def manifest_fields(data: Mapping, source: Path, names, default_kinds: tuple[str
     if "image_size" in fields:
         fields["image_size"] = check_int(fields["image_size"], src, "image_size", minimum=1)
     return fields
+
+
+#: Largest image a bundle may hold, in pixels (the real tier's are 512x512; larger is a damaged or hostile file).
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def read_png(path: Path, bundle: str) -> np.ndarray:
+    """A bundle image as an array of shape (height, width, 3), uint8; BundleError naming the file when it is
+    missing, too large (read from the header, before decoding) or damaged."""
+    from PIL import Image
+
+    if not path.is_file():
+        raise BundleError(f"{path}: image missing from bundle {bundle}.")
+    try:
+        with warnings.catch_warnings():  # PIL's own bomb warning: the size is checked here, with the file named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise BundleError(f"{path}: image of {width}x{height} pixels in bundle {bundle}; bundle images hold "
+                                  f"at most {MAX_IMAGE_PIXELS} pixels.")
+            return np.asarray(im.convert("RGB"))
+    except BundleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder error means a damaged file: name it
+        raise BundleError(f"{path}: unreadable image in bundle {bundle} ({type(exc).__name__}: {exc}).") from None
 
 
 def png_problem(path: Path) -> str | None:

@@ -43,6 +43,7 @@ from braindiff_app._bundle_io import (
     manifest_fields,
     png_problem,
     read_json,
+    read_png,
     recover_swap,
 )
 from braindiff_app.atomic import atomic_write_bytes, atomic_write_json
@@ -447,14 +448,9 @@ class Bundle:
         return None if problem is None else f"{problem} (bundle {self.name}, trial {index}, kind {kind!r})"
 
     def image(self, index: int, kind: str) -> np.ndarray:
-        """Trial ``index``'s image of ``kind``: array of shape (height, width, 3), uint8."""
-        from PIL import Image
-
-        path = self.image_path(index, kind)
-        if not path.exists():
-            raise BundleError(f"{path}: image missing from bundle {self.name}.")
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        """Trial ``index``'s image of ``kind``: array of shape (height, width, 3), uint8 (BundleError naming the file
+        when it is missing, damaged or too large)."""
+        return read_png(self.image_path(index, kind), self.name)
 
     @property
     def metrics(self) -> dict[str, dict[str, np.ndarray]]:

@@ -325,6 +325,36 @@ def test_missing_and_corrupt_images_are_reported(bundle):
     assert "00002.png: unreadable image" in bundle.image_problem(2, "vdvae")
 
 
+def _bomb_png() -> bytes:
+    """A small PNG whose header declares 12000 x 12000 pixels (bilevel, so it compresses to a few kB)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("damage", ["bomb", "truncated", "zero bytes"])
+def test_evaluate_names_a_damaged_image(tmp_path, capsys, damage):
+    """`braindiff evaluate` on a bundle with a decompression bomb, a truncated or an empty PNG: one line naming the
+    file (the bomb refused from its header, before decoding), exit code 1, no traceback."""
+    from braindiff_app.cli import main
+
+    bundle = make_bundle(tmp_path / "b", name="damaged", n_trials=3, size=8)
+    target = bundle.path / "images" / "final" / "00001.png"
+    good = target.read_bytes()
+    target.write_bytes({"bomb": _bomb_png, "truncated": lambda: good[: len(good) // 2],
+                        "zero bytes": lambda: b""}[damage]())
+    with pytest.raises(BundleError, match="00001.png"):
+        open_bundle(bundle.path).image(1, "final")
+    code = main(["evaluate", str(bundle.path), "--metrics", "PixCorr", "--home", str(tmp_path / "home")])
+    err = capsys.readouterr().err
+    assert code == 1 and "00001.png" in err and "Traceback" not in err
+    assert ("12000x12000" in err) == (damage == "bomb")
+
+
 # -- unique keys ---------------------------------------------------------------------------------------------------
 def test_bundles_of_one_name_in_two_folders_are_both_reachable(tmp_path):
     shipped = make_bundle(tmp_path / "shipped", name="demo-subj01", n_trials=2, size=8)
