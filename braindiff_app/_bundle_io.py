@@ -268,6 +268,8 @@ def read_png(path: Path, bundle: str) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except BundleError:
         raise
+    except Image.DecompressionBombError as exc:  # PIL's own limit, when the app has lowered it
+        raise BundleError(f"{path}: image too large in bundle {bundle} ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - any decoder error means a damaged file: name it
         raise BundleError(f"{path}: unreadable image in bundle {bundle} ({type(exc).__name__}: {exc}).") from None
 

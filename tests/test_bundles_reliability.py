@@ -352,7 +352,7 @@ def test_evaluate_names_a_damaged_image(tmp_path, capsys, damage):
     code = main(["evaluate", str(bundle.path), "--metrics", "PixCorr", "--home", str(tmp_path / "home")])
     err = capsys.readouterr().err
     assert code == 1 and "00001.png" in err and "Traceback" not in err
-    assert ("12000x12000" in err) == (damage == "bomb")
+    assert ("pixels" in err) == (damage == "bomb")
 
 
 # -- unique keys ---------------------------------------------------------------------------------------------------
