@@ -15,7 +15,7 @@ FLOW_FIGURE = ASSETS_DIR / "about_flow.png"  # drawn by docs/draw_flow.py
 
 def build_about_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
     """Build the About tab inside ``app``; returns its components keyed ``about.<name>``."""
-    with gr.Tab(text.ABOUT_TAB):
+    with gr.Tab(text.ABOUT_TAB, id="about"):
         tier = gr.Markdown(text.TIER_NOTE[state.settings.tier])
         figure = gr.Image(str(FLOW_FIGURE), show_label=False, interactive=False, buttons=["fullscreen"])
         body = gr.Markdown(text.ABOUT)

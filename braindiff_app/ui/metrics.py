@@ -67,7 +67,7 @@ def build_metrics_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.component
     """Build the Metrics tab inside ``app``; returns its components keyed ``metrics.<name>``."""
     handlers = MetricsHandlers(state)
     names = [b.name for b in state.bundles]
-    with gr.Tab(text.METRICS_TAB):
+    with gr.Tab(text.METRICS_TAB, id="metrics"):
         gr.Markdown(text.METRICS_INTRO)
         with gr.Row():
             chosen = gr.Dropdown(names, value=handlers.default_selection(), multiselect=True,

@@ -25,6 +25,7 @@ SUBJECT = "Subject"
 TRIAL = "Test trial"
 JUMP_ID = "Jump to image id"
 JUMP = "Go"
+JUMP_PLACEHOLDER = "e.g. 97, then Enter"
 SEARCH = "Search captions"
 SEARCH_PLACEHOLDER = "e.g. face, red, building"
 SHOW_ABLATIONS = "Show ablations"
@@ -35,7 +36,29 @@ METRICS = "This trial's metrics"
 NOT_EVALUATED = "_No metrics in this bundle yet: run `braindiff evaluate {path}`._"
 NO_MATCH = "No trial of {bundle} matches {query!r}."
 UNKNOWN_ID = "Image id {trial_id} is not among {bundle}'s test trials."
-SEARCH_HITS = "{n} trial(s) match {query!r}{more}."
+SEARCH_HITS = "{n} trial(s) match {query!r} (every word, whole words)."
+SEARCH_PAGE = "Showing {first}–{last} of {n} · page {page} of {pages}"
+PREV_PAGE = "◀ Previous"
+NEXT_PAGE = "Next ▶"
+COPY_LINK = "Copy link"
+ACROSS_SUBJECTS = "This image across subjects (seen image, then each subject's VDVAE guess and final reconstruction)"
+# Image kinds as the app names them (the same words in Browse, Classroom and the alt texts).
+KIND_LABELS = {
+    "ground_truth": "Seen image",
+    "vdvae": "VDVAE guess",
+    "final": "Final reconstruction",
+    "no_vdvae": "No VDVAE",
+    "no_text": "No CLIP-text",
+    "no_vision": "No CLIP-vision",
+}
+
+
+def alt_text(kind: str, subject: str | None, image_id: int) -> str:
+    """Alt text of an image, e.g. 'Final reconstruction, subject 1, image 97' ('Seen image, image 97')."""
+    if subject is None or kind == "ground_truth":
+        return f"{KIND_LABELS[kind]}, image {image_id}"
+    who = "average of subjects" if subject == "average" else f"subject {subject}"
+    return f"{KIND_LABELS[kind]}, {who}, image {image_id}"
 
 
 def subject_label(subject: str, tier: str, name: str) -> str:
@@ -46,9 +69,11 @@ def subject_label(subject: str, tier: str, name: str) -> str:
 CLASSROOM_TAB = "Classroom"
 QUIZ_INTRO = (
     "### Which image did the person see?\nThe big picture was decoded from a person's brain activity. One of the "
-    "four images is what they were looking at. Vote, then click its number. **Full screen** shows only the quiz, "
-    "large, for a projector (Esc leaves it)."
+    "four images is what they were looking at. Vote, then click its number (or press 1-4; N for the next "
+    "question). **Full screen** (or F) shows only the quiz, large, for a projector; Esc leaves it."
 )
+QUIZ_KEYS = "Keys: **1-4** vote · **N** next question · **F** / **Esc** leave full screen"
+QUIZ_CHOICE_ALT = "Choice {n}: a seen image"
 QUIZ_SHOW = "Show"
 QUIZ_FINAL = "Final reconstruction"
 QUIZ_VDVAE = "Stage-1 guess (harder)"

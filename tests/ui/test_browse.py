@@ -43,7 +43,7 @@ def test_trial_view_metrics(handlers):
     handlers.state.refresh()
     view = handlers.trial("demo-subj01", 5)
     assert view.metric_names == ["PixCorr"]
-    assert view.metric_rows == [["VDVAE guess", "1.000"], ["Brain-Diffuser", "0.500"]]
+    assert view.metric_rows == [["VDVAE guess", "1.000"], ["Final reconstruction", "0.500"]]
 
 
 def test_jump_search_and_errors(handlers):
