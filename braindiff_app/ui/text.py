@@ -126,9 +126,21 @@ TIER_NOTE = {
 
 METRICS_TAB = "Metrics"
 METRICS_INTRO = (
-    "Means over test trials of the paper's eight metrics (↑ higher is better, ↓ lower is better). Table 1 compares "
-    "subjects (final reconstructions); Table 2 compares the ablations of one subject."
+    "Means over test trials, with bootstrap 95% intervals over trials in brackets (↑ higher is better, ↓ lower is "
+    "better), for the metrics these bundles hold (the paper has eight; those missing are named below with the "
+    "reason). Table 1 compares subjects (final reconstructions); Table 2 compares the ablations of one subject "
+    "and puts baselines that know nothing of the brain beside them: a flat image of the mean colour, the mean "
+    "image, and the seen image blurred to the VDVAE's resolution (the best a perfect stage 1 could do)."
 )
+PLOT_BARS1 = "Bar chart of Table 1: each metric's mean per subject"
+PLOT_BARS2 = "Bar chart of Table 2: each metric's mean per ablation"
+PLOT_DISTRIBUTIONS = "Box plots: each metric's per-trial values per image kind"
+NO_BASELINES = "_No baseline rows in this bundle yet: run `braindiff evaluate {path}`._"
+MISSING_METRICS = "**Metrics these bundles do not have:**"
+MISSING_NETWORK = ("needs the {network} network's ImageNet/CLIP weights, which this install does not carry "
+                   "(`braindiff evaluate --download` fetches them; `braindiff doctor` says where they go).")
+MISSING_CLIP_DEMO = ("the demo tier measures CLIP identification with its own small CLIP encoder instead "
+                     "(demo-CLIP; not comparable to the paper's ViT-L/14 numbers).")
 METRICS_BUNDLES = "Bundles in Table 1"
 METRICS_ABLATION_BUNDLE = "Bundle for Table 2 and the per-trial distributions"
 METRICS_REFRESH = "Update"
