@@ -35,7 +35,8 @@ def register(subparsers, demo_subparsers) -> None:
                         "--eval-weights first (network access; never done otherwise)")
     parser.add_argument("--overwrite", action="store_true", help="recompute metrics already stored")
     parser.add_argument("--no-baselines", action="store_true",
-                        help="skip the baseline rows (flat mean colour, training mean image, low-pass seen image)")
+                        help="skip the baseline rows (flat mean colour, training mean image, low-pass seen image at the "
+                        "VDVAE's resolution), stored as extra kinds in metrics.json; computed unless --kinds is given")
     parser.add_argument("--batch-size", type=int, default=32, help="images per network pass (default 32)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                                    overwrite=args.overwrite, batch_size=args.batch_size)
         done = sorted({m for table in computed.values() for m in table})
         print(f"{bundle.name}: {', '.join(done) if done else 'all requested metrics already stored'}")
-        if not args.no_baselines:
+        if not args.no_baselines and args.kinds is None:  # --kinds picks kinds: baselines only with all
             train = _train_images(settings, bundle)
             if train is None:
                 print(f"{bundle.name}: no prepared training images; the mean baselines use the test images' mean")
