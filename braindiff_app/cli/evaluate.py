@@ -35,7 +35,8 @@ def register(subparsers, demo_subparsers) -> None:
                         "--eval-weights first (network access; never done otherwise)")
     parser.add_argument("--overwrite", action="store_true", help="recompute metrics already stored")
     parser.add_argument("--no-baselines", action="store_true",
-                        help="skip the baseline rows (flat mean colour, training mean image, low-pass seen image at the "
+                        help="skip the baseline rows (flat mean colour, training mean image, low-pass seen image at "
+                        "the "
                         "VDVAE's resolution), stored as extra kinds in metrics.json; computed unless --kinds is given")
     parser.add_argument("--batch-size", type=int, default=32, help="images per network pass (default 32)")
     add_settings_arguments(parser)

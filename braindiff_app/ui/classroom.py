@@ -169,7 +169,8 @@ CSS = """
 #classroom.bd-projector #classroom-votes button { font-size: 2rem; min-height: 8vh; min-width: 0; }
 #classroom.bd-projector #classroom-score { font-size: 3.5rem; line-height: 1.2; }
 #classroom.bd-projector #classroom-verdict { font-size: 2rem; }
-#classroom.bd-projector #classroom-verdict .prose, #classroom.bd-projector #classroom-score .prose { font-size: inherit; }
+#classroom.bd-projector #classroom-verdict .prose,
+#classroom.bd-projector #classroom-score .prose { font-size: inherit; }
 #classroom.bd-projector .bd-projector-help { display: block !important; }
 .bd-projector-help { display: none !important; }
 """

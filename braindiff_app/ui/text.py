@@ -88,6 +88,8 @@ QUIZ_SCORE = "Score: {right} / {asked}."
 QUIZ_NO_QUESTION = "Press 'Next question' first."
 
 ABOUT_TAB = "About"
+ABOUT_FIGURE_ALT = ("The two stages: fMRI activity predicts VDVAE latents (stage 1, a blurry first guess) and CLIP "
+                    "vision and text features, which guide Versatile Diffusion from that guess to the final image")
 ABOUT = """
 ### How a picture is read back from the brain
 
@@ -96,12 +98,16 @@ learns, from thousands of such photos, three simple linear maps (ridge regressio
 the internal codes of three image models:
 
 1. **Stage 1, the layout.** A very deep VAE (VDVAE) compresses images into a hierarchy of latent codes. The
-   activity predicts the coarse codes; the decoder turns them into a blurry 64×64 *first guess* that gets the
-   layout, colours and shapes roughly right.
+   activity predicts the coarse codes; the decoder turns them into a blurry {vdvae_size}×{vdvae_size} *first guess*
+   that gets the layout, colours and shapes roughly right.
 2. **Stage 2, the meaning.** The activity also predicts what CLIP, a model trained on images and their captions,
    would say about the photo: a *vision* embedding and a *text* embedding. Versatile Diffusion then starts from
-   the first guess with noise added (37 of 50 denoising steps) and repaints it, guided 60% by the predicted vision
-   features and 40% by the predicted text features.
+   the first guess with noise added ({start_steps} of {steps} denoising steps) and repaints it at
+   {image_size}×{image_size} pixels, guided {vision_pct}% by the predicted vision features and {text_pct}% by the
+   predicted text features.
+
+These are the settings of the bundles shown here ({tier_label}); the paper's are 64×64, 37 of 50 steps, 512 px,
+60% / 40%.
 
 The **ablations** remove one ingredient: *only-VDVAE* is the first guess itself, *no VDVAE* starts stage 2 from
 pure noise (good meaning, wrong layout), *no CLIP-text* and *no CLIP-vision* drop one guide. The **metrics**
