@@ -25,6 +25,15 @@ CSS = CLASSROOM_CSS + """
 TAB_IDS = {"browse": text.BROWSE_TAB, "roi": text.ROI_TAB, "metrics": text.METRICS_TAB,
            "classroom": text.CLASSROOM_TAB, "about": text.ABOUT_TAB}
 
+# One tab stop per image panel: gradio wraps each image in a focusable button (besides the panel's fullscreen
+# button); keyboard users reach the panel's fullscreen button, the image itself is skipped.
+ONE_TAB_STOP_JS = """() => {
+  const skip = () => document.querySelectorAll('.bd-panel button:has(> .image-frame), .classroom-big button:has(> .image-frame), .classroom-choice button:has(> .image-frame)')
+    .forEach((b) => { if (b.tabIndex !== -1) b.tabIndex = -1; });
+  skip();
+  new MutationObserver(skip).observe(document.body, {childList: true, subtree: true});
+}"""
+
 # The address bar follows the chosen tab (?tab=...), so a copied link opens the same tab.
 TAB_URL_JS = """() => {
   if (window.bdTabUrl) return;
@@ -82,6 +91,7 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
         tab_ids = "{" + ", ".join(f'"{label}": "{key}"' for key, label in TAB_IDS.items()) + "}"
         app.load(None, js=TAB_URL_JS % tab_ids, api_name=False)
         app.load(None, js=KEYS_JS, api_name=False)
+        app.load(None, js=ONE_TAB_STOP_JS, api_name=False)
     _hide_value_loaders(app)
     components["app.tabs"] = tabs
     return app, state, components

@@ -317,9 +317,9 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     select_outputs = [trial, hits, gallery, page, page_info]
     subject.change(select, [subject, image_id], select_outputs, api_name="select_subject").then(
         show_number, [subject, trial], [*trial_outputs, image_id, across], api_name=False).then(
-        None, [subject, image_id], None, js=URL_JS, api_name=False)
+        None, [subject, header], None, js=URL_JS, api_name=False)
     trial.change(show_number, [subject, trial], [*trial_outputs, image_id, across], api_name="show_trial_number",
-                 trigger_mode="always_last").then(None, [subject, image_id], None, js=URL_JS, api_name=False)
+                 trigger_mode="always_last").then(None, [subject, header], None, js=URL_JS, api_name=False)
     api_button.click(show, [subject, api_index], trial_outputs, api_name="show_trial")
     api_button.click(do_jump, [subject, jump_id], [api_index], api_name="jump_to_trial")
     show_ablations.change(toggle, [show_ablations], [images[k] for k in ABLATION_KINDS],
@@ -359,7 +359,9 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
 
 
 # The address bar follows the view (?tab=browse&subject=...&image=...), so a copied link restores it.
-URL_JS = """(subject, imageId) => {
+URL_JS = """(subject, header) => {
+  const found = /image id (\\d+)/.exec(header || '');
+  const imageId = found ? found[1] : null;
   const url = new URL(window.location.href);
   if (subject) url.searchParams.set('subject', subject);
   if (imageId !== null && imageId !== undefined) url.searchParams.set('image', imageId);
