@@ -28,7 +28,9 @@ TAB_IDS = {"browse": text.BROWSE_TAB, "roi": text.ROI_TAB, "metrics": text.METRI
 # One tab stop per image panel: gradio wraps each image in a focusable button (besides the panel's fullscreen
 # button); keyboard users reach the panel's fullscreen button, the image itself is skipped.
 ONE_TAB_STOP_JS = """() => {
-  const skip = () => document.querySelectorAll('.bd-panel button:has(> .image-frame), .classroom-big button:has(> .image-frame), .classroom-choice button:has(> .image-frame)')
+  const panels = ['.bd-panel', '.classroom-big', '.classroom-choice'];
+  const selector = panels.map((p) => p + ' button:has(> .image-frame)').join(', ');
+  const skip = () => document.querySelectorAll(selector)
     .forEach((b) => { if (b.tabIndex !== -1) b.tabIndex = -1; });
   skip();
   new MutationObserver(skip).observe(document.body, {childList: true, subtree: true});

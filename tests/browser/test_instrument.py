@@ -179,6 +179,7 @@ def test_metrics_baselines_intervals_and_labelled_plots(browser, demo_url):
     assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", page.locator("#metrics-table2").inner_text())
     page.get_by_text("Metrics these bundles do not have").wait_for()
     page.wait_for_timeout(2000)
-    labels = page.evaluate("() => [...document.querySelectorAll('[aria-label]')].map(e => e.getAttribute('aria-label'))")
+    labels = page.evaluate(
+        "() => [...document.querySelectorAll('[aria-label]')].map(e => e.getAttribute('aria-label'))")
     assert not [label for label in labels if "undefined" in label]
     page.close()
