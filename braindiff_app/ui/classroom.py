@@ -155,11 +155,11 @@ CSS = """
 #classroom.bd-projector .bd-quiz-controls, #classroom.bd-projector .bd-quiz-intro { display: none !important; }
 #classroom.bd-projector #classroom-stage { flex-wrap: nowrap !important; gap: 2vw; align-items: flex-start; }
 #classroom.bd-projector #classroom-shown {
-  flex: 0 0 auto !important; width: 68vh !important; min-width: 0 !important;
+  flex: 0 0 auto !important; width: 84vh !important; min-width: 0 !important;
 }
 #classroom.bd-projector #classroom-shown, #classroom.bd-projector #classroom-shown > div,
-#classroom.bd-projector #classroom-shown .image-container { height: 72vh !important; max-height: none !important; }
-#classroom.bd-projector .classroom-big img { max-height: 68vh !important; height: 68vh !important; }
+#classroom.bd-projector #classroom-shown .image-container { height: 88vh !important; max-height: none !important; }
+#classroom.bd-projector .classroom-big img { max-height: 84vh !important; height: 84vh !important; }
 #classroom.bd-projector #classroom-side { flex: 1 1 0 !important; min-width: 0 !important; }
 #classroom.bd-projector #classroom-choices, #classroom.bd-projector #classroom-votes { flex-wrap: nowrap !important; }
 #classroom.bd-projector .classroom-choice { min-width: 0 !important; }

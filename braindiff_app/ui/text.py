@@ -106,8 +106,8 @@ the internal codes of three image models:
    {image_size}×{image_size} pixels, guided {vision_pct}% by the predicted vision features and {text_pct}% by the
    predicted text features.
 
-These are the settings of the bundles shown here ({tier_label}); the paper's are 64×64, 37 of 50 steps, 512 px,
-60% / 40%.
+These are the settings of the bundles shown here ({tier_label}); the paper's (and the figure's) are 64×64,
+37 of 50 steps, 512 px, 60% / 40%.
 
 The **ablations** remove one ingredient: *only-VDVAE* is the first guess itself, *no VDVAE* starts stage 2 from
 pure noise (good meaning, wrong layout), *no CLIP-text* and *no CLIP-vision* drop one guide. The **metrics**
