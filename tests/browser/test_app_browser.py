@@ -35,6 +35,7 @@ def test_classroom_and_about_tabs(live_app, page):
     page.get_by_text("Which one did the person see?").wait_for()
     page.get_by_role("button", name="1", exact=True).click()
     page.get_by_text("Score:").wait_for()
+    page.locator("#classroom .classroom-choice.bd-right").wait_for()
     assert page.locator("#classroom .classroom-choice.bd-right").count() == 1  # the answer is revealed
     page.screenshot(path=str(OUTPUT / "classroom.png"), full_page=True)
     page.get_by_role("button", name="Full screen").click()  # classroom mode: only the quiz, filling the screen

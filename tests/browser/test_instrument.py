@@ -156,7 +156,7 @@ def test_classroom_projector_mode_by_keyboard(browser, demo_url, size):
     page.wait_for_timeout(500)
     page.keyboard.press("3")  # 3: vote for the third image
     page.get_by_text("Score: ").first.wait_for()
-    page.locator("#classroom .bd-right").wait_for()  # the right answer is highlighted
+    page.locator("#classroom .classroom-choice.bd-right").wait_for()  # the right answer is highlighted
     marked = page.locator("#classroom .classroom-choice.bd-right").get_attribute("id")
     assert marked.startswith("classroom-choice-")
     boxes = _quiz_boxes(page)
