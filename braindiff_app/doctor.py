@@ -217,13 +217,36 @@ def diagnose(settings: Settings) -> list[Feature]:
     return _app_features() + demo + real + _evaluation_features(settings)
 
 
+def summary_lines(features: list[Feature]) -> list[str]:
+    """One line per tier, e.g. 'demo: ready (6 of 8 features); not set up: ...' or 'real: not set up, 3 files missing'.
+
+    Features of tier ``any`` (the app, evaluation) count towards every tier.
+    """
+    lines = []
+    tiers = [t for t in dict.fromkeys(f.tier for f in features) if t != "any"]
+    for tier in tiers:
+        own = [f for f in features if f.tier in (tier, "any")]
+        missing = [f for f in own if not f.usable]
+        n_files = sum(not a.found for f in missing for a in f.assets)
+        files = f"{n_files} file{'s' if n_files != 1 else ''} missing"
+        if not missing:
+            lines.append(f"{tier}: ready ({len(own)} of {len(own)} features)")
+        elif len(missing) == len([f for f in own if f.tier == tier]):
+            lines.append(f"{tier}: not set up, {files} (see [MISSING] below)")
+        else:
+            names = "; ".join(f.name for f in missing)
+            lines.append(f"{tier}: ready ({len(own) - len(missing)} of {len(own)} features); "
+                         f"not set up: {names} ({files})")
+    return lines
+
+
 def format_report(features: list[Feature], settings: Settings) -> str:
-    """Render :func:`diagnose`'s result as plain text, one line per feature and per missing asset."""
-    lines = [
-        f"workspace: {settings.workspace}  (tier {settings.tier})",
-        "bundle folders: " + ", ".join(str(d) for d in settings.bundle_dirs),
-        "",
-    ]
+    """Render :func:`diagnose`'s result as plain text: a summary line per tier, then one line per feature and per
+    missing asset."""
+    lines = [*summary_lines(features), "",
+             f"workspace: {settings.workspace}  (tier {settings.tier})",
+             "bundle folders: " + ", ".join(str(d) for d in settings.bundle_dirs),
+             ""]
     for feature in features:
         mark = "ok     " if feature.usable else "MISSING"
         lines.append(f"[{mark}] {feature.tier:<4} {feature.name}")

@@ -1,9 +1,15 @@
-"""Take the README's screenshot of the Browse tab on the embedded demo (docs/img/browse.png).
+"""Take the README's screenshots on the embedded demo, into docs/img/.
 
 Starts ``python app.py`` on a free local port, opens it in headless Chromium (Debian's ``chromium`` driven by
-Playwright, as the browser tests do), jumps to one test image and saves the top of the page.
+Playwright, as the browser tests do) and saves, at 1440x900 unless noted:
 
-Usage: python docs/screenshot.py [--image-id 97] [--out docs/img/browse.png]
+- ``browse.png``: Browse at one test image (a deep link, ``?subject=demo-subj01&image=97``);
+- ``classroom.png``: Classroom after one answered question; ``classroom_projector.png``: its projector mode at
+  1920x1080 (opened with the F key, the answer revealed);
+- ``metrics.png``: the Metrics tab's tables with intervals and baselines (full page);
+- ``about.png``: the About tab.
+
+Usage: python docs/screenshot.py [--image-id 97] [--out-dir docs/img]
 """
 
 from __future__ import annotations
@@ -43,10 +49,59 @@ def wait_for(url: str, app: subprocess.Popen, timeout: float = 180.0) -> None:
     raise TimeoutError(f"app.py did not answer at {url} within {timeout:.0f} s.")
 
 
+def take_screenshots(browser, url: str, image_id: str) -> dict[str, bytes]:
+    """Open each view and return its PNG bytes, keyed by file name (without .png)."""
+    shots: dict[str, bytes] = {}
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(f"{url}/?tab=browse&subject=demo-subj01&image={image_id}")
+    page.get_by_text(re.compile(rf"trial \d+ of 100 · image id {image_id}$")).wait_for()
+    page.wait_for_function("() => (document.querySelector('#browse-final img') || {}).alt === "
+                           f"'Final reconstruction, subject 1, image {image_id}'")
+    page.locator("#browse-across img").nth(10).wait_for()
+    page.wait_for_timeout(1000)
+    shots["browse"] = page.screenshot()
+
+    page.get_by_role("tab", name="Metrics").click()
+    page.get_by_role("cell", name="Baseline: low-pass seen image").wait_for()
+    page.wait_for_timeout(3000)  # the plots draw
+    shots["metrics"] = page.screenshot(full_page=True)
+
+    page.get_by_role("tab", name="About").click()
+    page.get_by_text("How a picture is read back from the brain").wait_for()
+    page.wait_for_timeout(1000)
+    shots["about"] = page.screenshot()
+
+    page.get_by_role("tab", name="Classroom").click()
+    page.get_by_role("button", name="Next question").click()
+    page.locator("#classroom-choice-4 img").wait_for()
+    page.get_by_role("button", name="2", exact=True).click()
+    page.locator("#classroom .bd-right").wait_for()
+    page.wait_for_timeout(800)
+    shots["classroom"] = page.screenshot()
+    page.close()
+
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    page.set_default_timeout(120_000)
+    page.goto(f"{url}/?tab=classroom")
+    page.get_by_role("button", name="Next question").wait_for(state="visible")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    for key in ("n", "n", "f"):  # question 2, projector mode
+        page.keyboard.press(key)
+        page.wait_for_timeout(700)
+    page.locator("#classroom-choice-4 img").wait_for()
+    page.keyboard.press("1")
+    page.locator("#classroom .bd-right").wait_for()
+    page.wait_for_timeout(800)
+    shots["classroom_projector"] = page.screenshot()
+    page.close()
+    return shots
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-id", default="97", help="test image to show (default 97)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "browse.png")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "img")
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -61,25 +116,17 @@ def main() -> None:
         wait_for(url, app)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1300, "height": 760})
-            page.goto(url)
-            page.get_by_text("trial 1 of 100").wait_for()
-            page.get_by_label("Jump to image id").fill(args.image_id)
-            page.get_by_role("button", name="Go", exact=True).click()
-            header = page.get_by_text(re.compile(rf"trial \d+ of 100 · image id {args.image_id}$"))
-            header.wait_for()
-            trial = int(re.search(r"trial (\d+) of", header.inner_text()).group(1))
-            page.locator(f"img[src$='{trial - 1:05d}.png']").nth(5).wait_for()  # the six panels of that trial
-            if trial != 1:  # and the first trial's panels gone (its gallery thumbnail stays)
-                page.wait_for_function("() => document.querySelectorAll(\"img[src$='00000.png']\").length <= 1")
-            tmp = args.out.with_suffix(".tmp.png")
-            page.screenshot(path=str(tmp))
-            tmp.replace(args.out)
+            shots = take_screenshots(browser, url, args.image_id)
             browser.close()
     finally:
         app.terminate()
         app.wait(timeout=30)
-    print(f"wrote {args.out}")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for name, png in shots.items():
+        tmp = args.out_dir / f"{name}.tmp.png"
+        tmp.write_bytes(png)
+        tmp.replace(args.out_dir / f"{name}.png")
+        print(f"wrote {args.out_dir / name}.png")
 
 
 if __name__ == "__main__":

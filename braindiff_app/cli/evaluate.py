@@ -34,6 +34,10 @@ def register(subparsers, demo_subparsers) -> None:
                         help="download missing network weights from torchvision's / SwAV's addresses into "
                         "--eval-weights first (network access; never done otherwise)")
     parser.add_argument("--overwrite", action="store_true", help="recompute metrics already stored")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="skip the baseline rows (flat mean colour, training mean image, low-pass seen image at "
+                        "the "
+                        "VDVAE's resolution), stored as extra kinds in metrics.json; computed unless --kinds is given")
     parser.add_argument("--batch-size", type=int, default=32, help="images per network pass (default 32)")
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
@@ -50,6 +54,17 @@ def _resolve_bundle(text: str, settings) -> Path:
                             f"{', '.join(str(d) for d in settings.bundle_dirs)}.")
 
 
+def _train_images(settings, bundle):
+    """The bundle's subject's prepared training images (memory-mapped), or None where there are none."""
+    import numpy as np
+
+    try:
+        path = settings.subject_dir("prepared", bundle.subject) / "images_train.npy"
+    except ValueError:
+        return None
+    return np.load(path, mmap_mode="r") if path.exists() else None
+
+
 def run(args: argparse.Namespace) -> int:
     from braindiff_app.bundles import open_bundle
     from braindiff_app.config import resolve_device
@@ -59,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         backbones_from_settings,
         check_metrics,
         download_weights,
+        evaluate_baselines,
         evaluate_bundle,
         write_report,
     )
@@ -88,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
                                    overwrite=args.overwrite, batch_size=args.batch_size)
         done = sorted({m for table in computed.values() for m in table})
         print(f"{bundle.name}: {', '.join(done) if done else 'all requested metrics already stored'}")
+        if not args.no_baselines and args.kinds is None:  # --kinds picks kinds: baselines only with all
+            train = _train_images(settings, bundle)
+            if train is None:
+                print(f"{bundle.name}: no prepared training images; the mean baselines use the test images' mean")
+            baselines = evaluate_baselines(bundle, backbones, metrics=metrics, train_images=train,
+                                           overwrite=args.overwrite, batch_size=args.batch_size)
+            if baselines:
+                print(f"{bundle.name}: baselines ({', '.join(baselines)})")
     out = Path(args.out).expanduser() if args.out else settings.home / "reports"
     written = write_report([open_bundle(p) for p in paths], out)
     print((out / "table1.md").read_text())

@@ -19,6 +19,15 @@ from braindiff_app.evaluation.backbones import (
     load_network,
     weight_file,
 )
+from braindiff_app.evaluation.baselines import (
+    BASELINE_KINDS,
+    BASELINE_LABELS,
+    baseline_images,
+    bootstrap_interval,
+    evaluate_baselines,
+    interval_markdown,
+    interval_rows,
+)
 from braindiff_app.evaluation.identification import correlation_distance, pearson_matrix, two_way_identification
 from braindiff_app.evaluation.metrics import (
     PIXEL_METRICS,
@@ -76,6 +85,14 @@ __all__ = [
     "backbones_from_settings",
     "download_weights",
     "weight_file",
+    # baselines and intervals
+    "BASELINE_KINDS",
+    "BASELINE_LABELS",
+    "baseline_images",
+    "evaluate_baselines",
+    "bootstrap_interval",
+    "interval_rows",
+    "interval_markdown",
     # reports
     "TABLE2_KINDS",
     "evaluate_bundle",

@@ -9,12 +9,49 @@ from braindiff_app.ui import text
 from braindiff_app.ui.about import build_about_tab
 from braindiff_app.ui.browse import build_browse_tab
 from braindiff_app.ui.classroom import CSS as CLASSROOM_CSS
-from braindiff_app.ui.classroom import build_classroom_tab
+from braindiff_app.ui.classroom import KEYS_JS, build_classroom_tab
 from braindiff_app.ui.metrics import build_metrics_tab
 from braindiff_app.ui.roi import build_roi_tab
 from braindiff_app.ui.state import AppState, served_paths
 
-__all__ = ["QUEUE_SIZE", "MAX_FILE_SIZE", "CACHE_LIFETIME", "AppState", "build_app", "launch_app", "parse_auth"]
+__all__ = ["CSS", "QUEUE_SIZE", "MAX_FILE_SIZE", "CACHE_LIFETIME", "TAB_IDS", "AppState", "build_app", "launch_app",
+           "parse_auth"]
+
+CSS = CLASSROOM_CSS + """
+.bd-main img { image-rendering: pixelated; }
+.bd-small img { image-rendering: pixelated; }
+#browse-across .thumbnail-item img, #browse-across img { image-rendering: pixelated; }
+"""
+# The URL's ?tab= values, in tab order (the tab labels are in ui/text.py).
+TAB_IDS = {"browse": text.BROWSE_TAB, "roi": text.ROI_TAB, "metrics": text.METRICS_TAB,
+           "classroom": text.CLASSROOM_TAB, "about": text.ABOUT_TAB}
+
+# One tab stop per image panel: gradio wraps each image in a focusable button (besides the panel's fullscreen
+# button); keyboard users reach the panel's fullscreen button, the image itself is skipped.
+ONE_TAB_STOP_JS = """() => {
+  const panels = ['.bd-panel', '.classroom-big', '.classroom-choice'];
+  const selector = panels.map((p) => p + ' button:has(> .image-frame)').join(', ');
+  const skip = () => document.querySelectorAll(selector)
+    .forEach((b) => { if (b.tabIndex !== -1) b.tabIndex = -1; });
+  skip();
+  new MutationObserver(skip).observe(document.body, {childList: true, subtree: true});
+}"""
+
+# The address bar follows the chosen tab (?tab=...), so a copied link opens the same tab.
+TAB_URL_JS = """() => {
+  if (window.bdTabUrl) return;
+  window.bdTabUrl = true;
+  const ids = %s;
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest && event.target.closest('button[role="tab"]');
+    if (!button) return;
+    const id = ids[button.innerText.trim()];
+    if (!id) return;
+    const url = new URL(window.location.href);
+    url.searchParams.set('tab', id);
+    window.history.replaceState(null, '', url);
+  }, true);
+}"""
 
 QUEUE_SIZE = 256  # events waiting at most: a class of ~30 opening the app at once sends ~6 events each
 #: Largest upload gradio accepts (recipes are kilobytes, canvas layers a few megabytes).
@@ -55,13 +92,38 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
     components: dict[str, gr.components.Component] = {}
     with gr.Blocks(title=text.TITLE, analytics_enabled=False, delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME)) as app:
         gr.Markdown(f"# {text.TITLE}\n{text.INTRO}")
-        components.update(build_browse_tab(app, state))
-        components.update(build_roi_tab(app, state))
-        components.update(build_metrics_tab(app, state))
-        components.update(build_classroom_tab(app, state))
-        components.update(build_about_tab(app, state))
+        with gr.Tabs(selected="browse") as tabs:
+            components.update(build_browse_tab(app, state))
+            components.update(build_roi_tab(app, state))
+            components.update(build_metrics_tab(app, state))
+            components.update(build_classroom_tab(app, state))
+            components.update(build_about_tab(app, state))
+        for block in app.blocks.values():  # the ROI studio's tab gets its URL id here (ui/roi.py builds it)
+            if isinstance(block, gr.Tab) and block.label == text.ROI_TAB and block.id is None:
+                block.id = "roi"
+
+        def tab_from_url(request: gr.Request):
+            wanted = dict(request.query_params).get("tab") if request is not None else None
+            return gr.Tabs(selected=wanted) if wanted in TAB_IDS else gr.Tabs()
+
+        app.load(tab_from_url, None, [tabs], api_name=False)
+        tab_ids = "{" + ", ".join(f'"{label}": "{key}"' for key, label in TAB_IDS.items()) + "}"
+        app.load(None, js=TAB_URL_JS % tab_ids, api_name=False)
+        app.load(None, js=KEYS_JS, api_name=False)
+        app.load(None, js=ONE_TAB_STOP_JS, api_name=False)
+    _hide_value_loaders(app)
+    components["app.tabs"] = tabs
     app.braindiff_state = state  # launch_app serves the files of the bundles this state found
     return app, state, components
+
+
+def _hide_value_loaders(app: gr.Blocks) -> None:
+    """Keep gradio's automatic events (a ``gr.State(list)`` fills itself on load) out of the API page."""
+    loaders = {id(c.load_event_to_attach[0]) for c in app.blocks.values()
+               if getattr(c, "load_event_to_attach", None)}
+    for fn in app.fns.values():
+        if id(fn.fn) in loaders:
+            fn.api_visibility = "private"
 
 
 def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
@@ -104,6 +166,6 @@ def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=quiet,
         # gradio reads an empty list as "take GRADIO_*_PATHS from the environment": a path that does not exist
         allowed_paths=allowed or [str(settings.home / "bundles" / "none")], blocked_paths=blocked or
-        [str(settings.home / "bundles" / ".none")], footer_links=["api", "settings"], css=CLASSROOM_CSS,
+        [str(settings.home / "bundles" / ".none")], footer_links=["api", "settings"], css=CSS,
         max_file_size=MAX_FILE_SIZE, auth=auth,
     )

@@ -101,76 +101,158 @@ class QuizHandlers:
         return right, f"{verdict} {score.line()}"
 
 
-# Full screen: the Classroom's own column fills the screen (the browser's Fullscreen API, from a click).
+# Projector mode: the Classroom's own column fills the screen (the browser's Fullscreen API, from a click), its
+# controls hidden, the decoded image at least 60% of the screen's height and the four choices in one row beside it.
 FULLSCREEN_JS = """() => {
   const room = document.getElementById('classroom');
-  if (document.fullscreenElement) { document.exitFullscreen(); } else if (room) { room.requestFullscreen(); }
+  if (!room) return;
+  if (room.classList.contains('bd-projector')) {
+    room.classList.remove('bd-projector');
+    if (document.fullscreenElement) document.exitFullscreen();
+  } else {
+    room.classList.add('bd-projector');
+    if (room.requestFullscreen) room.requestFullscreen().catch(() => {});
+  }
+}"""
+
+# Keys while the Classroom is on screen: 1-4 vote, N asks the next question, F toggles projector mode.
+KEYS_JS = """() => {
+  if (window.bdQuizKeys) return;
+  window.bdQuizKeys = true;
+  document.addEventListener('fullscreenchange', () => {
+    const room = document.getElementById('classroom');
+    if (room && !document.fullscreenElement) room.classList.remove('bd-projector');
+  });
+  document.addEventListener('keydown', (event) => {
+    const room = document.getElementById('classroom');
+    if (!room || room.offsetParent === null && !room.classList.contains('bd-projector')) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    let id = null;
+    if (['1', '2', '3', '4'].includes(event.key)) id = 'classroom-vote-' + event.key;
+    else if (event.key === 'n' || event.key === 'N') id = 'classroom-next';
+    else if (event.key === 'f' || event.key === 'F') id = 'classroom-fullscreen';
+    const button = id && document.getElementById(id);
+    if (button) { event.preventDefault(); button.click(); }
+  });
 }"""
 
 CSS = """
-#classroom:fullscreen { background: var(--body-background-fill); padding: 2rem; overflow: auto; }
-#classroom:fullscreen .classroom-big img { max-height: 78vh !important; }
-#classroom:fullscreen .classroom-choice img { max-height: 36vh !important; }
-#classroom:fullscreen .prose { font-size: 1.4rem; }
+.bd-panel img, .classroom-big img, .classroom-choice img {
+  width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: pixelated;
+}
+.bd-pixelated img { image-rendering: pixelated; }
 .classroom-big img { max-height: 60vh !important; }
 .classroom-choice img { max-height: 28vh !important; }
-.bd-panel img, .classroom-big img, .classroom-choice img {
-  width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: auto;
+.classroom-choice.bd-right { outline: 6px solid #16a34a; outline-offset: -6px; border-radius: 8px; }
+.classroom-choice.bd-wrong { outline: 6px dashed #dc2626; outline-offset: -6px; border-radius: 8px; opacity: 0.75; }
+#classroom-score { font-size: 1.6rem; font-weight: 700; }
+#classroom.bd-projector {
+  position: fixed; inset: 0; z-index: 1000; background: var(--body-background-fill); padding: 1.5vh 1.5vw;
+  overflow: hidden; margin: 0; max-width: none;
 }
+#classroom.bd-projector .bd-quiz-controls, #classroom.bd-projector .bd-quiz-intro { display: none !important; }
+#classroom.bd-projector #classroom-stage { flex-wrap: nowrap !important; gap: 2vw; align-items: flex-start; }
+#classroom.bd-projector #classroom-shown {
+  flex: 0 0 auto !important; width: 84vh !important; min-width: 0 !important;
+}
+#classroom.bd-projector #classroom-shown, #classroom.bd-projector #classroom-shown > div,
+#classroom.bd-projector #classroom-shown .image-container { height: 88vh !important; max-height: none !important; }
+#classroom.bd-projector .classroom-big img { max-height: 84vh !important; height: 84vh !important; }
+#classroom.bd-projector #classroom-side { flex: 1 1 0 !important; min-width: 0 !important; }
+#classroom.bd-projector #classroom-choices, #classroom.bd-projector #classroom-votes { flex-wrap: nowrap !important; }
+#classroom.bd-projector .classroom-choice { min-width: 0 !important; }
+#classroom.bd-projector .classroom-choice, #classroom.bd-projector .classroom-choice > div,
+#classroom.bd-projector .classroom-choice .image-container { height: 30vh !important; max-height: none !important; }
+#classroom.bd-projector .classroom-choice img { max-height: 28vh !important; height: 28vh !important; }
+#classroom.bd-projector #classroom-votes button { font-size: 2rem; min-height: 8vh; min-width: 0; }
+#classroom.bd-projector #classroom-score { font-size: 3.5rem; line-height: 1.2; }
+#classroom.bd-projector #classroom-verdict { font-size: 2rem; }
+#classroom.bd-projector #classroom-verdict .prose,
+#classroom.bd-projector #classroom-score .prose { font-size: inherit; }
+#classroom.bd-projector .bd-projector-help { display: block !important; }
+.bd-projector-help { display: none !important; }
 """
 
 
 def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
-    """Build the Classroom tab inside ``app``; returns its components keyed ``classroom.<name>``."""
+    """Build the Classroom tab inside ``app``; returns its components keyed ``classroom.<name>``.
+
+    Keys (while the tab is on screen): 1-4 vote, N next question, F projector mode (Esc leaves it).
+    """
     handlers = QuizHandlers(state)
     choices = state.choices()
 
-    with gr.Tab(text.CLASSROOM_TAB), gr.Column(elem_id="classroom"):
-        gr.Markdown(text.QUIZ_INTRO)
-        with gr.Row():
+    with gr.Tab(text.CLASSROOM_TAB, id="classroom"), gr.Column(elem_id="classroom"):
+        gr.Markdown(text.QUIZ_INTRO, elem_classes="bd-quiz-intro")
+        with gr.Row(elem_classes="bd-quiz-controls"):
             subject = gr.Dropdown(choices=choices, value=state.default_bundle, label=text.SUBJECT, scale=3)
             kind = gr.Radio([(text.QUIZ_FINAL, "final"), (text.QUIZ_VDVAE, "vdvae")], value="final",
                             label=text.QUIZ_SHOW, scale=2)
-            new = gr.Button(text.QUIZ_NEXT, variant="primary", scale=1)
-            fullscreen = gr.Button(text.QUIZ_FULLSCREEN, scale=1)
+        with gr.Row(elem_classes="bd-quiz-bar"):
+            new = gr.Button(text.QUIZ_NEXT, variant="primary", scale=1, elem_id="classroom-next")
+            fullscreen = gr.Button(text.QUIZ_FULLSCREEN, scale=1, elem_id="classroom-fullscreen")
         round_index = gr.State(0)
         question = gr.State(None)
         score = gr.State(lambda: Score())
-        with gr.Row():
+        with gr.Row(elem_id="classroom-stage"):
             shown = gr.Image(label=text.QUIZ_RECONSTRUCTION, type="filepath", interactive=False, height=420,
-                             elem_classes="classroom-big", buttons=["fullscreen"])
-            with gr.Column():
-                with gr.Row():
+                             elem_classes="classroom-big", buttons=[], elem_id="classroom-shown", min_width=300,
+                             alt_text=text.QUIZ_RECONSTRUCTION)
+            with gr.Column(elem_id="classroom-side", min_width=300):
+                with gr.Row(elem_id="classroom-choices"):
                     candidates = [gr.Image(label=f"{i + 1}", type="filepath", interactive=False, height=200,
-                                           elem_classes="classroom-choice", buttons=["fullscreen"])
+                                           elem_classes="classroom-choice", buttons=[], min_width=80,
+                                           elem_id=f"classroom-choice-{i + 1}",
+                                           alt_text=text.QUIZ_CHOICE_ALT.format(n=i + 1))
                                   for i in range(N_CHOICES)]
-                with gr.Row():
-                    buttons = [gr.Button(f"{i + 1}", size="lg") for i in range(N_CHOICES)]
-        verdict = gr.Markdown(text.QUIZ_START)
+                with gr.Row(elem_id="classroom-votes"):
+                    buttons = [gr.Button(f"{i + 1}", size="lg", min_width=60, elem_id=f"classroom-vote-{i + 1}")
+                               for i in range(N_CHOICES)]
+                verdict = gr.Markdown(text.QUIZ_START, elem_id="classroom-verdict")
+                score_line = gr.Markdown("", elem_id="classroom-score")
+                gr.Markdown(text.QUIZ_KEYS, elem_classes="bd-projector-help")
 
     def ask(bundle_name, kind_value, current_round):
         if not bundle_name:
-            raise gr.Error(text.no_bundle(state.settings.tier, state.settings.bundle_dirs))
+            raise gr.Error(text.no_bundle(state.settings.tier, state.settings.bundle_dirs), print_exception=False)
         next_round = int(current_round) + 1
         try:
             q = handlers.question(bundle_name, next_round, kind_value)
         except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None
         return [next_round, q, q.reconstruction, *q.candidates, text.QUIZ_ASK]
+
+    def unmark():
+        return ([gr.update(elem_classes=["classroom-choice"]) for _ in range(N_CHOICES)]
+                + [gr.update(variant="secondary") for _ in range(N_CHOICES)])
 
     def choose(choice: int):
         def handler(q, current_round, current_score):
             if q is None:
-                raise gr.Error(text.QUIZ_NO_QUESTION)
-            _, message = handlers.answer(q, choice, current_score, int(current_round))
-            return message, current_score
+                raise gr.Error(text.QUIZ_NO_QUESTION, print_exception=False)
+            right, _ = handlers.answer(q, choice, current_score, int(current_round))
+            message = text.QUIZ_RIGHT if right else text.QUIZ_WRONG.format(n=q.answer + 1)
+            marks = []
+            for i in range(N_CHOICES):
+                classes = ["classroom-choice"]
+                if i == q.answer:
+                    classes.append("bd-right")
+                elif i == choice:
+                    classes.append("bd-wrong")
+                marks.append(gr.update(elem_classes=classes))
+            variants = [gr.update(variant="primary" if i == q.answer else "secondary") for i in range(N_CHOICES)]
+            return [message, current_score, current_score.line(), *marks, *variants]
         return handler
 
     outputs = [round_index, question, shown, *candidates, verdict]
-    new.click(ask, [subject, kind, round_index], outputs, api_name="quiz_next")
+    new.click(ask, [subject, kind, round_index], outputs, api_name="quiz_next").then(
+        unmark, None, [*candidates, *buttons], api_name=False)
     fullscreen.click(None, js=FULLSCREEN_JS, api_name=False)  # browser-side only: nothing for an API client
     for i, button in enumerate(buttons):
-        button.click(choose(i), [question, round_index, score], [verdict, score], api_name=f"quiz_answer_{i + 1}")
+        button.click(choose(i), [question, round_index, score], [verdict, score, score_line, *candidates, *buttons],
+                     api_name=f"quiz_answer_{i + 1}")
 
     return {f"classroom.{k}": v for k, v in {"subject": subject, "kind": kind, "next": new, "shown": shown,
-                                              "verdict": verdict}.items()}
+                                              "verdict": verdict, "score": score_line}.items()}

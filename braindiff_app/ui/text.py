@@ -25,6 +25,7 @@ SUBJECT = "Subject"
 TRIAL = "Test trial"
 JUMP_ID = "Jump to image id"
 JUMP = "Go"
+JUMP_PLACEHOLDER = "e.g. 97, then Enter"
 SEARCH = "Search captions"
 SEARCH_PLACEHOLDER = "e.g. face, red, building"
 SHOW_ABLATIONS = "Show ablations"
@@ -35,7 +36,29 @@ METRICS = "This trial's metrics"
 NOT_EVALUATED = "_No metrics in this bundle yet: run `braindiff evaluate {path}`._"
 NO_MATCH = "No trial of {bundle} matches {query!r}."
 UNKNOWN_ID = "Image id {trial_id} is not among {bundle}'s test trials."
-SEARCH_HITS = "{n} trial(s) match {query!r}{more}."
+SEARCH_HITS = "{n} trial(s) match {query!r} (every word, whole words)."
+SEARCH_PAGE = "Showing {first}–{last} of {n} · page {page} of {pages}"
+PREV_PAGE = "◀ Previous"
+NEXT_PAGE = "Next ▶"
+COPY_LINK = "Copy link"
+ACROSS_SUBJECTS = "This image across subjects (seen image, then each subject's VDVAE guess and final reconstruction)"
+# Image kinds as the app names them (the same words in Browse, Classroom and the alt texts).
+KIND_LABELS = {
+    "ground_truth": "Seen image",
+    "vdvae": "VDVAE guess",
+    "final": "Final reconstruction",
+    "no_vdvae": "No VDVAE",
+    "no_text": "No CLIP-text",
+    "no_vision": "No CLIP-vision",
+}
+
+
+def alt_text(kind: str, subject: str | None, image_id: int) -> str:
+    """Alt text of an image, e.g. 'Final reconstruction, subject 1, image 97' ('Seen image, image 97')."""
+    if subject is None or kind == "ground_truth":
+        return f"{KIND_LABELS[kind]}, image {image_id}"
+    who = "average of subjects" if subject == "average" else f"subject {subject}"
+    return f"{KIND_LABELS[kind]}, {who}, image {image_id}"
 
 
 IMAGE_PROBLEM = "⚠ {problem}"
@@ -57,9 +80,11 @@ def subject_label(subject: str, tier: str, name: str) -> str:
 CLASSROOM_TAB = "Classroom"
 QUIZ_INTRO = (
     "### Which image did the person see?\nThe big picture was decoded from a person's brain activity. One of the "
-    "four images is what they were looking at. Vote, then click its number. **Full screen** shows only the quiz, "
-    "large, for a projector (Esc leaves it)."
+    "four images is what they were looking at. Vote, then click its number (or press 1-4; N for the next "
+    "question). **Full screen** (or F) shows only the quiz, large, for a projector; Esc leaves it."
 )
+QUIZ_KEYS = "Keys: **1-4** vote · **N** next question · **F** / **Esc** leave full screen"
+QUIZ_CHOICE_ALT = "Choice {n}: a seen image"
 QUIZ_SHOW = "Show"
 QUIZ_FINAL = "Final reconstruction"
 QUIZ_VDVAE = "Stage-1 guess (harder)"
@@ -74,6 +99,8 @@ QUIZ_SCORE = "Score: {right} / {asked}."
 QUIZ_NO_QUESTION = "Press 'Next question' first."
 
 ABOUT_TAB = "About"
+ABOUT_FIGURE_ALT = ("The two stages: fMRI activity predicts VDVAE latents (stage 1, a blurry first guess) and CLIP "
+                    "vision and text features, which guide Versatile Diffusion from that guess to the final image")
 ABOUT = """
 ### How a picture is read back from the brain
 
@@ -82,12 +109,16 @@ learns, from thousands of such photos, three simple linear maps (ridge regressio
 the internal codes of three image models:
 
 1. **Stage 1, the layout.** A very deep VAE (VDVAE) compresses images into a hierarchy of latent codes. The
-   activity predicts the coarse codes; the decoder turns them into a blurry 64×64 *first guess* that gets the
-   layout, colours and shapes roughly right.
+   activity predicts the coarse codes; the decoder turns them into a blurry {vdvae_size}×{vdvae_size} *first guess*
+   that gets the layout, colours and shapes roughly right.
 2. **Stage 2, the meaning.** The activity also predicts what CLIP, a model trained on images and their captions,
    would say about the photo: a *vision* embedding and a *text* embedding. Versatile Diffusion then starts from
-   the first guess with noise added (37 of 50 denoising steps) and repaints it, guided 60% by the predicted vision
-   features and 40% by the predicted text features.
+   the first guess with noise added ({start_steps} of {steps} denoising steps) and repaints it at
+   {image_size}×{image_size} pixels, guided {vision_pct}% by the predicted vision features and {text_pct}% by the
+   predicted text features.
+
+These are the settings of the bundles shown here ({tier_label}); the paper's (and the figure's) are 64×64,
+37 of 50 steps, 512 px, 60% / 40%.
 
 The **ablations** remove one ingredient: *only-VDVAE* is the first guess itself, *no VDVAE* starts stage 2 from
 pure noise (good meaning, wrong layout), *no CLIP-text* and *no CLIP-vision* drop one guide. The **metrics**
@@ -112,9 +143,21 @@ TIER_NOTE = {
 
 METRICS_TAB = "Metrics"
 METRICS_INTRO = (
-    "Means over test trials of the paper's eight metrics (↑ higher is better, ↓ lower is better). Table 1 compares "
-    "subjects (final reconstructions); Table 2 compares the ablations of one subject."
+    "Means over test trials, with bootstrap 95% intervals over trials in brackets (↑ higher is better, ↓ lower is "
+    "better), for the metrics these bundles hold (the paper has eight; those missing are named below with the "
+    "reason). Table 1 compares subjects (final reconstructions); Table 2 compares the ablations of one subject "
+    "and puts baselines that know nothing of the brain beside them: a flat image of the mean colour, the mean "
+    "image, and the seen image blurred to the VDVAE's resolution (the best a perfect stage 1 could do)."
 )
+PLOT_BARS1 = "Bar chart of Table 1: each metric's mean per subject"
+PLOT_BARS2 = "Bar chart of Table 2: each metric's mean per ablation"
+PLOT_DISTRIBUTIONS = "Box plots: each metric's per-trial values per image kind"
+NO_BASELINES = "_No baseline rows in this bundle yet: run `braindiff evaluate {path}`._"
+MISSING_METRICS = "**Metrics these bundles do not have:**"
+MISSING_NETWORK = ("needs the {network} network's ImageNet/CLIP weights, which this install does not carry "
+                   "(`braindiff evaluate --download` fetches them; `braindiff doctor` says where they go).")
+MISSING_CLIP_DEMO = ("the demo tier measures CLIP identification with its own small CLIP encoder instead "
+                     "(demo-CLIP; not comparable to the paper's ViT-L/14 numbers).")
 METRICS_BUNDLES = "Bundles in Table 1"
 METRICS_ABLATION_BUNDLE = "Bundle for Table 2 and the per-trial distributions"
 METRICS_REFRESH = "Update"

@@ -35,6 +35,8 @@ def test_classroom_and_about_tabs(live_app, page):
     page.get_by_text("Which one did the person see?").wait_for()
     page.get_by_role("button", name="1", exact=True).click()
     page.get_by_text("Score:").wait_for()
+    page.locator("#classroom .classroom-choice.bd-right").wait_for()
+    assert page.locator("#classroom .classroom-choice.bd-right").count() == 1  # the answer is revealed
     page.screenshot(path=str(OUTPUT / "classroom.png"), full_page=True)
     page.get_by_role("button", name="Full screen").click()  # classroom mode: only the quiz, filling the screen
     page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'classroom'")
@@ -44,6 +46,7 @@ def test_classroom_and_about_tabs(live_app, page):
     page.get_by_role("tab", name="About").click()
     page.get_by_text("How a picture is read back from the brain").wait_for()
     page.get_by_text("You are looking at the demo tier").wait_for()
+    assert page.locator("img[alt^='The two stages']").count() == 1  # the flow figure is described
     page.screenshot(path=str(OUTPUT / "about.png"), full_page=True)
 
 
@@ -108,6 +111,7 @@ def test_metrics_tab(demo_app, page):
     page.get_by_text("Table 1: subjects").wait_for()
     page.get_by_text("Table 2: ablations of").wait_for()
     page.get_by_role("cell", name="No CLIP-vision").first.wait_for()  # a row of the ablation table
+    assert page.get_by_role("cell", name="Baseline: flat mean colour").count() == 1
     page.screenshot(path=str(OUTPUT / "metrics.png"), full_page=True)
 
 
@@ -118,4 +122,5 @@ def test_browse_opens_on_the_demo(demo_app, page):
     page.locator("img[src$='00000.png']").nth(5).wait_for()  # seen image, VDVAE guess, final, three ablations
     page.get_by_text("This trial's metrics").wait_for()
     page.get_by_text("VDVAE guess", exact=True).last.wait_for()  # a row of the trial's metrics table
+    assert page.locator("#browse-final img").get_attribute("alt").startswith("Final reconstruction, subject 1, image")
     page.screenshot(path=str(OUTPUT / "browse_demo.png"), full_page=True)

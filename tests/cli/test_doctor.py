@@ -89,3 +89,10 @@ def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "braindiff_app", "doctor"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and "workspace:" in result.stdout
+
+
+def test_doctor_opens_with_a_summary_line_per_tier(tmp_path, capsys):
+    assert main(["doctor", "--home", str(tmp_path)]) == 0
+    first, second = capsys.readouterr().out.splitlines()[:2]
+    assert first.startswith("demo: ready (") and "not set up: simulated NSD" in first and "files missing" in first
+    assert second.startswith("real: not set up, ") and second.endswith("files missing (see [MISSING] below)")

@@ -43,7 +43,7 @@ def test_trial_view_metrics(handlers):
     handlers.state.refresh()
     view = handlers.trial("demo-subj01", 5)
     assert view.metric_names == ["PixCorr"]
-    assert view.metric_rows == [["VDVAE guess", "1.000"], ["Brain-Diffuser", "0.500"]]
+    assert view.metric_rows == [["VDVAE guess", "1.000"], ["Final reconstruction", "0.500"]]
 
 
 def test_jump_search_and_errors(handlers):
@@ -96,3 +96,44 @@ def test_show_trial_endpoint_live(live_app):
     assert client.predict("demo-subj01", 1014, api_name="/jump_to_trial") == 2
     gallery, info = client.predict("demo-average", "face", api_name="/search_captions")
     assert len(gallery) == 1 and "1 trial(s) match" in info
+
+
+def test_search_matches_whole_words_only(handlers):
+    bundle = handlers.state.bundle("demo-subj01")
+    captions = {t.index: " ".join(t.captions).lower() for t in bundle.trials}
+    word = next(w for c in captions.values() for w in c.split() if len(w) > 3)
+    hits = handlers.search("demo-subj01", word.upper())
+    assert hits and all(word in captions[i].split() for i in hits)
+    assert handlers.search("demo-subj01", word[:-1] + "zz") == []
+    assert handlers.search("demo-subj01", "a photo of") == handlers.search("demo-subj01", "photo a")  # every word
+    assert handlers.search("demo-subj01", "1021") == [3]  # an image id
+    assert handlers.search("demo-subj01", "  ") == list(range(6))
+
+
+def test_thumbnail_pages_reach_every_result(handlers, monkeypatch):
+    monkeypatch.setattr("braindiff_app.ui.browse.GALLERY_PAGE", 4)
+    indices = handlers.search("demo-subj01", "")
+    pages = [handlers.thumbnails("demo-subj01", indices, p) for p in range(2)]
+    assert [len(p) for p in pages] == [4, 2]
+    assert pages[1][0][1].startswith("#5 ")
+
+
+def test_user_errors_are_one_line_in_the_server_log(live_app, capfd):
+    from gradio_client import Client
+
+    url, _ = live_app
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="Image id 5 is not among demo-subj01"):
+        client.predict("demo-subj01", "5", api_name="/jump_to_trial")
+    log = capfd.readouterr()
+    assert "Traceback" not in log.out + log.err
+
+
+def test_one_image_across_subjects_of_the_same_tier(handlers):
+    items = handlers.across_subjects("demo-subj01", 1021)
+    assert [label for _, label in items] == ["Seen image, image 1021", "VDVAE guess, subject 1, image 1021",
+                                             "Final reconstruction, subject 1, image 1021"]  # real-subj02: other tier
+    assert items[2][0].endswith("final/00003.png")
+    assert handlers.index_of("demo-subj01", 1021) == 3 and handlers.index_of("demo-subj01", 5) is None
+    view = handlers.trial("demo-subj01", 3)
+    assert view.image_id == 1021 and view.alt["final"] == "Final reconstruction, subject 1, image 1021"
