@@ -10,7 +10,9 @@ import json
 import math
 import os
 import shutil
+import struct
 import warnings
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -270,7 +272,7 @@ def read_png(path: Path, bundle: str) -> np.ndarray:
         raise
     except Image.DecompressionBombError as exc:  # PIL's own limit, when the app has lowered it
         raise BundleError(f"{path}: image too large in bundle {bundle} ({exc}).") from None
-    except Exception as exc:  # noqa: BLE001 - any decoder error means a damaged file: name it
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as exc:  # PIL's decoder errors
         raise BundleError(f"{path}: unreadable image in bundle {bundle} ({type(exc).__name__}: {exc}).") from None
 
 

@@ -74,6 +74,8 @@ BUNDLE_FORMAT = "braindiff-bundle"
 BUNDLE_VERSION = 1
 REQUIRED_KINDS = ("ground_truth", "vdvae", "final")
 ABLATION_KINDS = ("no_vdvae", "no_text", "no_vision")
+#: Rows of metrics.json that are not images of the bundle: baselines a metric is read against (evaluation/baselines).
+BASELINE_KINDS = ("baseline_flat", "baseline_mean", "baseline_lowpass")
 IMAGE_KINDS = REQUIRED_KINDS + ABLATION_KINDS
 KIND_LABELS = {
     "ground_truth": "Seen image",
@@ -383,8 +385,9 @@ def write_metrics(bundle_path: str | os.PathLike, metrics: Mapping[str, Mapping[
     path = bundle.path / "metrics.json"
     merged: dict[str, dict[str, list[float | None]]] = json.loads(path.read_text()) if path.exists() else {}
     for kind, table in metrics.items():
-        if kind not in bundle.kinds:
-            raise ValueError(f"metrics: kind {kind!r} is not in bundle {bundle.name} (kinds {list(bundle.kinds)}).")
+        if kind not in bundle.kinds + BASELINE_KINDS:
+            raise ValueError(f"metrics: kind {kind!r} is not in bundle {bundle.name} (kinds {list(bundle.kinds)}) "
+                             f"nor a baseline {BASELINE_KINDS}.")
         for name, values in table.items():
             values = np.asarray(values, dtype=float)
             if values.shape != (bundle.n_trials,):
@@ -458,7 +461,8 @@ class Bundle:
         BundleError naming ``metrics.json`` and the field when the file is damaged or of the wrong shape."""
         if self._metrics is None:
             path = self.path / "metrics.json"
-            raw = check_metrics(read_json(path), path, self.kinds, self.n_trials) if path.exists() else {}
+            raw = check_metrics(read_json(path), path, self.kinds + BASELINE_KINDS, self.n_trials) \
+                if path.exists() else {}
             self._metrics = {
                 kind: {name: np.array([np.nan if v is None else v for v in vals], dtype=float)
                        for name, vals in table.items()}

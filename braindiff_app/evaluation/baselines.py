@@ -9,14 +9,12 @@ are). :func:`bootstrap_interval` gives 95% intervals of a mean over trials.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from braindiff_app.atomic import atomic_write_json
-from braindiff_app.bundles import Bundle
+from braindiff_app.bundles import BASELINE_KINDS, Bundle, write_metrics
 from braindiff_app.evaluation.backbones import Backbones
 from braindiff_app.evaluation.metrics import PIXEL_METRICS, available_metrics, metrics_from_features, pixel_metrics
 from braindiff_app.evaluation.registry import METRICS, check_metrics, format_value
@@ -32,7 +30,6 @@ __all__ = [
     "interval_markdown",
 ]
 
-BASELINE_KINDS = ("baseline_flat", "baseline_mean", "baseline_lowpass")
 BASELINE_LABELS = {
     "baseline_flat": "Baseline: flat mean colour",
     "baseline_mean": "Baseline: mean image",
@@ -74,23 +71,6 @@ def baseline_images(ground_truth: np.ndarray, train_images: np.ndarray | None, l
     mean = np.broadcast_to(np.round(mean_image).astype(np.uint8), ground_truth.shape).copy()
     lowpass = resize_images(resize_images(ground_truth, int(lowpass_size)), (height, width))
     return {"baseline_flat": flat, "baseline_mean": mean, "baseline_lowpass": lowpass}
-
-
-def _write_extra_metrics(bundle: Bundle, metrics: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """Merge ``metrics`` of the baseline kinds into the bundle's metrics.json, atomically (other kinds untouched)."""
-    path = bundle.path / "metrics.json"
-    merged: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    for kind, table in metrics.items():
-        if kind not in BASELINE_KINDS:
-            raise ValueError(f"metrics: kind {kind!r} is not a baseline kind {BASELINE_KINDS}.")
-        for name, values in table.items():
-            values = np.asarray(values, dtype=float)
-            if values.shape != (bundle.n_trials,):
-                raise ValueError(f"metrics[{kind!r}][{name!r}]: expected shape ({bundle.n_trials},), "
-                                 f"got {values.shape}.")
-            merged.setdefault(kind, {})[name] = [None if np.isnan(v) else float(v) for v in values]
-    atomic_write_json(path, merged)
-    bundle._metrics = None  # the Bundle caches metrics.json
 
 
 def evaluate_baselines(bundle: Bundle, backbones: Backbones | None = None, metrics: Iterable[str] | None = None,
@@ -148,7 +128,8 @@ def evaluate_baselines(bundle: Bundle, backbones: Backbones | None = None, metri
             rec_features = backbones.features(images[kind], network, batch_size=batch_size)
             results.update(metrics_from_features({m: gt_features[m] for m in network}, rec_features))
         computed[kind] = {m: np.asarray(results[m], dtype=float) for m in names}
-    _write_extra_metrics(bundle, computed)
+    write_metrics(bundle.path, computed)
+    bundle._metrics = None  # the Bundle caches metrics.json
     return computed
 
 
