@@ -133,7 +133,7 @@ def _text_unet(sub: Path, dtype):
     return cls.from_pretrained(sub, torch_dtype=dtype, local_files_only=True, variant=_variant(sub, _UNET_WEIGHTS))
 
 
-def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileComponents:
+def load_versatile_diffusion(folder: str | Path, dtype=None, parts=None) -> VersatileComponents:
     """Load every component of a local Versatile Diffusion folder (no network: ``local_files_only=True``).
 
     Thread-safe: loads in several threads of one process run one after the other.
@@ -145,6 +145,10 @@ def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileCompone
         ``assets/demo/models/vd``.
     dtype : torch.dtype or None, default None
         Dtype of the loaded weights; None loads float32. Components stay on the CPU: move them with ``.to()``.
+    parts : sequence of str or None, default None
+        Components to load (names of :class:`VersatileComponents`); the others are None. None loads all.
+        ``("image_encoder", "text_encoder", "tokenizer")`` is what CLIP feature extraction needs (the UNets, 10 GB
+        in float32 on the real tier, are then never read).
 
     Returns
     -------
@@ -155,11 +159,16 @@ def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileCompone
     FileNotFoundError
         Naming each missing file, when the folder is incomplete.
     """
+    if parts is not None:
+        parts = tuple(parts)
+        unknown = [p for p in parts if p not in COMPONENTS]
+        if unknown:
+            raise ValueError(f"parts: unknown component(s) {unknown}; expected some of {list(COMPONENTS)}.")
     with _LOAD_LOCK:
-        return _load(Path(folder), dtype)
+        return _load(Path(folder), dtype) if parts is None else _load(Path(folder), dtype, parts)
 
 
-def _load(folder: Path, dtype) -> VersatileComponents:
+def _load(folder: Path, dtype, parts=None) -> VersatileComponents:
     """:func:`load_versatile_diffusion`'s work, run under ``_LOAD_LOCK``."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -169,7 +178,7 @@ def _load(folder: Path, dtype) -> VersatileComponents:
     if not folder.is_dir():
         raise FileNotFoundError(f"Versatile Diffusion folder {folder}: not found. Set BRAINDIFF_VD_DIR or --vd-dir to "
                                 "a folder in diffusers layout (image_unet, text_unet, vae, image_encoder, ...).")
-    missing = missing_files(folder)
+    missing = [p for p in missing_files(folder) if parts is None or p.relative_to(folder).parts[0] in parts]
     if missing:
         raise FileNotFoundError(
             f"Versatile Diffusion folder {folder} is incomplete; missing: " + ", ".join(map(str, missing))
@@ -185,16 +194,17 @@ def _load(folder: Path, dtype) -> VersatileComponents:
         return cls.from_pretrained(sub, dtype=dtype, local_files_only=True,
                                    variant=_variant(sub, _TRANSFORMERS_WEIGHTS))
 
-    text_unet = None if _image_unet_is_dual(folder) else _text_unet(folder / "text_unet", dtype)
-    components = VersatileComponents(
-        vae=unet_like(AutoencoderKL, "vae"),
-        image_unet=unet_like(UNet2DConditionModel, "image_unet"),
-        text_unet=text_unet,
-        image_encoder=clip_like(CLIPVisionModelWithProjection, "image_encoder"),
-        text_encoder=clip_like(CLIPTextModelWithProjection, "text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
-        scheduler=_scheduler(folder / "scheduler"),
-    )
+    loaders = {
+        "vae": lambda: unet_like(AutoencoderKL, "vae"),
+        "image_unet": lambda: unet_like(UNet2DConditionModel, "image_unet"),
+        "text_unet": lambda: None if _image_unet_is_dual(folder) else _text_unet(folder / "text_unet", dtype),
+        "image_encoder": lambda: clip_like(CLIPVisionModelWithProjection, "image_encoder"),
+        "text_encoder": lambda: clip_like(CLIPTextModelWithProjection, "text_encoder"),
+        "tokenizer": lambda: CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
+        "scheduler": lambda: _scheduler(folder / "scheduler"),
+    }
+    components = VersatileComponents(**{name: load() if parts is None or name in parts else None
+                                        for name, load in loaders.items()})
     for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder"):
         module = getattr(components, name)
         if module is not None:

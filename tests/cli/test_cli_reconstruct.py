@@ -16,7 +16,7 @@ def settings(tmp_path, monkeypatch):
     install_stand_ins(monkeypatch)
     settings = make_workspace(tmp_path)
     monkeypatch.setattr(reconstruct_module, "load_pipeline",
-                        lambda settings, subject, device=None: stand_in_pipeline(
+                        lambda settings, subject, device=None, protocol=None: stand_in_pipeline(
                             {} if subject == "average" else load_regressors(settings, subject)))
     return settings
 
