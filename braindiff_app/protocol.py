@@ -30,7 +30,7 @@ PROTOCOL_CHOICES: dict[str, tuple[str, ...]] = {
     "vdvae_quantise": ("round", "truncate"),
     "vdvae_uniform": ("clamp", "rescale"),
     "vdvae_resize": ("torch-bilinear", "bilinear"),
-    "clip_resize": ("torch-bicubic", "pil-bicubic-512"),
+    "clip_resize": ("torch-bicubic", "pil-bilinear-512"),
     "clip_uncond": ("grey", "zero-uint8"),
     "noise_timestep": ("first", "ldm"),
     "caption_source": ("coco-json", "curated-npy"),
@@ -58,8 +58,8 @@ class Protocol:
         (``uniform_(1e-5, 1 - 1e-5)``).
     vdvae_resize : str in {"torch-bilinear", "bilinear"}
         4. 425 -> 64 VDVAE input resize: torch's antialiased bilinear, or (reference) PIL's bilinear.
-    clip_resize : str in {"torch-bicubic", "pil-bicubic-512"}
-        5. CLIP-vision input: one torch bicubic resize to 224, or (reference) PIL bicubic to 512, the [-1, 1]
+    clip_resize : str in {"torch-bicubic", "pil-bilinear-512"}
+        5. CLIP-vision input: one torch bicubic resize to 224, or (reference) PIL bilinear to 512, the [-1, 1]
         round trip truncated to uint8, then CLIP's processor (PIL bicubic to 224).
     clip_uncond : str in {"grey", "zero-uint8"}
         5. Unconditional image: grey 0.5, or (reference) the all-zero [-1, 1] image after the processor's uint8
@@ -114,7 +114,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "reference": Protocol(
         name="reference", vdvae_latents="sample", vdvae_pixels="sample", vdvae_quantise="truncate",
-        vdvae_uniform="rescale", vdvae_resize="bilinear", clip_resize="pil-bicubic-512", clip_uncond="zero-uint8",
+        vdvae_uniform="rescale", vdvae_resize="bilinear", clip_resize="pil-bilinear-512", clip_uncond="zero-uint8",
         noise_timestep="ldm", caption_source="curated-npy", caption_selection="all",
     ),
 }

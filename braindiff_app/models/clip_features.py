@@ -35,7 +35,7 @@ __all__ = [
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: How images become CLIP input (``clip_vision_features(resize=...)``).
-CLIP_RESIZES = ("torch-bicubic", "pil-bicubic-512")
+CLIP_RESIZES = ("torch-bicubic", "pil-bilinear-512")
 #: The unconditional image (``unconditional_features(image=...)``).
 UNCOND_IMAGES = ("grey", "zero-uint8")
 #: The reference's stimulus side before CLIP's processor (its Versatile Diffusion input size).
@@ -68,7 +68,8 @@ def clip_pixel_values(images01: torch.Tensor, size: int) -> torch.Tensor:
 def reference_pixel_values(images: np.ndarray, size: int) -> torch.Tensor:
     """CLIP input (n, 3, size, size) as the reference makes it from uint8 stimuli (n, height, width, 3).
 
-    PIL bicubic to 512 x 512; ``to_tensor`` (/255) and ``* 2 - 1`` (Versatile Diffusion's pixel space); its CLIP
+    PIL bilinear to 512 x 512 (``scripts/clipvision_extract_features.py`` line 46: torchvision 0.13's ``resize`` of a
+    PIL image, whose default is bilinear; docs/reproduce.md, item 5); ``to_tensor`` (/255) and ``* 2 - 1`` (Versatile Diffusion's pixel space); its CLIP
     wrapper's ``(x + 1) / 2``; the processor's float -> uint8 conversion (``(x * 255).astype(uint8)``, truncating);
     PIL bicubic to ``size`` (shortest edge; square stimuli need no crop); /255; CLIP's mean/std normalisation.
     """
@@ -76,7 +77,8 @@ def reference_pixel_values(images: np.ndarray, size: int) -> torch.Tensor:
 
     out = np.empty((len(images), size, size, 3), np.float32)
     for i, image in enumerate(images):
-        big = np.asarray(Image.fromarray(np.asarray(image)).resize((REFERENCE_SIDE, REFERENCE_SIDE), Image.BICUBIC))
+        big = np.asarray(Image.fromarray(np.asarray(image)).resize((REFERENCE_SIDE, REFERENCE_SIDE),
+                                                                 Image.BILINEAR))
         vd = big.astype(np.float32) / np.float32(255) * np.float32(2) - np.float32(1)
         u8 = ((vd + np.float32(1)) / np.float32(2) * np.float32(255)).astype(np.uint8)
         side = min(u8.shape[:2])
@@ -114,9 +116,9 @@ def clip_vision_features(image_encoder, images: np.ndarray, batch_size: int = 16
         Images per forward pass.
     progress : bool, default False
         Show a progress bar.
-    resize : str in {"torch-bicubic", "pil-bicubic-512"}, default "torch-bicubic"
+    resize : str in {"torch-bicubic", "pil-bilinear-512"}, default "torch-bicubic"
         - "torch-bicubic": one antialiased torch bicubic resize to the encoder's size;
-        - "pil-bicubic-512": the reference's way (:func:`reference_pixel_values`).
+        - "pil-bilinear-512": the reference's way (:func:`reference_pixel_values`).
 
     Returns
     -------
@@ -129,7 +131,7 @@ def clip_vision_features(image_encoder, images: np.ndarray, batch_size: int = 16
     check_in_allowed(resize, CLIP_RESIZES, "resize")
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="CLIP vision", disable=not progress):
-        if resize == "pil-bicubic-512":
+        if resize == "pil-bilinear-512":
             pixels = reference_pixel_values(images[start:start + batch_size], image_encoder.config.image_size)
             out.append(_vision_tokens(image_encoder, None, pixels).numpy())
             continue

@@ -139,14 +139,14 @@ def test_item4_reference_vdvae_input_is_pil_bilinear(vdvae):
 
 # -- item 5: CLIP-vision input and the unconditional image -------------------------------------------------------
 def _reference_clip_input(images: np.ndarray, size: int) -> torch.Tensor:
-    """torchvision resize (PIL bicubic) to 512, to_tensor, *2-1; VD's clip wrapper (x+1)/2 -> numpy; the CLIP
+    """torchvision 0.13 resize of a PIL image (default: PIL bilinear) to 512, to_tensor, *2-1; VD's clip wrapper (x+1)/2 -> numpy; the CLIP
     processor (transformers 4.19-4.25): to_pil_image ((x*255).astype(uint8)), resize shortest edge (bicubic), center
     crop, /255, normalise."""
     mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(3, 1, 1)
     std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(3, 1, 1)
     out = []
     for image in images:
-        img = Image.fromarray(image).resize((512, 512), Image.BICUBIC)
+        img = Image.fromarray(image).resize((512, 512), Image.BILINEAR)
         t = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div(255) * 2 - 1
         v = ((t + 1) / 2).numpy().transpose(1, 2, 0)
         pil = Image.fromarray((v * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
