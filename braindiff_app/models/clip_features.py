@@ -68,10 +68,11 @@ def clip_pixel_values(images01: torch.Tensor, size: int) -> torch.Tensor:
 def reference_pixel_values(images: np.ndarray, size: int) -> torch.Tensor:
     """CLIP input (n, 3, size, size) as the reference makes it from uint8 stimuli (n, height, width, 3).
 
-    PIL bilinear to 512 x 512 (``scripts/clipvision_extract_features.py`` line 46: torchvision 0.13's ``resize`` of a
-    PIL image, whose default is bilinear; docs/reproduce.md, item 5); ``to_tensor`` (/255) and ``* 2 - 1`` (Versatile Diffusion's pixel space); its CLIP
-    wrapper's ``(x + 1) / 2``; the processor's float -> uint8 conversion (``(x * 255).astype(uint8)``, truncating);
-    PIL bicubic to ``size`` (shortest edge; square stimuli need no crop); /255; CLIP's mean/std normalisation.
+    PIL bilinear to 512 x 512 (``scripts/clipvision_extract_features.py`` line 46: torchvision 0.13's ``resize``
+    of a PIL image, bilinear by default; docs/reproduce.md, item 5); ``to_tensor`` (/255) and ``* 2 - 1``
+    (Versatile Diffusion's pixel space); its CLIP wrapper's ``(x + 1) / 2``; the processor's float -> uint8
+    conversion (``(x * 255).astype(uint8)``, truncating); PIL bicubic to ``size`` (shortest edge; square stimuli
+    need no crop); /255; CLIP's mean/std normalisation.
     """
     from PIL import Image
 

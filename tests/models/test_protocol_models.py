@@ -139,7 +139,8 @@ def test_item4_reference_vdvae_input_is_pil_bilinear(vdvae):
 
 # -- item 5: CLIP-vision input and the unconditional image -------------------------------------------------------
 def _reference_clip_input(images: np.ndarray, size: int) -> torch.Tensor:
-    """torchvision 0.13 resize of a PIL image (default: PIL bilinear) to 512, to_tensor, *2-1; VD's clip wrapper (x+1)/2 -> numpy; the CLIP
+    """torchvision 0.13 resize of a PIL image (default: PIL bilinear) to 512, to_tensor, *2-1; VD's clip wrapper
+    (x+1)/2 -> numpy; the CLIP
     processor (transformers 4.19-4.25): to_pil_image ((x*255).astype(uint8)), resize shortest edge (bicubic), center
     crop, /255, normalise."""
     mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(3, 1, 1)
