@@ -70,7 +70,8 @@ class BrowseHandlers:
         rows = [[KIND_LABELS[k]] + [_fmt(metrics[k].get(n)) for n in names] for k in IMAGE_KINDS if k in metrics]
         captions = "\n".join(f"- {c}" for c in record.captions) or "_(no caption)_"
         header = (f"**{text.subject_label(bundle.subject, bundle.tier, bundle.name)}** · trial {index + 1} of "
-                  f"{bundle.n_trials} · image id {record.trial_id}")
+                  f"{bundle.n_trials} · image id {record.trial_id} · "
+                  f"{text.protocol_label(bundle.manifest.settings.get('protocol', 'braindiff'))}")
         return TrialView(index, images, header, captions, names, rows)
 
     def jump(self, bundle_name: str, trial_id: int) -> int:
