@@ -3,7 +3,7 @@
 Each measurement runs in a fresh child process (peak RSS is per process), side by side in one run:
 - load: ``load_versatile_diffusion`` with the whole text UNet ("before") vs only its transformer blocks
   (``text_unet="attention"``, what ``load_pipeline`` now does: "after");
-- reconstruct: the same load, then the dual-guided img2img stage on one image at the folder's size (2 DDIM steps);
+- reconstruct: the same load, then the dual-guided img2img stage on one 64 px image (2 DDIM steps);
 - extract clip: every component ("before", what ``braindiff extract clip`` used to load) vs the CLIP parts only.
 
 Usage: python bench/memory.py [--vd FOLDER]   (default: the committed demo Versatile Diffusion folder; pass a
@@ -41,7 +41,8 @@ def child(vd: str, case: str, options: dict) -> None:
         from braindiff_app.models.clip_features import unconditional_features
         from braindiff_app.models.img2img import DualGuidedImg2Img
 
-        pipe = DualGuidedImg2Img(components.vae, components.image_unet, components.text_unet, components.scheduler)
+        pipe = DualGuidedImg2Img(components.vae, components.image_unet, components.text_unet, components.scheduler,
+                                 image_size=64)
         v_u, t_u = unconditional_features(components.image_encoder, components.text_encoder, components.tokenizer)
         rng = np.random.default_rng(0)
         pipe(rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8), rng.standard_normal(v_u.shape, np.float32),
