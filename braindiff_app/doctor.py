@@ -59,7 +59,7 @@ def _module(name: str, pip_name: str) -> Asset:
 def _demo_features(settings: Settings) -> list[Feature]:
     demo = settings.with_overrides(tier="demo")
     anatomy = DEMO_ANATOMY_DIR
-    nsd = settings.nsd_dir
+    nsd = demo.nsd_dir  # the demo tier's simulated NSD, whatever the current tier (the real one may have none set)
     return [
         Feature("demo", "demo anatomy, ROIs and flatmap", tuple(
             Asset(anatomy / name, f"demo anatomy file {name} (rebuild with `braindiff demo anatomy`, needs pycortex)")

@@ -17,8 +17,9 @@ import numpy as np
 
 from braindiff_app.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from braindiff_app.config import Settings, check_in_allowed, resolve_device, resolve_dtype
+from braindiff_app.protocol import Protocol, get_protocol
 
-__all__ = ["SPLITS", "VDVAE_MODES", "extract_vdvae_features", "extract_clip_features"]
+__all__ = ["SPLITS", "VDVAE_MODES", "extract_vdvae_features", "extract_clip_features", "require_prepared"]
 
 #: The prepared splits, each written to its own features file.
 SPLITS = ("train", "test")
@@ -40,13 +41,14 @@ def extract_vdvae_features(
     settings: Settings,
     subject: int | str,
     *,
-    mode: str = "mean",
+    mode: str | None = None,
     seed: int = 0,
     n_layers: int | None = None,
     batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = True,
     log: LogCallback | None = None,
+    protocol: str | Protocol | None = None,
 ) -> Path:
     """Write the VDVAE latents of a prepared subject's train and test images.
 
@@ -59,9 +61,10 @@ def extract_vdvae_features(
         Tier, workspace, model location, device and dtype.
     subject : int or str
         NSD subject number (1, 2, 5, 7; demo: 1), prepared (``images_{train,test}.npy``).
-    mode : str in {"mean", "sample"}, default "mean"
-        - "mean": posterior means (reproducible);
-        - "sample": seeded posterior samples (the reference code).
+    mode : str in {"mean", "sample"}, optional
+        - "mean": posterior means (reproducible; the braindiff protocol's);
+        - "sample": seeded posterior samples (the reference code's).
+        Default: the protocol's ``vdvae_latents``.
     seed : int, default 0
         Seed of ``mode="sample"``.
     n_layers : int, optional
@@ -74,6 +77,8 @@ def extract_vdvae_features(
         tqdm progress bars.
     log : callable (str), optional
         Receives one line per split written or skipped.
+    protocol : str in {"braindiff", "reference"} or Protocol, default "braindiff"
+        Gives the default ``mode`` and the input resize (``vdvae_resize``; :mod:`braindiff_app.protocol`).
 
     Returns
     -------
@@ -97,8 +102,11 @@ def extract_vdvae_features(
     from braindiff_app import __version__
     from braindiff_app.models.vdvae import extract_latents, load_demo_vdvae, load_vdvae
 
+    protocol = get_protocol(protocol)
+    mode = protocol.vdvae_latents if mode is None else mode
     check_in_allowed(mode, VDVAE_MODES, "mode")
     prepared = settings.subject_dir("prepared", subject)
+    require_prepared(prepared, subject)
     out = settings.subject_dir("features", subject)
     sources = {split: prepared / f"images_{split}.npy" for split in SPLITS}
     for path in sources.values():
@@ -119,6 +127,7 @@ def extract_vdvae_features(
     identity = {
         "model": config.name, "weights": str(weights), "config": config.to_dict(), "n_layers": n_layers,
         "mode": mode, "seed": seed if mode == "sample" else None, "dtype": str(dtype).split(".")[-1],
+        "protocol": protocol.name, "resize": protocol.vdvae_resize,
     }
     meta_path = out / "vdvae.json"
     previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -135,7 +144,7 @@ def extract_vdvae_features(
             _log(log, f"{target} exists with the same model and options; skipped (--overwrite to redo)")
             continue
         latents = extract_latents(model, images, n_layers=n_layers, mode=mode, seed=seed, batch_size=batch_size,
-                                  progress=progress)
+                                  progress=progress, resample=protocol.vdvae_resize)
         atomic_save_npy(target, latents)
         _log(log, f"wrote {target} {latents.shape}")
     atomic_write_json(meta_path, {
@@ -148,6 +157,15 @@ def extract_vdvae_features(
                      "python": platform.python_version()},
     })
     return out
+
+
+def require_prepared(prepared: Path, subject: int | str) -> None:
+    """Raise FileNotFoundError when ``prepared`` holds prepare's outputs (``fmri_*.npy``, its ``.partial`` folder)
+    but not ``meta.json``, the file ``braindiff prepare`` writes last: the preparation stopped part way."""
+    started = any((prepared / name).exists() for name in ("fmri_train.npy", "fmri_test.npy", ".partial"))
+    if started and not (prepared / "meta.json").is_file():
+        raise FileNotFoundError(f"{prepared / 'meta.json'}: not found, so subject {subject}'s preparation is missing "
+                                f"or did not finish; run `braindiff prepare --subject {subject}` (it resumes).")
 
 
 def _write_in_chunks(path: Path, n: int, compute: Callable[[int, int], np.ndarray]) -> None:
@@ -172,6 +190,7 @@ def extract_clip_features(
     overwrite: bool = False,
     progress: bool = True,
     log: LogCallback | None = None,
+    protocol: str | Protocol | None = None,
 ) -> Path:
     """Write the CLIP-vision and CLIP-text token features of a prepared subject's images and captions.
 
@@ -194,6 +213,9 @@ def extract_clip_features(
         tqdm progress bars.
     log : callable (str), optional
         Receives one line per file skipped and one when done.
+    protocol : str in {"braindiff", "reference"} or Protocol, default "braindiff"
+        Gives the CLIP-vision input resize (``clip_resize``; :mod:`braindiff_app.protocol`). The captions are the
+        prepared subject's (selected by ``braindiff prepare --protocol``).
 
     Returns
     -------
@@ -220,7 +242,9 @@ def extract_clip_features(
     from braindiff_app.models.versatile import load_versatile_diffusion
     from braindiff_app.provenance import files_fingerprint
 
+    protocol = get_protocol(protocol)
     prepared = settings.subject_dir("prepared", subject)
+    require_prepared(prepared, subject)
     out = settings.subject_dir("features", subject)
     needed = [prepared / f"{kind}_{split}.{ext}" for split in SPLITS
               for kind, ext in (("images", "npy"), ("captions", "json"))]
@@ -235,14 +259,16 @@ def extract_clip_features(
     device = resolve_device(settings.device)
     # Regression targets are kept in float32 unless a dtype is asked for explicitly (fp16 would round them).
     dtype = torch.float32 if settings.dtype == "auto" else resolve_dtype(settings.dtype, device)
-    components = load_versatile_diffusion(folder, dtype=dtype)
+    # Only the CLIP parts: the UNets (10 GB in float32 on the real tier) are never read.
+    components = load_versatile_diffusion(folder, dtype=dtype, parts=("image_encoder", "text_encoder", "tokenizer"))
     image_encoder = components.image_encoder.to(device)
     text_encoder = components.text_encoder.to(device)
     # What made the features: features of another model (or retrained weights at the same path), dtype or
     # transformers version are never reused.
     identity = {"model": str(Path(folder).resolve()), "model_fingerprint": files_fingerprint(folder),
                 "dtype": str(dtype).removeprefix("torch."),
-                "transformers": transformers.__version__}
+                "transformers": transformers.__version__, "protocol": protocol.name,
+                "clip_resize": protocol.clip_resize}
     meta_path = out / "clip.json"
     previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     reuse = not overwrite and {k: previous.get(k) for k in identity} == identity
@@ -254,7 +280,8 @@ def extract_clip_features(
         images = np.load(prepared / f"images_{split}.npy", mmap_mode="r", allow_pickle=False)
         captions = json.loads((prepared / f"captions_{split}.json").read_text())
         jobs = [(vision_path, len(images), lambda a, b, images=images: clip_vision_features(
-                    image_encoder, np.asarray(images[a:b]), batch_size, progress=progress)),
+                    image_encoder, np.asarray(images[a:b]), batch_size, progress=progress,
+                    resize=protocol.clip_resize)),
                 (text_path, len(captions), lambda a, b, captions=captions: clip_text_features(
                     text_encoder, components.tokenizer, captions[a:b], batch_size, progress=progress))]
         for path, n, compute in jobs:

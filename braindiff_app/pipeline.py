@@ -22,6 +22,7 @@ from braindiff_app.config import (
     resolve_device,
     resolve_dtype,
 )
+from braindiff_app.protocol import Protocol, get_protocol
 from braindiff_app.regression import RESCALE_MODES
 from braindiff_app.regression.workspace import FEATURE_NAMES, load_regressors
 from braindiff_app.stage2 import Stage2Settings
@@ -220,11 +221,16 @@ class BrainDiffuserPipeline:
         Number of VDVAE latent layers the regressor predicts (the rest come from the prior). Default: the VDVAE
         config's ``n_latent_layers`` (31 for imagenet64, as the paper).
     image_size : int, optional
-        Side of the final images in pixels. Default: the image UNet's sample size times the VAE's scale factor.
+        Side of the final images in pixels. Default: the image UNet's sample size times the VAE's scale factor
+        (512 when the config's sample size is null).
+    protocol : str in {"braindiff", "reference"} or Protocol, default "braindiff"
+        Procedural choices of the VDVAE pixels, the unconditional image and the diffusion start
+        (:mod:`braindiff_app.protocol`).
     """
 
     def __init__(self, regressors, vdvae, vae, image_unet, text_unet, image_encoder, text_encoder, tokenizer,
-                 scheduler, *, vdvae_layers: int | None = None, image_size: int | None = None) -> None:
+                 scheduler, *, vdvae_layers: int | None = None, image_size: int | None = None,
+                 protocol: str | Protocol | None = None) -> None:
         self.regressors = dict(regressors or {})
         self.vdvae = vdvae
         self.vae = vae
@@ -238,8 +244,11 @@ class BrainDiffuserPipeline:
             vdvae_layers = getattr(getattr(vdvae, "config", None), "n_latent_layers", 31)
         self.vdvae_layers = int(vdvae_layers)
         if image_size is None:
-            image_size = image_unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
+            from braindiff_app.models.img2img import default_image_size
+
+            image_size = default_image_size(image_unet, vae)
         self.image_size = int(image_size)
+        self.protocol = get_protocol(protocol)
         self._unconditional: tuple[np.ndarray, np.ndarray] | None = None
         self._img2img = None
 
@@ -298,15 +307,18 @@ class BrainDiffuserPipeline:
         """
         from braindiff_app.models.vdvae import decode_latents
 
+        p = self.protocol
         return decode_latents(self.vdvae, latents, n_layers=self.vdvae_layers, temperature=temperature,
-                              seeds=seeds, batch_size=batch_size, progress=False)
+                              seeds=seeds, batch_size=batch_size, progress=False, pixels=p.vdvae_pixels,
+                              quantise=p.vdvae_quantise, uniform=p.vdvae_uniform)
 
     def unconditional_features(self) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of an all-zero image (1, 257, clip_dim) and an empty caption (1, 77, clip_dim), cached."""
         if self._unconditional is None:
             from braindiff_app.models.clip_features import unconditional_features
 
-            self._unconditional = unconditional_features(self.image_encoder, self.text_encoder, self.tokenizer)
+            self._unconditional = unconditional_features(self.image_encoder, self.text_encoder, self.tokenizer,
+                                                         image=self.protocol.clip_uncond)
         return self._unconditional
 
     def diffusion_stage(self, init_images: np.ndarray | None, vision: np.ndarray | None, text: np.ndarray | None,
@@ -322,10 +334,10 @@ class BrainDiffuserPipeline:
 
         if self._img2img is None:
             self._img2img = DualGuidedImg2Img(vae=self.vae, image_unet=self.image_unet, text_unet=self.text_unet,
-                                              scheduler=self.scheduler)
+                                              scheduler=self.scheduler, image_size=self.image_size)
         vision_uncond, text_uncond = self.unconditional_features()
         out = self._img2img(init_images, vision, text, seeds=seeds, vision_uncond=vision_uncond,
-                            text_uncond=text_uncond, **params)
+                            text_uncond=text_uncond, noise_timestep=self.protocol.noise_timestep, **params)
         return np.asarray(out.images)
 
     # -- the call -------------------------------------------------------------------------------------------
@@ -427,7 +439,8 @@ class BrainDiffuserPipeline:
 # --------------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------------
-def load_pipeline(settings: Settings, subject: int | str | None, device=None) -> BrainDiffuserPipeline:
+def load_pipeline(settings: Settings, subject: int | str | None, device=None,
+                  protocol: str | Protocol | None = None) -> BrainDiffuserPipeline:
     """Build the pipeline of a tier for a subject, every component on the configured device.
 
     Parameters
@@ -439,6 +452,8 @@ def load_pipeline(settings: Settings, subject: int | str | None, device=None) ->
         Whose regressors to load; ``"average"`` or None loads none (pass features to the pipeline).
     device : torch.device, optional
         Overrides ``settings.device`` (one process per GPU under ``accelerate launch``).
+    protocol : str in {"braindiff", "reference"} or Protocol, default "braindiff"
+        See :mod:`braindiff_app.protocol`.
 
     Returns
     -------
@@ -455,10 +470,12 @@ def load_pipeline(settings: Settings, subject: int | str | None, device=None) ->
         vdvae = load_demo_vdvae(vdvae_path)
     else:
         vdvae = load_vdvae(vdvae_path, VDVAEConfig.imagenet64())
-    vd = load_versatile_diffusion(vd_folder, dtype=dtype)
+    # Only the text UNet's transformer blocks: dual guidance uses nothing else of it (267 M of 1.71 B parameters).
+    vd = load_versatile_diffusion(vd_folder, dtype=dtype, text_unet="attention")
     # The VDVAE stays in float32 (its deep residual stack overflows in float16).
     vdvae = vdvae.to(device)
     # Loaded in ``dtype`` already: only the device changes here.
     modules = {name: None if getattr(vd, name) is None else getattr(vd, name).to(device)
                for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder")}
-    return BrainDiffuserPipeline(regressors, vdvae, tokenizer=vd.tokenizer, scheduler=vd.scheduler, **modules)
+    return BrainDiffuserPipeline(regressors, vdvae, tokenizer=vd.tokenizer, scheduler=vd.scheduler, protocol=protocol,
+                                 **modules)

@@ -28,6 +28,7 @@ from braindiff_app.pipeline import (
     predict_features,
     trial_seeds,
 )
+from braindiff_app.protocol import Protocol, get_protocol
 from braindiff_app.provenance import model_identities
 from braindiff_app.regression import FEATURE_NAMES, RESCALE_MODES, load_regressors, subjects_with_regressors
 from braindiff_app.stage2 import Stage2Settings
@@ -170,6 +171,7 @@ def reconstruct_subject(
     batch_size: int = 8,
     progress: bool = True,
     pipeline: BrainDiffuserPipeline | None = None,
+    protocol: str | Protocol | None = None,
 ) -> Path:
     """Run the pipeline over every test trial of a subject (or the average) and write a bundle.
 
@@ -200,6 +202,9 @@ def reconstruct_subject(
         Show a tqdm bar (main process only).
     pipeline : BrainDiffuserPipeline, optional
         Already loaded models (its regressors are used for a single subject when present).
+    protocol : str in {"braindiff", "reference"} or Protocol, optional
+        Procedural choices (:mod:`braindiff_app.protocol`), recorded in the manifest's settings. Default: the given
+        pipeline's, else "braindiff".
 
     Returns
     -------
@@ -219,7 +224,10 @@ def reconstruct_subject(
     # One process per GPU under `accelerate launch` (or torchrun); CPU processes need accelerate told so.
     state = PartialState(cpu=resolve_device(settings.device).type == "cpu")
     if pipeline is None:
-        pipeline = load_pipeline(settings, subject, device=state.device if state.num_processes > 1 else None)
+        pipeline = load_pipeline(settings, subject, device=state.device if state.num_processes > 1 else None,
+                                 protocol=protocol)
+    elif protocol is not None:
+        pipeline.protocol = get_protocol(protocol)
     regressors = pipeline.regressors if str(subject) != "average" and pipeline.regressors else None
     test, features, subjects = predict_test_features(settings, subject, rescale, regressors=regressors)
     n = len(test.trial_ids) if limit is None else min(int(limit), len(test.trial_ids))
@@ -231,7 +239,7 @@ def reconstruct_subject(
         tier=settings.tier, n_trials=n, kinds=REQUIRED_KINDS + tuple(dict.fromkeys(ablations)),
         settings={**params, "mixing": stage2.mixing, "seed": int(seed),
                   "rescale": rescale, "vdvae_layers": pipeline.vdvae_layers, "subjects": subjects,
-                  "alphas": _alphas(settings, subjects, regressors)},
+                  "alphas": _alphas(settings, subjects, regressors), "protocol": pipeline.protocol.name},
         models=model_identities(settings, subjects), image_size=pipeline.image_size,
     )
     recover_bundle(root, manifest.name)  # a publish killed between its renames is completed or rolled back

@@ -35,7 +35,8 @@ def fit_regressors(seed: int = 0, n_trials: int = 30) -> dict[str, RidgeRegresso
     return regressors
 
 
-def decode_latents(model, latents, n_layers=31, temperature=1.0, seeds=None, batch_size=32, progress=True):
+def decode_latents(model, latents, n_layers=31, temperature=1.0, seeds=None, batch_size=32, progress=True,
+                   **protocol_options):
     """Stand-in VDVAE decoder: latents shape the image, the seed adds its own noise."""
     noise = np.stack([np.random.default_rng(int(s)).normal(size=(VDVAE_RES, VDVAE_RES, 3)) for s in seeds])
     base = np.tanh(np.asarray(latents)[:, :VDVAE_RES * VDVAE_RES * 3].reshape(-1, VDVAE_RES, VDVAE_RES, 3))
@@ -48,11 +49,12 @@ class StandInImg2Img:
     calls: list[dict] = []
     fail_after: int | None = None
 
-    def __init__(self, vae, image_unet, text_unet, scheduler):
+    def __init__(self, vae, image_unet, text_unet, scheduler, image_size=None):
         self.image_size = IMAGE_SIZE
 
     def __call__(self, init_images, vision, text, strength=0.75, vision_weight=0.6, guidance_scale=7.5,
-                 num_inference_steps=50, seeds=None, batch_size=8, vision_uncond=None, text_uncond=None):
+                 num_inference_steps=50, seeds=None, batch_size=8, vision_uncond=None, text_uncond=None,
+                 noise_timestep="first"):
         StandInImg2Img.calls.append({"init": init_images is not None, "vision": vision is not None,
                                      "text": text is not None, "n": len(seeds)})
         if StandInImg2Img.fail_after is not None and len(StandInImg2Img.calls) > StandInImg2Img.fail_after:
@@ -71,7 +73,7 @@ class StandInImg2Img:
         return SimpleNamespace(images=np.stack(out))
 
 
-def _unconditional(image_encoder, text_encoder, tokenizer):
+def _unconditional(image_encoder, text_encoder, tokenizer, image="grey"):
     return np.zeros((1, N_TOKENS_V, CLIP_DIM), np.float32), np.zeros((1, N_TOKENS_T, CLIP_DIM), np.float32)
 
 

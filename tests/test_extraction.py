@@ -60,3 +60,18 @@ def test_extract_clip_features_writes_token_features(tmp_path, capsys):
     extract_clip_features(settings, 1, progress=False, log=lines.append)
     assert sum("skipped" in line for line in lines) == 4
     assert capsys.readouterr().out == ""
+
+
+def test_protocols_are_recorded_and_reference_features_differ(tmp_path):
+    """--protocol reference: posterior samples and PIL bilinear input for the VDVAE; features made under another
+    protocol are recomputed, never reused."""
+    settings = load_settings(home=tmp_path, tier="demo", device="cpu")
+    _prepare(settings)
+    out = extract_vdvae_features(settings, 1, progress=False)
+    ours = np.load(out / "vdvae_test.npy")
+    meta = json.loads((out / "vdvae.json").read_text())
+    assert (meta["protocol"], meta["mode"], meta["resize"]) == ("braindiff", "mean", "torch-bilinear")
+    extract_vdvae_features(settings, 1, progress=False, protocol="reference")
+    meta = json.loads((out / "vdvae.json").read_text())
+    assert (meta["protocol"], meta["mode"], meta["resize"], meta["seed"]) == ("reference", "sample", "bilinear", 0)
+    assert not np.allclose(np.load(out / "vdvae_test.npy"), ours)

@@ -88,3 +88,61 @@ def test_roi_recipe_on_real_components_recreates_its_image(settings, tmp_path):
     np.testing.assert_array_equal(again.final, first.final)
     other = models.generate(Recipe(subject="1", regions={"V2": 1.0}, seed=5, settings={"num_inference_steps": 4}))
     assert not np.array_equal(other.final, first.final)
+
+
+def _fmri(n=2):
+    return (np.random.default_rng(1).normal(size=(n, N_VOXELS)) * 300).astype(np.float32)
+
+
+def test_image_size_is_honoured(settings):
+    """BrainDiffuserPipeline(image_size=...) sets the output side (it used to be stored and ignored)."""
+    from braindiff_app.pipeline import BrainDiffuserPipeline
+
+    torch.set_num_threads(1)
+    pipe = load_pipeline(settings, 1)
+    parts = {name: getattr(pipe, name) for name in ("vdvae", "vae", "image_unet", "text_unet", "image_encoder",
+                                                    "text_encoder", "tokenizer", "scheduler")}
+    big = BrainDiffuserPipeline(pipe.regressors, image_size=32, **parts)
+    out = big(_fmri(), seeds=trial_seeds([1, 2]), num_inference_steps=2, rescale="train")
+    assert big.image_size == 32 and out.final.shape == (2, 32, 32, 3)
+    with pytest.raises(ValueError, match="image_size: expected a positive multiple"):
+        BrainDiffuserPipeline(pipe.regressors, image_size=7, **parts)(
+            _fmri(), seeds=trial_seeds([1, 2]), num_inference_steps=2, rescale="train")
+
+
+def test_sample_size_null_loads_and_runs(settings, demo_models, tmp_path):
+    """Versatile Diffusion's image UNet config had "sample_size": null before a later fix."""
+    import json
+    import shutil
+
+    from braindiff_app.pipeline import BrainDiffuserPipeline
+
+    root, _ = demo_models
+    copy = tmp_path / "vd-null"
+    shutil.copytree(root / "vd", copy)
+    config_path = copy / "image_unet" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["sample_size"] = None
+    config_path.write_text(json.dumps(config))
+    from braindiff_app.models.versatile import load_versatile_diffusion
+
+    vd = load_versatile_diffusion(copy)
+    pipe = load_pipeline(settings, 1)
+    parts = dict(vdvae=pipe.vdvae, vae=vd.vae, image_unet=vd.image_unet, text_unet=vd.text_unet,
+                 image_encoder=vd.image_encoder, text_encoder=vd.text_encoder, tokenizer=vd.tokenizer,
+                 scheduler=vd.scheduler)
+    with pytest.warns(UserWarning, match="sample_size is null; using 512 px"):
+        assert BrainDiffuserPipeline(pipe.regressors, **parts).image_size == 512
+    out = BrainDiffuserPipeline(pipe.regressors, image_size=16, **parts)(
+        _fmri(), seeds=trial_seeds([1, 2]), num_inference_steps=2, rescale="train")
+    assert out.final.shape == (2, 16, 16, 3)
+
+
+def test_reference_protocol_runs_end_to_end_and_differs(settings):
+    torch.set_num_threads(1)
+    ours, ref = load_pipeline(settings, 1), load_pipeline(settings, 1, protocol="reference")
+    assert (ours.protocol.name, ref.protocol.name) == ("braindiff", "reference")
+    kw = dict(seeds=trial_seeds([1, 2]), num_inference_steps=4, rescale="train")
+    a, b = ours(_fmri(), **kw), ref(_fmri(), **kw)
+    assert a.final.shape == b.final.shape == (2, 16, 16, 3)
+    assert not np.array_equal(a.vdvae, b.vdvae) and not np.array_equal(a.final, b.final)

@@ -19,7 +19,7 @@ import traceback
 from braindiff_app import __version__
 from braindiff_app.config import DTYPES, TIERS, set_cpu_threads
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_protocol_argument", "build_parser", "main"]
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("app", "doctor", "bundles", "demo_data", "prepare", "extract", "extract_clip", "fit", "reconstruct",
@@ -40,6 +40,15 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=int, help="torch CPU threads (default: the cores that the machine's other "
                        "work leaves free, from the load average)")
     _add_debug(group)
+
+
+def add_protocol_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--protocol {braindiff,reference}`` (see :mod:`braindiff_app.protocol` and docs/reproduce.md)."""
+    from braindiff_app.protocol import DEFAULT_PROTOCOL, PROTOCOLS
+
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default=DEFAULT_PROTOCOL,
+                        help="procedure: 'braindiff' (default, the project's choices) or 'reference' (the paper's "
+                        "code, item by item; docs/reproduce.md)")
 
 
 def _add_debug(parser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from braindiff_app.cli import add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
 
 METRICS_HELP = ("PixCorr, SSIM (standard 2-D), SSIM-ref (the reference's per-column variant), AlexNet(2), "
                 "AlexNet(5), Inception, CLIP, demo-CLIP, EffNet-B, SwAV")
@@ -39,6 +39,7 @@ def register(subparsers, demo_subparsers) -> None:
                         "the "
                         "VDVAE's resolution), stored as extra kinds in metrics.json; computed unless --kinds is given")
     parser.add_argument("--batch-size", type=int, default=32, help="images per network pass (default 32)")
+    add_protocol_argument(parser)
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
     wanted = check_metrics(args.metrics, "--metrics")
     paths = [_resolve_bundle(b, settings) for b in args.bundles]
     bundles = [open_bundle(p) for p in paths]
+    made_with = {b.name: b.manifest.settings.get("protocol", "braindiff") for b in bundles}
+    other = {name: p for name, p in made_with.items() if p != args.protocol}
+    if other:  # the metrics themselves are computed the same way under both protocols (docs/reproduce.md)
+        print(f"note: --protocol {args.protocol}, but bundle(s) made with another protocol: "
+              + ", ".join(f"{name} ({p})" for name, p in other.items()))
     if args.download:
         names = [n for n, spec in BACKBONES.items() if any(m in wanted for m in spec.metrics)]
         for path in download_weights(settings.eval_weights, names):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from braindiff_app.cli import add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
 from braindiff_app.extraction import VDVAE_MODES
 
 
@@ -33,13 +33,15 @@ def register(subparsers, demo_subparsers) -> None:
         "options is skipped (rerun to resume; --overwrite to redo).",
     )
     vdvae.add_argument("--subject", required=True, help="subject number (1, 2, 5, 7)")
-    vdvae.add_argument("--mode", choices=VDVAE_MODES, default="mean",
-                       help="posterior means (default, reproducible) or seeded posterior samples (the reference)")
+    vdvae.add_argument("--mode", choices=VDVAE_MODES, default=None,
+                       help="posterior means (reproducible) or seeded posterior samples (the reference); default: "
+                       "the protocol's (mean for braindiff, sample for reference)")
     vdvae.add_argument("--seed", type=int, default=0, help="seed for --mode sample")
     vdvae.add_argument("--n-layers", type=int, default=None,
                        help="leading decoder layers to keep (default: the model's, 31 for imagenet64)")
     vdvae.add_argument("--batch-size", type=int, default=32)
     vdvae.add_argument("--overwrite", action="store_true", help="recompute splits that are already written")
+    add_protocol_argument(vdvae)
     add_settings_arguments(vdvae)
     vdvae.set_defaults(func=run_vdvae)
 
@@ -54,5 +56,5 @@ def run_vdvae(args: argparse.Namespace) -> int:
 
     extract_vdvae_features(settings_from_args(args), args.subject, mode=args.mode, seed=args.seed,
                            n_layers=args.n_layers, batch_size=args.batch_size, overwrite=args.overwrite,
-                           progress=True, log=print)
+                           progress=True, log=print, protocol=args.protocol)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from braindiff_app.cli import add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
 from braindiff_app.cli.extract import extract_subparsers
 
 
@@ -23,6 +23,7 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--subject", required=True, help="subject number (1, 2, 5, 7; demo: 1)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--overwrite", action="store_true", help="recompute splits that are already written")
+    add_protocol_argument(parser)
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -31,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     from braindiff_app.extraction import extract_clip_features
 
     extract_clip_features(settings_from_args(args), args.subject, batch_size=args.batch_size,
-                          overwrite=args.overwrite, progress=True, log=print)
+                          overwrite=args.overwrite, progress=True, log=print, protocol=args.protocol)
     return 0

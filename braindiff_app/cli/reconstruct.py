@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from braindiff_app.cli import add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
 
 
 def register(subparsers, demo_subparsers) -> None:
@@ -33,6 +33,7 @@ def register(subparsers, demo_subparsers) -> None:
                         help="re-scaling of predictions (default transductive, as the paper)")
     add_stage2_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="trials per batch (default 8)")
+    add_protocol_argument(parser)
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         path = reconstruct_subject(
             settings, args.subject, parse_ablations(args.ablations), limit=args.limit, overwrite=args.overwrite,
             out=args.out, seed=args.seed, rescale=args.rescale, stage2=stage2_from_args(args, settings.tier),
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, protocol=args.protocol,
         )
     except FileExistsError as exc:
         print(f"braindiff reconstruct: {exc}", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers, demo_subparsers) -> None:
-    from braindiff_app.cli import add_settings_arguments
+    from braindiff_app.cli import add_protocol_argument, add_settings_arguments
     from braindiff_app.cli._stage2 import add_stage2_arguments
     from braindiff_app.roi import PATTERN_RESCALES
 
@@ -34,6 +34,7 @@ def register(subparsers, demo_subparsers) -> None:
                         "pattern's effect sized like a typical image's deviation, added to the intercept) or 'norm' "
                         "(the paper's text: the whole prediction brought to the typical norm of training predictions)")
     parser.add_argument("--out", help="output folder (default <home>/roi)")
+    add_protocol_argument(parser)
     add_settings_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from braindiff_app.cli import settings_from_args
     from braindiff_app.cli._stage2 import stage2_from_args
     from braindiff_app.config import subject_folder
+    from braindiff_app.protocol import get_protocol
     from braindiff_app.roi import PAPER_FIGURES, Recipe, load_roi_models, paper_figure, parse_regions, roi_settings
 
     user_settings = settings_from_args(args)
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     stage2 = {**stage2_from_args(args, settings.tier).to_json(), "rescale": args.rescale}
     if args.paper:
         models = load_roi_models(settings)
+        models.pipeline.protocol = get_protocol(args.protocol)
         for name, regions in PAPER_FIGURES.items():
             total = (len(models.subjects) + 1) * len(regions)
             with tqdm(total=total, desc=name) as bar:
@@ -86,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         recipe = Recipe(subject=args.subject, regions=parse_regions(args.regions), painted=painted,
                         seed=args.seed, settings={**stage2, "tier": settings.tier})
     subjects = None if recipe.subject == "average" else [recipe.subject]
-    result = load_roi_models(settings, subjects).generate(recipe)
+    models = load_roi_models(settings, subjects)
+    models.pipeline.protocol = get_protocol(args.protocol)
+    result = models.generate(recipe)
     stem = f"{settings.tier}-{subject_folder(recipe.subject)}-" + "_".join(
         f"{name}{weight:+g}" for name, weight in recipe.regions.items()) + (
         f"_painted{len(recipe.painted)}" if recipe.painted else "") + f"-seed{recipe.seed}"

@@ -8,7 +8,8 @@ Steps of :func:`prepare_subject`:
    per-session partial file (int16, lossless) so a killed run resumes at the next session;
 4. average each image's repetitions; shared images -> test, the rest -> train (counts come from the data);
 5. copy the stimuli from ``nsd_stimuli.hdf5`` by index, in slices (never all 73k images);
-6. gather each image's COCO captions (the first 5 in the captions file);
+6. gather each image's captions (COCO's JSON files, the first 5; or the reference's curated .npy, all it holds:
+   the protocol's ``caption_source`` and ``caption_selection``);
 7. write ``meta.json`` last: its presence with the same plan marks the subject as complete.
 
 Every output file is written through a temporary name and renamed.
@@ -29,9 +30,10 @@ import numpy as np
 
 from braindiff_app.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from braindiff_app.data import nsd_layout as L
+from braindiff_app.protocol import PAPER_SESSIONS, Protocol, get_protocol
 
 __all__ = ["ExpDesign", "PrepareResult", "read_expdesign", "read_mask", "read_session", "find_sessions",
-           "check_nsd_files", "prepare_subject", "PREPARED_FILES", "N_CAPTIONS"]
+           "check_nsd_files", "default_sessions", "prepare_subject", "PREPARED_FILES", "N_CAPTIONS"]
 
 N_CAPTIONS = 5
 PREPARED_FILES = ("fmri_train.npy", "fmri_test.npy", "images_train.npy", "images_test.npy", "captions_train.json",
@@ -119,11 +121,22 @@ def _load_nifti(path: Path, root: Path, what: str) -> Any:
         raise ValueError(f"{path}: not a readable NIfTI file ({exc}); re-download it.") from None
 
 
+def _read_volume(path: Path, read) -> np.ndarray:
+    """``read()`` as an array; a truncated or corrupt .nii.gz becomes a ValueError naming the file."""
+    import zlib
+
+    try:
+        return np.asarray(read())
+    except (EOFError, zlib.error, OSError) as exc:
+        raise ValueError(f"{path}: truncated or corrupt ({type(exc).__name__}: {exc}); re-download it.") from None
+
+
 def read_mask(root: str | os.PathLike, subject: int) -> np.ndarray:
     """The nsdgeneral mask, array of shape (x, y, z), bool (label 1)."""
     root = Path(root)
     path = L.roi_path(root, subject, "nsdgeneral")
-    volume = np.asarray(_load_nifti(path, root, "the nsdgeneral ROI (func1pt8mm)").dataobj)
+    image = _load_nifti(path, root, "the nsdgeneral ROI (func1pt8mm)")
+    volume = _read_volume(path, lambda: image.dataobj)
     if volume.ndim != 3:
         raise ValueError(f"{path}: expected a 3D volume (x, y, z), got shape {volume.shape}.")
     mask = volume == 1
@@ -140,8 +153,10 @@ def find_sessions(root: str | os.PathLike, subject: int) -> list[int]:
     return sorted(s for s in map(L.session_from_betas_path, folder.iterdir()) if s is not None)
 
 
-def read_session(root: str | os.PathLike, subject: int, session: int, mask: np.ndarray) -> np.ndarray:
-    """One session's betas at the mask's voxels.
+def read_session(root: str | os.PathLike, subject: int, session: int, mask: np.ndarray,
+                 chunk_trials: int = 50) -> np.ndarray:
+    """One session's betas at the mask's voxels, read ``chunk_trials`` trials at a time (a real session,
+    81 x 104 x 83 x 750 int16, is 1 GB in full; a chunk of 50 is 70 MB).
 
     Returns
     -------
@@ -158,10 +173,31 @@ def read_session(root: str | os.PathLike, subject: int, session: int, mask: np.n
     if not ((np.isnan(slope) or slope == 1) and (np.isnan(inter) or inter == 0)):
         raise ValueError(f"{path.name}: header scaling (slope {slope}, intercept {inter}) found; NSD betas are "
                          "stored unscaled (int16 = percent signal change x 300).")
-    data = np.asarray(image.dataobj.get_unscaled())  # (x, y, z, n_trials): one session in memory
-    if data.dtype != np.int16:
-        raise ValueError(f"{path.name}: expected int16 betas (percent signal change x 300), got {data.dtype}.")
-    return np.ascontiguousarray(data[mask].T)
+    dtype = image.header.get_data_dtype()
+    if dtype.kind != "i" or dtype.itemsize != 2:
+        raise ValueError(f"{path.name}: expected int16 betas (percent signal change x 300), got {dtype}.")
+    return _read_volume(path, lambda: _masked_trials(path, image, mask, dtype, chunk_trials))
+
+
+def _masked_trials(path: Path, image, mask: np.ndarray, dtype: np.dtype, chunk_trials: int) -> np.ndarray:
+    """Stream the (x, y, z, n_trials) volume ``chunk_trials`` trials at a time (NIfTI is Fortran-ordered: each
+    trial's volume is contiguous), keeping the mask's voxels: peak memory is one chunk, not the session."""
+    from nibabel.openers import ImageOpener
+
+    n_trials = int(image.shape[3])
+    per_trial = int(np.prod(image.shape[:3]))
+    out = np.empty((n_trials, int(mask.sum())), dtype=np.int16)
+    with ImageOpener(path) as fh:
+        fh.seek(int(image.dataobj.offset))
+        for start in range(0, n_trials, chunk_trials):
+            n = min(chunk_trials, n_trials - start)
+            buf = fh.read(n * per_trial * dtype.itemsize)
+            if len(buf) != n * per_trial * dtype.itemsize:
+                raise EOFError(f"file ends inside trial {start + len(buf) // (per_trial * dtype.itemsize)} of "
+                               f"{n_trials}")
+            volume = np.frombuffer(buf, dtype=dtype).reshape((*image.shape[:3], n), order="F")
+            out[start:start + n] = volume[mask].T
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -169,6 +205,8 @@ def read_session(root: str | os.PathLike, subject: int, session: int, mask: np.n
 # --------------------------------------------------------------------------------------------------------
 def _read_stim_info(root: Path) -> dict[int, tuple[int, str]]:
     path = L.stim_info_path(root)
+    if not path.is_file() and L.stim_info_pkl_path(root).is_file():
+        return _read_stim_info_pkl(L.stim_info_pkl_path(root))
     if not path.is_file():
         raise _missing(path, root, "the NSD stimulus table")
     with open(path, newline="") as fh:
@@ -180,7 +218,71 @@ def _read_stim_info(root: Path) -> dict[int, tuple[int, str]]:
         return {int(r["nsdId"]): (int(r["cocoId"]), r["cocoSplit"]) for r in reader}
 
 
-def _gather_captions(root: Path, nsd_ids: Sequence[int]) -> list[list[str]]:
+def _read_stim_info_pkl(path: Path) -> dict[int, tuple[int, str]]:
+    """The stimulus table from NSD's pandas pickle (it runs code when loaded: only open a file from NSD)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError(f"{path}: reading the .pkl stimulus table needs pandas (pip install pandas), or use "
+                          "nsd_stim_info_merged.csv from NSD.") from None
+    table = pd.read_pickle(path)
+    columns = set(getattr(table, "columns", ()))
+    missing = {"cocoId", "cocoSplit"} - columns
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {', '.join(sorted(missing))}; expected NSD's "
+                         "nsd_stim_info_merged.pkl.")
+    ids = table["nsdId"] if "nsdId" in columns else range(len(table))  # the pickle's rows are in NSD id order
+    return {int(i): (int(c), str(sp)) for i, c, sp in zip(ids, table["cocoId"], table["cocoSplit"], strict=True)}
+
+
+def _curated_captions(root: Path, nsd_ids: Sequence[int], keep: int | None) -> list[list[str]]:
+    """Captions from the reference's ``COCO_73k_annots_curated.npy``: row = NSD id, '' entries dropped."""
+    path = L.curated_captions_path(root)
+    if not path.is_file():
+        raise _missing(path, root, "the reference's curated COCO captions (from the brain-diffuser repo's "
+                       "data/annots/; or prepare with --protocol braindiff for COCO's captions JSON)")
+    table = np.load(path, allow_pickle=False)
+    if table.ndim != 2 or table.dtype.kind not in "US":
+        raise ValueError(f"{path}: expected a 2-D array of strings (n_images, n_captions), got {table.dtype} "
+                         f"{table.shape}.")
+    captions = []
+    for i in nsd_ids:
+        if i >= len(table):
+            raise ValueError(f"{path}: has {len(table)} rows, but NSD id {i} is needed.")
+        found = [str(c).strip() for c in table[i] if str(c).strip()]
+        if not found:
+            raise ValueError(f"{path}: no caption for NSD id {i}.")
+        captions.append(found[:keep])
+    return captions
+
+
+def gather_captions(root: str | os.PathLike, nsd_ids: Sequence[int],
+                    protocol: str | Protocol | None = None) -> list[list[str]]:
+    """Each image's captions, by the protocol's source and selection.
+
+    Parameters
+    ----------
+    root : path
+        NSD root.
+    nsd_ids : sequence of int
+        0-based NSD ids.
+    protocol : str in {"braindiff", "reference"} or Protocol, default "braindiff"
+        ``caption_source``: "coco-json" (COCO's captions_{train,val}2017.json through the stimulus table, .csv or
+        .pkl) or "curated-npy" (the reference's COCO_73k_annots_curated.npy); ``caption_selection``: "first-5"
+        or "all" (every caption the source holds for the image).
+
+    Returns
+    -------
+    list of list of str
+    """
+    protocol, root = get_protocol(protocol), Path(root)
+    keep = N_CAPTIONS if protocol.caption_selection == "first-5" else None
+    if protocol.caption_source == "curated-npy":
+        return _curated_captions(root, nsd_ids, keep)
+    return [c[:keep] for c in _gather_captions(root, nsd_ids, keep=None)]
+
+
+def _gather_captions(root: Path, nsd_ids: Sequence[int], keep: int | None = N_CAPTIONS) -> list[list[str]]:
     info = _read_stim_info(root)
     absent = [i for i in nsd_ids if i not in info]
     if absent:
@@ -206,7 +308,7 @@ def _gather_captions(root: Path, nsd_ids: Sequence[int]) -> list[list[str]]:
         found = by_coco.get(coco_id, [])
         if not found:
             raise ValueError(f"{L.captions_path(root, split)}: no caption for COCO image {coco_id} (NSD id {i}).")
-        captions.append(found[:N_CAPTIONS])
+        captions.append(found[:keep])
     return captions
 
 
@@ -237,13 +339,19 @@ def _copy_images(brick, nsd_ids: np.ndarray, path: Path, chunk: int, progress: b
     reads on the demo's stimuli."""
     from tqdm.auto import tqdm
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # removed on any error: no full-size temporary file is left behind
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(nsd_ids), *brick.shape[1:]))
-        for start in tqdm(range(0, len(nsd_ids), chunk), desc=path.stem, unit="chunk", disable=not progress):
-            for i, nsd_id in enumerate(nsd_ids[start:start + chunk], start):
-                out[i] = brick[int(nsd_id)]
-        out.flush()
-        del out
+        try:
+            for start in tqdm(range(0, len(nsd_ids), chunk), desc=path.stem, unit="chunk", disable=not progress):
+                for i, nsd_id in enumerate(nsd_ids[start:start + chunk], start):
+                    try:
+                        out[i] = brick[int(nsd_id)]
+                    except (OSError, ValueError) as exc:
+                        raise ValueError(f"{brick.file.filename}: cannot read image {int(nsd_id)} of imgBrick "
+                                         f"({exc}); the file is corrupt: re-download nsd_stimuli.hdf5.") from None
+            out.flush()
+        finally:
+            del out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -261,38 +369,68 @@ class PrepareResult:
     resumed_sessions: int
 
 
-def check_nsd_files(root: str | os.PathLike, subject: int, sessions: Sequence[int] | None = None) -> list[int]:
-    """Check the files :func:`prepare_subject` needs exist; return the sessions to read.
+def default_sessions(root: str | os.PathLike, subject: int, wanted: Sequence[int] = PAPER_SESSIONS) -> list[int]:
+    """The sessions read when none are asked for: ``wanted`` (the paper's 1-37) up to the last the design holds.
+
+    The design's session count is its trials over one session's trials (NSD: 30000 / 750 = 40; the demo's
+    simulated NSD holds fewer).
 
     Raises
     ------
     FileNotFoundError
-        Naming the first missing file and the folder it belongs in.
+        No betas at all.
+    """
+    root = Path(root)
+    present = find_sessions(root, subject)
+    if not present:
+        raise _missing(L.betas_path(root, subject, 1), root, "the single-trial betas (betas_sessionNN.nii.gz)")
+    path = L.betas_path(root, subject, present[0])
+    image = _load_nifti(path, root, "the single-trial betas")
+    if len(image.shape) != 4 or image.shape[3] < 1:
+        raise ValueError(f"{path.name}: expected a 4D array (x, y, z, n_trials), got shape {tuple(image.shape)}.")
+    n_design = len(read_expdesign(root).masterordering) // int(image.shape[3])
+    return [int(s) for s in wanted if s <= n_design]
+
+
+def check_nsd_files(root: str | os.PathLike, subject: int, sessions: Sequence[int] | None = None,
+                    protocol: str | Protocol | None = None) -> list[int]:
+    """Check the files :func:`prepare_subject` needs exist; return the sessions to read.
+
+    ``sessions=None`` means :func:`default_sessions` (1-37, the paper's: 982 test images on NSD); every session
+    in the list must be present.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the first missing file (a missing session by its file) and the folder it belongs in.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"nsd root {root}: no such folder; pass --nsd-root with your NSD copy "
                                 f"(the folder holding nsddata/, nsddata_betas/, nsddata_stimuli/).")
-    for path, what in ((L.expdesign_path(root), "the NSD experimental design"),
-                       (L.roi_path(root, subject, "nsdgeneral"), "the nsdgeneral ROI (func1pt8mm)"),
-                       (L.stimuli_path(root), "the NSD stimuli (imgBrick)"),
-                       (L.stim_info_path(root), "the NSD stimulus table")):
+    protocol = get_protocol(protocol)
+    needed = [(L.expdesign_path(root), "the NSD experimental design"),
+              (L.roi_path(root, subject, "nsdgeneral"), "the nsdgeneral ROI (func1pt8mm)"),
+              (L.stimuli_path(root), "the NSD stimuli (imgBrick)")]
+    if protocol.caption_source == "coco-json" and not L.stim_info_pkl_path(root).is_file():
+        needed.append((L.stim_info_path(root), "the NSD stimulus table (.csv, or NSD's .pkl beside it)"))
+    for path, what in needed:
         if not path.is_file():
             raise _missing(path, root, what)
     present = find_sessions(root, subject)
-    if sessions is None:
-        if not present:
-            raise _missing(L.betas_path(root, subject, 1), root, "the single-trial betas (betas_sessionNN.nii.gz)")
-        return present
+    default = sessions is None
+    if default:
+        sessions = default_sessions(root, subject)
     for s in sessions:
         if s not in present:
-            raise _missing(L.betas_path(root, subject, s), root, f"session {s}'s betas")
+            why = " (the default is sessions 1-37, the paper's; pass --sessions for another list)" if default else ""
+            raise _missing(L.betas_path(root, subject, s), root, f"session {s}'s betas{why}")
     return sorted(set(int(s) for s in sessions))
 
 
 def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.PathLike,
                     sessions: Sequence[int] | None = None, image_chunk: int = 64,
-                    progress: bool = True) -> PrepareResult:
+                    progress: bool = True, protocol: str | Protocol | None = None) -> PrepareResult:
     """Prepare one NSD subject: averaged masked betas, stimuli and captions, split into train/test.
 
     Parameters
@@ -305,12 +443,15 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
         Destination (``settings.subject_dir("prepared", subject)``); the prepared-subject files
         (docs/architecture.md) are written there.
     sessions : sequence of int, optional
-        Sessions to read (default: every ``betas_sessionNN.nii.gz`` present). Trials of other sessions are
+        Sessions to read; default 1-37, the paper's (982 test images on NSD; fewer when the design holds fewer, as
+        the demo's simulated NSD). A missing session is an error naming its file. Trials of other sessions are
         left out of the averages.
     image_chunk : int, default 64
         Stimuli copied per HDF5 read.
     progress : bool, default True
         tqdm progress bars.
+    protocol : str in {"braindiff", "reference"} or Protocol, default "braindiff"
+        Where captions come from and which are kept (see :func:`gather_captions`); recorded in ``meta.json``.
 
     Returns
     -------
@@ -319,12 +460,15 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
     from tqdm.auto import tqdm
 
     root, out_dir = Path(root), Path(out_dir)
-    sessions = check_nsd_files(root, subject, sessions)
+    protocol = get_protocol(protocol)
+    sessions = check_nsd_files(root, subject, sessions, protocol)
     design = read_expdesign(root)
     mask = read_mask(root, subject)
     voxel_ijk = np.argwhere(mask)
     plan = {"nsd_root": str(root.resolve()), "subject": int(subject), "sessions": sessions,
             "n_voxels": len(voxel_ijk), "mask_shape": list(mask.shape)}
+    if protocol.name != "braindiff":  # (a braindiff plan stays as before, so earlier preparations stay valid)
+        plan["captions"] = {"source": protocol.caption_source, "selection": protocol.caption_selection}
     partial = out_dir / _PARTIAL
     meta_path = out_dir / "meta.json"
     if meta_path.is_file() and json.loads(meta_path.read_text()).get("plan") == plan \
@@ -397,11 +541,13 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
 
     # 6. captions
     for name, rows in split.items():
-        atomic_write_json(out_dir / f"captions_{name}.json", _gather_captions(root, images[rows].tolist()))
+        atomic_write_json(out_dir / f"captions_{name}.json", gather_captions(root, images[rows].tolist(), protocol))
 
     # 7. meta last
     meta = {
-        "subject": int(subject), "plan": plan, "sessions": sessions, "trials_per_session": trials_per_session,
+        "subject": int(subject), "plan": plan, "sessions": sessions, "protocol": protocol.name,
+        "captions": {"source": protocol.caption_source, "selection": protocol.caption_selection},
+        "trials_per_session": trials_per_session,
         "n_voxels": len(voxel_ijk), "image_size": image_size, "units": "NSD betas (percent signal change x 300)",
         "nsd_ids_train": images[split["train"]].tolist(), "nsd_ids_test": images[split["test"]].tolist(),
         "repetitions_train": counts[split["train"]].tolist(), "repetitions_test": counts[split["test"]].tolist(),

@@ -45,6 +45,8 @@ __all__ = [
     "betas_path",
     "stimuli_path",
     "captions_path",
+    "stim_info_pkl_path",
+    "curated_captions_path",
     "session_from_betas_path",
     "HEMISPHERES",
     "freesurfer_surf_dir",
@@ -141,6 +143,19 @@ def session_from_betas_path(path: str | os.PathLike) -> int | None:
 def stimuli_path(root: str | os.PathLike) -> Path:
     """``nsd_stimuli.hdf5``: dataset ``imgBrick`` (n_images, height, width, 3) uint8, by 0-based NSD id."""
     return Path(root) / "nsddata_stimuli" / "stimuli" / "nsd" / "nsd_stimuli.hdf5"
+
+
+def stim_info_pkl_path(root: str | os.PathLike) -> Path:
+    """``nsd_stim_info_merged.pkl``: the same table as a pandas pickle (the reference's download script's)."""
+    return stim_info_path(root).with_suffix(".pkl")
+
+
+def curated_captions_path(root: str | os.PathLike) -> Path:
+    """``COCO_73k_annots_curated.npy``: the reference's captions, (73000, 5) str by NSD id, '' where absent.
+
+    Not part of NSD: the reference repo ships it (``data/annots/``); braindiff looks for it beside COCO's captions.
+    """
+    return Path(root) / "nsddata_stimuli" / "stimuli" / "nsd" / "annotations" / "COCO_73k_annots_curated.npy"
 
 
 def captions_path(root: str | os.PathLike, split: str) -> Path:

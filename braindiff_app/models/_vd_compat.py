@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["DualCrossAttention", "dual_blocks", "make_dual_unet", "revert_dual_unet", "set_dual_condition",
-           "text_unet_class"]
+__all__ = ["DualCrossAttention", "TextAttentionBlocks", "dual_blocks", "make_dual_unet", "revert_dual_unet",
+           "set_dual_condition", "text_unet_class"]
 
 
 def text_unet_class() -> type:
@@ -140,3 +140,23 @@ def set_dual_condition(unet: nn.Module, vision_weight: float, n_vision_tokens: i
     for block in dual_blocks(unet):
         block.vision_weight = float(vision_weight)
         block.n_vision_tokens = int(n_vision_tokens)
+
+
+class TextAttentionBlocks(nn.Module):
+    """The transformer blocks of a text UNet, at the text UNet's module paths (``down_blocks.0.attentions.0``, ...).
+
+    What dual guidance takes from the text UNet (:func:`~braindiff_app.models._vd_compat.make_dual_unet` looks
+    the blocks up by name). ``config`` is the text UNet's.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+
+    def add_block(self, name: str, block) -> None:
+        parent = self
+        for part in name.split(".")[:-1]:
+            if not hasattr(parent, part):
+                parent.add_module(part, nn.Module())
+            parent = getattr(parent, part)
+        parent.add_module(name.split(".")[-1], block)

@@ -263,7 +263,8 @@ class DmolNet(nn.Module):
         log_p = log_p.sum(dim=-2) + F.log_softmax(logits, dim=-1)  # (n, H, W, M)
         return -torch.logsumexp(log_p, dim=-1).sum(dim=(1, 2)) / (x.shape[1] * x.shape[2] * 3)
 
-    def pixels(self, px_z: torch.Tensor, mode: str, uniforms: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def pixels(self, px_z: torch.Tensor, mode: str, uniforms: Sequence[torch.Tensor] | None = None,
+               uniform: str = "clamp") -> torch.Tensor:
         """Images in [-1, 1], (n, H, W, 3), from the mixture.
 
         Parameters
@@ -274,10 +275,16 @@ class DmolNet(nn.Module):
             a logistic sample, as openai/vdvae does.
         uniforms : pair of torch.Tensor or None
             For ``"sample"``: uniform(0, 1) noise of shapes (n, H, W, M) and (n, H, W, 3).
+        uniform : str in {"clamp", "rescale"}, default "clamp"
+            How the noise is kept inside [1e-5, 1 - 1e-5]: ``"clamp"`` clips it; ``"rescale"`` maps [0, 1) onto
+            it, as openai/vdvae's ``uniform_(1e-5, 1. - 1e-5)`` draws.
         """
         logits, means, log_scales, coeffs = self._unpack(self.forward(px_z))
         if mode == "sample":
-            u_mix, u_pix = (u.clamp(1e-5, 1.0 - 1e-5) for u in uniforms)
+            if uniform == "rescale":
+                u_mix, u_pix = (1e-5 + u * (1.0 - 2e-5) for u in uniforms)
+            else:
+                u_mix, u_pix = (u.clamp(1e-5, 1.0 - 1e-5) for u in uniforms)
             component = torch.argmax(logits - torch.log(-torch.log(u_mix)), dim=-1)
         else:
             component = torch.argmax(logits, dim=-1)

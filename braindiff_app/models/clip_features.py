@@ -22,7 +22,10 @@ from tqdm.auto import tqdm
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
+    "CLIP_RESIZES",
+    "UNCOND_IMAGES",
     "clip_pixel_values",
+    "reference_pixel_values",
     "clip_text_features",
     "clip_vision_features",
     "unconditional_features",
@@ -31,6 +34,12 @@ __all__ = [
 # OpenAI CLIP's pixel normalisation (the image_feature_extractor of Versatile Diffusion uses these).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: How images become CLIP input (``clip_vision_features(resize=...)``).
+CLIP_RESIZES = ("torch-bicubic", "pil-bilinear-512")
+#: The unconditional image (``unconditional_features(image=...)``).
+UNCOND_IMAGES = ("grey", "zero-uint8")
+#: The reference's stimulus side before CLIP's processor (its Versatile Diffusion input size).
+REFERENCE_SIDE = 512
 
 
 def _check_images(images) -> np.ndarray:
@@ -56,18 +65,46 @@ def clip_pixel_values(images01: torch.Tensor, size: int) -> torch.Tensor:
     return (resized - mean) / std
 
 
+def reference_pixel_values(images: np.ndarray, size: int) -> torch.Tensor:
+    """CLIP input (n, 3, size, size) as the reference makes it from uint8 stimuli (n, height, width, 3).
+
+    PIL bilinear to 512 x 512 (``scripts/clipvision_extract_features.py`` line 46: torchvision 0.13's ``resize``
+    of a PIL image, bilinear by default; docs/reproduce.md, item 5); ``to_tensor`` (/255) and ``* 2 - 1``
+    (Versatile Diffusion's pixel space); its CLIP wrapper's ``(x + 1) / 2``; the processor's float -> uint8
+    conversion (``(x * 255).astype(uint8)``, truncating); PIL bicubic to ``size`` (shortest edge; square stimuli
+    need no crop); /255; CLIP's mean/std normalisation.
+    """
+    from PIL import Image
+
+    out = np.empty((len(images), size, size, 3), np.float32)
+    for i, image in enumerate(images):
+        big = np.asarray(Image.fromarray(np.asarray(image)).resize((REFERENCE_SIDE, REFERENCE_SIDE),
+                                                                 Image.BILINEAR))
+        vd = big.astype(np.float32) / np.float32(255) * np.float32(2) - np.float32(1)
+        u8 = ((vd + np.float32(1)) / np.float32(2) * np.float32(255)).astype(np.uint8)
+        side = min(u8.shape[:2])
+        top, left = (u8.shape[0] - side) // 2, (u8.shape[1] - side) // 2
+        square = Image.fromarray(u8[top:top + side, left:left + side])
+        out[i] = np.asarray(square.resize((size, size), Image.BICUBIC), np.float32) / np.float32(255)
+    mean, std = np.asarray(CLIP_MEAN, np.float32), np.asarray(CLIP_STD, np.float32)
+    return torch.from_numpy((out - mean) / std).permute(0, 3, 1, 2).contiguous()
+
+
 @torch.no_grad()
-def _vision_tokens(image_encoder, images01: torch.Tensor) -> torch.Tensor:
-    """(n, 3, h, w) float in [0, 1] -> normalised tokens (n, n_tokens, clip_dim) float32 on the CPU."""
+def _vision_tokens(image_encoder, images01: torch.Tensor | None, pixels: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, 3, h, w) float in [0, 1] (or CLIP input ``pixels``) -> normalised tokens (n, n_tokens, clip_dim) float32
+    on the CPU."""
     param = next(image_encoder.parameters())
-    pixels = clip_pixel_values(images01.to(param.device, torch.float32), image_encoder.config.image_size)
+    if pixels is None:
+        pixels = clip_pixel_values(images01.to(param.device, torch.float32), image_encoder.config.image_size)
+    pixels = pixels.to(param.device)
     hidden = image_encoder.vision_model(pixel_values=pixels.to(param.dtype)).last_hidden_state
     tokens = image_encoder.visual_projection(image_encoder.vision_model.post_layernorm(hidden)).float()
     return (tokens / tokens[:, :1].norm(dim=-1, keepdim=True)).cpu()
 
 
 def clip_vision_features(image_encoder, images: np.ndarray, batch_size: int = 16,
-                         progress: bool = False) -> np.ndarray:
+                         progress: bool = False, resize: str = "torch-bicubic") -> np.ndarray:
     """CLIP-vision token features of images, normalised by the class token's norm.
 
     Parameters
@@ -80,15 +117,25 @@ def clip_vision_features(image_encoder, images: np.ndarray, batch_size: int = 16
         Images per forward pass.
     progress : bool, default False
         Show a progress bar.
+    resize : str in {"torch-bicubic", "pil-bilinear-512"}, default "torch-bicubic"
+        - "torch-bicubic": one antialiased torch bicubic resize to the encoder's size;
+        - "pil-bilinear-512": the reference's way (:func:`reference_pixel_values`).
 
     Returns
     -------
     ndarray of shape (n_images, n_tokens, clip_dim), float32
         n_tokens is 257 for ViT-L/14 at 224 px (and for the demo encoder); token 0 has unit norm.
     """
+    from braindiff_app.config import check_in_allowed
+
     images = _check_images(images)
+    check_in_allowed(resize, CLIP_RESIZES, "resize")
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="CLIP vision", disable=not progress):
+        if resize == "pil-bilinear-512":
+            pixels = reference_pixel_values(images[start:start + batch_size], image_encoder.config.image_size)
+            out.append(_vision_tokens(image_encoder, None, pixels).numpy())
+            continue
         batch = torch.tensor(images[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
         out.append(_vision_tokens(image_encoder, batch).numpy())
     dim = image_encoder.config.projection_dim
@@ -145,11 +192,20 @@ def clip_text_features(text_encoder, tokenizer, captions: list[list[str]], batch
     return (sums / counts.clamp(min=1)).numpy()
 
 
-def unconditional_features(image_encoder, text_encoder, tokenizer) -> tuple[np.ndarray, np.ndarray]:
+def unconditional_features(image_encoder, text_encoder, tokenizer,
+                           image: str = "grey") -> tuple[np.ndarray, np.ndarray]:
     """Features of the null conditions used by classifier-free guidance.
 
-    The reference encodes an all-zero image in its [-1, 1] pixel space (a uniform mid-grey, 0.5 in [0, 1]; diffusers'
-    dual-guided pipeline does the same) and the empty caption.
+    The reference encodes an all-zero image in its [-1, 1] pixel space and the empty caption.
+
+    Parameters
+    ----------
+    image_encoder, text_encoder, tokenizer
+        CLIP parts of Versatile Diffusion.
+    image : str in {"grey", "zero-uint8"}, default "grey"
+        - "grey": a uniform 0.5 in [0, 1] (what diffusers' dual-guided pipeline feeds);
+        - "zero-uint8": the reference's all-zero image after its CLIP processor's float -> uint8 truncation,
+          127/255.
 
     Returns
     -------
@@ -157,7 +213,10 @@ def unconditional_features(image_encoder, text_encoder, tokenizer) -> tuple[np.n
     text_uncond : ndarray of shape (1, 77, clip_dim), float32
     """
     size = image_encoder.config.image_size
-    grey = torch.full((1, 3, size, size), 0.5)
+    from braindiff_app.config import check_in_allowed
+
+    check_in_allowed(image, UNCOND_IMAGES, "image")
+    grey = torch.full((1, 3, size, size), 0.5 if image == "grey" else 127 / 255)
     vision = _vision_tokens(image_encoder, grey).numpy()
     text = _text_tokens(text_encoder, tokenizer, [""]).numpy()
     return vision, text

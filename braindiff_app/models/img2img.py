@@ -19,7 +19,15 @@ from braindiff_app.stage2 import Stage2Settings
 #: Stage-2 defaults: the paper's (:class:`~braindiff_app.stage2.Stage2Settings`, their one home).
 _PAPER = Stage2Settings()
 
-__all__ = ["DualGuidedImg2Img", "ImagesOutput"]
+__all__ = ["DualGuidedImg2Img", "ImagesOutput", "NOISE_TIMESTEPS", "DEFAULT_IMAGE_SIZE"]
+
+#: Where the init latent is noised: the first timestep run (diffusers' img2img), or the one before it (the
+#: reference's LDM DDIM sampler: ``stochastic_encode`` at ``ddim_timesteps[t_enc]``, then ``decode`` from
+#: ``ddim_timesteps[t_enc - 1]``).
+NOISE_TIMESTEPS = ("first", "ldm")
+#: Output side (pixels) when the image UNet's config has ``"sample_size": null`` (Versatile Diffusion's image UNet
+#: before a later fix): Versatile Diffusion's 512.
+DEFAULT_IMAGE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -57,17 +65,23 @@ class DualGuidedImg2Img:
         None only when ``image_unet`` already holds the text branch.
     scheduler : diffusers scheduler
         DDIM (eta 0) in Versatile Diffusion and Brain-Diffuser.
+    image_size : int, optional
+        Output side in pixels, a multiple of the VAE's scale factor. Default: the image UNet's ``sample_size`` times
+        the VAE's scale factor; 512 (with a warning) when the config's ``sample_size`` is null.
 
     Components stay where the caller put them (``.to(device, dtype)``); inputs are moved to them.
     """
 
-    def __init__(self, vae, image_unet, text_unet, scheduler) -> None:
+    def __init__(self, vae, image_unet, text_unet, scheduler, image_size: int | None = None) -> None:
         self.vae = vae
         self.image_unet = make_dual_unet(image_unet, text_unet)
         self.text_unet = text_unet
         self.scheduler = scheduler
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.image_size = image_unet.config.sample_size * self.vae_scale_factor
+        self.image_size = default_image_size(image_unet, vae) if image_size is None else int(image_size)
+        if self.image_size < 1 or self.image_size % self.vae_scale_factor:
+            raise ValueError(f"image_size: expected a positive multiple of the VAE's scale factor "
+                             f"{self.vae_scale_factor} (pixels), got {image_size}.")
 
     @torch.no_grad()
     def __call__(self, init_images: np.ndarray | None, vision: np.ndarray | None, text: np.ndarray | None,
@@ -75,7 +89,7 @@ class DualGuidedImg2Img:
                  guidance_scale: float = _PAPER.guidance_scale, num_inference_steps: int = _PAPER.num_inference_steps,
                  seeds: np.ndarray | None = None, batch_size: int = 8,
                  vision_uncond: np.ndarray | None = None, text_uncond: np.ndarray | None = None,
-                 batched_cfg: bool = True, progress: bool = False) -> ImagesOutput:
+                 batched_cfg: bool = True, progress: bool = False, noise_timestep: str = "first") -> ImagesOutput:
         """Generate one image per row of the features.
 
         Parameters
@@ -110,6 +124,9 @@ class DualGuidedImg2Img:
             Run the unconditional and conditional passes as one batch (faster; False halves peak memory).
         progress : bool, default False
             Show a progress bar over batches.
+        noise_timestep : str in {"first", "ldm"}, default "first"
+            - "first": noise the init latent to the first timestep run (721 of 50 steps at strength 0.75);
+            - "ldm": to the timestep before it (741), as the reference's LDM sampler, then denoise from 721.
 
         Returns
         -------
@@ -119,6 +136,9 @@ class DualGuidedImg2Img:
         # 1. Check inputs.
         n_images = self.check_inputs(init_images, vision, text, strength, vision_weight, guidance_scale,
                                      num_inference_steps, seeds, batch_size, vision_uncond, text_uncond)
+        from braindiff_app.config import check_in_allowed
+
+        check_in_allowed(noise_timestep, NOISE_TIMESTEPS, "noise_timestep")
         seeds = np.zeros(n_images, np.int64) if seeds is None else np.asarray(seeds)
         # 2. Conditions: ablations set the mixing weight; an unused branch gets no tokens.
         weight = 0.0 if vision is None else 1.0 if text is None else vision_weight
@@ -127,12 +147,13 @@ class DualGuidedImg2Img:
         set_dual_condition(self.image_unet, weight, n_vision_tokens)
         # 3. Timesteps: the last int(strength * steps) of the DDIM schedule (all of them without an init image).
         timesteps = self.get_timesteps(num_inference_steps, 1.0 if init_images is None else strength)
+        noise_t = self.noise_timestep(timesteps, noise_timestep)
         images = []
         for start in tqdm(range(0, n_images, batch_size), desc="img2img", disable=not progress):
             rows = slice(start, start + batch_size)
             # 4. Initial latents: encoded init image noised to the first timestep, or pure noise.
             init = None if init_images is None else init_images[rows]
-            latents = self.prepare_latents(init, seeds[rows], timesteps)
+            latents = self.prepare_latents(init, seeds[rows], timesteps, noise_t)
             # 5. Guided denoising.
             latents = self.denoise(latents, cond[rows], None if uncond is None else uncond[rows], timesteps,
                                    guidance_scale, batched_cfg)
@@ -205,12 +226,32 @@ class DualGuidedImg2Img:
         n_run = min(int(strength * num_inference_steps), num_inference_steps)
         return self.scheduler.timesteps[num_inference_steps - n_run:]
 
+    def noise_timestep(self, timesteps: torch.Tensor, rule: str) -> torch.Tensor | None:
+        """The timestep (shape (1,)) the init latent is noised to: ``timesteps[0]`` ("first") or, for "ldm", the
+        schedule's timestep before it (None when nothing runs)."""
+        if len(timesteps) == 0:
+            return None
+        if rule == "first":
+            return timesteps[:1]
+        full = self.scheduler.timesteps
+        index = len(full) - len(timesteps) - 1
+        if index < 0:
+            import warnings
+
+            warnings.warn("noise_timestep='ldm': strength 1 runs the whole schedule, which has no timestep before "
+                          "its first; noising to the first instead (the reference's sampler fails here).",
+                          UserWarning, stacklevel=3)
+            return timesteps[:1]
+        return full[index:index + 1]
+
     def prepare_latents(self, init_images: np.ndarray | None, seeds: np.ndarray,
-                        timesteps: torch.Tensor) -> torch.Tensor:
-        """Initial latents (n, 4, size/f, size/f), float32, each image drawn with its own seeded generator."""
+                        timesteps: torch.Tensor, noise_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Initial latents (n, 4, size/f, size/f), float32, each image drawn with its own seeded generator.
+
+        ``noise_t`` (shape (1,)): the timestep the encoded init image is noised to; default ``timesteps[0]``."""
         vae_device, vae_dtype = self.vae.device, self.vae.dtype
         channels = self.image_unet.config.in_channels
-        side = self.image_unet.config.sample_size
+        side = self.image_size // self.vae_scale_factor
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         if init_images is None:
             noise = torch.stack([torch.randn(channels, side, side, generator=g) for g in generators])
@@ -226,7 +267,8 @@ class DualGuidedImg2Img:
         if len(timesteps) == 0:
             return latents
         noise = torch.stack([torch.randn(latents.shape[1:], generator=g) for g in generators]).to(latents.device)
-        return self.scheduler.add_noise(latents, noise, timesteps[:1].repeat(len(latents)))
+        noise_t = timesteps[:1] if noise_t is None else noise_t
+        return self.scheduler.add_noise(latents, noise, noise_t.repeat(len(latents)))
 
     def denoise(self, latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None,
                 timesteps: torch.Tensor, guidance_scale: float, batched_cfg: bool = True) -> torch.Tensor:
@@ -254,3 +296,21 @@ class DualGuidedImg2Img:
         pixels = self.vae.decode(latents).sample.float()
         pixels = ((pixels / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def default_image_size(image_unet, vae) -> int:
+    """Output side (pixels) of a Versatile Diffusion image UNet and VAE: ``sample_size`` x the VAE's scale factor.
+
+    A config with ``"sample_size": null`` (Versatile Diffusion's image UNet before a later fix) gives
+    :data:`DEFAULT_IMAGE_SIZE` (512) with a warning.
+    """
+    side = getattr(image_unet.config, "sample_size", None)
+    if isinstance(side, list | tuple):
+        side = side[0]
+    if side is None:
+        import warnings
+
+        warnings.warn(f"image_unet config: sample_size is null; using {DEFAULT_IMAGE_SIZE} px images (Versatile "
+                      "Diffusion's size; pass image_size=... for another).", UserWarning, stacklevel=3)
+        return DEFAULT_IMAGE_SIZE
+    return int(side) * 2 ** (len(vae.config.block_out_channels) - 1)

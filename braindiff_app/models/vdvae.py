@@ -43,6 +43,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 LATENT_MODES = ("mean", "sample")
 PIXEL_MODES = ("mode", "sample")
+QUANTISE_MODES = ("round", "truncate")
+UNIFORM_MODES = ("clamp", "rescale")
+INPUT_RESIZES = ("torch-bilinear", "bilinear")
 
 
 @dataclass(frozen=True)
@@ -424,6 +427,7 @@ def extract_latents(
     seed: int = 0,
     batch_size: int = 32,
     progress: bool = True,
+    resample: str = "torch-bilinear",
 ) -> np.ndarray:
     """Latents of the first ``n_layers`` decoder layers for each image, flattened and concatenated.
 
@@ -444,6 +448,8 @@ def extract_latents(
     batch_size : int, default 32
     progress : bool, default True
         Show a tqdm bar over batches.
+    resample : str in {"torch-bilinear", "bilinear"}, default "torch-bilinear"
+        Input resize (see :func:`~braindiff_app.images.resize_images`): ``"bilinear"`` is PIL's, as the reference.
 
     Returns
     -------
@@ -454,6 +460,7 @@ def extract_latents(
     device, dtype = _model_place(model)
     _check_images(images)
     check_in_allowed(mode, LATENT_MODES, "mode")
+    check_in_allowed(resample, INPUT_RESIZES, "resample")
     config = model.config
     n_layers = config.check_n_layers(n_layers)
     out = np.empty((images.shape[0], config.n_latent(n_layers)), dtype=np.float32)
@@ -461,7 +468,7 @@ def extract_latents(
     with torch.inference_mode():
         for start in _batches(len(images), batch_size, progress, "VDVAE latents"):
             batch = torch.from_numpy(resize_images(np.array(images[start : start + batch_size]), size,
-                                                   resample="torch-bilinear"))
+                                                   resample=resample))
             batch = batch.to(device)
             n = batch.shape[0]
             seeds = [np.random.SeedSequence([seed, start + i]).generate_state(1)[0] for i in range(n)]
@@ -488,6 +495,8 @@ def decode_latents(
     batch_size: int = 32,
     pixels: str = "mode",
     progress: bool = True,
+    quantise: str = "round",
+    uniform: str = "clamp",
 ) -> np.ndarray:
     """Decode images whose first ``n_layers`` latents are given; later layers are drawn from the prior.
 
@@ -510,6 +519,11 @@ def decode_latents(
         "mode": each pixel from the most probable mixture component's mean (no pixel noise).
         "sample": a sample of the discretised mixture of logistics, as openai/vdvae and the reference draw.
     progress : bool, default True
+    quantise : str in {"round", "truncate"}, default "round"
+        [-1, 1] -> 0..255: ``(x + 1) * 127.5`` rounded, or truncated (``astype(uint8)``) as openai/vdvae's
+        ``DmolNet.sample`` (about half the sub-pixels one level darker than rounding).
+    uniform : str in {"clamp", "rescale"}, default "clamp"
+        How ``pixels="sample"`` keeps its uniform noise inside [1e-5, 1 - 1e-5] (see ``DmolNet.pixels``).
 
     Returns
     -------
@@ -517,6 +531,8 @@ def decode_latents(
     """
     device, dtype = _model_place(model)
     check_in_allowed(pixels, PIXEL_MODES, "pixels")
+    check_in_allowed(quantise, QUANTISE_MODES, "quantise")
+    check_in_allowed(uniform, UNIFORM_MODES, "uniform")
     config = model.config
     n_layers = config.check_n_layers(n_layers)
     latents = np.asarray(latents)
@@ -547,6 +563,8 @@ def decode_latents(
             if pixels == "sample":
                 uniform = _drawer(generators, device, dtype, kind="uniform")
                 uniforms = (uniform((size, size, m)), uniform((size, size, 3)))
-            x = model.decoder.out_net.pixels(px_z, pixels, uniforms).float()
-            out[start : start + n] = ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+            x = model.decoder.out_net.pixels(px_z, pixels, uniforms, uniform=uniform).float()
+            levels = (x + 1.0) * 127.5
+            levels = levels.round() if quantise == "round" else levels.floor()  # truncation: values are >= 0
+            out[start : start + n] = levels.clamp(0, 255).to(torch.uint8).cpu().numpy()
     return out

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VersatileComponents", "expected_files", "load_versatile_diffusion", "missing_files",
+__all__ = ["VersatileComponents", "expected_files", "load_text_attention_blocks", "load_versatile_diffusion",
+           "missing_files",
            "save_versatile_diffusion"]
 
 _UNET_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
@@ -133,7 +134,8 @@ def _text_unet(sub: Path, dtype):
     return cls.from_pretrained(sub, torch_dtype=dtype, local_files_only=True, variant=_variant(sub, _UNET_WEIGHTS))
 
 
-def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileComponents:
+def load_versatile_diffusion(folder: str | Path, dtype=None, parts=None,
+                             text_unet: str = "full") -> VersatileComponents:
     """Load every component of a local Versatile Diffusion folder (no network: ``local_files_only=True``).
 
     Thread-safe: loads in several threads of one process run one after the other.
@@ -145,6 +147,14 @@ def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileCompone
         ``assets/demo/models/vd``.
     dtype : torch.dtype or None, default None
         Dtype of the loaded weights; None loads float32. Components stay on the CPU: move them with ``.to()``.
+    parts : sequence of str or None, default None
+        Components to load (names of :class:`VersatileComponents`); the others are None. None loads all.
+        ``("image_encoder", "text_encoder", "tokenizer")`` is what CLIP feature extraction needs (the UNets, 10 GB
+        in float32 on the real tier, are then never read).
+    text_unet : str in {"full", "attention"}, default "full"
+        - "full": the whole text UNet (1.71 B parameters in Versatile Diffusion);
+        - "attention": only its transformer blocks (267 M), the only part dual guidance uses
+          (:func:`load_text_attention_blocks`); the rest of the checkpoint is never read into memory.
 
     Returns
     -------
@@ -155,11 +165,21 @@ def load_versatile_diffusion(folder: str | Path, dtype=None) -> VersatileCompone
     FileNotFoundError
         Naming each missing file, when the folder is incomplete.
     """
+    if text_unet not in ("full", "attention"):
+        raise ValueError(f"text_unet: expected 'full' or 'attention', got {text_unet!r}.")
+    if text_unet == "attention":
+        parts = COMPONENTS if parts is None else parts
+        parts = tuple(parts) + ("text_unet:attention",) if "text_unet" in parts else tuple(parts)
+    if parts is not None:
+        parts = tuple(parts)
+        unknown = [p for p in parts if p not in COMPONENTS and p != "text_unet:attention"]
+        if unknown:
+            raise ValueError(f"parts: unknown component(s) {unknown}; expected some of {list(COMPONENTS)}.")
     with _LOAD_LOCK:
-        return _load(Path(folder), dtype)
+        return _load(Path(folder), dtype) if parts is None else _load(Path(folder), dtype, parts)
 
 
-def _load(folder: Path, dtype) -> VersatileComponents:
+def _load(folder: Path, dtype, parts=None) -> VersatileComponents:
     """:func:`load_versatile_diffusion`'s work, run under ``_LOAD_LOCK``."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -169,7 +189,7 @@ def _load(folder: Path, dtype) -> VersatileComponents:
     if not folder.is_dir():
         raise FileNotFoundError(f"Versatile Diffusion folder {folder}: not found. Set BRAINDIFF_VD_DIR or --vd-dir to "
                                 "a folder in diffusers layout (image_unet, text_unet, vae, image_encoder, ...).")
-    missing = missing_files(folder)
+    missing = [p for p in missing_files(folder) if parts is None or p.relative_to(folder).parts[0] in parts]
     if missing:
         raise FileNotFoundError(
             f"Versatile Diffusion folder {folder} is incomplete; missing: " + ", ".join(map(str, missing))
@@ -185,21 +205,75 @@ def _load(folder: Path, dtype) -> VersatileComponents:
         return cls.from_pretrained(sub, dtype=dtype, local_files_only=True,
                                    variant=_variant(sub, _TRANSFORMERS_WEIGHTS))
 
-    text_unet = None if _image_unet_is_dual(folder) else _text_unet(folder / "text_unet", dtype)
-    components = VersatileComponents(
-        vae=unet_like(AutoencoderKL, "vae"),
-        image_unet=unet_like(UNet2DConditionModel, "image_unet"),
-        text_unet=text_unet,
-        image_encoder=clip_like(CLIPVisionModelWithProjection, "image_encoder"),
-        text_encoder=clip_like(CLIPTextModelWithProjection, "text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
-        scheduler=_scheduler(folder / "scheduler"),
-    )
+    loaders = {
+        "vae": lambda: unet_like(AutoencoderKL, "vae"),
+        "image_unet": lambda: unet_like(UNet2DConditionModel, "image_unet"),
+        "text_unet": lambda: None if _image_unet_is_dual(folder) else (
+            load_text_attention_blocks(folder / "text_unet", dtype)
+            if parts is not None and "text_unet:attention" in parts else _text_unet(folder / "text_unet", dtype)),
+        "image_encoder": lambda: clip_like(CLIPVisionModelWithProjection, "image_encoder"),
+        "text_encoder": lambda: clip_like(CLIPTextModelWithProjection, "text_encoder"),
+        "tokenizer": lambda: CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
+        "scheduler": lambda: _scheduler(folder / "scheduler"),
+    }
+    components = VersatileComponents(**{name: load() if parts is None or name in parts else None
+                                        for name, load in loaders.items()})
     for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder"):
         module = getattr(components, name)
         if module is not None:
             module.eval().requires_grad_(False)
     return components
+
+
+def load_text_attention_blocks(sub: str | Path, dtype=None):
+    """Load only the transformer blocks of a Versatile Diffusion text UNet folder (config + weights).
+
+    The model is built without memory (``accelerate.init_empty_weights``); only the blocks' tensors are read
+    (safetensors: by key; ``.bin``: memory-mapped), cast to ``dtype`` (None: float32) and assigned.
+
+    Returns
+    -------
+    braindiff_app.models._vd_compat.TextAttentionBlocks
+        In eval mode, gradients off, on the CPU.
+    """
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers.models import Transformer2DModel
+
+    from braindiff_app.models._vd_compat import TextAttentionBlocks, text_unet_class
+
+    sub = Path(sub)
+    dtype = dtype or torch.float32
+    name = json.loads((sub / "config.json").read_text()).get("_class_name", "UNetFlatConditionModel")
+    import diffusers
+
+    cls = text_unet_class() if name == "UNetFlatConditionModel" else getattr(diffusers, name)
+    with init_empty_weights():
+        full = cls.from_config(cls.load_config(sub))
+    blocks = [(n, m) for n, m in full.named_modules() if isinstance(m, Transformer2DModel)]
+    prefixes = tuple(n + "." for n, _ in blocks)
+    weights = next((sub / n for n in _UNET_WEIGHTS if (sub / n).exists()), None)
+    if weights is None:
+        raise FileNotFoundError(f"{sub}: no text UNet weights ({', '.join(_UNET_WEIGHTS)}).")
+    if weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as fh:
+            state = {k: fh.get_tensor(k).to(dtype) for k in fh.keys() if k.startswith(prefixes)}
+    else:
+        full_state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+        state = {k: v.to(dtype) for k, v in full_state.items() if k.startswith(prefixes)}
+        del full_state
+    out = TextAttentionBlocks(full.config)
+    for n, block in blocks:
+        own = {k[len(n) + 1:]: v for k, v in state.items() if k.startswith(n + ".")}
+        try:
+            block.load_state_dict(own, strict=True, assign=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{weights}: the weights of text UNet block {n!r} do not match its config ({exc}).") \
+                from None
+        out.add_block(n, block)
+    return out.eval().requires_grad_(False)
 
 
 def save_versatile_diffusion(components: VersatileComponents, folder: str | Path, dtype=None) -> None:

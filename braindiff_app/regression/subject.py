@@ -83,6 +83,9 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
     for name in targets:
         if name not in TARGETS:
             raise ValueError(f"targets: expected names among {', '.join(TARGETS)}, got {name!r}.")
+    if (prepared_dir / "fmri_train.npy").is_file() and not (prepared_dir / "meta.json").is_file():
+        raise FileNotFoundError(f"{prepared_dir / 'meta.json'}: not found, so this subject's preparation is missing "
+                                "or did not finish; rerun `braindiff prepare` (it resumes) before fitting.")
     fmri = np.asarray(_load(prepared_dir / "fmri_train.npy", "prepare the subject first (`braindiff prepare`)"))
     report: dict[str, dict[str, Any]] = {}
     for name in targets:

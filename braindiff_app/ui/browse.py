@@ -92,7 +92,8 @@ class BrowseHandlers:
                 for k in IMAGE_KINDS if k in metrics]
         captions = "\n".join(f"- {text.plain(c)}" for c in record.captions) or "_(no caption)_"
         header = (f"**{text.plain(self.state.label(bundle))}** · trial {index + 1} of "
-                  f"{bundle.n_trials} · image id {record.trial_id}")
+                  f"{bundle.n_trials} · image id {record.trial_id} · "
+                  f"{text.protocol_label(bundle.manifest.settings.get('protocol', 'braindiff'))}")
         header += "".join(f"\n\n{text.IMAGE_PROBLEM.format(problem=text.plain(p))}" for p in problems.values() if p)
         alt = {k: text.alt_text(k, bundle.subject, record.trial_id) for k in IMAGE_KINDS}
         return TrialView(index, images, header, captions, names, rows, int(record.trial_id), alt)

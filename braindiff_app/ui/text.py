@@ -77,6 +77,11 @@ def subject_label(subject: str, tier: str, name: str) -> str:
     who = "Average of subjects" if subject == "average" else f"Subject {subject}"
     return f"{who} · {TIER_LABEL.get(tier, tier)} · {name}"
 
+def protocol_label(name: str) -> str:
+    """The procedure a bundle was made with (docs/reproduce.md); bundles made before protocols were "braindiff"."""
+    return f"protocol {name}" + (" (the paper's code)" if name == "reference" else "")
+
+
 CLASSROOM_TAB = "Classroom"
 QUIZ_INTRO = (
     "### Which image did the person see?\nThe big picture was decoded from a person's brain activity. One of the "

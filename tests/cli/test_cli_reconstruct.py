@@ -16,7 +16,7 @@ def settings(tmp_path, monkeypatch):
     install_stand_ins(monkeypatch)
     settings = make_workspace(tmp_path)
     monkeypatch.setattr(reconstruct_module, "load_pipeline",
-                        lambda settings, subject, device=None: stand_in_pipeline(
+                        lambda settings, subject, device=None, protocol=None: stand_in_pipeline(
                             {} if subject == "average" else load_regressors(settings, subject)))
     return settings
 
@@ -92,3 +92,22 @@ def test_reconstruct_cli_writes_the_committed_bundles_stage2_settings(settings):
     assert list(written.settings)[:len(keys)] == list(committed)[:len(keys)] == keys
     assert {k: written.settings[k] for k in keys} == {k: committed[k] for k in keys}
     assert written.stage2 == Stage2Settings.for_tier("demo")
+
+
+def test_protocol_is_passed_to_the_pipeline_and_recorded_in_the_manifest(settings, monkeypatch, capsys):
+    from braindiff_app.protocol import get_protocol
+
+    def load(settings, subject, device=None, protocol=None):
+        pipe = stand_in_pipeline(load_regressors(settings, subject))
+        pipe.protocol = get_protocol(protocol)
+        return pipe
+
+    monkeypatch.setattr(reconstruct_module, "load_pipeline", load)
+    args = ["reconstruct", "--subject", "1", "--limit", "2", "--home", str(settings.home)]
+    assert main(args) == 0
+    assert open_bundle(settings.home / "bundles" / "demo-subj01").manifest.settings["protocol"] == "braindiff"
+    capsys.readouterr()
+    assert main(args + ["--protocol", "reference"]) == 1  # another protocol: the bundle is outdated
+    assert "settings.protocol: 'braindiff' -> 'reference'" in capsys.readouterr().err
+    assert main(args + ["--protocol", "reference", "--overwrite"]) == 0
+    assert open_bundle(settings.home / "bundles" / "demo-subj01").manifest.settings["protocol"] == "reference"

@@ -96,3 +96,39 @@ def test_doctor_opens_with_a_summary_line_per_tier(tmp_path, capsys):
     first, second = capsys.readouterr().out.splitlines()[:2]
     assert first.startswith("demo: ready (") and "not set up: simulated NSD" in first and "files missing" in first
     assert second.startswith("real: not set up, ") and second.endswith("files missing (see [MISSING] below)")
+
+
+_SETTING_STATES = ("unset", "missing", "empty")
+
+
+def _doctor_combinations():
+    import itertools
+
+    keys = ("nsd_root", "vdvae_checkpoint", "vd_dir", "eval_weights")
+    return [dict(tier=tier, **dict(zip(keys, states, strict=True)))
+            for tier in ("demo", "real") for states in itertools.product(_SETTING_STATES, repeat=len(keys))]
+
+
+def test_doctor_reports_every_combination_of_set_and_unset_settings(tmp_path, monkeypatch):
+    """Each tier setting unset, set to a missing path, or set to an empty folder: always a report, no traceback."""
+    from braindiff_app.config import load_settings
+    from braindiff_app.doctor import diagnose, format_report
+
+    for name in ("BRAINDIFF_NSD_ROOT", "BRAINDIFF_VDVAE_CHECKPOINT", "BRAINDIFF_VD_DIR", "BRAINDIFF_EVAL_WEIGHTS",
+                 "BRAINDIFF_TIER"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "empty").mkdir()
+    for combo in _doctor_combinations():
+        paths = {k: None if v == "unset" else str(tmp_path / v) for k, v in combo.items() if k != "tier"}
+        settings = load_settings(tier=combo["tier"], home=tmp_path / "home", **paths)
+        report = format_report(diagnose(settings), settings)
+        assert isinstance(report, str) and report, combo
+
+
+def test_doctor_cli_in_the_real_tier_with_nothing_set(tmp_path, monkeypatch, capsys):
+    for name in ("BRAINDIFF_NSD_ROOT", "BRAINDIFF_VDVAE_CHECKPOINT", "BRAINDIFF_VD_DIR", "BRAINDIFF_EVAL_WEIGHTS"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["doctor", "--tier", "real", "--home", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code in (0, 1) and "Traceback" not in captured.err and "NoneType" not in captured.err
+    assert "NSD" in captured.out

@@ -89,3 +89,39 @@ def test_loads_in_several_threads_run_one_at_a_time(monkeypatch, tmp_path):
     for t in threads:
         t.join()
     assert overlaps == [1, 1, 1, 1]
+
+
+def test_text_attention_blocks_load_alone_and_guide_identically(vd_folder):
+    """load_text_attention_blocks keeps only the text UNet's transformer blocks, at the same paths and values."""
+    import numpy as np
+    import torch
+    from diffusers.models import Transformer2DModel
+
+    from braindiff_app.models.img2img import DualGuidedImg2Img
+    from braindiff_app.models.versatile import load_versatile_diffusion
+
+    full = load_versatile_diffusion(vd_folder)
+    trimmed = load_versatile_diffusion(vd_folder, text_unet="attention")
+    blocks = {n: m for n, m in full.text_unet.named_modules() if isinstance(m, Transformer2DModel)}
+    kept = {n: m for n, m in trimmed.text_unet.named_modules() if isinstance(m, Transformer2DModel)}
+    assert blocks and set(kept) == set(blocks)
+    n_full = sum(p.numel() for p in full.text_unet.parameters())
+    n_kept = sum(p.numel() for p in trimmed.text_unet.parameters())
+    assert n_kept == sum(p.numel() for m in blocks.values() for p in m.parameters()) < n_full
+    for name, module in blocks.items():
+        for (k, a), (_, b) in zip(module.state_dict().items(), kept[name].state_dict().items(), strict=True):
+            assert torch.equal(a, b), (name, k)
+    rng = np.random.default_rng(0)
+    args = (rng.integers(0, 256, (1, 16, 16, 3), dtype=np.uint8), rng.standard_normal((1, 257, 16), np.float32),
+            rng.standard_normal((1, 77, 16), np.float32))
+    outs = [DualGuidedImg2Img(c.vae, c.image_unet, c.text_unet, c.scheduler)(
+        *args, guidance_scale=1.0, num_inference_steps=3, seeds=np.array([0])).images for c in (full, trimmed)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_clip_only_parts_load_no_unet(vd_folder):
+    from braindiff_app.models.versatile import load_versatile_diffusion
+
+    parts = load_versatile_diffusion(vd_folder, parts=("image_encoder", "text_encoder", "tokenizer"))
+    assert parts.image_unet is None and parts.text_unet is None and parts.vae is None
+    assert parts.image_encoder is not None and parts.tokenizer is not None

@@ -14,6 +14,7 @@ def _folders(tmp_path, n=30, p=20):
     features.mkdir()
     np.save(prepared / "fmri_train.npy", rng.normal(0, 300, (n, p)).astype(np.float32))
     np.save(prepared / "fmri_test.npy", rng.normal(0, 300, (8, p)).astype(np.float32))
+    (prepared / "meta.json").write_text("{}")  # prepare's completion mark
     for name, shape in {"vdvae": (6,), "clip_vision": (257, 2), "clip_text": (77, 2)}.items():
         np.save(features / f"{name}_train.npy", rng.normal(size=(n, *shape)).astype(np.float32))
     (features / "clip.json").write_text('{"model": "tiny"}')
@@ -47,3 +48,11 @@ def test_errors(tmp_path):
         fit_subject(prepared, features, tmp_path / "out", targets=("vdvae",))
     with pytest.raises(FileNotFoundError, match="fmri_train.npy: missing; prepare the subject first"):
         fit_subject(tmp_path / "nowhere", features, tmp_path / "out")
+
+
+def test_refuses_a_half_prepared_subject(tmp_path):
+    """fmri_*.npy without meta.json: prepare stopped at the stimuli or captions stage."""
+    prepared, features = _folders(tmp_path)
+    (prepared / "meta.json").unlink()
+    with pytest.raises(FileNotFoundError, match="meta.json: not found.*rerun `braindiff prepare`"):
+        fit_subject(prepared, features, tmp_path / "out", targets=("vdvae",))

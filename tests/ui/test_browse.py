@@ -32,6 +32,7 @@ def test_trial_view_paths_and_captions(handlers):
     assert set(view.images) == set(IMAGE_KINDS)
     np.testing.assert_array_equal(np.asarray(Image.open(view.images["final"])), synthetic_image(4, 2, 16))
     assert "image id 1028" in view.header and "a photo of a word sign 4" in view.captions
+    assert "protocol braindiff" in view.header  # the protocol the bundle was made with (none recorded: braindiff)
     assert view.metric_rows == []
 
 
