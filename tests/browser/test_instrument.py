@@ -49,7 +49,7 @@ def _image_side(page, selector: str) -> float:
 
 
 def _shown(page, subject: str, image_id: int) -> None:
-    page.get_by_text(re.compile(rf"{subject} · trial \d+ of 100 · image id {image_id}$")).wait_for()
+    page.get_by_text(re.compile(rf"{subject} · trial \d+ of 100 · image id {image_id}( · protocol \w+)?$")).wait_for()
     page.wait_for_function(f"() => (document.querySelector('#browse-final img') || {{}}).alt === "
                            f"'Final reconstruction, subject {subject[-1]}, image {image_id}'")
 

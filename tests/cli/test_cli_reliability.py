@@ -59,6 +59,7 @@ def test_fit_checks_free_space_before_the_scratch_file(tmp_path, monkeypatch):
     prepared.mkdir()
     features.mkdir()
     np.save(prepared / "fmri_train.npy", np.zeros((6, 10), np.float32))
+    (prepared / "meta.json").write_text("{}")  # prepare's completion mark
     np.save(features / "vdvae_train.npy", np.zeros((6, 1000), np.float32))
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(subject.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 5000, 5000))
