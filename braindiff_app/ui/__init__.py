@@ -153,8 +153,9 @@ def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port
         where = "a public gradio.live link" if share else f"host {host} (reachable from other machines)"
         warnings.warn(f"serving on {where} without authentication: anyone who reaches it can use the app and its "
                       "CPU; pass --auth user:password (or set BRAINDIFF_AUTH).", UserWarning, stacklevel=2)
-    # At most 4 events run at once (ROI generation: 1, see ui/roi.py); a bounded queue keeps memory bounded when
-    # many users arrive at once (a full queue answers "queue is full" instead of growing).
+    # At most 4 events of a kind run at once (ROI generates wait together on ui/roi.py's micro-batcher, which runs
+    # them in batches); a bounded queue keeps memory bounded when many users arrive at once (a full queue answers
+    # "queue is full" instead of growing).
     state = getattr(app, "braindiff_state", None) or AppState(settings)
     allowed, blocked = served_paths(state)
 

@@ -40,7 +40,7 @@ def about_settings(state: AppState) -> dict[str, object]:
 
             with Image.open(bundle.image_path(0, "vdvae")) as image:
                 sizes["vdvae_size"] = image.size[0]
-        except (OSError, ValueError, IndexError):
+        except Exception:  # noqa: BLE001 - any unreadable image (incl. PIL's bomb error): keep the default size
             pass
     vision = round(100 * stage2.vision_weight)
     return {**sizes, "steps": stage2.num_inference_steps,

@@ -130,8 +130,9 @@ class BrowseHandlers:
         """Gallery items (ground-truth path, label) of page ``page`` (0-based) of ``indices``."""
         bundle = self.state.bundle(bundle_name)
         start = int(page) * GALLERY_PAGE
-        return [(str(bundle.image_path(i, "ground_truth")), f"#{i + 1} · id {bundle.trials[i].trial_id}")
-                for i in indices[start:start + GALLERY_PAGE]]
+        items = [(_shown(bundle, i, "ground_truth"), f"#{i + 1} · id {bundle.trials[i].trial_id}")
+                 for i in indices[start:start + GALLERY_PAGE]]
+        return [item for item in items if item[0] is not None]
 
     def across_subjects(self, bundle_name: str, trial_id: int) -> list[tuple[str, str]]:
         """One image across the subjects (the paper's Figure 3): the seen image, then each subject's guess and final.
@@ -142,7 +143,7 @@ class BrowseHandlers:
         index = self.index_of(bundle_name, trial_id)
         if index is None:
             return []
-        items = [(str(bundle.image_path(index, "ground_truth")), text.alt_text("ground_truth", None, trial_id))]
+        items = [(_shown(bundle, index, "ground_truth"), text.alt_text("ground_truth", None, trial_id))]
         for other in self.state.bundles:
             if other.tier != bundle.tier:
                 continue
@@ -150,9 +151,15 @@ class BrowseHandlers:
             if i is None:
                 continue
             for kind in ("vdvae", "final"):
-                if kind in other.kinds:
+                if kind in other.kinds and not other.image_problem(i, kind):
                     items.append((str(other.image_path(i, kind)), text.alt_text(kind, other.subject, trial_id)))
-        return items
+        return [item for item in items if item[0] is not None]
+
+
+def _shown(bundle, index: int, kind: str) -> str | None:
+    """The path of an image the app may show, None when it is missing, damaged or links outside its bundle (the
+    trial view names the problem; galleries leave the item out)."""
+    return None if bundle.image_problem(index, kind) else str(bundle.image_path(index, kind))
 
 
 def _fmt(value: float | None) -> str:

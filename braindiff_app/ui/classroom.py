@@ -80,8 +80,12 @@ class QuizHandlers:
         answer = int(rng.integers(N_CHOICES))
         shown = [int(i) for i in others]
         shown.insert(answer, trial)
+        problems = [p for p in [bundle.image_problem(trial, kind)] + [bundle.image_problem(i, "ground_truth")
+                                                                           for i in shown] if p]
+        if problems:
+            raise ValueError(problems[0])
         return Question(
-            bundle=bundle.name,
+            bundle=bundle.key,
             trial=trial,
             reconstruction=str(bundle.image_path(trial, kind)),
             candidates=[str(bundle.image_path(i, "ground_truth")) for i in shown],

@@ -93,3 +93,27 @@ def test_damaged_metrics_file_is_named(handlers):
         handlers.trial("demo-subj01", 0)
     with pytest.raises(ValueError, match=r"metrics.json: expected an object"):
         MetricsHandlers(handlers.state).view(["demo-subj01"], "demo-subj01")
+
+
+def test_galleries_and_quiz_leave_out_or_name_a_broken_image(tmp_path):
+    """A missing or damaged image in one trial: the thumbnail and across-subjects galleries leave it out, the
+    quiz names it, and every other image still shows."""
+    from braindiff_app.ui.classroom import QuizHandlers
+
+    make_bundle(tmp_path / "b", name="demo-subj01", n_trials=5, size=8)
+    handlers = BrowseHandlers(AppState(load_settings(extra_bundle_dirs=(tmp_path / "b",))))
+    bundle = handlers.state.bundle("demo-subj01")
+    (bundle.path / "images" / "ground_truth" / "00001.png").unlink()
+    (bundle.path / "images" / "final" / "00002.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    thumbs = handlers.thumbnails("demo-subj01", [0, 1, 2])
+    assert [label.split(" ")[0] for _, label in thumbs] == ["#1", "#3"]
+    across = handlers.across_subjects("demo-subj01", bundle.trials[2].trial_id)
+    assert across and all("00002.png" not in path or "/final/" not in path for path, _ in across)
+    quiz = QuizHandlers(handlers.state)
+    problems = []
+    for round_index in range(20):
+        try:
+            quiz.question("demo-subj01", round_index)
+        except ValueError as exc:
+            problems.append(str(exc))
+    assert problems and len(problems) < 20 and all("00001.png" in p or "00002.png" in p for p in problems)
