@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,10 +39,12 @@ def trace(call) -> tuple[list[str], set[tuple[str, str]]]:
             stack.pop()
 
     sys.setprofile(profile)
+    threading.setprofile(profile)  # threads started during the call too (the ROI studio's micro-batcher)
     try:
         call()
     finally:
         sys.setprofile(None)
+        threading.setprofile(None)
     return order, edges
 
 
@@ -68,12 +71,19 @@ def main() -> None:
     def click_browse():
         browse.trial(bundle, args.trial)
 
-    def click_generate():
-        subject = roi.subjects()[0]
-        roi.generate(roi.recipe(subject, weights, None, 1.0, 0))
+    def click_generate(handlers=roi):
+        subject = handlers.subjects()[0]
+        handlers.generate(handlers.recipe(subject, weights, None, 1.0, 0))
 
-    for label, call in (("Browse: show a trial", click_browse), ("ROI studio: Generate", click_generate)):
-        call()  # warm up: models loaded, flatmaps and caches filled, as in a running app
+    def click_generate_fresh():
+        """The same click on handlers sharing the loaded models, so the batcher's worker thread starts traced."""
+        fresh = ROIHandlers(state)
+        fresh._models, fresh._flatmaps = roi._models, roi._flatmaps
+        click_generate(fresh)
+
+    for label, warm, call in (("Browse: show a trial", click_browse, click_browse),
+                              ("ROI studio: Generate", click_generate, click_generate_fresh)):
+        warm()  # warm up: models loaded, flatmaps and caches filled, as in a running app
         modules, edges = trace(call)
         both = sorted({tuple(sorted(e)) for e in edges if (e[1], e[0]) in edges})
         print(f"{label}: {len(modules)} modules, {len(edges)} call edges, {len(both)} back-and-forth pairs")
