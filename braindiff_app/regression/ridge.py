@@ -473,7 +473,6 @@ class RidgeRegressor:
         """
         if not self.is_fitted:
             raise ValueError("RidgeRegressor: not fitted; call fit() or load_regressor() first.")
-        check_in_allowed(rescale, RESCALE_MODES, "rescale")
         fmri = np.asarray(fmri)
         if fmri.ndim == 1:
             fmri = fmri[None]
