@@ -80,7 +80,7 @@ IMAGE_KINDS = REQUIRED_KINDS + ABLATION_KINDS
 KIND_LABELS = {
     "ground_truth": "Seen image",
     "vdvae": "VDVAE guess",
-    "final": "Brain-Diffuser",
+    "final": "Final reconstruction",
     "no_vdvae": "No VDVAE",
     "no_text": "No CLIP-text",
     "no_vision": "No CLIP-vision",

@@ -1,5 +1,9 @@
 """Every user-visible string of the app, in one place."""
 
+# The image kinds' names come from the bundle format, shared with the report tables (the app and the README's
+# tables say the same words in Browse, Classroom, Metrics and the alt texts).
+from braindiff_app.bundles import KIND_LABELS
+
 TITLE = "braindiff: Brain-Diffuser explorer"
 INTRO = (
     "Reconstructions of the images a person saw, decoded from their fMRI activity with "
@@ -42,15 +46,6 @@ PREV_PAGE = "◀ Previous"
 NEXT_PAGE = "Next ▶"
 COPY_LINK = "Copy link"
 ACROSS_SUBJECTS = "This image across subjects (seen image, then each subject's VDVAE guess and final reconstruction)"
-# Image kinds as the app names them (the same words in Browse, Classroom and the alt texts).
-KIND_LABELS = {
-    "ground_truth": "Seen image",
-    "vdvae": "VDVAE guess",
-    "final": "Final reconstruction",
-    "no_vdvae": "No VDVAE",
-    "no_text": "No CLIP-text",
-    "no_vision": "No CLIP-vision",
-}
 
 
 def alt_text(kind: str, subject: str | None, image_id: int) -> str:
