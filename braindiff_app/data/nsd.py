@@ -206,7 +206,9 @@ def _masked_trials(path: Path, image, mask: np.ndarray, dtype: np.dtype, chunk_t
 def _read_stim_info(root: Path) -> dict[int, tuple[int, str]]:
     path = L.stim_info_path(root)
     if not path.is_file() and L.stim_info_pkl_path(root).is_file():
-        return _read_stim_info_pkl(L.stim_info_pkl_path(root))
+        raise FileNotFoundError(f"{path}: not found; {L.stim_info_pkl_path(root).name} is there, but braindiff does "
+                                "not open pickles (loading one can run any code it holds). Download the same table "
+                                f"as nsd_stim_info_merged.csv from NSD into {path.parent}.")
     if not path.is_file():
         raise _missing(path, root, "the NSD stimulus table")
     with open(path, newline="") as fh:
@@ -216,23 +218,6 @@ def _read_stim_info(root: Path) -> dict[int, tuple[int, str]]:
             raise ValueError(f"{path}: lacks column(s) {', '.join(sorted(missing))}; expected "
                              "nsd_stim_info_merged.csv from NSD.")
         return {int(r["nsdId"]): (int(r["cocoId"]), r["cocoSplit"]) for r in reader}
-
-
-def _read_stim_info_pkl(path: Path) -> dict[int, tuple[int, str]]:
-    """The stimulus table from NSD's pandas pickle (it runs code when loaded: only open a file from NSD)."""
-    try:
-        import pandas as pd
-    except ImportError:
-        raise ImportError(f"{path}: reading the .pkl stimulus table needs pandas (pip install pandas), or use "
-                          "nsd_stim_info_merged.csv from NSD.") from None
-    table = pd.read_pickle(path)
-    columns = set(getattr(table, "columns", ()))
-    missing = {"cocoId", "cocoSplit"} - columns
-    if missing:
-        raise ValueError(f"{path}: lacks column(s) {', '.join(sorted(missing))}; expected NSD's "
-                         "nsd_stim_info_merged.pkl.")
-    ids = table["nsdId"] if "nsdId" in columns else range(len(table))  # the pickle's rows are in NSD id order
-    return {int(i): (int(c), str(sp)) for i, c, sp in zip(ids, table["cocoId"], table["cocoSplit"], strict=True)}
 
 
 def _curated_captions(root: Path, nsd_ids: Sequence[int], keep: int | None) -> list[list[str]]:
@@ -412,8 +397,10 @@ def check_nsd_files(root: str | os.PathLike, subject: int, sessions: Sequence[in
     needed = [(L.expdesign_path(root), "the NSD experimental design"),
               (L.roi_path(root, subject, "nsdgeneral"), "the nsdgeneral ROI (func1pt8mm)"),
               (L.stimuli_path(root), "the NSD stimuli (imgBrick)")]
-    if protocol.caption_source == "coco-json" and not L.stim_info_pkl_path(root).is_file():
-        needed.append((L.stim_info_path(root), "the NSD stimulus table (.csv, or NSD's .pkl beside it)"))
+    if protocol.caption_source == "coco-json":
+        pkl = " (its .pkl copy is never opened: unpickling a file can run any code it holds)" \
+            if L.stim_info_pkl_path(root).is_file() else ""
+        needed.append((L.stim_info_path(root), f"the NSD stimulus table nsd_stim_info_merged.csv{pkl}"))
     for path, what in needed:
         if not path.is_file():
             raise _missing(path, root, what)

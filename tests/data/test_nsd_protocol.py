@@ -82,21 +82,23 @@ def test_item8_reference_without_the_curated_file_says_where_it_belongs(tiny_nsd
         nsd.prepare_subject(tiny_nsd.root, 1, tmp_path / "ref", protocol="reference", progress=False)
 
 
-def test_the_pkl_stimulus_table_serves_when_the_csv_is_absent(tiny_nsd, tmp_path):
-    pd = pytest.importorskip("pandas")
-    import csv
+def test_the_pkl_stimulus_table_is_never_unpickled(tiny_nsd, tmp_path):
+    """NSD's .pkl copy of the stimulus table is refused with a message naming the .csv to get: unpickling a file
+    can run any code it holds (a pickle that would write a marker file proves nothing ran)."""
+    import pickle
 
-    with open(L.stim_info_path(tiny_nsd.root), newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    table = pd.DataFrame({"cocoId": [int(r["cocoId"]) for r in rows], "cocoSplit": [r["cocoSplit"] for r in rows],
-                          "nsdId": [int(r["nsdId"]) for r in rows]})
-    table.to_pickle(L.stim_info_pkl_path(tiny_nsd.root))
-    nsd.prepare_subject(tiny_nsd.root, 1, tmp_path / "csv", progress=False)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    L.stim_info_pkl_path(tiny_nsd.root).write_bytes(pickle.dumps(Payload()))
     L.stim_info_path(tiny_nsd.root).unlink()
-    nsd.prepare_subject(tiny_nsd.root, 1, tmp_path / "pkl", progress=False)
-    for split in ("train", "test"):
-        name = f"captions_{split}.json"
-        assert (tmp_path / "pkl" / name).read_text() == (tmp_path / "csv" / name).read_text()
+    with pytest.raises(FileNotFoundError, match=r"nsd_stim_info_merged.csv not found: .*its .pkl copy is never "
+                       "opened: unpickling a file can run any code"):
+        nsd.prepare_subject(tiny_nsd.root, 1, tmp_path / "pkl", progress=False)
+    assert not marker.exists()
 
 
 # -- NSD file faults -----------------------------------------------------------------------------------------------
