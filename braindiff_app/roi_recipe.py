@@ -18,6 +18,7 @@ import numpy as np
 from braindiff_app.atomic import atomic_write_json
 from braindiff_app.config import TIERS, check_in_allowed
 from braindiff_app.data.atlas import canonical_region
+from braindiff_app.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
 
 __all__ = ["RECIPE_FORMAT", "RECIPE_VERSION", "MAX_RECIPE_BYTES", "MAX_WEIGHT", "MAX_SEED", "PATTERN_RESCALES",
@@ -218,11 +219,16 @@ def _recipe_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     tier = settings.pop("tier", None)
     if tier is not None:
         check_in_allowed(tier, TIERS, "settings.tier")
+    protocol = settings.pop("protocol", DEFAULT_PROTOCOL)
+    check_in_allowed(protocol, PROTOCOLS, "settings.protocol")
     unknown = [key for key in settings if key not in STAGE2_FIELDS]
     if unknown:
         raise ValueError(f"settings: unknown key(s) {unknown}; expected some of "
-                         f"{[*STAGE2_FIELDS, 'rescale', 'tier']}.")
+                         f"{[*STAGE2_FIELDS, 'rescale', 'tier', 'protocol']}.")
     stage2 = Stage2Settings.from_json(settings, "settings")
-    return {**stage2.to_json(), "rescale": rescale, **({"tier": tier} if tier is not None else {})}
+    # The protocol is recorded only when it is not the default, so recipes (and their ids) made before protocols
+    # existed stay what they were.
+    return {**stage2.to_json(), "rescale": rescale, **({"tier": tier} if tier is not None else {}),
+            **({"protocol": protocol} if protocol != DEFAULT_PROTOCOL else {})}
 
 

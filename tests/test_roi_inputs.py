@@ -150,3 +150,31 @@ def test_recipe_from_json_never_fails_otherwise(fields, header):
     assert 0 <= recipe.seed < 2**63
     assert all(np.isfinite(w) and abs(w) <= MAX_WEIGHT for w in recipe.regions.values())
     assert Recipe.from_json(json.loads(json.dumps(recipe.to_json()))) == recipe
+
+
+def test_a_recipe_records_a_non_default_protocol_and_its_id_follows():
+    """`braindiff roi --protocol reference` recipes name their protocol (replays re-create the image under it);
+    default recipes do not, so recipes (and ids) made before protocols existed stay the same."""
+    from braindiff_app.roi import Recipe
+
+    plain = Recipe(subject="1", regions={"V1": 1.0}, settings={"tier": "demo"})
+    same = Recipe(subject="1", regions={"V1": 1.0}, settings={"tier": "demo", "protocol": "braindiff"})
+    ref = Recipe(subject="1", regions={"V1": 1.0}, settings={"tier": "demo", "protocol": "reference"})
+    assert "protocol" not in plain.to_json()["settings"] and plain.content_id == same.content_id
+    assert ref.settings["protocol"] == "reference" and ref.content_id != plain.content_id
+    assert Recipe.from_json(ref.to_json()) == ref
+    with pytest.raises(ValueError, match="settings.protocol: expected one of"):
+        Recipe(subject="1", regions={"V1": 1.0}, settings={"protocol": "paper"})
+
+
+def test_the_studio_refuses_a_reference_protocol_recipe_with_the_command_to_use(tmp_path):
+    from braindiff_app.config import load_settings
+    from braindiff_app.roi import Recipe
+    from braindiff_app.ui.roi import ROIHandlers
+    from braindiff_app.ui.state import AppState
+
+    handlers = ROIHandlers(AppState(load_settings(home=tmp_path, tier="demo")))
+    recipe = Recipe(subject="1", regions={"V1": 1.0}, settings={"tier": "demo", "protocol": "reference"})
+    with pytest.raises(ValueError, match=r"settings.protocol: the studio runs the braindiff protocol.*braindiff roi "
+                       "--recipe"):
+        handlers.generate(recipe)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from braindiff_app.cli import settings_from_args
     from braindiff_app.cli._stage2 import stage2_from_args
     from braindiff_app.config import subject_folder
-    from braindiff_app.protocol import get_protocol
+    from braindiff_app.protocol import DEFAULT_PROTOCOL, get_protocol
     from braindiff_app.roi import PAPER_FIGURES, Recipe, load_roi_models, paper_figure, parse_regions, roi_settings
 
     user_settings = settings_from_args(args)
@@ -87,10 +87,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         painted = np.load(args.painted, allow_pickle=False) if args.painted else ()
         recipe = Recipe(subject=args.subject, regions=parse_regions(args.regions), painted=painted,
-                        seed=args.seed, settings={**stage2, "tier": settings.tier})
+                        seed=args.seed, settings={**stage2, "tier": settings.tier, "protocol": args.protocol})
     subjects = None if recipe.subject == "average" else [recipe.subject]
     models = load_roi_models(settings, subjects)
-    models.pipeline.protocol = get_protocol(args.protocol)
+    # A recipe carries its protocol (the default when it names none): replaying it re-creates the same image.
+    models.pipeline.protocol = get_protocol(recipe.settings.get("protocol", DEFAULT_PROTOCOL))
     result = models.generate(recipe)
     stem = f"{settings.tier}-{subject_folder(recipe.subject)}-" + "_".join(
         f"{name}{weight:+g}" for name, weight in recipe.regions.items()) + (

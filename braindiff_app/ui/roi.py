@@ -31,6 +31,7 @@ from PIL import Image
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
 from braindiff_app.pipeline import ReconstructionOutput
+from braindiff_app.protocol import DEFAULT_PROTOCOL
 from braindiff_app.regression import FEATURE_NAMES, subjects_with_regressors
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels, roi_settings
 from braindiff_app.stage2 import TIER_DIFFUSION_STEPS, Stage2Settings
@@ -193,6 +194,9 @@ class ROIHandlers:
             A bad recipe, or one asking more DDIM steps than :meth:`max_steps` (run it with ``braindiff roi
             --recipe``).
         """
+        if recipe.settings.get("protocol", DEFAULT_PROTOCOL) != DEFAULT_PROTOCOL:
+            raise ValueError(f"settings.protocol: the studio runs the braindiff protocol, the recipe asks "
+                             f"{recipe.settings['protocol']!r}; run it with `braindiff roi --recipe FILE`.")
         steps, tier = recipe.stage2.num_inference_steps, self.settings.tier
         if steps > self.max_steps():
             raise ValueError(f"settings.num_inference_steps: the app runs at most {self.max_steps()} DDIM steps "
