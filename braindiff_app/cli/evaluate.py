@@ -7,9 +7,11 @@ import warnings
 from pathlib import Path
 
 from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
+from braindiff_app.evaluation.registry import METRICS
 
-METRICS_HELP = ("PixCorr, SSIM (standard 2-D), SSIM-ref (the reference's per-column variant), AlexNet(2), "
-                "AlexNet(5), Inception, CLIP, demo-CLIP, EffNet-B, SwAV")
+METRICS_HELP = ", ".join(f"'{m}'" if " " in m else m for m in METRICS) + (
+    " (SSIM is the standard 2-D one, SSIM-ref the reference's per-column variant; the 4-way ones give the "
+    "classroom quiz's odds)")
 
 
 def register(subparsers, demo_subparsers) -> None:
@@ -104,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = None
     if args.metrics is not None:  # CLIP and demo-CLIP both mean "the CLIP encoder the settings give"
         clip = backbones.clip_metric if backbones is not None else "CLIP"
-        metrics = list(dict.fromkeys(clip if m in ("CLIP", "demo-CLIP") else m for m in wanted))
+        same = {"CLIP": clip, "demo-CLIP": clip, "CLIP 4-way": f"{clip} 4-way", "demo-CLIP 4-way": f"{clip} 4-way"}
+        metrics = list(dict.fromkeys(same.get(m, m) for m in wanted))
     for bundle in bundles:
         computed = evaluate_bundle(bundle, backbones, metrics=metrics, kinds=args.kinds,
                                    overwrite=args.overwrite, batch_size=args.batch_size)

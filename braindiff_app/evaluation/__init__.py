@@ -28,7 +28,12 @@ from braindiff_app.evaluation.baselines import (
     interval_markdown,
     interval_rows,
 )
-from braindiff_app.evaluation.identification import correlation_distance, pearson_matrix, two_way_identification
+from braindiff_app.evaluation.identification import (
+    correlation_distance,
+    n_way_identification,
+    pearson_matrix,
+    two_way_identification,
+)
 from braindiff_app.evaluation.metrics import (
     PIXEL_METRICS,
     available_metrics,
@@ -72,6 +77,7 @@ __all__ = [
     "resize_images",
     # feature comparisons
     "pearson_matrix",
+    "n_way_identification",
     "two_way_identification",
     "correlation_distance",
     # backbones

@@ -289,7 +289,7 @@ class Backbones:
         names = [m for name in self.networks for m in BACKBONES[name].metrics]
         if self.clip_encoder is not None:
             names.append(self.clip_metric)
-        return tuple(m for m in METRICS if m in names)
+        return tuple(m for m, info in METRICS.items() if info.feature_source in names)
 
     def to(self, device) -> Backbones:
         """Move every network to ``device`` (in place); returns self."""
@@ -314,7 +314,8 @@ class Backbones:
         Returns
         -------
         dict of str to array of shape (n_images, n_features), float32
-            E.g. AlexNet(2): 192 * 27 * 27 = 139968 features at 224 px; Inception: 2048; CLIP: 768.
+            E.g. AlexNet(2): 192 * 27 * 27 = 139968 features at 224 px; Inception: 2048; CLIP: 768. A metric that
+            compares another's features (``CLIP 4-way``) gets that metric's array, computed once.
         """
         import torch
 
@@ -324,26 +325,28 @@ class Backbones:
         if unavailable:
             reasons = "; ".join(self.missing.get(m, f"{m}: not loaded") for m in unavailable)
             raise ValueError(f"metrics: {unavailable} cannot be computed with these backbones ({reasons}).")
-        chunks: dict[str, list[np.ndarray]] = {m: [] for m in wanted}
+        sources = {m: METRICS[m].feature_source for m in wanted}
+        chunks: dict[str, list[np.ndarray]] = {s: [] for s in sources.values()}
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 batch = images[start:start + batch_size]
                 for name, model in self.networks.items():
-                    layers = {m: p for m, p in BACKBONES[name].layers if m in wanted}
+                    layers = {m: p for m, p in BACKBONES[name].layers if m in chunks}
                     if not layers:
                         continue
                     param = next(model.parameters())
                     x = _to_tensor(batch, self.input_size, IMAGENET_MEAN, IMAGENET_STD, param.device, param.dtype)
                     for metric, value in _capture(model, layers, x).items():
                         chunks[metric].append(value.numpy())
-                if self.clip_metric in wanted:
+                if self.clip_metric in chunks:
                     from braindiff_app.models.clip_features import CLIP_MEAN, CLIP_STD
 
                     enc = self.clip_encoder
                     param = next(enc.parameters())
                     x = _to_tensor(batch, int(enc.config.image_size), CLIP_MEAN, CLIP_STD, param.device, param.dtype)
                     chunks[self.clip_metric].append(enc(pixel_values=x).image_embeds.float().cpu().numpy())
-        return {m: np.concatenate(v).astype(np.float32, copy=False) for m, v in chunks.items()}
+        features = {s: np.concatenate(v).astype(np.float32, copy=False) for s, v in chunks.items()}
+        return {m: features[s] for m, s in sources.items()}
 
 
 def load_backbones(weights_dir: str | os.PathLike, metrics: Iterable[str] | None = None,

@@ -117,8 +117,7 @@ def evaluate_baselines(bundle: Bundle, backbones: Backbones | None = None, metri
     for kind, names in todo.items():
         if not names:
             continue
-        if bundle.n_trials < 2:
-            names = [m for m in names if METRICS[m].method != "identification"]
+        names = [m for m in names if bundle.n_trials >= METRICS[m].min_trials]
         results = pixel_metrics(ground_truth, images[kind], [m for m in names if m in PIXEL_METRICS])
         network = [m for m in names if m not in PIXEL_METRICS]
         if network:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from braindiff_app.evaluation.backbones import Backbones
-from braindiff_app.evaluation.identification import correlation_distance, two_way_identification
+from braindiff_app.evaluation.identification import correlation_distance, n_way_identification
 from braindiff_app.evaluation.pixel import pixcorr, ssim
 from braindiff_app.evaluation.registry import METRICS, check_metrics
 from braindiff_app.images import check_images, resize_images
@@ -63,7 +63,8 @@ def metrics_from_features(ground_truth_features: Mapping[str, np.ndarray],
     Returns
     -------
     dict of str to array of shape (n_images,), float32
-        Identification metrics: fraction of the n - 1 distractors beaten; EffNet-B and SwAV: 1 - r.
+        Identification metrics: 2-way, the fraction of the n - 1 distractors beaten; n-way, the chance of beating
+        ``ways - 1`` random ones; EffNet-B and SwAV: 1 - r.
     """
     out = {}
     for metric, rec in reconstruction_features.items():
@@ -71,7 +72,7 @@ def metrics_from_features(ground_truth_features: Mapping[str, np.ndarray],
         if METRICS[metric].method == "distance":
             out[metric] = correlation_distance(gt, rec)
         else:
-            out[metric] = two_way_identification(gt, rec)
+            out[metric] = n_way_identification(gt, rec, METRICS[metric].ways)
     return out
 
 
@@ -110,7 +111,10 @@ def compute_metrics(ground_truth: np.ndarray, reconstructions: np.ndarray, metri
         raise ValueError(f"reconstructions: expected one per ground-truth image ({len(ground_truth)}), "
                          f"got {len(reconstructions)}.")
     available = available_metrics(backbones)
-    wanted = available if metrics is None else check_metrics(metrics)
+    if metrics is None:  # every computable metric the number of images allows (4-way needs 4)
+        wanted = tuple(m for m in available if len(ground_truth) >= METRICS[m].min_trials)
+    else:
+        wanted = check_metrics(metrics)
     unavailable = [m for m in wanted if m not in available]
     if unavailable:
         reasons = "; ".join((backbones.missing.get(m) if backbones is not None else None)

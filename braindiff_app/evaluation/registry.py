@@ -17,12 +17,17 @@ class MetricInfo:
     name : str
         Key in ``metrics.json`` and column title.
     method : str in {"pixel", "identification", "distance"}
-        ``"pixel"``: computed on pixels; ``"identification"``: 2-way identification (fraction, chance 0.5);
+        ``"pixel"``: computed on pixels; ``"identification"``: n-way identification (fraction, chance ``1 / ways``);
         ``"distance"``: mean correlation distance (1 - r).
     higher_is_better : bool
     backbone : str or None
         Network whose features it compares (None for pixel metrics).
     description : str
+    ways : int, default 2
+        Identification only: images shown at once (the seen one and ``ways - 1`` distractors drawn from the other
+        trials); 4 is the classroom quiz's four choices.
+    features : str or None, default None
+        The metric whose features this one compares (None: its own); ``CLIP 4-way`` reads ``CLIP``'s.
     """
 
     name: str
@@ -30,6 +35,18 @@ class MetricInfo:
     higher_is_better: bool
     backbone: str | None
     description: str
+    ways: int = 2
+    features: str | None = None
+
+    @property
+    def feature_source(self) -> str:
+        """The metric whose network features this metric compares."""
+        return self.features or self.name
+
+    @property
+    def min_trials(self) -> int:
+        """Fewest trials the metric is defined for (identification needs ``ways`` images to choose from)."""
+        return self.ways if self.method == "identification" else 1
 
 
 METRICS: dict[str, MetricInfo] = {m.name: m for m in (
@@ -45,6 +62,12 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in (
     MetricInfo("CLIP", "identification", True, "clip", "2-way identification, CLIP ViT-L/14 image embedding"),
     MetricInfo("demo-CLIP", "identification", True, "clip",
                "2-way identification with the demo tier's small CLIP vision encoder (not comparable to CLIP)"),
+    MetricInfo("CLIP 4-way", "identification", True, "clip",
+               "4-way identification (the classroom quiz's odds: the seen image against 3 random other test images), "
+               "CLIP ViT-L/14 image embedding", ways=4, features="CLIP"),
+    MetricInfo("demo-CLIP 4-way", "identification", True, "clip",
+               "4-way identification (the classroom quiz's odds) with the demo tier's small CLIP vision encoder",
+               ways=4, features="demo-CLIP"),
     MetricInfo("EffNet-B", "distance", False, "efficientnet", "correlation distance, EfficientNet-B1 avgpool"),
     MetricInfo("SwAV", "distance", False, "swav", "correlation distance, SwAV ResNet-50 avgpool"),
 )}

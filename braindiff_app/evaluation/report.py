@@ -95,8 +95,7 @@ def evaluate_bundle(bundle: Bundle | str | os.PathLike, backbones: Backbones | N
         if ground_truth is None:
             ground_truth = _load_kind(bundle, "ground_truth")
         recon = _load_kind(bundle, kind)
-        if len(recon) < 2:
-            todo = [m for m in todo if METRICS[m].method != "identification"]
+        todo = [m for m in todo if len(recon) >= METRICS[m].min_trials]
         results = pixel_metrics(ground_truth, recon, [m for m in todo if m in PIXEL_METRICS])
         network = [m for m in todo if m not in PIXEL_METRICS]
         if network:

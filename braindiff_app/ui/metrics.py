@@ -100,9 +100,9 @@ class MetricsHandlers:
         for name, info in METRICS.items():
             if name in present:
                 continue
-            if name == "demo-CLIP" and "demo" not in tiers:
+            if info.feature_source == "demo-CLIP" and "demo" not in tiers:
                 continue  # the demo's stand-in: not expected on NSD
-            if name == "CLIP" and "demo-CLIP" in present:
+            if info.feature_source == "CLIP" and f"demo-{name}" in present:
                 reason = text.MISSING_CLIP_DEMO
             else:
                 reason = text.MISSING_NETWORK.format(network=info.backbone or "network")

@@ -120,12 +120,17 @@ def test_wrong_checkpoint_is_refused(weights_dir, tmp_path):
 
 def test_demo_clip_identification(clip_dir, make_images):
     backbones = load_backbones(Path("/nonexistent"), metrics=["demo-CLIP"], clip_dir=clip_dir, clip_metric="demo-CLIP")
-    assert backbones.metrics == ("demo-CLIP",)
+    assert backbones.metrics == ("demo-CLIP", "demo-CLIP 4-way")  # the quiz's odds read the same features
     images = make_images(4, 40, seed=4)
-    assert backbones.features(images)["demo-CLIP"].shape == (4, 16)
+    features = backbones.features(images)
+    assert features["demo-CLIP"].shape == (4, 16)
+    assert features["demo-CLIP 4-way"] is features["demo-CLIP"]  # the encoder ran once
     out = compute_metrics(images, images, backbones=backbones)
-    assert list(out) == ["PixCorr", "SSIM", "SSIM-ref", "demo-CLIP"]
+    assert list(out) == ["PixCorr", "SSIM", "SSIM-ref", "demo-CLIP", "demo-CLIP 4-way"]
     np.testing.assert_array_equal(out["demo-CLIP"], 1.0)
+    np.testing.assert_array_equal(out["demo-CLIP 4-way"], 1.0)
+    three = compute_metrics(images[:3], images[:3], backbones=backbones)  # 4-way needs four images: left out
+    assert list(three) == ["PixCorr", "SSIM", "SSIM-ref", "demo-CLIP"]
 
 
 def test_clip_encoder_choice(clip_dir, tmp_path, monkeypatch):
@@ -137,7 +142,7 @@ def test_clip_encoder_choice(clip_dir, tmp_path, monkeypatch):
     assert real.eval_clip_dir == (clip_dir, "CLIP")
     with pytest.warns(UserWarning, match="EffNet-B"):
         backbones = backbones_from_settings(settings, ["CLIP", "EffNet-B"])
-    assert backbones.metrics == ("demo-CLIP",)
+    assert backbones.metrics == ("demo-CLIP", "demo-CLIP 4-way")
 
 
 def test_doctor_lists_each_backbone_file(weights_dir, tmp_path, clip_dir):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import correlation
 
-from braindiff_app.evaluation import correlation_distance, pearson_matrix, two_way_identification
+from braindiff_app.evaluation import correlation_distance, n_way_identification, pearson_matrix, two_way_identification
 
 
 def _reference_loop(gt: np.ndarray, rec: np.ndarray) -> np.ndarray:
@@ -76,3 +78,43 @@ def test_demo_trainer_uses_this_function():
 
     assert train_vd.two_way_identification is two_way_identification
     assert "two_way_identification" not in train_vd.__all__
+
+
+def _quiz_by_enumeration(gt: np.ndarray, rec: np.ndarray, ways: int) -> np.ndarray:
+    """The quiz written out: every set of ways - 1 distractors, reconstruction j right when its own image wins."""
+    n = len(gt)
+    r = np.corrcoef(gt, rec)[:n, n:]
+    out = []
+    for j in range(n):
+        others = [i for i in range(n) if i != j]
+        draws = list(itertools.combinations(others, ways - 1))
+        out.append(np.mean([all(r[i, j] < r[j, j] for i in draw) for draw in draws]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("ways", [2, 3, 4])
+def test_n_way_identification_is_the_quiz_over_every_draw(ways):
+    rng = np.random.default_rng(5)
+    gt = rng.normal(size=(9, 30))
+    rec = gt + rng.normal(scale=1.2, size=gt.shape)
+    scores = n_way_identification(gt, rec, ways)
+    np.testing.assert_allclose(scores, _quiz_by_enumeration(gt, rec, ways), atol=1e-6)
+    if ways == 2:
+        np.testing.assert_array_equal(scores, two_way_identification(gt, rec))
+
+
+def test_n_way_chance_and_perfect():
+    rng = np.random.default_rng(6)
+    noise = n_way_identification(rng.normal(size=(300, 40)), rng.normal(size=(300, 40)), 4)
+    assert noise.mean() == pytest.approx(0.25, abs=0.04)  # chance is 1 / ways
+    truth = rng.normal(size=(10, 20))
+    assert n_way_identification(truth, truth, 4).tolist() == [1.0] * 10
+    assert n_way_identification(truth, -truth, 4).tolist() == [0.0] * 10
+
+
+def test_n_way_errors():
+    with pytest.raises(ValueError, match="4-way identification needs at least 4 trials, got 3"):
+        n_way_identification(np.eye(3), np.eye(3), 4)
+    for bad in (1, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="ways: expected an integer >= 2"):
+            n_way_identification(np.eye(5), np.eye(5), bad)
