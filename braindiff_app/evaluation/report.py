@@ -239,7 +239,7 @@ def figure_metric_bars(rows: Sequence[dict[str, Any]], title: str = ""):
         scale = 100.0 if METRICS[metric].method == "identification" else 1.0
         ax.bar(range(len(rows)), np.nan_to_num(np.asarray(values) * scale), color=colors)
         if METRICS[metric].method == "identification":
-            ax.axhline(50, color="gray", lw=0.8, ls="--")
+            ax.axhline(100 / METRICS[metric].ways, color="gray", lw=0.8, ls="--")  # chance
             ax.set_ylim(0, 100)
         ax.set_title(f"{metric} {'↑' if METRICS[metric].higher_is_better else '↓'}", fontsize=10)
         ax.set_xticks(range(len(rows)), labels, rotation=35, ha="right", fontsize=8)

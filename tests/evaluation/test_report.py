@@ -83,3 +83,15 @@ def test_write_report_files(tmp_path):
         assert p.is_file() and p.stat().st_size > 0
     assert written["table1.png"].read_bytes()[:4] == b"\x89PNG"
     assert "SSIM-ref" in written["table2_test-subj01.md"].read_text()
+
+
+def test_metric_bars_draw_each_identification_metrics_chance_line():
+    from braindiff_app.evaluation.report import figure_metric_bars
+
+    rows = [{"label": "Subject 1", "demo-CLIP": 0.7, "demo-CLIP 4-way": 0.45, "PixCorr": 0.3}]
+    fig = figure_metric_bars(rows)
+    chance = {ax.get_title().split(" ")[0] if "4-way" not in ax.get_title() else "4-way":
+              [line.get_ydata()[0] for line in ax.get_lines()] for ax in fig.axes if ax.get_visible()}
+    assert chance == {"PixCorr": [], "demo-CLIP": [50.0], "4-way": [25.0]}
+    heights = {ax.get_title(): ax.patches[0].get_height() for ax in fig.axes if ax.get_visible()}
+    assert heights["demo-CLIP 4-way ↑"] == pytest.approx(45.0)
