@@ -318,8 +318,8 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     def pick(indices: list[int], current: int, evt: gr.SelectData):
         return indices[int(current) * GALLERY_PAGE + evt.index] + 1
 
-    def do_refresh(current: str | None):
-        state.refresh()
+    def browse_picker(current: str | None):
+        """After a rescan (:meth:`AppState.rescan`): the new choices, the same bundle when still there."""
         names = [name for _, name in handlers.subjects()]
         value = current if current in names else state.default_bundle
         return gr.update(choices=handlers.subjects(), value=value), gr.update(
@@ -344,14 +344,16 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     prev_page.click(turn(-1), [subject, hits, page], [gallery, page, page_info], api_name="results_previous_page")
     next_page.click(turn(+1), [subject, hits, page], [gallery, page, page_info], api_name="results_next_page")
     gallery.select(pick, [hits, page], [trial], api_name="pick_thumbnail")
-    refresh.click(do_refresh, [subject], [subject, status], api_name="rescan_bundles")
+    state.pickers.append(([subject], [subject, status], browse_picker))  # ui/__init__.py wires `refresh` to them
     copy.click(None, None, None, js=COPY_JS, api_name=False)
 
     def from_url(current: str | None, request: gr.Request):
         """Page load: the URL's ``subject`` (a bundle key) and ``image`` (an NSD image id), where valid."""
         params = dict(request.query_params) if request is not None else {}
-        name = params.get("subject")
-        name = name if name in {b.key for b in state.bundles} else current
+        try:  # a key, or a bare name (the first folder's bundle of that name: AppState.bundle)
+            name = state.bundle(params["subject"]).key if "subject" in params else current
+        except ValueError:
+            name = current
         try:
             wanted = int(params["image"]) if "image" in params else None
         except ValueError:
@@ -364,7 +366,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
 
     components = {"subject": subject, "trial": trial, "show_ablations": show_ablations, "gallery": gallery,
                   "query": query, "header": header, "captions": captions, "metrics": metrics, "hits": hits,
-                  "image_id": image_id, "across": across, "page_info": page_info, "copy": copy}
+                  "image_id": image_id, "across": across, "page_info": page_info, "copy": copy, "refresh": refresh}
     components.update({f"image_{k}": v for k, v in images.items()})
     return {f"browse.{k}": v for k, v in components.items()}
 
