@@ -29,6 +29,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from braindiff_app.atomic import atomic_path
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
 from braindiff_app.pipeline import ReconstructionOutput
 from braindiff_app.protocol import DEFAULT_PROTOCOL
@@ -169,6 +170,18 @@ class ROIHandlers:
             hit = np.sign(pixel_weight) == sign
             out[hit] = (0.35 * out[hit] + 0.65 * np.array(colour)).astype(np.uint8)
         return out
+
+    def pattern_file(self, pattern: np.ndarray | None) -> str | None:
+        """``pattern`` (a :meth:`pattern_image`) as a PNG file, written once per distinct picture and named by its
+        content: gradio sends a file as it is, where it encoded the 848x900 array again on every Generate (~50 ms
+        of CPU each, as lossy WebP that moved region edges by up to 117 grey levels). None stays None."""
+        if pattern is None:
+            return None
+        path = self._out / "patterns" / f"{hashlib.sha256(pattern.tobytes()).hexdigest()[:24]}.png"
+        if not path.is_file():
+            with atomic_path(path) as tmp:
+                Image.fromarray(pattern).save(tmp, format="PNG")
+        return str(path)
 
     def session_folder(self, session: str | None) -> Path:
         """The folder of one browser session's recipe files (``gr.Request.session_hash``; None: a fresh folder).
@@ -349,7 +362,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             raise gr.Error(str(exc)) from None
         history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
         gallery = [(img, label) for img, label, _ in history_runs]
-        return result.vdvae, result.final, result.pattern, result.recipe_path, gallery, history_runs
+        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path, gallery,
+                history_runs)
 
     def pick(history_runs, evt: gr.SelectData):
         return history_runs[evt.index][2]
@@ -364,7 +378,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
         history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
-        return (result.vdvae, result.final, result.pattern, result.recipe_path,
+        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path,
                 [(img, label) for img, label, _ in history_runs], history_runs)
 
     slider_list = [sliders[r] for r in region_names]
