@@ -52,6 +52,8 @@ MAX_CANVAS_PIXELS = 4096 * 4096
 Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_CANVAS_PIXELS, MAX_CANVAS_PIXELS // 2)
 #: Generate/replay events the app lets wait on the micro-batcher at once (they run in batches of up to 8).
 ROI_CONCURRENCY = 16
+#: Pattern pictures kept (848x900x3 bytes each on the demo: 2.3 MB).
+PATTERN_CACHE = 8
 #: Recipe session folders unused this long (seconds) are removed.
 RECIPE_FOLDER_TTL = 6 * 3600
 
@@ -75,6 +77,8 @@ class ROIHandlers:
         self._models: ROIModels | None = None
         self.settings, self.committed = roi_settings(state.settings)
         self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._pictures: dict[tuple, np.ndarray | None] = {}  # pattern_image's cache, oldest first
+        self._pictures_lock = threading.Lock()
         self._lock = threading.Lock()
         self._out = Path(tempfile.mkdtemp(prefix="braindiff-roi-"))
         # Recipe files go with the handlers, or at the latest when the process exits.
@@ -154,8 +158,22 @@ class ROIHandlers:
         """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative.
 
         The pattern is the one the regressors see (:meth:`ROIModels.patterns`); for the average, that of the first
-        subject it uses. None when that subject has no flatmap (see :meth:`flatmap_problem`).
+        subject it uses. None when that subject has no flatmap (see :meth:`flatmap_problem`). The last
+        :data:`PATTERN_CACHE` pictures are kept (read-only): a class asking the same regions draws them once.
         """
+        key = (recipe.subject, tuple(sorted(recipe.regions.items())), tuple(recipe.painted), recipe.painted_weight)
+        picture = self._pictures.get(key)
+        if picture is None:
+            picture = self._draw_pattern(recipe)
+            if picture is not None:
+                picture.flags.writeable = False
+            with self._pictures_lock:
+                self._pictures[key] = picture
+                while len(self._pictures) > PATTERN_CACHE:
+                    del self._pictures[next(iter(self._pictures))]
+        return picture
+
+    def _draw_pattern(self, recipe: Recipe) -> np.ndarray | None:
         models = self.models()
         patterns = models.patterns(recipe) if recipe.subject == "average" else None
         subject = next(iter(patterns)) if patterns else recipe.subject

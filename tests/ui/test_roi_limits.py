@@ -192,3 +192,23 @@ def test_batched_demo_images_equal_single_ones_within_one_grey_level():
         assert np.abs(together.final.astype(int) - single.final.astype(int)).max() <= 1
         differing += int((together.final != single.final).sum())
     assert differing <= 0.001 * sum(s.final.size for s in singles)  # at most 0.1% of the values
+
+
+def test_pattern_pictures_are_drawn_once_per_selection_and_bounded(stand_in_handlers, monkeypatch):  # noqa: F811
+    from braindiff_app.ui import roi as ui_roi
+
+    handlers = ROIHandlers(AppState(stand_in_handlers))
+    drawn = []
+    real_draw = handlers._draw_pattern
+    monkeypatch.setattr(handlers, "_draw_pattern", lambda recipe: drawn.append(recipe) or real_draw(recipe))
+    first = handlers.pattern_image(handlers.recipe("1", {"V1": 1.0}, None, painted_weight=1.0, seed=0))
+    again = handlers.pattern_image(handlers.recipe("1", {"V1": 1.0}, None, painted_weight=1.0, seed=9))
+    assert again is first and len(drawn) == 1 and not first.flags.writeable  # a shared picture stays as drawn
+    with pytest.raises(ValueError):
+        first[0, 0] = 0
+    for w in (-1.0, 0.5, -0.5, 0.25, 0.75, -0.25, -0.75, 0.125):  # 8 other selections push the first one out
+        handlers.pattern_image(handlers.recipe("1", {"V1": w}, None, painted_weight=1.0, seed=0))
+    assert len(handlers._pictures) == ui_roi.PATTERN_CACHE == 8
+    redrawn = handlers.pattern_image(handlers.recipe("1", {"V1": 1.0}, None, painted_weight=1.0, seed=0))
+    assert redrawn is not first and len(drawn) == 10
+    np.testing.assert_array_equal(redrawn, first)
