@@ -8,7 +8,8 @@ session; folders unused for :data:`RECIPE_FOLDER_TTL` seconds are removed, and t
 
 Concurrent Generates run together: each request's features are predicted in its own thread, then a
 :class:`~braindiff_app.ui._batching.MicroBatcher` runs the requests that share stage-2 settings as one pipeline call
-(each image depends only on its own seed, so the images are those of single calls). Requests are bounded: recipe
+(each image depends only on its own seed: the images are those of single calls up to float summation order, at most
+1 grey level on about 0.01% of the values, see :mod:`~braindiff_app.ui._batching`). Requests are bounded: recipe
 steps at :data:`MAX_STEPS_FACTOR` times the tier's default, canvas layers at :data:`MAX_CANVAS_PIXELS` (checked from
 the image header, before decoding).
 """

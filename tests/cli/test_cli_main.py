@@ -69,6 +69,18 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("exc, line", [
+    (OSError(28, "No space left on device"), "braindiff doctor: error: [Errno 28] No space left on device"),
+    (PermissionError(13, "Permission denied", "/ro/home/bundles"),
+     "braindiff doctor: error: [Errno 13] Permission denied: '/ro/home/bundles'"),
+])
+def test_disk_errors_are_one_line(monkeypatch, capsys, exc, line):
+    monkeypatch.delenv("BRAINDIFF_DEBUG", raising=False)
+    _make_doctor_raise(monkeypatch, exc)
+    assert main(["doctor"]) == 1
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
 @pytest.mark.parametrize("argv, env", [
     (["--debug", "doctor"], ""),
     (["doctor", "--debug"], ""),
