@@ -245,7 +245,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     ordered = [images[k] for k in IMAGE_KINDS]
     trial_outputs = [header, *ordered, captions, metrics]
 
-    def view_outputs(bundle_name: str | None, index: int):
+    def view_outputs(bundle_name: str | None, index: int, across_too: bool = True):
         if not bundle_name:
             return ["", *[None] * len(images), "", gr.update(visible=False)], None, []
         try:
@@ -260,11 +260,11 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         pictures = [gr.update(value=view.images[k], alt_text=view.alt[k]) if view.images[k] else None
                     for k in IMAGE_KINDS]
         return ([view.header, *pictures, captions_md, table], view.image_id,
-                handlers.across_subjects(bundle_name, view.image_id))
+                handlers.across_subjects(bundle_name, view.image_id) if across_too else [])
 
     def show(bundle_name: str | None, index: float):
         """API: the view of trial ``index`` (0-based)."""
-        return view_outputs(bundle_name, int(index or 0))[0]
+        return view_outputs(bundle_name, int(index or 0), across_too=False)[0]  # its outputs lack the gallery
 
     def show_number(bundle_name: str | None, number: float):
         shown, shown_id, gallery_items = view_outputs(bundle_name, int(number or 1) - 1)
