@@ -320,8 +320,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
 
     def browse_picker(current: str | None):
         """After a rescan (:meth:`AppState.rescan`): the new choices, the same bundle when still there."""
-        names = [name for _, name in handlers.subjects()]
-        value = current if current in names else state.default_bundle
+        value = state.key_of(current) or state.default_bundle
         return gr.update(choices=handlers.subjects(), value=value), gr.update(
             value=_status_message(state), visible=not state.bundles or bool(state.problems))
 
@@ -350,10 +349,8 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     def from_url(current: str | None, request: gr.Request):
         """Page load: the URL's ``subject`` (a bundle key) and ``image`` (an NSD image id), where valid."""
         params = dict(request.query_params) if request is not None else {}
-        try:  # a key, or a bare name (the first folder's bundle of that name: AppState.bundle)
-            name = state.bundle(params["subject"]).key if "subject" in params else current
-        except ValueError:
-            name = current
+        # a key, or a bare name (the first folder's bundle of that name: AppState.bundle)
+        name = (state.key_of(params["subject"]) if "subject" in params else None) or current
         try:
             wanted = int(params["image"]) if "image" in params else None
         except ValueError:

@@ -260,8 +260,7 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
 
     def classroom_picker(current: str | None):
         """After a rescan (:meth:`AppState.rescan`): the new choices, the same bundle when still there."""
-        keys = [key for _, key in state.choices()]
-        return [gr.update(choices=state.choices(), value=current if current in keys else state.default_bundle)]
+        return [gr.update(choices=state.choices(), value=state.key_of(current) or state.default_bundle)]
 
     state.pickers.append(([subject], [subject], classroom_picker))  # "Rescan bundles" (Browse) refreshes it
 

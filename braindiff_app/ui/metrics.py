@@ -138,9 +138,9 @@ def build_metrics_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.component
     def metrics_picker(bundle_names, ablation_name):
         """After a rescan (:meth:`AppState.rescan`): the new choices, keeping the chosen bundles still there."""
         keys = [b.key for b in state.bundles]
-        kept = [n for n in bundle_names or [] if n in keys]
+        kept = list(dict.fromkeys(k for k in map(state.key_of, bundle_names or []) if k))
         return [gr.update(choices=keys, value=kept or handlers.default_selection()),
-                gr.update(choices=keys, value=ablation_name if ablation_name in keys else state.default_bundle)]
+                gr.update(choices=keys, value=state.key_of(ablation_name) or state.default_bundle)]
 
     state.pickers.append(([chosen, ablation], [chosen, ablation], metrics_picker))  # "Rescan bundles" (Browse)
     outputs = [table1, bars1, table2, bars2, distributions, missing]

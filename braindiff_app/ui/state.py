@@ -42,10 +42,14 @@ class AppState:
     def refresh(self) -> None:
         """Rescan the bundle folders (opening a bundle reads no image, so this is quick)."""
         labels = {config.PRECOMPUTED_DIR: "shipped", self.settings.home / "bundles": "yours"}
+        before = {b.key: b.path for b in self.bundles}
         self.bundles, self.problems = find_bundles(self.settings.bundle_dirs, labels)
+        by_path = {b.path: b.key for b in self.bundles}
+        self._renamed = {key: by_path[path] for key, path in before.items() if path in by_path}
         self._by_key = {b.key: b for b in self.bundles}
         order = {Path(d): i for i, d in enumerate(self.settings.bundle_dirs)}
-        for b in sorted(self.bundles, key=lambda b: order.get(b.path.parent, len(order))):
+        self._scan_order = sorted(self.bundles, key=lambda b: order.get(b.path.parent, len(order)))
+        for b in self._scan_order:
             self._by_key.setdefault(b.name, b)  # a shared bare name: the first folder's bundle
         for listener in self.listeners:
             listener(self)
@@ -61,6 +65,16 @@ class AppState:
                 raise RuntimeError(f"picker {fn.__name__}: {len(got)} updates for {len(outputs)} outputs.")
             updates += got
         return updates
+
+    def key_of(self, key: str | None) -> str | None:
+        """The current key of the bundle ``key`` named before the last rescan (the same folder, though its key may now
+        carry a label), else of the bundle ``key`` names now; None when no bundle answers to it."""
+        if key in self._renamed:
+            return self._renamed[key]
+        try:
+            return self.bundle(key).key if key else None
+        except ValueError:
+            return None
 
     def bundle(self, key: str) -> Bundle:
         """The bundle of key ``key``, or of bare name ``key`` (see the class notes); ValueError naming the known
@@ -85,8 +99,9 @@ class AppState:
 
     @property
     def default_bundle(self) -> str | None:
-        """Key of the bundle the app opens on: the demo's subject 1 when present, else the first found."""
-        for b in self.bundles:
+        """Key of the bundle the app opens on: the tier's subject 1 when present (of several, the first folder's, as
+        for a bare name), else the first listed."""
+        for b in self._scan_order:
             if b.tier == self.settings.tier and b.subject == "1":
                 return b.key
         return self.bundles[0].key if self.bundles else None
