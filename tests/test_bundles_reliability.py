@@ -358,6 +358,21 @@ def test_evaluate_names_a_damaged_image(tmp_path, capsys, damage):
 
 
 # -- unique keys ---------------------------------------------------------------------------------------------------
+def test_evaluate_names_the_folder_a_shared_bare_name_means(tmp_path, capsys, monkeypatch):
+    from braindiff_app import config
+    from braindiff_app.cli import main
+
+    home = tmp_path / "home"
+    shipped = make_bundle(config.PRECOMPUTED_DIR, name="demo-subj01", n_trials=2, size=8)
+    yours = make_bundle(home / "bundles", name="demo-subj01", n_trials=3, size=8)
+    assert main(["evaluate", "demo-subj01", "--metrics", "PixCorr", "--home", str(home), "--out",
+                 str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: demo-subj01 is in 2 folders ({config.PRECOMPUTED_DIR}, {home / 'bundles'}); evaluating " \
+           f"{shipped.path}: pass a bundle's path to choose another." in out
+    assert "PixCorr" in open_bundle(shipped.path).metrics["final"] and not open_bundle(yours.path).metrics
+
+
 def test_bundles_of_one_name_in_two_folders_are_both_reachable(tmp_path):
     shipped = make_bundle(tmp_path / "shipped", name="demo-subj01", n_trials=2, size=8)
     yours = make_bundle(tmp_path / "yours", name="demo-subj01", n_trials=3, size=8)
