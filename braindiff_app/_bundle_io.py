@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["BundleError", "BundleLockedError", "read_json", "read_png", "check_str", "check_int", "check_captions",
-           "check_metrics", "manifest_fields", "png_problem", "inside", "WriterLock", "recover_swap",
+           "check_metrics", "manifest_fields", "png_bytes", "png_problem", "inside", "WriterLock", "recover_swap",
            "OLD_SUFFIX", "LOCK_SUFFIX"]
 
 #: Largest JSON file a bundle may hold (a 10 000-trial trials.json with five captions each is ~3 MB).
@@ -135,20 +135,23 @@ def _show(value: Any) -> str:
 class WriterLock:
     """An exclusive advisory lock on ``<root>/.<name>.lock`` (``fcntl.flock``; released when the process dies).
 
-    Re-entrant within one process (writers of one run share it); another process is refused.
+    By default re-entrant within one process (writers of one run share it) and another process is refused. With
+    ``wait=True`` it waits for the lock instead, and threads of one process wait for each other too (each holder
+    opens the file itself): for short read-modify-writes such as ``metrics.json``'s.
 
     Raises
     ------
     BundleLockedError
-        If another process holds it.
+        If another process holds it (``wait=False``).
     """
 
     _held: dict[tuple[int, str], list] = {}  # (pid, lock path) -> [fd, count]
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, wait: bool = False) -> None:
         self.path = root / f".{name}{LOCK_SUFFIX}"
-        self._key: tuple[int, str] | None = (os.getpid(), str(self.path.absolute()))
-        entry = self._held.get(self._key)
+        self._fd: int | None = None  # wait=True: this holder's own descriptor
+        self._key: tuple[int, str] | None = None if wait else (os.getpid(), str(self.path.absolute()))
+        entry = self._held.get(self._key) if self._key else None
         if entry is not None:
             entry[1] += 1
             return
@@ -157,7 +160,7 @@ class WriterLock:
         try:
             import fcntl
 
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except ImportError:  # Windows: no advisory locks; one writer per bundle is then the user's rule
             pass
         except OSError:
@@ -165,7 +168,16 @@ class WriterLock:
             self._key = None
             raise BundleLockedError(f"{root / name}: another run is writing this bundle (it holds the lock "
                                     f"{self.path}); wait for it to finish, or stop it and rerun.") from None
-        self._held[self._key] = [fd, 1]
+        if wait:
+            self._fd = fd
+        else:
+            self._held[self._key] = [fd, 1]
+
+    def __enter__(self) -> WriterLock:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
     @classmethod
     def is_held(cls, root: Path, name: str) -> bool:
@@ -185,6 +197,9 @@ class WriterLock:
         return False
 
     def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
         entry = self._held.get(self._key) if self._key else None
         self._key = None
         if entry is not None:
@@ -274,6 +289,21 @@ def read_png(path: Path, bundle: str) -> np.ndarray:
         raise BundleError(f"{path}: image too large in bundle {bundle} ({exc}).") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as exc:  # PIL's decoder errors
         raise BundleError(f"{path}: unreadable image in bundle {bundle} ({type(exc).__name__}: {exc}).") from None
+
+
+def png_bytes(image: np.ndarray, source: str) -> bytes:
+    """``image`` (uint8, shape (height, width, 3)) encoded as PNG; ValueError naming ``source`` for another array."""
+    import io
+
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{source}: expected a uint8 image of shape (height, width, 3), got "
+                         f"{image.dtype} array of shape {image.shape}.")
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=4)
+    return buffer.getvalue()
 
 
 def png_problem(path: Path) -> str | None:

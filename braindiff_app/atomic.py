@@ -91,7 +91,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
 
     A writer killed mid-write (``kill -9``) leaves its temporary file behind; the next write of the same file
     removes it. A file is stale when the process named in it is gone (or is this one, which is not writing it);
-    a file that names no process (written by an older braindiff) when it is older than ``STALE_AFTER_S``.
+    a file that names no process (written by an older braindiff, ``.<name>.<random>.tmp``) when it is older than
+    ``STALE_AFTER_S``.
 
     Returns
     -------
@@ -102,8 +103,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     import time
 
     path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)_)?([A-Za-z0-9_]+)\.tmp"
-                         rf"{re.escape(''.join(path.suffixes))}")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)_)?([A-Za-z0-9_]+)\.tmp"  # older writers: no suffixes
+                         rf"(?:{re.escape(''.join(path.suffixes))})?")
     removed = []
     try:
         candidates = [(p, pattern.fullmatch(p.name)) for p in path.parent.iterdir()]

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from braindiff_app._bundle_io import (
     check_metrics,
     inside,
     manifest_fields,
+    png_bytes,
     png_problem,
     read_json,
     read_png,
@@ -65,6 +67,7 @@ __all__ = [
     # reading
     "Bundle",
     "open_bundle",
+    "read_manifest",
     "find_bundles",
     "validate_bundle",
     "recover_bundle",
@@ -194,20 +197,6 @@ class TrialRecord:
     captions: tuple[str, ...] = ()
 
 
-def _png_bytes(image: np.ndarray, source: str) -> bytes:
-    import io
-
-    from PIL import Image
-
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{source}: expected a uint8 image of shape (height, width, 3), got "
-                         f"{image.dtype} array of shape {image.shape}.")
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=4)
-    return buffer.getvalue()
-
-
 def _image_name(index: int) -> str:
     return f"{index:05d}.png"
 
@@ -318,7 +307,7 @@ class BundleWriter:
             raise ValueError(f"images: trial {index} lacks kinds {missing} (manifest lists "
                              f"{list(self.manifest.kinds)}).")
         for kind in self.manifest.kinds:
-            data = _png_bytes(images[kind], f"images[{kind!r}] of trial {index}")
+            data = png_bytes(images[kind], f"images[{kind!r}] of trial {index}")
             atomic_write_bytes(self.partial_path / "images" / kind / _image_name(index), data)
         record = {"index": index, "trial_id": int(trial_id), "captions": [str(c) for c in captions],
                   "settings": self._fingerprint}
@@ -382,8 +371,7 @@ def write_metrics(bundle_path: str | os.PathLike, metrics: Mapping[str, Mapping[
         E.g. ``{"final": {"PixCorr": [...], "SSIM": [...]}, "vdvae": {...}}``. NaN marks a value not computed.
     """
     bundle = open_bundle(bundle_path)
-    path = bundle.path / "metrics.json"
-    merged: dict[str, dict[str, list[float | None]]] = json.loads(path.read_text()) if path.exists() else {}
+    rows: dict[str, dict[str, list[float | None]]] = {}
     for kind, table in metrics.items():
         if kind not in bundle.kinds + BASELINE_KINDS:
             raise ValueError(f"metrics: kind {kind!r} is not in bundle {bundle.name} (kinds {list(bundle.kinds)}) "
@@ -393,8 +381,14 @@ def write_metrics(bundle_path: str | os.PathLike, metrics: Mapping[str, Mapping[
             if values.shape != (bundle.n_trials,):
                 raise ValueError(f"metrics[{kind!r}][{name!r}]: expected shape ({bundle.n_trials},), "
                                  f"got {values.shape}.")
-            merged.setdefault(kind, {})[name] = [None if np.isnan(v) else float(v) for v in values]
-    atomic_write_json(path, merged)
+            rows.setdefault(kind, {})[name] = [None if np.isnan(v) else float(v) for v in values]
+    path = bundle.path / "metrics.json"
+    with WriterLock(bundle.path, "metrics", wait=True):  # concurrent evaluate runs: each merge sees the last one's
+        merged = check_metrics(read_json(path), path, bundle.kinds + BASELINE_KINDS, bundle.n_trials) \
+            if path.exists() else {}
+        for kind, table in rows.items():
+            merged.setdefault(kind, {}).update(table)
+        atomic_write_json(path, merged)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -500,6 +494,11 @@ def _read_trials(path: Path, n_trials: int) -> list[TrialRecord]:
     return trials
 
 
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """A bundle's ``manifest.json``, every field checked: BundleError naming the file and the field otherwise."""
+    return Manifest.from_json(read_json(Path(path)), Path(path))
+
+
 def open_bundle(path: str | os.PathLike, allow_partial: bool = False) -> Bundle:
     """Open a complete bundle lazily (manifest and trial records only).
 
@@ -520,7 +519,7 @@ def open_bundle(path: str | os.PathLike, allow_partial: bool = False) -> Bundle:
         raise FileNotFoundError(f"{path}: no such bundle folder.")
     if path.name.endswith(PARTIAL_SUFFIX) and not allow_partial:
         raise BundleError(f"{path}: written halfway (the run was stopped); rerun it to resume and finish.")
-    manifest = Manifest.from_json(read_json(path / "manifest.json"), path / "manifest.json")
+    manifest = read_manifest(path / "manifest.json")
     if path.name not in (manifest.name, manifest.name + PARTIAL_SUFFIX):
         raise BundleError(f"{path / 'manifest.json'}: name {manifest.name!r} differs from the folder's name "
                           f"{path.name!r}; a bundle is known by its folder: rename one to match the other.")
@@ -571,15 +570,14 @@ def find_bundles(dirs: Iterable[str | os.PathLike],
     -------
     bundles : list of Bundle
         Real subjects first by number, then ``average``, then by name. Each has a unique ``key``: its name, or
-        ``"<name> (<origin>)"`` for all but the last scanned of bundles sharing a name.
+        ``"<name> (<origin>)"`` for every bundle of a shared name (its folder's path if that is taken too).
     problems : list of str
         One message per folder that looked like a bundle but could not be opened (partial ones included).
     """
     labels = {Path(k): v for k, v in (labels or {}).items()}
     bundles: list[Bundle] = []
     problems: list[str] = []
-    for d in dirs:
-        d = Path(d)
+    for d in dict.fromkeys(Path(d) for d in dirs):  # a folder given twice is scanned once
         if not d.is_dir():
             continue
         try:
@@ -603,11 +601,12 @@ def find_bundles(dirs: Iterable[str | os.PathLike],
             bundle.origin = labels.get(d, str(d))
             bundles.append(bundle)
 
-    counts: dict[str, int] = {}
-    for b in reversed(bundles):  # the last one scanned keeps the bare name
-        counts[b.name] = counts.get(b.name, 0) + 1
-        if counts[b.name] > 1:
-            b.key = f"{b.name} ({b.origin})"
+    names = Counter(b.name for b in bundles)
+    for b in bundles:  # a shared name: each bundle is labelled by where it lives (a bare name: ui/state.py)
+        b.key = f"{b.name} ({b.origin})" if names[b.name] > 1 else b.name
+    keys = Counter(b.key for b in bundles)
+    for b in bundles:  # a label that is also a bundle's name, or a folder scanned twice: the path itself
+        b.key = str(b.path) if keys[b.key] > 1 else b.key
 
     def key(b: Bundle) -> tuple:
         s = b.subject

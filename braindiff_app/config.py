@@ -352,20 +352,23 @@ def auto_threads(cores: int, load: float) -> int:
     return max(1, cores - int(load + 0.5))
 
 
-def set_cpu_threads(threads: int | None) -> None:
-    """Set torch's CPU threads: ``threads``, or :func:`auto_threads` unless OMP_NUM_THREADS is set.
+def set_cpu_threads(threads: int | None, reserve: int = 0) -> None:
+    """Set torch's CPU threads: ``threads``, or :func:`auto_threads` less ``reserve`` unless OMP_NUM_THREADS is set.
 
     Parameters
     ----------
     threads : int or None
         A positive count (``--threads``); None picks the cores that the machine's other work leaves free.
+    reserve : int, default 0
+        Cores to leave free when picking (the app keeps one for serving pages while the ROI studio computes; at
+        least one thread is used).
     """
     if threads is not None and threads < 1:
         raise ValueError(f"threads: expected a positive count, got {threads}.")
     if threads is None:
         if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
             return
-        threads = auto_threads(os.cpu_count() or 1, os.getloadavg()[0])
+        threads = max(1, auto_threads(os.cpu_count() or 1, os.getloadavg()[0]) - reserve)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     else:  # read by torch (and the BLAS) when the command imports them; keeps `--help` free of a torch import

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.bundles import REQUIRED_KINDS, BundleWriter, Manifest, recover_bundle
+from braindiff_app.bundles import REQUIRED_KINDS, BundleError, BundleWriter, Manifest, read_manifest, recover_bundle
 from braindiff_app.config import Settings, check_in_allowed, resolve_device, subject_folder
 from braindiff_app.pipeline import (
     BrainDiffuserPipeline,
@@ -245,7 +245,13 @@ def reconstruct_subject(
     recover_bundle(root, manifest.name)  # a publish killed between its renames is completed or rolled back
     existing = root / manifest.name / "manifest.json"
     if existing.exists():
-        previous, wanted = json.loads(existing.read_text()), manifest.to_json()
+        try:  # every field checked: a damaged manifest is named, field and file, never a raw parser error
+            previous = read_manifest(existing).to_json()
+        except BundleError as exc:
+            if not overwrite:
+                raise BundleError(f"{exc} The bundle there is damaged; pass --overwrite to replace it.") from None
+            previous = {}
+        wanted = manifest.to_json()
         if previous == wanted:
             return root / manifest.name  # made with the same settings and models: up to date
         if not overwrite:

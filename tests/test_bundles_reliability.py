@@ -9,7 +9,9 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -356,13 +358,38 @@ def test_evaluate_names_a_damaged_image(tmp_path, capsys, damage):
 
 
 # -- unique keys ---------------------------------------------------------------------------------------------------
+def test_evaluate_names_the_folder_a_shared_bare_name_means(tmp_path, capsys, monkeypatch):
+    from braindiff_app import config
+    from braindiff_app.cli import main
+
+    home = tmp_path / "home"
+    shipped = make_bundle(config.PRECOMPUTED_DIR, name="demo-subj01", n_trials=2, size=8)
+    yours = make_bundle(home / "bundles", name="demo-subj01", n_trials=3, size=8)
+    assert main(["evaluate", "demo-subj01", "--metrics", "PixCorr", "--home", str(home), "--out",
+                 str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: demo-subj01 is in 2 folders ({config.PRECOMPUTED_DIR}, {home / 'bundles'}); evaluating " \
+           f"{shipped.path}: pass a bundle's path to choose another." in out
+    assert "PixCorr" in open_bundle(shipped.path).metrics["final"] and not open_bundle(yours.path).metrics
+
+
 def test_bundles_of_one_name_in_two_folders_are_both_reachable(tmp_path):
     shipped = make_bundle(tmp_path / "shipped", name="demo-subj01", n_trials=2, size=8)
     yours = make_bundle(tmp_path / "yours", name="demo-subj01", n_trials=3, size=8)
     found, _ = find_bundles([tmp_path / "shipped", tmp_path / "yours"],
                             labels={tmp_path / "shipped": "shipped", tmp_path / "yours": "yours"})
     keys = {b.key: b.path for b in found}
-    assert keys == {"demo-subj01 (shipped)": shipped.path, "demo-subj01": yours.path}
+    assert keys == {"demo-subj01 (shipped)": shipped.path, "demo-subj01 (yours)": yours.path}
+
+
+def test_a_label_taken_by_another_bundle_name_falls_back_to_the_path(tmp_path):
+    make_bundle(tmp_path / "a", name="x", n_trials=2, size=8)
+    make_bundle(tmp_path / "b", name="x", n_trials=2, size=8)
+    make_bundle(tmp_path / "b", name="x (shipped)", n_trials=2, size=8)  # a crafted name equal to a label
+    found, _ = find_bundles([tmp_path / "a", tmp_path / "b", tmp_path / "a"],  # a folder given twice
+                            labels={tmp_path / "a": "shipped", tmp_path / "b": "yours"})
+    keys = sorted(b.key for b in found)
+    assert keys == sorted([str(tmp_path / "a" / "x"), "x (yours)", str(tmp_path / "b" / "x (shipped)")])
 
 
 def test_app_state_reaches_each_bundle_and_labels_where_it_lives(tmp_path, monkeypatch):
@@ -378,6 +405,68 @@ def test_app_state_reaches_each_bundle_and_labels_where_it_lives(tmp_path, monke
     choices = BrowseHandlers(state).subjects()
     assert len({key for _, key in choices}) == 2
     labels = {key: label for label, key in choices}
-    assert labels["demo-subj01 (shipped)"].endswith("(shipped)") and labels["demo-subj01"].endswith("(yours)")
-    assert state.bundle("demo-subj01 (shipped)").n_trials == 2 and state.bundle("demo-subj01").n_trials == 3
+    assert labels["demo-subj01 (shipped)"].endswith("(shipped)") and labels["demo-subj01 (yours)"].endswith("(yours)")
+    assert state.bundle("demo-subj01 (shipped)").n_trials == 2 and state.bundle("demo-subj01 (yours)").n_trials == 3
+    # A bare name (an old link, an API call) is the first folder's: the shipped one, whatever the scan order
+    assert state.bundle("demo-subj01").path == config.PRECOMPUTED_DIR / "demo-subj01"
+    with pytest.raises(ValueError, match=r"no bundle named 'demo-subj02' \(found: .*demo-subj01 \(shipped\)"):
+        state.bundle("demo-subj02")
     assert "(shipped)" in BrowseHandlers(state).trial("demo-subj01 (shipped)", 0).header
+
+
+# -- metrics.json: concurrent evaluate runs never lose each other's rows -------------------------------------------
+WRITER = """
+import sys
+from braindiff_app.bundles import write_metrics
+path, tag, n, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+print("ready", flush=True)
+sys.stdin.readline()
+for r in range(rounds):
+    write_metrics(path, {"final": {f"{tag}{r}": [float(r)] * n}})
+"""
+
+
+def test_concurrent_metrics_writers_keep_every_row(tmp_path):
+    bundle = make_bundle(tmp_path, name="b", n_trials=2, size=8)
+    rounds = 40
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(bundle.path), tag, "2", str(rounds)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+             for tag in ("a", "b")]
+    for p in procs:  # both started (imports done) before either writes
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("\n")
+        p.stdin.flush()
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    table = open_bundle(bundle.path).metrics["final"]
+    assert sorted(table) == sorted(f"{t}{r}" for t in "ab" for r in range(rounds))
+    assert table["b7"].tolist() == [7.0, 7.0]
+
+
+def test_concurrent_metrics_writer_threads_keep_every_row(tmp_path, monkeypatch):
+    import threading
+
+    bundle = make_bundle(tmp_path, name="b", n_trials=2, size=8)
+    real_read = bundles_module.read_json
+    # Widen the read-modify-write window (a slow disk): without the lock the threads overwrite each other.
+    monkeypatch.setattr(bundles_module, "read_json", lambda path: (time.sleep(0.01), real_read(path))[1])
+
+    def write(tag):
+        for r in range(10):
+            bundles_module.write_metrics(bundle.path, {"final": {f"{tag}{r}": [1.0, None]}})
+
+    threads = [threading.Thread(target=write, args=(tag,)) for tag in "abcd"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    table = open_bundle(bundle.path).metrics["final"]
+    assert len(table) == 40 and np.isnan(table["c3"][1])
+
+
+def test_metrics_are_merged_only_into_a_sound_metrics_file(bundle):
+    (bundle.path / "metrics.json").write_text('{"final": {"PixCorr": [1, 2]}}')
+    with pytest.raises(BundleError, match=r"metrics.json: final/PixCorr: expected a list of 6 values"):
+        bundles_module.write_metrics(bundle.path, {"final": {"SSIM": [0.5] * 6}})
+    assert (bundle.path / "metrics.json").read_text() == '{"final": {"PixCorr": [1, 2]}}'

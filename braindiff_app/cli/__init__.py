@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return _print_help(parser)
     debug = getattr(args, "debug", False) or os.environ.get("BRAINDIFF_DEBUG", "").strip() not in ("", "0")
     try:
-        set_cpu_threads(getattr(args, "threads", None))
+        set_cpu_threads(getattr(args, "threads", None), reserve=getattr(args, "reserve_cores", 0))
         return int(args.func(args) or 0)
     except Exception as exc:  # the one boundary where any error becomes a message and an exit code
         expected = isinstance(exc, (FileNotFoundError, ValueError, TypeError, ImportError, RuntimeError, OSError))

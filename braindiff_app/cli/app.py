@@ -24,7 +24,9 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--bundles", action="append", default=[],
                         help="extra folder of bundles (repeatable; also BRAINDIFF_BUNDLES)")
     add_settings_arguments(parser)
-    parser.set_defaults(func=run)
+    # A server: without --threads, torch leaves one core to the requests served while the ROI studio computes (on
+    # 2 cores, a batch of 8 demo images took 1.2 CPU-s with 1 thread against 2.0 with 2: bench/load.py).
+    parser.set_defaults(func=run, reserve_cores=1)
 
 
 def run(args: argparse.Namespace) -> int:

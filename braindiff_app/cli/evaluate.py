@@ -50,9 +50,12 @@ def _resolve_bundle(text: str, settings) -> Path:
     path = Path(text).expanduser()
     if path.is_dir():
         return path
-    for folder in settings.bundle_dirs:
-        if (folder / text).is_dir():
-            return folder / text
+    found = [folder / text for folder in settings.bundle_dirs if (folder / text).is_dir()]
+    if len(found) > 1:  # a bare name means the first folder's bundle, as in the app (ui/state.py)
+        print(f"note: {text} is in {len(found)} folders ({', '.join(str(f.parent) for f in found)}); evaluating "
+              f"{found[0]}: pass a bundle's path to choose another.")
+    if found:
+        return found[0]
     raise FileNotFoundError(f"{text}: no such bundle folder, and no bundle of that name in "
                             f"{', '.join(str(d) for d in settings.bundle_dirs)}.")
 

@@ -33,7 +33,10 @@ def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2"
     rank : int, default 32
         Rank of the stored regressors (:func:`braindiff_app.regression.lowrank.to_low_rank`).
     out : path
-        Destination home folder (default ``assets/demo/home``); replaced atomically per subject.
+        Destination workspace root, holding only the ROI studio's files (default ``assets/demo/home``). The new
+        workspace is staged beside it, beginning from a copy of it, and replaces it whole at the end
+        (:func:`~braindiff_app.atomic.atomic_folder`): a run stopped halfway leaves it as it was, never subjects
+        (or files of one subject) from two runs.
 
     Returns
     -------
@@ -46,26 +49,30 @@ def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2"
     from braindiff_app.regression import FEATURE_NAMES, load_regressor, save_regressor
     from braindiff_app.regression.lowrank import to_low_rank
 
-    target = load_settings(home=out, tier="demo")
+    out = Path(out)
     errors: dict[str, float] = {}
-    for s in subjects:
-        number = int(s)
-        roi_src = nsd_layout.roi_dir(settings.nsd_dir, number)
-        if not roi_src.is_dir():
-            raise FileNotFoundError(f"{roi_src}: no ROI files; run `braindiff demo simulate` first.")
-        with atomic_folder(nsd_layout.roi_dir(target.nsd_dir, number)) as roi_dst:
-            shutil.copytree(roi_src, roi_dst, dirs_exist_ok=True)
-        prepared = settings.subject_dir("prepared", s)
-        ijk = np.load(prepared / "voxel_ijk.npy", allow_pickle=False)
-        atomic_save_npy(target.subject_dir("prepared", s) / "voxel_ijk.npy", ijk.astype(np.int16))
-        fmri_test = np.load(prepared / "fmri_test.npy", mmap_mode="r", allow_pickle=False)
-        dst = target.subject_dir("regressors", s)
-        dst.mkdir(parents=True, exist_ok=True)
-        for name in FEATURE_NAMES:
-            dense = load_regressor(settings.subject_dir("regressors", s) / f"{name}.safetensors")
-            compact = to_low_rank(dense, rank)
-            full = dense.predict(fmri_test).reshape(len(fmri_test), -1)
-            approx = compact.predict(fmri_test).reshape(len(fmri_test), -1)
-            errors[f"subj{number:02d}/{name}"] = float(np.linalg.norm(full - approx) / np.linalg.norm(full))
-            save_regressor(compact, dst / f"{name}.safetensors")
+    with atomic_folder(out) as staging:
+        if out.is_dir():  # subjects not exported this time are kept
+            shutil.copytree(out, staging, dirs_exist_ok=True)
+        target = load_settings(home=staging, tier="demo")
+        for s in subjects:
+            number = int(s)
+            roi_src = nsd_layout.roi_dir(settings.nsd_dir, number)
+            if not roi_src.is_dir():
+                raise FileNotFoundError(f"{roi_src}: no ROI files; run `braindiff demo simulate` first.")
+            with atomic_folder(nsd_layout.roi_dir(target.nsd_dir, number)) as roi_dst:
+                shutil.copytree(roi_src, roi_dst, dirs_exist_ok=True)
+            prepared = settings.subject_dir("prepared", s)
+            ijk = np.load(prepared / "voxel_ijk.npy", allow_pickle=False)
+            atomic_save_npy(target.subject_dir("prepared", s) / "voxel_ijk.npy", ijk.astype(np.int16))
+            fmri_test = np.load(prepared / "fmri_test.npy", mmap_mode="r", allow_pickle=False)
+            dst = target.subject_dir("regressors", s)
+            dst.mkdir(parents=True, exist_ok=True)
+            for name in FEATURE_NAMES:
+                dense = load_regressor(settings.subject_dir("regressors", s) / f"{name}.safetensors")
+                compact = to_low_rank(dense, rank)
+                full = dense.predict(fmri_test).reshape(len(fmri_test), -1)
+                approx = compact.predict(fmri_test).reshape(len(fmri_test), -1)
+                errors[f"subj{number:02d}/{name}"] = float(np.linalg.norm(full - approx) / np.linalg.norm(full))
+                save_regressor(compact, dst / f"{name}.safetensors")
     return errors

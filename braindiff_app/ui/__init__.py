@@ -107,6 +107,10 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
             return gr.Tabs(selected=wanted) if wanted in TAB_IDS else gr.Tabs()
 
         app.load(tab_from_url, None, [tabs], api_name=False)
+        # "Rescan bundles" (on Browse) refreshes every tab's bundle pickers in one event (AppState.rescan).
+        pickers_in = [c for inputs, _, _ in state.pickers for c in inputs]
+        pickers_out = [c for _, outputs, _ in state.pickers for c in outputs]
+        components["browse.refresh"].click(state.rescan, pickers_in, pickers_out, api_name="rescan_bundles")
         tab_ids = "{" + ", ".join(f'"{label}": "{key}"' for key, label in TAB_IDS.items()) + "}"
         app.load(None, js=TAB_URL_JS % tab_ids, api_name=False)
         app.load(None, js=KEYS_JS, api_name=False)

@@ -1,7 +1,10 @@
 """Micro-batching: requests that arrive together run as one call (the ROI studio's concurrent Generates).
 
-The demo models make 8 images in one batch at about 0.24 s each against 0.59 s alone, and pipeline results depend
-only on each image's seed, so running concurrent requests together changes no image and shortens every wait.
+The demo models make 8 images in one batch at about 0.15 s each against 0.27-0.3 s alone (1 torch thread), and an
+image depends only on its own seed and features, so running concurrent requests together shortens every wait. A
+batch sums floats in another order than a single call: on the demo models the final image moves by at most 1 grey
+level on about 0.01% of its values (6-13 of 98 304 for 8 images) and the VDVAE guess not at all; within a batch an
+image does not depend on its companions or its place (tests/ui/test_roi_limits.py).
 """
 
 from __future__ import annotations

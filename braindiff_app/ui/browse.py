@@ -245,7 +245,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     ordered = [images[k] for k in IMAGE_KINDS]
     trial_outputs = [header, *ordered, captions, metrics]
 
-    def view_outputs(bundle_name: str | None, index: int):
+    def view_outputs(bundle_name: str | None, index: int, across_too: bool = True):
         if not bundle_name:
             return ["", *[None] * len(images), "", gr.update(visible=False)], None, []
         try:
@@ -260,11 +260,11 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         pictures = [gr.update(value=view.images[k], alt_text=view.alt[k]) if view.images[k] else None
                     for k in IMAGE_KINDS]
         return ([view.header, *pictures, captions_md, table], view.image_id,
-                handlers.across_subjects(bundle_name, view.image_id))
+                handlers.across_subjects(bundle_name, view.image_id) if across_too else [])
 
     def show(bundle_name: str | None, index: float):
         """API: the view of trial ``index`` (0-based)."""
-        return view_outputs(bundle_name, int(index or 0))[0]
+        return view_outputs(bundle_name, int(index or 0), across_too=False)[0]  # its outputs lack the gallery
 
     def show_number(bundle_name: str | None, number: float):
         shown, shown_id, gallery_items = view_outputs(bundle_name, int(number or 1) - 1)
@@ -318,10 +318,9 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     def pick(indices: list[int], current: int, evt: gr.SelectData):
         return indices[int(current) * GALLERY_PAGE + evt.index] + 1
 
-    def do_refresh(current: str | None):
-        state.refresh()
-        names = [name for _, name in handlers.subjects()]
-        value = current if current in names else state.default_bundle
+    def browse_picker(current: str | None):
+        """After a rescan (:meth:`AppState.rescan`): the new choices, the same bundle when still there."""
+        value = state.key_of(current) or state.default_bundle
         return gr.update(choices=handlers.subjects(), value=value), gr.update(
             value=_status_message(state), visible=not state.bundles or bool(state.problems))
 
@@ -344,14 +343,14 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     prev_page.click(turn(-1), [subject, hits, page], [gallery, page, page_info], api_name="results_previous_page")
     next_page.click(turn(+1), [subject, hits, page], [gallery, page, page_info], api_name="results_next_page")
     gallery.select(pick, [hits, page], [trial], api_name="pick_thumbnail")
-    refresh.click(do_refresh, [subject], [subject, status], api_name="rescan_bundles")
+    state.pickers.append(([subject], [subject, status], browse_picker))  # ui/__init__.py wires `refresh` to them
     copy.click(None, None, None, js=COPY_JS, api_name=False)
 
     def from_url(current: str | None, request: gr.Request):
         """Page load: the URL's ``subject`` (a bundle key) and ``image`` (an NSD image id), where valid."""
         params = dict(request.query_params) if request is not None else {}
-        name = params.get("subject")
-        name = name if name in {b.key for b in state.bundles} else current
+        # a key, or a bare name (the first folder's bundle of that name: AppState.bundle)
+        name = (state.key_of(params["subject"]) if "subject" in params else None) or current
         try:
             wanted = int(params["image"]) if "image" in params else None
         except ValueError:
@@ -364,7 +363,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
 
     components = {"subject": subject, "trial": trial, "show_ablations": show_ablations, "gallery": gallery,
                   "query": query, "header": header, "captions": captions, "metrics": metrics, "hits": hits,
-                  "image_id": image_id, "across": across, "page_info": page_info, "copy": copy}
+                  "image_id": image_id, "across": across, "page_info": page_info, "copy": copy, "refresh": refresh}
     components.update({f"image_{k}": v for k, v in images.items()})
     return {f"browse.{k}": v for k, v in components.items()}
 

@@ -258,5 +258,11 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
         button.click(choose(i), [question, round_index, score], [verdict, score, score_line, *candidates, *buttons],
                      api_name=f"quiz_answer_{i + 1}")
 
+    def classroom_picker(current: str | None):
+        """After a rescan (:meth:`AppState.rescan`): the new choices, the same bundle when still there."""
+        return [gr.update(choices=state.choices(), value=state.key_of(current) or state.default_bundle)]
+
+    state.pickers.append(([subject], [subject], classroom_picker))  # "Rescan bundles" (Browse) refreshes it
+
     return {f"classroom.{k}": v for k, v in {"subject": subject, "kind": kind, "next": new, "shown": shown,
                                               "verdict": verdict, "score": score_line}.items()}

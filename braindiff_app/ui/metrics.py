@@ -135,6 +135,14 @@ def build_metrics_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.component
             raise gr.Error(str(exc), print_exception=False) from None
         return view.intervals1, view.bars1, view.intervals2, view.bars2, view.distributions, view.missing
 
+    def metrics_picker(bundle_names, ablation_name):
+        """After a rescan (:meth:`AppState.rescan`): the new choices, keeping the chosen bundles still there."""
+        keys = [b.key for b in state.bundles]
+        kept = list(dict.fromkeys(k for k in map(state.key_of, bundle_names or []) if k))
+        return [gr.update(choices=keys, value=kept or handlers.default_selection()),
+                gr.update(choices=keys, value=state.key_of(ablation_name) or state.default_bundle)]
+
+    state.pickers.append(([chosen, ablation], [chosen, ablation], metrics_picker))  # "Rescan bundles" (Browse)
     outputs = [table1, bars1, table2, bars2, distributions, missing]
     update.click(show, [chosen, ablation], outputs, api_name="metrics_tables")
     app.load(show, [chosen, ablation], outputs, api_name=False)

@@ -8,7 +8,8 @@ session; folders unused for :data:`RECIPE_FOLDER_TTL` seconds are removed, and t
 
 Concurrent Generates run together: each request's features are predicted in its own thread, then a
 :class:`~braindiff_app.ui._batching.MicroBatcher` runs the requests that share stage-2 settings as one pipeline call
-(each image depends only on its own seed, so the images are those of single calls). Requests are bounded: recipe
+(each image depends only on its own seed: the images are those of single calls up to float summation order, at most
+1 grey level on about 0.01% of the values, see :mod:`~braindiff_app.ui._batching`). Requests are bounded: recipe
 steps at :data:`MAX_STEPS_FACTOR` times the tier's default, canvas layers at :data:`MAX_CANVAS_PIXELS` (checked from
 the image header, before decoding).
 """
@@ -29,6 +30,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from braindiff_app.atomic import atomic_path
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
 from braindiff_app.pipeline import ReconstructionOutput
 from braindiff_app.protocol import DEFAULT_PROTOCOL
@@ -51,6 +53,8 @@ MAX_CANVAS_PIXELS = 4096 * 4096
 Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_CANVAS_PIXELS, MAX_CANVAS_PIXELS // 2)
 #: Generate/replay events the app lets wait on the micro-batcher at once (they run in batches of up to 8).
 ROI_CONCURRENCY = 16
+#: Pattern pictures kept (848x900x3 bytes each on the demo: 2.3 MB).
+PATTERN_CACHE = 8
 #: Recipe session folders unused this long (seconds) are removed.
 RECIPE_FOLDER_TTL = 6 * 3600
 
@@ -74,6 +78,8 @@ class ROIHandlers:
         self._models: ROIModels | None = None
         self.settings, self.committed = roi_settings(state.settings)
         self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._pictures: dict[tuple, np.ndarray | None] = {}  # pattern_image's cache, oldest first
+        self._pictures_lock = threading.Lock()
         self._lock = threading.Lock()
         self._out = Path(tempfile.mkdtemp(prefix="braindiff-roi-"))
         # Recipe files go with the handlers, or at the latest when the process exits.
@@ -153,8 +159,22 @@ class ROIHandlers:
         """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative.
 
         The pattern is the one the regressors see (:meth:`ROIModels.patterns`); for the average, that of the first
-        subject it uses. None when that subject has no flatmap (see :meth:`flatmap_problem`).
+        subject it uses. None when that subject has no flatmap (see :meth:`flatmap_problem`). The last
+        :data:`PATTERN_CACHE` pictures are kept (read-only): a class asking the same regions draws them once.
         """
+        key = (recipe.subject, tuple(sorted(recipe.regions.items())), tuple(recipe.painted), recipe.painted_weight)
+        picture = self._pictures.get(key)
+        if picture is None:
+            picture = self._draw_pattern(recipe)
+            if picture is not None:
+                picture.flags.writeable = False
+            with self._pictures_lock:
+                self._pictures[key] = picture
+                while len(self._pictures) > PATTERN_CACHE:
+                    del self._pictures[next(iter(self._pictures))]
+        return picture
+
+    def _draw_pattern(self, recipe: Recipe) -> np.ndarray | None:
         models = self.models()
         patterns = models.patterns(recipe) if recipe.subject == "average" else None
         subject = next(iter(patterns)) if patterns else recipe.subject
@@ -169,6 +189,18 @@ class ROIHandlers:
             hit = np.sign(pixel_weight) == sign
             out[hit] = (0.35 * out[hit] + 0.65 * np.array(colour)).astype(np.uint8)
         return out
+
+    def pattern_file(self, pattern: np.ndarray | None) -> str | None:
+        """``pattern`` (a :meth:`pattern_image`) as a PNG file, written once per distinct picture and named by its
+        content: gradio sends a file as it is, where it encoded the 848x900 array again on every Generate (~50 ms
+        of CPU each, as lossy WebP that moved region edges by up to 117 grey levels). None stays None."""
+        if pattern is None:
+            return None
+        path = self._out / "patterns" / f"{hashlib.sha256(pattern.tobytes()).hexdigest()[:24]}.png"
+        if not path.is_file():
+            with atomic_path(path) as tmp:
+                Image.fromarray(pattern).save(tmp, format="PNG")
+        return str(path)
 
     def session_folder(self, session: str | None) -> Path:
         """The folder of one browser session's recipe files (``gr.Request.session_hash``; None: a fresh folder).
@@ -349,7 +381,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             raise gr.Error(str(exc)) from None
         history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
         gallery = [(img, label) for img, label, _ in history_runs]
-        return result.vdvae, result.final, result.pattern, result.recipe_path, gallery, history_runs
+        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path, gallery,
+                history_runs)
 
     def pick(history_runs, evt: gr.SelectData):
         return history_runs[evt.index][2]
@@ -364,7 +397,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
         history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
-        return (result.vdvae, result.final, result.pattern, result.recipe_path,
+        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path,
                 [(img, label) for img, label, _ in history_runs], history_runs)
 
     slider_list = [sliders[r] for r in region_names]

@@ -18,7 +18,9 @@ class AppState:
 
     Bundles are reached by key (:attr:`Bundle.key <braindiff_app.bundles.Bundle.key>`): the bundle's name, or
     ``"<name> (<origin>)"`` when several folders hold a bundle of that name (origin "shipped", "yours" or the
-    folder). A folder that cannot be opened is skipped and described in :attr:`problems`.
+    folder). A bare name shared by several bundles (an old link, an API call) means the first one found in
+    ``settings.bundle_dirs`` order: the shipped bundle before yours, as ``braindiff evaluate NAME`` reads it. A
+    folder that cannot be opened is skipped and described in :attr:`problems`.
 
     Parameters
     ----------
@@ -32,22 +34,55 @@ class AppState:
         self.problems: list[str] = []
         #: Called with this state after every rescan (the launcher updates the files gradio may serve).
         self.listeners: list[Callable[[AppState], None]] = []
+        #: The tabs' bundle pickers, all refreshed by "Rescan bundles" (:meth:`rescan`; ui/__init__.py wires the
+        #: button): each (input components, output components, fn(*input values) -> one update per output).
+        self.pickers: list[tuple[list, list, Callable[..., list]]] = []
         self.refresh()
 
     def refresh(self) -> None:
         """Rescan the bundle folders (opening a bundle reads no image, so this is quick)."""
         labels = {config.PRECOMPUTED_DIR: "shipped", self.settings.home / "bundles": "yours"}
+        before = {b.key: b.path for b in self.bundles}
         self.bundles, self.problems = find_bundles(self.settings.bundle_dirs, labels)
+        by_path = {b.path: b.key for b in self.bundles}
+        self._renamed = {key: by_path[path] for key, path in before.items() if path in by_path}
         self._by_key = {b.key: b for b in self.bundles}
+        order = {Path(d): i for i, d in enumerate(self.settings.bundle_dirs)}
+        self._scan_order = sorted(self.bundles, key=lambda b: order.get(b.path.parent, len(order)))
+        for b in self._scan_order:
+            self._by_key.setdefault(b.name, b)  # a shared bare name: the first folder's bundle
         for listener in self.listeners:
             listener(self)
 
+    def rescan(self, *values) -> list:
+        """Rescan the bundle folders, then every picker's updates (``values``: the pickers' inputs, in order)."""
+        self.refresh()
+        updates: list = []
+        for inputs, outputs, fn in self.pickers:
+            got = list(fn(*values[:len(inputs)]))
+            values = values[len(inputs):]
+            if len(got) != len(outputs):
+                raise RuntimeError(f"picker {fn.__name__}: {len(got)} updates for {len(outputs)} outputs.")
+            updates += got
+        return updates
+
+    def key_of(self, key: str | None) -> str | None:
+        """The current key of the bundle ``key`` named before the last rescan (the same folder, though its key may now
+        carry a label), else of the bundle ``key`` names now; None when no bundle answers to it."""
+        if key in self._renamed:
+            return self._renamed[key]
+        try:
+            return self.bundle(key).key if key else None
+        except ValueError:
+            return None
+
     def bundle(self, key: str) -> Bundle:
-        """The bundle of key ``key`` (its name when unique); ValueError naming the known ones otherwise."""
+        """The bundle of key ``key``, or of bare name ``key`` (see the class notes); ValueError naming the known
+        keys otherwise."""
         try:
             return self._by_key[key]
         except (KeyError, TypeError):
-            known = ", ".join(self._by_key) or "none"
+            known = ", ".join(b.key for b in self.bundles) or "none"
             raise ValueError(f"bundle: no bundle named {key!r} (found: {known}).") from None
 
     def label(self, bundle: Bundle) -> str:
@@ -64,8 +99,9 @@ class AppState:
 
     @property
     def default_bundle(self) -> str | None:
-        """Key of the bundle the app opens on: the demo's subject 1 when present, else the first found."""
-        for b in self.bundles:
+        """Key of the bundle the app opens on: the tier's subject 1 when present (of several, the first folder's, as
+        for a bare name), else the first listed."""
+        for b in self._scan_order:
             if b.tier == self.settings.tier and b.subject == "1":
                 return b.key
         return self.bundles[0].key if self.bundles else None

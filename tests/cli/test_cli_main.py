@@ -28,6 +28,26 @@ def test_threads_flag_sets_torch_and_rejects_nonsense(monkeypatch, capsys):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("command, load, expected", [(["doctor"], 0.1, 4), (["app"], 0.1, 3), (["app"], 3.7, 1),
+                                                      (["app", "--threads", "4"], 0.1, 4)])
+def test_the_app_leaves_a_core_for_serving(monkeypatch, command, load, expected):
+    """A server's ROI batches run beside the pages it serves (bench/load.py measures the effect); --threads wins."""
+    import gradio as gr
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("os.getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: None)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    try:
+        assert main(command) == 0
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)
+
+
 def _make_doctor_raise(monkeypatch, exc: Exception) -> None:
     """Make ``braindiff doctor`` raise ``exc`` from inside the command (the parser is rebuilt on every main())."""
     import braindiff_app.cli.doctor as doctor
@@ -47,6 +67,18 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch, capsys):
     assert err.splitlines() == [
         "braindiff doctor: error: KeyError: 'vdvae' (an unexpected error: rerun with --debug for the traceback)"]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("exc, line", [
+    (OSError(28, "No space left on device"), "braindiff doctor: error: [Errno 28] No space left on device"),
+    (PermissionError(13, "Permission denied", "/ro/home/bundles"),
+     "braindiff doctor: error: [Errno 13] Permission denied: '/ro/home/bundles'"),
+])
+def test_disk_errors_are_one_line(monkeypatch, capsys, exc, line):
+    monkeypatch.delenv("BRAINDIFF_DEBUG", raising=False)
+    _make_doctor_raise(monkeypatch, exc)
+    assert main(["doctor"]) == 1
+    assert capsys.readouterr().err.splitlines() == [line]
 
 
 @pytest.mark.parametrize("argv, env", [

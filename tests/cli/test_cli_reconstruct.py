@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 import braindiff_app.reconstruct as reconstruct_module
@@ -111,3 +114,28 @@ def test_protocol_is_passed_to_the_pipeline_and_recorded_in_the_manifest(setting
     assert "settings.protocol: 'braindiff' -> 'reference'" in capsys.readouterr().err
     assert main(args + ["--protocol", "reference", "--overwrite"]) == 0
     assert open_bundle(settings.home / "bundles" / "demo-subj01").manifest.settings["protocol"] == "reference"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: m.update(n_trials="abc"), r"manifest.json: n_trials: expected an integer >= 1, got str 'abc'"),
+    (lambda m: m.update(settings=[1, 2]), r"manifest.json: settings: expected an object, got list"),
+    (b"\xff{", r"manifest.json: not UTF-8 text"),
+])
+def test_reconstruct_names_the_field_of_a_damaged_existing_manifest(settings, capsys, damage, message):
+    args = ["reconstruct", "--subject", "1", "--limit", "2", "--home", str(settings.home)]
+    assert main(args) == 0
+    path = settings.home / "bundles" / "demo-subj01" / "manifest.json"
+    if isinstance(damage, bytes):
+        path.write_bytes(damage)
+    else:
+        data = json.loads(path.read_text())
+        damage(data)
+        path.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "pass --overwrite to replace it" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert main(args + ["--overwrite"]) == 0  # replaced by a sound bundle
+    assert open_bundle(settings.home / "bundles" / "demo-subj01").n_trials == 2

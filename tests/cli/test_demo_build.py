@@ -99,3 +99,52 @@ def test_readme_tables_are_the_committed_report(tmp_path):
     shutil.copy(readme, copy)
     assert write_doc_tables(copy, PACKAGE_DIR / "precomputed" / "report") == ["table1", "table2"]
     assert copy.read_text() == readme.read_text(), "README's tables differ from precomputed/report: do not edit them"
+
+
+def test_export_roi_replaces_the_workspace_whole_or_not_at_all(tmp_path, monkeypatch):
+    import hashlib
+
+    import numpy as np
+
+    import braindiff_app.regression as regression
+    from braindiff_app.data import nsd_layout
+    from braindiff_app.demo.export import export_roi_workspace
+    from tests._standins import make_workspace
+
+    settings = make_workspace(tmp_path)
+    for s in (1, 2):
+        np.save(settings.subject_dir("prepared", s) / "voxel_ijk.npy", np.zeros((16, 3), np.int64) + s)
+        roi = nsd_layout.roi_dir(settings.nsd_dir, s)
+        roi.mkdir(parents=True)
+        (roi / "prf-visualrois.nii.gz").write_bytes(b"roi of subject %d" % s)
+    out = tmp_path / "out"
+
+    def snapshot():
+        return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(out.rglob("*")) if p.is_file()}
+
+    errors = export_roi_workspace(settings, subjects=("1", "2"), rank=2, out=out)
+    assert set(errors) == {f"subj0{s}/{n}" for s in (1, 2) for n in regression.FEATURE_NAMES}
+    before = snapshot()
+    assert len(before) == 2 * (1 + 1 + 3)  # per subject: ROI file, voxel order, three regressors
+    real_save, saved = regression.save_regressor, []
+
+    def save_then_die(reg, path):  # killed after subject 1 and part of subject 2 were written
+        if len(saved) == 4:
+            raise OSError(28, "No space left on device")
+        saved.append(path)
+        real_save(reg, path)
+
+    monkeypatch.setattr(regression, "save_regressor", save_then_die)
+    for s in (1, 2):  # a new simulation: other ROI files
+        (nsd_layout.roi_dir(settings.nsd_dir, s) / "prf-visualrois.nii.gz").write_bytes(b"new roi %d" % s)
+    with pytest.raises(OSError, match="No space left"):
+        export_roi_workspace(settings, subjects=("1", "2"), rank=3, out=out)
+    assert snapshot() == before  # the previous workspace, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]  # no staging folder left
+    monkeypatch.setattr(regression, "save_regressor", real_save)
+    export_roi_workspace(settings, subjects=("2",), rank=3, out=out)  # one subject: the other is kept
+    after = snapshot()
+    assert after["demo/prepared/subj01/voxel_ijk.npy"] == before["demo/prepared/subj01/voxel_ijk.npy"]
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed and all("subj02" in k or "subj2" in k for k in changed), changed

@@ -45,6 +45,19 @@ def test_round_trip_is_memory_mapped_and_standard(tmp_path):
     official = load_file(path)  # the safetensors library reads our streamed file
     np.testing.assert_array_equal(official["weights"], reg.weights_)
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert os.stat(path).st_mode & 0o777 == 0o644  # readable by the app's user like every other file, not 0600
+
+
+def test_a_killed_regressor_writer_leaves_nothing_a_rerun_keeps(tmp_path):
+    reg, _ = _fitted()
+    path = tmp_path / "r.safetensors"
+    killed = tmp_path / ".r.safetensors.999999999_abcdefgh.tmp.safetensors"  # its pid is gone
+    older = tmp_path / ".r.safetensors.k2j4h5g6.tmp"  # an older braindiff's name (issue 16: 195 MB on the demo)
+    for left in (killed, older):
+        left.write_bytes(b"x" * 1000)
+    os.utime(older, (1, 1))
+    save_regressor(reg, path)
+    assert sorted(os.listdir(tmp_path)) == ["r.safetensors"]
 
 
 def test_streamed_writer_slices(tmp_path):

@@ -138,3 +138,30 @@ def test_one_image_across_subjects_of_the_same_tier(handlers):
     assert handlers.index_of("demo-subj01", 1021) == 3 and handlers.index_of("demo-subj01", 5) is None
     view = handlers.trial("demo-subj01", 3)
     assert view.image_id == 1021 and view.alt["final"] == "Final reconstruction, subject 1, image 1021"
+
+
+def test_rescan_refreshes_every_tab_s_bundle_picker_live(live_app, tmp_path):
+    from gradio_client import Client
+
+    url, state = live_app
+    client = Client(url, verbose=False)
+    make_bundle(tmp_path / "bundles", name="demo-subj05", subject="5", n_trials=3, size=32)  # made after the start
+    make_bundle(state.settings.home / "bundles", name="demo-subj01", n_trials=2, size=32)  # "yours", a shared name
+    (state.bundle("demo-average").path / "trials.json").write_bytes(b"\xff")  # and one damaged meanwhile
+    # Inputs: Browse's subject, Metrics' bundles and ablation bundle, Classroom's subject (tab order).
+    browse, status, chosen, ablation, classroom = client.predict(
+        "demo-subj01", ["demo-subj01", "demo-average"], "demo-average", "demo-subj01", api_name="/rescan_bundles")
+    ours = f"demo-subj01 ({tmp_path / 'bundles'})"  # the bundle that was chosen, now labelled by where it lives
+    keys = ["demo-subj01 (yours)", ours, "demo-subj05"]
+    for picker in (browse, chosen, ablation, classroom):
+        assert sorted(c[1] for c in picker["choices"]) == sorted(keys)
+    assert browse["value"] == classroom["value"] == ours  # the same bundle, under its new key
+    assert chosen["value"] == [ours]  # the chosen ones still there
+    assert ablation["value"] == state.default_bundle == "demo-subj01 (yours)"  # the gone one: the default
+    assert "trials.json: not UTF-8" in status["value"] and status["visible"]
+    header = client.predict("demo-subj05", 1, api_name="/show_trial")[0]  # the new bundle is served at once
+    assert "trial 2 of 3" in header
+    assert state.key_of("demo-subj01") == ours and state.key_of("gone") is None
+    kept = client.predict("demo-subj05", ["demo-subj05"], "demo-subj05", "demo-subj05", api_name="/rescan_bundles")
+    assert kept[0]["value"] == kept[3]["value"] == kept[4]["value"] == "demo-subj05" and kept[2]["value"] == [
+        "demo-subj05"]

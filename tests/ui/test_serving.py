@@ -117,3 +117,12 @@ def test_galleries_and_quiz_leave_out_or_name_a_broken_image(tmp_path):
         except ValueError as exc:
             problems.append(str(exc))
     assert problems and len(problems) < 20 and all("00001.png" in p or "00002.png" in p for p in problems)
+
+
+def test_gradio_cache_is_cleaned_hourly(tmp_path):
+    """Uploads and the images sent to browsers pile up in gradio's cache: files older than an hour go, checked as
+    often (issue 16, item 7)."""
+    from braindiff_app.ui import CACHE_LIFETIME, build_app
+
+    app, _, _ = build_app(load_settings(home=tmp_path / "home", extra_bundle_dirs=()))
+    assert app.delete_cache == (CACHE_LIFETIME, CACHE_LIFETIME) and 60 <= CACHE_LIFETIME <= 24 * 3600
