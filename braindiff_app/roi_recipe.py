@@ -263,6 +263,7 @@ def _recipe_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     stage2 = Stage2Settings.from_json(settings, "settings")
     # Every setting is written out (the protocol too); content_id leaves out the default protocol, so recipes made
     # before protocols were recorded keep their ids.
-    return {**stage2.to_json(), "rescale": rescale, "protocol": protocol, **({"tier": tier} if tier is not None else {})}
+    return {**stage2.to_json(), "rescale": rescale, "protocol": protocol,
+            **({"tier": tier} if tier is not None else {})}
 
 

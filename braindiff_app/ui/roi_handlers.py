@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
+from braindiff_app.data.atlas import ALL_REGIONS
 from braindiff_app.pipeline import ReconstructionOutput
 from braindiff_app.protocol import DEFAULT_PROTOCOL
 from braindiff_app.regression import FEATURE_NAMES, subjects_with_regressors
@@ -37,7 +37,14 @@ from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_f
 from braindiff_app.stage2 import TIER_DIFFUSION_STEPS, Stage2Settings
 from braindiff_app.ui import text
 from braindiff_app.ui._batching import MicroBatcher
-from braindiff_app.ui.roi_canvas import PATTERN_COLOURS, StudioMap, painted_layer, pattern_overlay, region_at, studio_map
+from braindiff_app.ui.roi_canvas import (
+    PATTERN_COLOURS,
+    StudioMap,
+    painted_layer,
+    pattern_overlay,
+    region_at,
+    studio_map,
+)
 from braindiff_app.ui.state import AppState
 
 __all__ = ["ROIHandlers", "ROIResult", "Controls", "MAX_CANVAS_PIXELS", "MAX_STEPS_FACTOR", "ROI_CONCURRENCY",

@@ -9,7 +9,7 @@ import pytest
 
 from braindiff_app.config import load_settings
 from braindiff_app.data._flatmap_draw import ROI_COLORS
-from braindiff_app.data.atlas import ALL_REGIONS, load_atlas
+from braindiff_app.data.atlas import load_atlas
 from braindiff_app.data.nsd_layout import write_roi
 from braindiff_app.roi import ROIModels
 from braindiff_app.ui import build_app
