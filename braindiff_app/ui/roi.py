@@ -105,8 +105,9 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         warm_status = gr.Markdown(elem_id="roi-warm")
         status = gr.Markdown(elem_id="roi-status")
         with gr.Row():
-            subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2)
-            seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1)
+            subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2,
+                                  elem_id="roi-subject")
+            seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="roi-seed")
             generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1, elem_id="roi-generate")
             copy = gr.Button(text.ROI_COPY_LINK, scale=0, elem_id="roi-copy-link")
         presets = gr.Radio(list(PRESETS), value=None, label=text.ROI_PRESETS, elem_id="roi-presets")
@@ -118,7 +119,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                                         eraser=gr.Eraser(default_size=16), layers=False, height=640,
                                         elem_id="roi-canvas")
                 with gr.Row():
-                    painted_weight = gr.Slider(-1, 1, value=1, step=0.5, label=text.ROI_PAINT_WEIGHT, scale=2)
+                    painted_weight = gr.Slider(-1, 1, value=1, step=0.5, label=text.ROI_PAINT_WEIGHT, scale=2,
+                                               elem_id="roi-paint-weight")
                     bands = gr.Checkbox(False, label=text.ROI_SHOW_BANDS, scale=1)
                 gr.HTML(_legend())
             with gr.Column(scale=2, elem_classes="roi-sliders", min_width=420):
