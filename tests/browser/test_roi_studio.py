@@ -112,8 +112,9 @@ def test_sliders_labels_and_map_names_are_whole_and_readable(browser, studio_url
         left, top, right, bottom = b["block"]
         assert column["x"] - 1 <= left and right <= column["x"] + column["width"] + 1, b
         for part in ("label", "number", "reset", "range"):
-            l, t, r, bt = b[part]
-            assert left - 1 <= l and r <= right + 1 and r - l > 0, (b["id"], part, b)
+            part_left, part_top, part_right, part_bottom = b[part]
+            assert left - 1 <= part_left and part_right <= right + 1 and part_right > part_left, (b["id"], part, b)
+            assert top - 1 <= part_top and part_bottom <= bottom + 1, (b["id"], part, b)
         assert not b["clipped"] and b["numberFits"] and b["value"] == "0", b
         assert b["range"][2] - b["range"][0] >= 120, b  # a slider one can drag
     rows: dict[float, list] = {}
