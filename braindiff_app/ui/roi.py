@@ -199,7 +199,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         if layers and any(layer is not None and layer[..., 3].any() for layer in layers):
             shape = handlers.flatmap(subject)[1].shape if not handlers.flatmap_problem(subject) else None
             kept = subject != "average" and painted_mask(layers, shape) is not None
-            note = (text.ROI_PAINT_KEPT if kept else text.ROI_PAINT_DROPPED).format(subject=subject)
+            note = (text.ROI_PAINT_KEPT if kept else text.ROI_PAINT_AVERAGE_DROPPED if subject == "average"
+                    else text.ROI_PAINT_DROPPED).format(subject=subject)
             layers = layers if kept else []
         return [editor(subject, show_bands, layers), map_panel(subject), note, *slider_states(subject)]
 
@@ -266,10 +267,15 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             return [gr.update()] * (6 + len(slider_list)) + [gr.update()]
         try:
             recipe = Recipe.from_link(token)
-            outputs = restore(recipe, show_bands)
+            return [*restore(recipe, show_bands), text.ROI_LINK_LOADED, map_panel(recipe.subject)]
         except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
-            return [gr.update()] * (5 + len(slider_list)) + [text.ROI_LINK_BAD.format(reason=exc), gr.update()]
-        return [*outputs, text.ROI_LINK_LOADED, map_panel(recipe.subject)]
+            problem = text.ROI_LINK_BAD.format(reason=exc)
+        choices = handlers.subjects()  # a bad link: open the studio as the tab would (it left that to the link)
+        if not choices:
+            return [gr.update()] * (5 + len(slider_list)) + [f"{problem}\n\n{text.ROI_NO_MODELS}", gr.update()]
+        value = choices[0]
+        return [gr.update(choices=choices, value=value), gr.update(), gr.update(), editor(value, show_bands), None,
+                *slider_states(value), problem, map_panel(value)]
 
     def preset(name, subject):
         weights = {r: 0.0 for r in region_names} | PRESETS.get(name, {})

@@ -58,6 +58,18 @@ def _canvas_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
 
 
+def _drawn_canvas(page, timeout: float = 60.0) -> np.ndarray:
+    """The canvas's pixels once the editor has drawn a flatmap again (it redraws after a new value)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        pixels = _canvas_pixels(page)
+        if pixels.std() > 30 or time.monotonic() > deadline:
+            return pixels
+        page.wait_for_timeout(1000)
+
+
 def _stroke(page) -> None:
     """A stroke down the right hemisphere's V1-V3 (as drawn on the map)."""
     box = page.locator("#roi-canvas canvas").first.bounding_box()
@@ -135,7 +147,7 @@ def test_clear_canvas_then_paint_again_in_the_signs_colour(browser, studio_url):
     assert _red(_canvas_pixels(page)) > _red(flatmap) + 200
     page.get_by_role("button", name="Clear canvas").click()
     page.wait_for_timeout(3000)
-    cleared = _canvas_pixels(page)
+    cleared = _drawn_canvas(page)
     assert cleared.std() > 30 and abs(cleared.mean() - flatmap.mean()) < 3  # the flatmap is back, the stroke gone
     assert _red(cleared) < _red(flatmap) + 50
     _set_number(page, "roi-paint-weight", -1)
@@ -165,9 +177,17 @@ def test_average_is_refused_at_once_and_presets_work_by_keyboard(browser, studio
     page.keyboard.press("Space")
     page.wait_for_function("() => document.querySelector('#roi-slider-places input[type=number]').value === '1'")
     assert _controls(page)["faces"] == 0.0
+    _stroke(page)
+    painted = _red(_canvas_pixels(page))
+    page.locator("#roi-subject input").click()
+    page.get_by_role("option", name="2").click()
+    page.get_by_text(text.ROI_PAINT_KEPT.format(subject="2")).wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    assert _red(_drawn_canvas(page)) > painted - 100 and _controls(page)["places"] == 1.0
     page.locator("#roi-subject input").click()
     page.get_by_role("option", name="average").click()
-    page.get_by_text(text.ROI_CANVAS_AVERAGE).wait_for(timeout=5000)  # said at once, not after a generate
+    page.get_by_text(text.ROI_CANVAS_AVERAGE).wait_for(timeout=60_000)  # said on the switch, not after a generate
+    page.get_by_text(text.ROI_PAINT_AVERAGE_DROPPED).wait_for()
     assert _controls(page)["places"] == 1.0  # the weights survive the subject switch
     page.close()
 
@@ -188,13 +208,21 @@ def test_replayed_recipe_and_history_item_restore_the_controls(browser, studio_u
     controls = _controls(page)
     assert controls["V2"] == -0.5 and controls["faces"] == 1.0 and controls["V1"] == 0.0
     assert _number(page, "roi-paint-weight") == -1.0
-    assert _blue(_canvas_pixels(page)) > _blue(before) + 100  # the painted voxels, in the brush colour of -1
+    page.wait_for_timeout(2000)
+    assert _blue(_drawn_canvas(page)) > _blue(before) + 100  # the painted voxels, in the brush colour of -1
     # Change the controls, then click the history item: they come back.
     _set_number(page, "roi-slider-V2", 1)
     page.locator("#roi-seed input").fill("9")
     page.locator("#roi-history .thumbnail-item").first.click()
     page.wait_for_function("() => document.querySelector('#roi-seed input').value === '5'")
     assert _controls(page)["V2"] == -0.5
+    page.close()
+
+
+def test_a_bad_recipe_link_says_so_and_opens_the_studio(browser, studio_url):
+    page = _open(browser, studio_url + "?tab=roi&recipe=not-a-recipe", ready="could not be read")
+    page.locator("#roi-subject input").wait_for()
+    assert page.locator("#roi-subject input").input_value() == "1"
     page.close()
 
 
