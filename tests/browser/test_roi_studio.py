@@ -21,7 +21,7 @@ from braindiff_app.ui.roi import REGION_PARAMS
 from braindiff_app.ui.roi_canvas import LABEL_FONT_PX
 from tests.browser.conftest import OUTPUT
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.roi_warm]  # the app loads its ROI models when it starts
 
 SIZES = [(1440, 900), (1920, 1080)]
 DEMO_SETTINGS = {**Stage2Settings.for_tier("demo").to_json(), "tier": "demo"}
@@ -108,6 +108,7 @@ def _controls(page) -> dict[str, float]:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_sliders_labels_and_map_names_are_whole_and_readable(browser, studio_url, size):
     page = _open(browser, studio_url + "?tab=roi", size)
+    assert re.search(r"ROI models ready \(\d+\.\d s to load\)", page.locator("#roi-warm").inner_text())
     page.screenshot(path=str(OUTPUT / f"roi_studio_{size[0]}.png"))
     column = page.locator(".roi-sliders").first.bounding_box()
     boxes = page.evaluate("""() => [...document.querySelectorAll('[id^=roi-slider-]')].map((block) => {

@@ -220,6 +220,7 @@ def test_studio_images_are_the_clis_png(tmp_path, monkeypatch):
     assert difference.max() <= 1 and (difference > 0).mean() < 0.002
 
 
+@pytest.mark.roi_warm
 def test_warm_up_reports_loading_then_ready(stand_in_handlers):  # noqa: F811
     handlers = ROIHandlers(AppState(stand_in_handlers))
     assert handlers.warm_status() == ("", True)
