@@ -149,7 +149,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             recipe_file = gr.File(label=text.ROI_RECIPE, interactive=False, scale=1)
             link = gr.Textbox(label=text.ROI_LINK, interactive=False, elem_id="roi-link", max_lines=1, scale=2)
         with gr.Row():
-            history = gr.Gallery(label=text.ROI_HISTORY, columns=4, rows=1, height=240, object_fit="contain",
+            history = gr.Gallery(label=text.ROI_HISTORY, columns=4, height="auto", object_fit="contain",
                                  allow_preview=False, elem_id="roi-history")
             load_recipe = gr.File(label=text.ROI_LOAD, file_types=[".json"], type="filepath")
         runs = gr.State(list)

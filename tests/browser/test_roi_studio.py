@@ -152,8 +152,14 @@ def test_clear_canvas_then_paint_again_in_the_signs_colour(browser, studio_url):
     assert cleared.std() > 30 and abs(cleared.mean() - flatmap.mean()) < 3  # the flatmap is back, the stroke gone
     assert _red(cleared) < _red(flatmap) + 50
     _set_number(page, "roi-paint-weight", -1)
+    page.wait_for_timeout(3000)  # the brush update reaches the editor
     _stroke(page)
-    assert _blue(_canvas_pixels(page)) > _blue(cleared) + 200  # negative weight: blue brush
+    for _ in range(10):  # a software-rendered canvas draws a stroke slowly
+        blue = _blue(_canvas_pixels(page))
+        if blue > _blue(cleared) + 1000:
+            break
+        page.wait_for_timeout(1000)
+    assert blue > _blue(cleared) + 1000 and _red(_canvas_pixels(page)) < _red(flatmap) + 50  # -1: blue brush
     page.locator("#roi-generate").click()
     page.wait_for_function("() => (document.querySelector('#roi-link input, #roi-link textarea') || {}).value"
                            "?.includes('recipe=')")
@@ -162,6 +168,12 @@ def test_clear_canvas_then_paint_again_in_the_signs_colour(browser, studio_url):
     assert recipe.painted and recipe.painted_weight == -1.0
     caption = page.locator("#roi-history .caption-label").first
     assert caption.inner_text().startswith("1 · S1 · ") and caption.evaluate("e => e.scrollWidth <= e.clientWidth")
+    page.wait_for_timeout(2000)  # the thumbnail loads and the gallery settles
+    shown, item = page.evaluate("""() => { const c = document.querySelector('#roi-history .caption-label');
+      return [c, c.closest('.thumbnail-item')].map((e) => { const r = e.getBoundingClientRect();
+      return [r.left, r.top, r.right, r.bottom]; }); }""")
+    assert item[0] <= shown[0] and item[1] <= shown[1] and shown[2] <= item[2] and shown[3] <= item[3] + 1, (
+        shown, item)  # the caption lies whole on its thumbnail
     page.close()
 
 
