@@ -4,10 +4,13 @@ checked field by field and saved as JSON that re-creates the image. :mod:`braind
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
 import os
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +25,7 @@ from braindiff_app.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
 
 __all__ = ["RECIPE_FORMAT", "RECIPE_VERSION", "MAX_RECIPE_BYTES", "MAX_WEIGHT", "MAX_SEED", "PATTERN_RESCALES",
-           "Recipe", "format_regions"]
+           "MAX_LINK_CHARS", "Recipe", "format_regions"]
 
 #: How predictions of synthetic patterns are re-scaled (see :func:`braindiff_app.roi.predict_pattern_features`).
 PATTERN_RESCALES = ("effect", "norm")
@@ -34,6 +37,8 @@ MAX_RECIPE_BYTES = 4 * 2**20
 #: already far outside the training data; beyond this, float32 patterns and predictions lose meaning (1e308
 #: overflows to inf and gives a black image).
 MAX_WEIGHT = 100.0
+#: Longest recipe token read from a link (about 30 KB of compressed recipe; browsers keep URLs of 64 KB and more).
+MAX_LINK_CHARS = 40_000
 #: Seeds are int64 in the pipeline (and numpy's generators): larger values would wrap to another image's seed.
 MAX_SEED = 2**63 - 1
 
@@ -155,11 +160,41 @@ class Recipe:
         and Python version (unlike ``hash``): app file names use it.
         """
         content = {**self.to_json(), "painted": sorted(set(self.painted))}
+        if content["settings"]["protocol"] == DEFAULT_PROTOCOL:  # ids made before protocols were recorded stay
+            content["settings"] = {k: v for k, v in content["settings"].items() if k != "protocol"}
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
         return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
+        """The recipe as the JSON file holds it: every field, every setting (stage 2, rescale, protocol, tier)."""
         return {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, **asdict(self), "painted": list(self.painted)}
+
+    def to_link(self) -> str:
+        """The recipe as a URL-safe token (base64url of its zlib-compressed compact JSON, no padding), for the
+        studio's ``?tab=roi&recipe=TOKEN`` links; :meth:`from_link` reads it back."""
+        data = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        return base64.urlsafe_b64encode(zlib.compress(data.encode("ascii"), 9)).decode("ascii").rstrip("=")
+
+    @classmethod
+    def from_link(cls, token: str) -> Recipe:
+        """Read a :meth:`to_link` token; ValueError naming what is wrong (too long, not base64, not a recipe), and
+        at most :data:`MAX_RECIPE_BYTES` of JSON are inflated (a small token cannot expand without bound)."""
+        if not isinstance(token, str) or not token:
+            raise ValueError("recipe link: empty; expected the token after ?recipe= that the studio's Copy link wrote.")
+        if len(token) > MAX_LINK_CHARS:
+            raise ValueError(f"recipe link: {len(token)} characters, more than {MAX_LINK_CHARS}.")
+        try:
+            packed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            inflate = zlib.decompressobj()
+            data = inflate.decompress(packed, MAX_RECIPE_BYTES)
+            if inflate.unconsumed_tail:
+                raise ValueError(f"recipe link: inflates to more than {MAX_RECIPE_BYTES} bytes.")
+            content = json.loads(data.decode("utf-8"))
+        except (binascii.Error, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"recipe link: not a recipe token ({type(exc).__name__}: {exc}).") from None
+        except RecursionError:
+            raise ValueError("recipe link: JSON nested too deeply; a recipe holds flat values.") from None
+        return cls.from_json(content, "recipe link")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str = "recipe") -> Recipe:
@@ -226,9 +261,9 @@ def _recipe_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"settings: unknown key(s) {unknown}; expected some of "
                          f"{[*STAGE2_FIELDS, 'rescale', 'tier', 'protocol']}.")
     stage2 = Stage2Settings.from_json(settings, "settings")
-    # The protocol is recorded only when it is not the default, so recipes (and their ids) made before protocols
-    # existed stay what they were.
-    return {**stage2.to_json(), "rescale": rescale, **({"tier": tier} if tier is not None else {}),
-            **({"protocol": protocol} if protocol != DEFAULT_PROTOCOL else {})}
+    # Every setting is written out (the protocol too); content_id leaves out the default protocol, so recipes made
+    # before protocols were recorded keep their ids.
+    return {**stage2.to_json(), "rescale": rescale, "protocol": protocol,
+            **({"tier": tier} if tier is not None else {})}
 
 

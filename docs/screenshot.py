@@ -7,7 +7,9 @@ Playwright, as the browser tests do) and saves, at 1440x900 unless noted:
 - ``classroom.png``: Classroom after one answered question; ``classroom_projector.png``: its projector mode at
   1920x1080 (opened with the F key, the answer revealed);
 - ``metrics.png``: the Metrics tab's tables with intervals and baselines (full page);
-- ``about.png``: the About tab.
+- ``about.png``: the About tab;
+- ``roi.png``: the ROI studio after the "faces" example was generated, scrolled to the flatmap and the region
+  sliders.
 
 Usage: python docs/screenshot.py [--image-id 97] [--out-dir docs/img]
 """
@@ -55,7 +57,7 @@ def take_screenshots(browser, url: str, image_id: str) -> dict[str, bytes]:
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(120_000)
     page.goto(f"{url}/?tab=browse&subject=demo-subj01&image={image_id}")
-    page.get_by_text(re.compile(rf"trial \d+ of 100 · image id {image_id}$")).wait_for()
+    page.get_by_text(re.compile(rf"trial \d+ of 100 · image id {image_id}( · protocol \w+)?$")).wait_for()
     page.wait_for_function("() => (document.querySelector('#browse-final img') || {}).alt === "
                            f"'Final reconstruction, subject 1, image {image_id}'")
     page.locator("#browse-across img").nth(10).wait_for()
@@ -72,7 +74,21 @@ def take_screenshots(browser, url: str, image_id: str) -> dict[str, bytes]:
     page.wait_for_timeout(1000)
     shots["about"] = page.screenshot()
 
-    page.get_by_role("tab", name="Classroom").click()
+    page.goto(f"{url}/?tab=roi")
+    page.get_by_text("Using the demo's committed ROI workspace").wait_for()
+    page.locator("#roi-canvas canvas").first.wait_for()
+    page.wait_for_timeout(3000)
+    page.locator("#roi-presets input[value='faces']").check()
+    page.wait_for_function("() => document.querySelector('#roi-slider-faces input[type=number]').value === '1'")
+    page.locator("#roi-generate").click()
+    page.get_by_text(re.compile(r"roi-1-[0-9a-f]{16}")).first.wait_for()
+    page.wait_for_function("() => !/processing \\|/.test(document.body.innerText)")
+    page.evaluate("() => window.scrollTo(0, document.querySelector('#roi-presets').getBoundingClientRect().top"
+                  " + window.scrollY - 8)")
+    page.wait_for_timeout(1500)
+    shots["roi"] = page.screenshot()
+
+    page.goto(f"{url}/?tab=classroom")
     page.get_by_role("button", name="Next question").click()
     page.locator("#classroom-choice-4 img").wait_for()
     page.get_by_role("button", name="2", exact=True).click()

@@ -21,6 +21,14 @@ def _isolated_workspace(tmp_path, monkeypatch):
     monkeypatch.setattr("braindiff_app.config.PRECOMPUTED_DIR", tmp_path / "precomputed")
 
 
+@pytest.fixture(autouse=True)
+def _no_roi_warm_up(request, monkeypatch):
+    """Apps launched by tests do not load the ROI models in a background thread (it outlives the test and builds
+    models while later tests build theirs); tests marked ``roi_warm`` keep it."""
+    if request.node.get_closest_marker("roi_warm") is None:
+        monkeypatch.setattr("braindiff_app.ui.roi_handlers.ROIHandlers.warm", lambda self: None)
+
+
 @pytest.fixture
 def bundle(tmp_path):
     """A complete 6-trial bundle with every image kind, under tmp_path/bundles."""

@@ -271,8 +271,8 @@ def test_old_recipe_files_load_and_make_the_same_image(models, tmp_path, monkeyp
     old = dict(old_settings or {})
     expected = {**OLD_CALL_DEFAULTS, **{k: v for k, v in old.items() if k in OLD_CALL_DEFAULTS}}
     assert recipe.stage2 == Stage2Settings(**expected)
-    assert recipe.settings == {**expected, "rescale": old.get("rescale", "effect"),
-                               **({"tier": old["tier"]} if "tier" in old else {})}
+    assert recipe.settings == {**expected, "rescale": old.get("rescale", "effect"), "protocol": "braindiff",
+                               **({"tier": old["tier"]} if "tier" in old else {})}  # completed, protocol too
     seen = []
     original = BrainDiffuserPipeline.diffusion_stage
     monkeypatch.setattr(BrainDiffuserPipeline, "diffusion_stage",

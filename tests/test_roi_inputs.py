@@ -152,15 +152,21 @@ def test_recipe_from_json_never_fails_otherwise(fields, header):
     assert Recipe.from_json(json.loads(json.dumps(recipe.to_json()))) == recipe
 
 
-def test_a_recipe_records_a_non_default_protocol_and_its_id_follows():
-    """`braindiff roi --protocol reference` recipes name their protocol (replays re-create the image under it);
-    default recipes do not, so recipes (and ids) made before protocols existed stay the same."""
+def test_a_recipe_records_its_protocol_and_its_id_follows_a_non_default_one():
+    """Every recipe names its protocol (replays re-create the image under it); the default one leaves the content
+    id as it was before protocols were recorded (the sha256 of the JSON without it, computed here)."""
+    import hashlib
+
     from braindiff_app.roi import Recipe
 
     plain = Recipe(subject="1", regions={"V1": 1.0}, settings={"tier": "demo"})
     same = Recipe(subject="1", regions={"V1": 1.0}, settings={"tier": "demo", "protocol": "braindiff"})
     ref = Recipe(subject="1", regions={"V1": 1.0}, settings={"tier": "demo", "protocol": "reference"})
-    assert "protocol" not in plain.to_json()["settings"] and plain.content_id == same.content_id
+    assert plain.to_json()["settings"]["protocol"] == "braindiff" and plain.content_id == same.content_id
+    before = plain.to_json()
+    before["settings"] = {k: v for k, v in before["settings"].items() if k != "protocol"}
+    digest = hashlib.sha256(json.dumps(before, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    assert plain.content_id == digest
     assert ref.settings["protocol"] == "reference" and ref.content_id != plain.content_id
     assert Recipe.from_json(ref.to_json()) == ref
     with pytest.raises(ValueError, match="settings.protocol: expected one of"):

@@ -11,13 +11,14 @@ from braindiff_app.ui.browse import build_browse_tab
 from braindiff_app.ui.classroom import CSS as CLASSROOM_CSS
 from braindiff_app.ui.classroom import KEYS_JS, build_classroom_tab
 from braindiff_app.ui.metrics import build_metrics_tab
+from braindiff_app.ui.roi import CSS as ROI_CSS
 from braindiff_app.ui.roi import build_roi_tab
 from braindiff_app.ui.state import AppState, served_paths
 
 __all__ = ["CSS", "QUEUE_SIZE", "MAX_FILE_SIZE", "CACHE_LIFETIME", "TAB_IDS", "AppState", "build_app", "launch_app",
            "parse_auth"]
 
-CSS = CLASSROOM_CSS + """
+CSS = CLASSROOM_CSS + ROI_CSS + """
 .bd-main img { image-rendering: pixelated; }
 .bd-small img { image-rendering: pixelated; }
 #browse-across .thumbnail-item img, #browse-across img { image-rendering: pixelated; }
@@ -167,6 +168,8 @@ def launch_app(app: gr.Blocks, settings: Settings, host: str = "127.0.0.1", port
         app.allowed_paths, app.blocked_paths = served_paths(current)
 
     state.listeners.append(serve)
+    if getattr(app, "braindiff_roi", None) is not None:  # the ROI studio's models load while the first page opens
+        app.braindiff_roi.warm()
     app.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE).launch(
         server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=quiet,
         # gradio reads an empty list as "take GRADIO_*_PATHS from the environment": a path that does not exist

@@ -1,421 +1,336 @@
-"""The ROI studio: paint or combine brain regions on the flatmap and see the images they "prefer".
+"""The ROI studio tab: paint or combine brain regions on the flatmap and see the images they "prefer".
 
-Handlers live in :class:`ROIHandlers` (Python values in and out); models load once, when the tab is first opened
-(or on the first API call), and are shared by every session. A recipe (regions, weights, painted voxels, seed,
-stage-2 settings) is kept for each experiment and can be downloaded as JSON that re-creates it (also from the CLI:
-``braindiff roi --recipe FILE``). Recipe files are named by the recipe's content id, in one folder per browser
-session; folders unused for :data:`RECIPE_FOLDER_TTL` seconds are removed, and the whole temp folder at exit.
+The handlers are :class:`~braindiff_app.ui.roi_handlers.ROIHandlers` (plain Python); the pictures come from
+:mod:`braindiff_app.ui.roi_canvas`. This module lays out the controls and wires the events:
 
-Concurrent Generates run together: each request's features are predicted in its own thread, then a
-:class:`~braindiff_app.ui._batching.MicroBatcher` runs the requests that share stage-2 settings as one pipeline call
-(each image depends only on its own seed: the images are those of single calls up to float summation order, at most
-1 grey level on about 0.01% of the values, see :mod:`~braindiff_app.ui._batching`). Requests are bounded: recipe
-steps at :data:`MAX_STEPS_FACTOR` times the tier's default, canvas layers at :data:`MAX_CANVAS_PIXELS` (checked from
-the image header, before decoding).
+- every control can be set from a recipe: replaying a recipe file, clicking a history item and opening a
+  ``?tab=roi&recipe=TOKEN`` link (:meth:`Recipe.to_link`) restore subject, seed, paint weight, region weights,
+  the painted layer and the recipe's settings; **Copy link** writes the current controls' link;
+- the canvas keeps its flatmap when cleared (the trash icon), its brush follows the paint weight's sign, and the
+  subject average cannot be painted (the canvas is locked with the reason);
+- ``/roi_generate`` names each input: ``subject``, ``seed``, ``canvas``, ``paint_weight`` and one keyword per
+  region (:data:`REGION_PARAMS`, e.g. ``V1``, ``ecc0_5``). More keyword inputs are added through
+  ``inputs_kwargs`` and arrive in ``run``'s ``**inputs``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import tempfile
-import threading
-import time
-import uuid
-import weakref
-from dataclasses import dataclass
-from pathlib import Path
-
 import gradio as gr
-import numpy as np
-from PIL import Image
 
-from braindiff_app.atomic import atomic_path
-from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
-from braindiff_app.pipeline import ReconstructionOutput
-from braindiff_app.protocol import DEFAULT_PROTOCOL
-from braindiff_app.regression import FEATURE_NAMES, subjects_with_regressors
-from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels, roi_settings
-from braindiff_app.stage2 import TIER_DIFFUSION_STEPS, Stage2Settings
+from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, REGION_LABELS, VISUAL_REGIONS
+from braindiff_app.roi import Recipe
 from braindiff_app.ui import text
-from braindiff_app.ui._batching import MicroBatcher
+from braindiff_app.ui.roi_canvas import REGION_COLOURS, brush_colour, painted_mask
+from braindiff_app.ui.roi_handlers import (
+    MAX_CANVAS_PIXELS,
+    MAX_STEPS_FACTOR,
+    PATTERN_COLOURS,
+    ROI_CONCURRENCY,
+    ROIHandlers,
+    ROIResult,
+    _mask_from_editor,
+    _session,
+)
 from braindiff_app.ui.state import AppState
 
-__all__ = ["ROIHandlers", "ROIResult", "build_roi_tab", "MAX_CANVAS_PIXELS", "MAX_STEPS_FACTOR", "ROI_CONCURRENCY"]
+__all__ = ["ROIHandlers", "ROIResult", "build_roi_tab", "MAX_CANVAS_PIXELS", "MAX_STEPS_FACTOR", "ROI_CONCURRENCY",
+           "PATTERN_COLOURS", "REGION_PARAMS", "PRESETS", "history_caption", "_mask_from_editor"]
 
-PATTERN_COLOURS = {1: (220, 40, 40), -1: (40, 90, 230)}  # positive voxels red, negative blue
 HISTORY_SIZE = 24  # experiments kept per session (each Generate re-sends the gallery: bounded memory and work)
-#: Recipes run in the app take at most this many times the tier's default DDIM steps (the CLI takes any count).
-MAX_STEPS_FACTOR = 2
-#: Largest canvas layer (pixels) gradio may decode: the flatmaps are far smaller. PIL refuses images over twice its
-#: MAX_IMAGE_PIXELS from the header alone (a 567 KB PNG declaring 12000x12000 once took 2.7 GB and 14 s to decode).
-MAX_CANVAS_PIXELS = 4096 * 4096
-Image.MAX_IMAGE_PIXELS = min(Image.MAX_IMAGE_PIXELS or MAX_CANVAS_PIXELS, MAX_CANVAS_PIXELS // 2)
-#: Generate/replay events the app lets wait on the micro-batcher at once (they run in batches of up to 8).
-ROI_CONCURRENCY = 16
-#: Pattern pictures kept (848x900x3 bytes each on the demo: 2.3 MB).
-PATTERN_CACHE = 8
-#: Recipe session folders unused this long (seconds) are removed.
-RECIPE_FOLDER_TTL = 6 * 3600
+#: API parameter name of each region's weight (Python identifiers: "ecc0.5" -> "ecc0_5", "ecc4+" -> "ecc4_plus").
+REGION_PARAMS = {r: r.replace(".", "_").replace("+", "_plus") for r in ALL_REGIONS}
+#: One-click examples: the paper's Figure 5 (V1-hV4, the four category regions) and Figure 7 (eccentricity
+#: bands) regions at +1, early visual cortex together, and the combination the paper's discussion proposes.
+PRESETS: dict[str, dict[str, float]] = {
+    **{r: {r: 1.0} for r in (*VISUAL_REGIONS, *CATEGORY_REGIONS)},
+    **{f"{r} ({REGION_LABELS[r]})": {r: 1.0} for r in ECCENTRICITY_REGIONS},
+    text.ROI_PRESET_EARLY: {"V1": 1.0, "V2": 1.0, "V3": 1.0},
+    text.ROI_PRESET_COMBINATION: {"V1": 1.0, "hV4": 1.0, "faces": 1.0, "V2": -1.0, "bodies": -1.0},
+}
+CSS = """
+#roi-canvas canvas { cursor: crosshair; }
+.roi-sliders .form { min-width: 0 !important; }
+.roi-legend span.swatch { display: inline-block; width: 0.9em; height: 0.9em; border: 1px solid #000;
+  vertical-align: middle; margin-right: 0.3em; }
+#roi-history .caption-label { white-space: normal !important; overflow: visible !important; }
+"""
+# The address bar and the link box take the recipe's link; the link is copied where the browser allows.
+LINK_JS = """(token) => {
+  if (!token) return '';
+  if (token.startsWith('http')) return token;
+  const url = new URL(window.location.href);
+  url.search = '';
+  url.searchParams.set('tab', 'roi');
+  url.searchParams.set('recipe', token);
+  window.history.replaceState(null, '', url);
+  if (navigator.clipboard) { navigator.clipboard.writeText(url.href).catch(() => {}); }
+  return url.href;
+}"""
 
 
-@dataclass(frozen=True)
-class ROIResult:
-    """One experiment: its recipe, the stage-1 guess, the final image and the pattern drawn on the flatmap."""
-
-    recipe: Recipe
-    vdvae: np.ndarray
-    final: np.ndarray
-    pattern: np.ndarray | None
-    recipe_path: str
-
-
-class ROIHandlers:
-    """The ROI studio's actions, independent of gradio."""
-
-    def __init__(self, state: AppState) -> None:
-        self.state = state
-        self._models: ROIModels | None = None
-        self.settings, self.committed = roi_settings(state.settings)
-        self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._pictures: dict[tuple, np.ndarray | None] = {}  # pattern_image's cache, oldest first
-        self._pictures_lock = threading.Lock()
-        self._lock = threading.Lock()
-        self._out = Path(tempfile.mkdtemp(prefix="braindiff-roi-"))
-        # Recipe files go with the handlers, or at the latest when the process exits.
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self._out, ignore_errors=True)
-        self._last_sweep = time.monotonic()
-        self.batcher = MicroBatcher(self._run_batch)
-
-    def models(self) -> ROIModels:
-        """The tier's pipeline and every subject's atlas and regressors, loaded once."""
-        with self._lock:
-            if self._models is None:
-                self._models = load_roi_models(self.settings)
-            return self._models
-
-    def listed_subjects(self) -> list[str]:
-        """Subjects with regressors, then ``average``, found without loading a model (the dropdown's choices when
-        the app is built: API clients, which never run the page-load event, are checked against these)."""
-        found = subjects_with_regressors(self.settings)
-        return [*found, "average"] if found else []
-
-    def subjects(self) -> list[str]:
-        """Subjects ready for ROI experiments, then ``average``; empty when none has regressors."""
-        try:
-            return [*self.models().subjects, "average"]
-        except (FileNotFoundError, ValueError):
-            return []
-
-    def availability(self, subject: str) -> dict[str, str]:
-        """Region -> reason it is unavailable for ``subject`` ("" when available)."""
-        models = self.models()
-        atlases = models.atlases.values() if subject == "average" else [models.atlases[subject]]
-        reasons = {}
-        for region in ALL_REGIONS:
-            missing = [a.absent[region] for a in atlases if region not in a.regions]
-            reasons[region] = "" if len(missing) < len(list(atlases)) else missing[0]
-        return reasons
-
-    def flatmap(self, subject: str) -> tuple[np.ndarray, np.ndarray]:
-        """The flatmap image (RGBA) and its pixel -> voxel lookup for ``subject`` (subject 1's for the average).
-
-        The demo subject's is committed; an NSD subject's is built from its surfaces on first use (a few seconds,
-        then cached on disk). FileNotFoundError (or ValueError for files that do not fit together) when it cannot
-        be had: region presets still work.
-        """
-        models = self.models()
-        key = models.subjects[0] if subject == "average" else subject
-        if key not in self._flatmaps:
-            self._flatmaps[key] = load_subject_flatmap(self.settings, models.atlases[key])
-        return self._flatmaps[key]
-
-    def flatmap_problem(self, subject: str) -> str:
-        """Why ``subject`` has no flatmap to paint on ("" when it has one)."""
-        try:
-            self.flatmap(subject)
-        except (FileNotFoundError, ValueError) as exc:
-            return text.ROI_NO_FLATMAP.format(reason=exc)
-        return ""
-
-    def recipe(self, subject: str, weights: dict[str, float], painted_mask: np.ndarray | None,
-               painted_weight: float, seed: int) -> Recipe:
-        """Build a recipe from the studio's controls; ValueError for an empty selection."""
-        regions = {r: float(w) for r, w in weights.items() if w}
-        painted: np.ndarray = np.array([], dtype=np.int64)
-        if painted_mask is not None and painted_mask.any():
-            if subject == "average":
-                raise ValueError(text.ROI_PAINT_AVERAGE)
-            painted = painted_voxels(painted_mask, self.flatmap(subject)[1])
-            if painted.size == 0:
-                raise ValueError(text.ROI_PAINT_OFF_CORTEX)
-        if not regions and painted.size == 0:
-            raise ValueError(text.ROI_EMPTY)
-        return Recipe(subject=subject, regions=regions, painted=tuple(painted.tolist()),
-                      painted_weight=painted_weight, seed=seed,
-                      settings={**Stage2Settings.for_tier(self.settings.tier).to_json(), "tier": self.settings.tier})
-
-    def pattern_image(self, recipe: Recipe) -> np.ndarray | None:
-        """The recipe's voxels drawn on the flatmap: red where the weight is positive, blue where negative.
-
-        The pattern is the one the regressors see (:meth:`ROIModels.patterns`); for the average, that of the first
-        subject it uses. None when that subject has no flatmap (see :meth:`flatmap_problem`). The last
-        :data:`PATTERN_CACHE` pictures are kept (read-only): a class asking the same regions draws them once.
-        """
-        key = (recipe.subject, tuple(sorted(recipe.regions.items())), tuple(recipe.painted), recipe.painted_weight)
-        picture = self._pictures.get(key)
-        if picture is None:
-            picture = self._draw_pattern(recipe)
-            if picture is not None:
-                picture.flags.writeable = False
-            with self._pictures_lock:
-                self._pictures[key] = picture
-                while len(self._pictures) > PATTERN_CACHE:
-                    del self._pictures[next(iter(self._pictures))]
-        return picture
-
-    def _draw_pattern(self, recipe: Recipe) -> np.ndarray | None:
-        models = self.models()
-        patterns = models.patterns(recipe) if recipe.subject == "average" else None
-        subject = next(iter(patterns)) if patterns else recipe.subject
-        if self.flatmap_problem(subject):
-            return None
-        weight = (patterns or models.patterns(recipe))[subject]  # (n_voxels,)
-        image, lookup = self.flatmap(subject)
-        on_voxel = lookup >= 0
-        pixel_weight = np.where(on_voxel, weight[np.clip(lookup, 0, None)], 0.0)
-        out = image[..., :3].copy()
-        for sign, colour in PATTERN_COLOURS.items():
-            hit = np.sign(pixel_weight) == sign
-            out[hit] = (0.35 * out[hit] + 0.65 * np.array(colour)).astype(np.uint8)
-        return out
-
-    def pattern_file(self, pattern: np.ndarray | None) -> str | None:
-        """``pattern`` (a :meth:`pattern_image`) as a PNG file, written once per distinct picture and named by its
-        content: gradio sends a file as it is, where it encoded the 848x900 array again on every Generate (~50 ms
-        of CPU each, as lossy WebP that moved region edges by up to 117 grey levels). None stays None."""
-        if pattern is None:
-            return None
-        path = self._out / "patterns" / f"{hashlib.sha256(pattern.tobytes()).hexdigest()[:24]}.png"
-        if not path.is_file():
-            with atomic_path(path) as tmp:
-                Image.fromarray(pattern).save(tmp, format="PNG")
-        return str(path)
-
-    def session_folder(self, session: str | None) -> Path:
-        """The folder of one browser session's recipe files (``gr.Request.session_hash``; None: a fresh folder).
-
-        The folder name is a digest of the session hash (which the browser sends), so it is always a plain name.
-        """
-        key = session if session else f"no-session-{uuid.uuid4().hex}"
-        return self._out / hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
-
-    def max_steps(self) -> int:
-        """DDIM steps a recipe may ask of the app: :data:`MAX_STEPS_FACTOR` times the tier's default."""
-        return MAX_STEPS_FACTOR * TIER_DIFFUSION_STEPS[self.settings.tier]
-
-    def generate(self, recipe: Recipe, callback=None, session: str | None = None) -> ROIResult:
-        """Run a recipe through the regressors and both stages; the recipe JSON is saved for download, named by
-        the recipe's content id in the session's folder (:meth:`session_folder`), written atomically.
-
-        Concurrent calls share pipeline calls (see the module's notes); the images are those of a call alone.
-
-        Raises
-        ------
-        ValueError
-            A bad recipe, or one asking more DDIM steps than :meth:`max_steps` (run it with ``braindiff roi
-            --recipe``).
-        """
-        if recipe.settings.get("protocol", DEFAULT_PROTOCOL) != DEFAULT_PROTOCOL:
-            raise ValueError(f"settings.protocol: the studio runs the braindiff protocol, the recipe asks "
-                             f"{recipe.settings['protocol']!r}; run it with `braindiff roi --recipe FILE`.")
-        steps, tier = recipe.stage2.num_inference_steps, self.settings.tier
-        if steps > self.max_steps():
-            raise ValueError(f"settings.num_inference_steps: the app runs at most {self.max_steps()} DDIM steps "
-                             f"({MAX_STEPS_FACTOR}x the {tier} tier's {TIER_DIFFUSION_STEPS[tier]}), the recipe "
-                             f"asks {steps}; run it with `braindiff roi --recipe FILE`.")
-        features = self.models().features(recipe)  # errors of this recipe stay its own
-        output = self.batcher.submit(recipe.stage2, (features, recipe.seed, callback))
-        self._sweep()
-        path = self.session_folder(session) / f"roi-{recipe.subject}-{recipe.content_id}.json"
-        recipe.save(path)
-        return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
-
-    def _run_batch(self, stage2: Stage2Settings, items: list) -> list[ReconstructionOutput]:
-        """One pipeline call for requests sharing stage-2 settings: items are (features (1, ...), seed, callback)."""
-        features = {name: np.concatenate([f[name] for f, _, _ in items]) for name in FEATURE_NAMES}
-        seeds = np.array([seed for _, seed, _ in items], dtype=np.int64)
-        callbacks = [cb for *_, cb in items if cb is not None]
-
-        def report(stage: str, done: int, total: int) -> None:
-            for cb in callbacks:
-                try:
-                    cb(stage, done, total)
-                except Exception:  # noqa: BLE001 - a closed page's progress bar must not fail the others
-                    pass
-
-        out = self.models().pipeline(features=features, seeds=seeds, callback=report if callbacks else None,
-                                     **stage2.to_json())
-        return [ReconstructionOutput(final=out.final[j:j + 1], vdvae=out.vdvae[j:j + 1],
-                                     features={k: v[j:j + 1] for k, v in out.features.items()})
-                for j in range(len(items))]
-
-    def _sweep(self, ttl: float = RECIPE_FOLDER_TTL, every: float = 60.0) -> None:
-        """Remove session folders unused for ``ttl`` seconds (at most once per ``every`` seconds)."""
-        if time.monotonic() - self._last_sweep < every:
-            return
-        self._last_sweep = time.monotonic()
-        cutoff = time.time() - ttl
-        for folder in self._out.iterdir():
-            try:
-                if folder.is_dir() and folder.stat().st_mtime < cutoff:
-                    shutil.rmtree(folder, ignore_errors=True)
-            except OSError:
-                pass
+def history_caption(number: int, recipe: Recipe) -> str:
+    """A history item's caption, short enough to read whole: ``"3 · S1 · V1+1 faces+1 · #0"``."""
+    parts = [f"{name}{weight:+g}" for name, weight in recipe.regions.items()]
+    if recipe.painted:
+        parts.append(f"{len(recipe.painted)}px{recipe.painted_weight:+g}")
+    who = "avg" if recipe.subject == "average" else f"S{recipe.subject}"
+    regions = " ".join(parts)
+    regions = regions if len(regions) <= 22 else regions[:21] + "…"
+    return f"{number} · {who} · {regions} · #{recipe.seed}"
 
 
-def _session(request: gr.Request | None) -> str | None:
-    """The browser session of an event (None when called outside gradio)."""
-    return getattr(request, "session_hash", None) if request is not None else None
-
-
-def _mask_from_editor(value) -> np.ndarray | None:
-    """Painted pixels of a gr.ImageEditor value: any layer pixel with non-zero alpha.
-
-    Raises
-    ------
-    ValueError
-        A layer that is not an RGBA image or larger than :data:`MAX_CANVAS_PIXELS` (API clients send any array).
-    """
-    if not value or not isinstance(value, dict) or not value.get("layers"):
-        return None
-    masks = []
-    for i, layer in enumerate(value["layers"]):
-        if layer is None:
+def _legend(subject_regions: set[str] | None = None) -> str:
+    """The outline colours with the slider names and what each region unites (the paper's definitions)."""
+    items = []
+    for region in (*VISUAL_REGIONS, *CATEGORY_REGIONS):
+        if subject_regions is not None and region not in subject_regions:
             continue
-        layer = np.asarray(layer)
-        if layer.ndim != 3 or layer.shape[2] != 4 or layer.size // 4 > MAX_CANVAS_PIXELS:
-            raise ValueError(f"canvas layer {i}: expected an RGBA image of at most {MAX_CANVAS_PIXELS} pixels "
-                             f"(the flatmap's size), got shape {layer.shape}.")
-        masks.append(layer[..., 3] > 0)
-    return np.logical_or.reduce(masks) if masks else None
+        r, g, b = REGION_COLOURS[region]
+        items.append(f"<span class='swatch' style='background: rgb({r},{g},{b})'></span><b>{region}</b> = "
+                     f"{text.ROI_PAPER_UNIONS[region]}")
+    bands = ", ".join(REGION_LABELS[r] for r in ECCENTRICITY_REGIONS)
+    return (f"<div class='roi-legend'><b>{text.ROI_LEGEND_TITLE}:</b> " + " · ".join(items)
+            + f" · {text.ROI_LEGEND_BANDS}{bands}</div>")
 
 
 def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
-    """Build the ROI studio tab inside ``app``; returns its components keyed ``roi.<name>``."""
+    """Build the ROI studio tab inside ``app``; returns its components keyed ``roi.<name>``.
+
+    The handlers are kept as ``app.braindiff_roi`` (``launch_app`` starts their warm-up).
+    """
     handlers = ROIHandlers(state)
+    app.braindiff_roi = handlers
     with gr.Tab(text.ROI_TAB) as tab:
         gr.Markdown(text.ROI_INTRO)
-        status = gr.Markdown()
+        warm_status = gr.Markdown(elem_id="roi-warm")
+        status = gr.Markdown(elem_id="roi-status")
         with gr.Row():
-            subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2)
-            seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1)
-            generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1)
+            subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2,
+                                  elem_id="roi-subject")
+            seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="roi-seed")
+            generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1, elem_id="roi-generate")
+            copy = gr.Button(text.ROI_COPY_LINK, scale=0, elem_id="roi-copy-link")
+        presets = gr.Radio(list(PRESETS), value=None, label=text.ROI_PRESETS, elem_id="roi-presets")
         with gr.Row():
             with gr.Column(scale=3):
                 canvas = gr.ImageEditor(label=text.ROI_CANVAS, type="numpy", sources=(), transforms=(),
-                                        brush=gr.Brush(default_size=12, colors=["#ff3030"], color_mode="fixed"),
-                                        eraser=gr.Eraser(default_size=16), layers=False, height=520)
-                painted_weight = gr.Slider(-1, 1, value=1, step=0.5, label=text.ROI_PAINT_WEIGHT)
-            with gr.Column(scale=2):
+                                        brush=gr.Brush(default_size=12, colors=[brush_colour(1)],
+                                                       color_mode="fixed"),
+                                        eraser=gr.Eraser(default_size=16), layers=False, height=640,
+                                        elem_id="roi-canvas")
+                with gr.Row():
+                    painted_weight = gr.Slider(-1, 1, value=1, step=0.5, label=text.ROI_PAINT_WEIGHT, scale=2,
+                                               elem_id="roi-paint-weight")
+                    bands = gr.Checkbox(False, label=text.ROI_SHOW_BANDS, scale=1)
+                gr.HTML(_legend())
+            with gr.Column(scale=2, elem_classes="roi-sliders", min_width=420):
                 sliders = {}
                 for title, group in ((text.ROI_VISUAL, VISUAL_REGIONS), (text.ROI_CATEGORY, CATEGORY_REGIONS),
                                      (text.ROI_ECCENTRICITY, ECCENTRICITY_REGIONS)):
                     gr.Markdown(f"**{title}**")
-                    with gr.Row():
-                        for region in group:
-                            sliders[region] = gr.Slider(-1, 1, value=0, step=0.5, label=region, min_width=90)
+                    for pair in range(0, len(group), 2):
+                        with gr.Row():
+                            for region in group[pair:pair + 2]:
+                                label = region if region not in ECCENTRICITY_REGIONS else \
+                                    f"{region} ({REGION_LABELS[region]})"
+                                sliders[region] = gr.Slider(-1, 1, value=0, step=0.5, label=label, min_width=180,
+                                                            info=text.ROI_PAPER_UNIONS.get(region),
+                                                            elem_id=f"roi-slider-{REGION_PARAMS[region]}")
                 clear = gr.Button(text.ROI_CLEAR, size="sm")
         with gr.Row():
-            vdvae = gr.Image(label=text.ROI_VDVAE, interactive=False, height=256, elem_classes="bd-panel")
-            final = gr.Image(label=text.ROI_FINAL, interactive=False, height=256, elem_classes="bd-panel")
-            pattern = gr.Image(label=text.ROI_PATTERN, interactive=False, height=256)
-        recipe_file = gr.File(label=text.ROI_RECIPE, interactive=False)
+            vdvae = gr.Image(label=text.ROI_VDVAE, interactive=False, height=256, elem_classes="bd-panel",
+                             format="png")
+            final = gr.Image(label=text.ROI_FINAL, interactive=False, height=256, elem_classes="bd-panel",
+                             format="png", elem_id="roi-final")
+            pattern = gr.Image(label=text.ROI_PATTERN, interactive=False, height=256, format="png",
+                               elem_id="roi-pattern")
+        where = gr.Markdown(text.ROI_AT_HINT, elem_id="roi-where")
         with gr.Row():
-            history = gr.Gallery(label=text.ROI_HISTORY, columns=6, rows=1, height=220, object_fit="contain",
-                                 allow_preview=False)
+            recipe_file = gr.File(label=text.ROI_RECIPE, interactive=False, scale=1)
+            link = gr.Textbox(label=text.ROI_LINK, interactive=False, elem_id="roi-link", max_lines=1, scale=2)
+        with gr.Row():
+            history = gr.Gallery(label=text.ROI_HISTORY, columns=4, height="auto", object_fit="contain",
+                                 allow_preview=False, elem_id="roi-history")
             load_recipe = gr.File(label=text.ROI_LOAD, file_types=[".json"], type="filepath")
         runs = gr.State(list)
+        restored = gr.State(None)  # the settings of a restored recipe, for the next Generate
+        timer = gr.Timer(1.0, active=True)
 
     region_names = list(sliders)
+    slider_list = [sliders[r] for r in region_names]
 
-    def open_subject(current):
-        if current:  # opened before in this page: keep the user's subject, painting and weights
-            return [gr.update()] * (3 + len(sliders))
-        choices = handlers.subjects()
-        if not choices:
-            return [gr.update(choices=[], value=None), text.ROI_NO_MODELS, gr.update()] + [gr.update()] * len(sliders)
-        value = current if current in choices else choices[0]
-        note = text.ROI_COMMITTED if handlers.committed else ""
-        return [gr.update(choices=choices, value=value), note, *subject_controls(value)]
-
-    def subject_controls(subject):
-        reasons = handlers.availability(subject)
+    def editor(subject, show_bands, layers=None, note=""):
+        """The canvas for ``subject``: its map as the background, ``layers`` kept, locked for the average."""
         problem = handlers.flatmap_problem(subject)
         if problem:
-            editor = gr.update(value=None, label=f"{text.ROI_CANVAS}: {problem}")
-        else:
-            editor = gr.update(value={"background": handlers.flatmap(subject)[0], "layers": [], "composite": None},
-                               label=text.ROI_CANVAS)
-        return [editor] + [gr.update(interactive=not reasons[r], value=0,
-                                     info=reasons[r] or None) for r in region_names]
+            return gr.update(value=None, label=f"{text.ROI_CANVAS}: {problem}", interactive=False)
+        value = {"background": handlers.map_image(subject, show_bands), "layers": list(layers or []),
+                 "composite": None}
+        if subject == "average":
+            return gr.update(value={**value, "layers": []}, label=text.ROI_CANVAS_AVERAGE, interactive=False)
+        return gr.update(value=value, label=text.ROI_CANVAS, interactive=True)
 
-    def on_subject(subject):
+    def slider_states(subject, weights=None):
+        reasons = handlers.availability(subject)
+        return [gr.update(interactive=not reasons[r], info=reasons[r] or text.ROI_PAPER_UNIONS.get(r),
+                          **({} if weights is None else {"value": weights[r] if not reasons[r] else 0.0}))
+                for r in region_names]
+
+    def map_panel(subject):
+        return None if handlers.flatmap_problem(subject) else handlers.map_image(subject)[..., :3]
+
+    def open_subject(current, show_bands, request: gr.Request):
+        skip = [gr.update()] * (4 + len(slider_list))
+        if current or "recipe" in dict(getattr(request, "query_params", None) or {}):
+            return skip  # opened before, or a recipe link fills the controls (on page load)
+        choices = handlers.subjects()
+        if not choices:
+            return [gr.update(choices=[], value=None), text.ROI_NO_MODELS, gr.update(), gr.update()] + skip[4:]
+        value = choices[0]
+        note = text.ROI_COMMITTED if handlers.committed else ""
+        return [gr.update(choices=choices, value=value), note, editor(value, show_bands), map_panel(value),
+                *slider_states(value)]
+
+    def on_subject(subject, show_bands, canvas):
         if not subject:
-            return [gr.update()] * (1 + len(sliders))
-        return subject_controls(subject)
+            return [gr.update()] * (3 + len(slider_list))
+        layers = (canvas or {}).get("layers") if isinstance(canvas, dict) else None
+        note = ""
+        if layers and any(layer is not None and layer[..., 3].any() for layer in layers):
+            shape = handlers.flatmap(subject)[1].shape if not handlers.flatmap_problem(subject) else None
+            kept = subject != "average" and painted_mask(layers, shape) is not None
+            note = (text.ROI_PAINT_KEPT if kept else text.ROI_PAINT_AVERAGE_DROPPED if subject == "average"
+                    else text.ROI_PAINT_DROPPED).format(subject=subject)
+            layers = layers if kept else []
+        return [editor(subject, show_bands, layers), map_panel(subject), note, *slider_states(subject)]
 
-    # gradio passes the gr.Request only to parameters before ``*weights``.
-    def run(request: gr.Request, subject, seed_value, painted_value, painted_w, history_runs, *weights,
-            progress=gr.Progress()):
+    def restore(recipe: Recipe, show_bands):
+        """Outputs that set every control to ``recipe``'s."""
+        controls = handlers.controls(recipe)
+        layers = [controls.layer] if controls.layer is not None else []
+        return [gr.update(value=controls.subject), controls.seed, controls.painted_weight,
+                editor(controls.subject, show_bands, layers), controls.settings,
+                *slider_states(controls.subject, controls.weights)]
+
+    def run(request: gr.Request, subject, seed, canvas, paint_weight, history_runs, settings,
+            progress=gr.Progress(), **inputs):
         if not subject:
             raise gr.Error(text.ROI_NO_MODELS)
+        weights = {r: inputs.get(REGION_PARAMS[r], 0) for r in region_names}
         try:
-            recipe = handlers.recipe(subject, dict(zip(region_names, weights, strict=True)),
-                                     _mask_from_editor(painted_value), 1.0 if painted_w is None else painted_w,
-                                     0 if seed_value is None else seed_value)
+            recipe = handlers.recipe(subject, weights, _mask_from_editor(canvas),
+                                     1.0 if paint_weight is None else paint_weight, 0 if seed is None else seed,
+                                     settings=settings)
             progress(0, desc=text.ROI_RUNNING)
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
                                        session=_session(request))
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
-        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
-        gallery = [(img, label) for img, label, _ in history_runs]
-        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path, gallery,
-                history_runs)
+        return shown(result, history_runs)
 
-    def pick(history_runs, evt: gr.SelectData):
-        return history_runs[evt.index][2]
+    def shown(result: ROIResult, history_runs):
+        number = len(history_runs or []) + 1
+        history_runs = [*(history_runs or []), (result.final, result.recipe_path, result.recipe.to_link(),
+                                                history_caption(number, result.recipe))][-HISTORY_SIZE:]
+        gallery = [(img, caption) for img, _, _, caption in history_runs]
+        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path, gallery, history_runs,
+                result.recipe.to_link())
 
-    def replay(path, history_runs, request: gr.Request, progress=gr.Progress()):
-        if not path:
-            return [gr.update()] * 6
+    def pick(history_runs, show_bands, evt: gr.SelectData):
+        _, path, token, _ = history_runs[evt.index]
+        recipe = Recipe.load(path)
+        return [path, token, text.ROI_RESTORED.format(label=recipe.label), *restore(recipe, show_bands)]
+
+    def replay(recipe_file, history_runs, show_bands, request: gr.Request, progress=gr.Progress()):
+        if not recipe_file:
+            return [gr.update()] * (7 + 5 + len(slider_list))
         try:
-            recipe = Recipe.load(path)
+            recipe = Recipe.load(recipe_file)
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
                                        session=_session(request))
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
-        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
-        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path,
-                [(img, label) for img, label, _ in history_runs], history_runs)
+        return [*shown(result, history_runs), *restore(recipe, show_bands)]
 
-    slider_list = [sliders[r] for r in region_names]
-    # The models load when the tab is first opened (not on every page load: most visitors never open it), and
-    # ``input`` (the user's own choice) rather than ``change``: open_subject's value would otherwise reset the
-    # canvas a second time, wiping strokes painted in between.
-    tab.select(open_subject, [subject], [subject, status, canvas, *slider_list], api_name=False)
-    subject.input(on_subject, [subject], [canvas, *slider_list], api_name="roi_select_subject")
-    outputs = [vdvae, final, pattern, recipe_file, history, runs]
-    # Generate and replay share the models (the scheduler keeps per-call state): their events wait together on the
-    # handlers' micro-batcher, which runs one pipeline call at a time for all of them.
-    generate.click(run, [subject, seed, canvas, painted_weight, runs, *slider_list], outputs,
-                   api_name="roi_generate", concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models")
-    load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe",
-                       concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models")
-    history.select(pick, [runs], [recipe_file], api_name="roi_pick_history")
+    def make_link(subject, seed_value, canvas_value, paint_weight, settings, *weights):
+        try:
+            recipe = handlers.recipe(subject, dict(zip(region_names, weights, strict=True)),
+                                     _mask_from_editor(canvas_value), 1.0 if paint_weight is None else paint_weight,
+                                     0 if seed_value is None else seed_value, settings=settings)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            return "", text.ROI_LINK_PROBLEM.format(reason=exc)
+        return recipe.to_link(), ""
+
+    def from_link(show_bands, request: gr.Request):
+        token = dict(getattr(request, "query_params", None) or {}).get("recipe")
+        if not token:
+            return [gr.update()] * (6 + len(slider_list)) + [gr.update()]
+        try:
+            recipe = Recipe.from_link(token)
+            return [*restore(recipe, show_bands), text.ROI_LINK_LOADED, map_panel(recipe.subject)]
+        except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+            problem = text.ROI_LINK_BAD.format(reason=exc)
+        choices = handlers.subjects()  # a bad link: open the studio as the tab would (it left that to the link)
+        if not choices:
+            return [gr.update()] * (5 + len(slider_list)) + [f"{problem}\n\n{text.ROI_NO_MODELS}", gr.update()]
+        value = choices[0]
+        return [gr.update(choices=choices, value=value), gr.update(), gr.update(), editor(value, show_bands), None,
+                *slider_states(value), problem, map_panel(value)]
+
+    def preset(name, subject):
+        weights = {r: 0.0 for r in region_names} | PRESETS.get(name, {})
+        reasons = handlers.availability(subject) if subject else {r: "" for r in region_names}
+        absent = [r for r, w in weights.items() if w and reasons[r]]
+        note = text.ROI_PRESET_ABSENT.format(subject=subject, regions=", ".join(absent)) if absent else ""
+        return [note] + [0.0 if reasons[r] else weights[r] for r in region_names]
+
+    def on_bands(subject, show_bands, value):
+        if not subject:
+            return gr.update()
+        layers = (value or {}).get("layers") if isinstance(value, dict) else None
+        return editor(subject, show_bands, layers)
+
+    def name_region(subject, evt: gr.SelectData):
+        if not subject or handlers.flatmap_problem(subject):
+            return text.ROI_AT_HINT
+        return handlers.region_at(subject, *evt.index[:2])
+
+    def tick():
+        line, over = handlers.warm_status()
+        return line, gr.Timer(active=not over)
+
+    restore_outputs = [subject, seed, painted_weight, canvas, restored, *slider_list]
+    # The models load when the app starts (launch_app) or, at the latest, when the tab is first opened; ``input``
+    # (the user's own choice) rather than ``change``: a programmatic subject would otherwise reset the canvas.
+    tab.select(open_subject, [subject, bands], [subject, status, canvas, pattern, *slider_list], api_name=False)
+    subject.input(on_subject, [subject, bands, canvas], [canvas, pattern, status, *slider_list],
+                  api_name="roi_select_subject")
+    outputs = [vdvae, final, pattern, recipe_file, history, runs, link]
+    # Generate and replay share the models: their events wait together on the handlers' micro-batcher.
+    generate.click(run, [subject, seed, canvas, painted_weight, runs, restored], outputs,
+                   inputs_kwargs={REGION_PARAMS[r]: sliders[r] for r in region_names}, api_name="roi_generate",
+                   concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models").then(
+        None, [link], [link], js=LINK_JS, api_name=False)
+    load_recipe.upload(replay, [load_recipe, runs, bands], outputs + restore_outputs, api_name="roi_replay_recipe",
+                       concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models").then(
+        None, [link], [link], js=LINK_JS, api_name=False)
+    history.select(pick, [runs, bands], [recipe_file, link, status, *restore_outputs],
+                   api_name="roi_pick_history").then(None, [link], [link], js=LINK_JS, api_name=False)
     clear.click(lambda: [0] * len(slider_list), None, slider_list, api_name="roi_clear_regions")
+    # The trash icon empties the editor: put the flatmap back, so painting goes on.
+    canvas.clear(lambda s, b: editor(s, b) if s else gr.update(), [subject, bands], [canvas], api_name=False)
+    painted_weight.change(lambda w: gr.update(brush=gr.Brush(default_size=12, colors=[brush_colour(w)],
+                                                             color_mode="fixed")),
+                          [painted_weight], [canvas], api_name=False)
+    bands.input(on_bands, [subject, bands, canvas], [canvas], api_name=False)
+    presets.input(preset, [presets, subject], [status, *slider_list], api_name=False)
+    pattern.select(name_region, [subject], [where], api_name=False)
+    copy.click(make_link, [subject, seed, canvas, painted_weight, restored, *slider_list], [link, status],
+               api_name=False).then(None, [link], [link], js=LINK_JS, api_name=False)
+    app.load(from_link, [bands], [*restore_outputs, status, pattern], api_name=False)
+    timer.tick(tick, None, [warm_status, timer], api_name=False)
 
-    return {f"roi.{k}": v for k, v in {"subject": subject, "canvas": canvas, "generate": generate,
-                                        "vdvae": vdvae, "final": final, "pattern": pattern,
+    return {f"roi.{k}": v for k, v in {"subject": subject, "canvas": canvas, "generate": generate, "seed": seed,
+                                        "vdvae": vdvae, "final": final, "pattern": pattern, "link": link,
+                                        "paint_weight": painted_weight, "presets": presets, "bands": bands,
                                         "history": history, **{f"region_{r}": s for r, s in sliders.items()}}.items()}

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from braindiff_app.ui import text
 from tests.browser.conftest import OUTPUT
 
 pytestmark = pytest.mark.browser
@@ -95,7 +96,7 @@ def test_roi_studio_paint_and_generate(demo_app, page):
     _wait_idle(page)
     page.screenshot(path=str(OUTPUT / "roi_generated.png"), full_page=True)
     assert page.get_by_text("Nothing selected").count() == 0
-    for label in ("Stage-1 guess (VDVAE)", "ROI-optimal image", "Activated voxels (red +, blue −)"):
+    for label in ("Stage-1 guess (VDVAE)", "ROI-optimal image", text.ROI_PATTERN):
         block = page.locator(".block", has=page.get_by_text(label, exact=True)).last
         assert block.locator("img").count() >= 1, label
 

@@ -9,7 +9,7 @@ import pytest
 
 from braindiff_app.config import load_settings
 from braindiff_app.data._flatmap_draw import ROI_COLORS
-from braindiff_app.data.atlas import ALL_REGIONS, load_atlas
+from braindiff_app.data.atlas import load_atlas
 from braindiff_app.data.nsd_layout import write_roi
 from braindiff_app.roi import ROIModels
 from braindiff_app.ui import build_app
@@ -101,12 +101,14 @@ def test_empty_or_off_cortex_selections_give_the_studio_messages(handlers):
 
 
 def _former_pattern_image(handlers, recipe):
-    """The picture as ui/roi.py drew it before it took the pattern from ROIModels: its own region indicators."""
+    """The picture as ui/roi.py drew it before it took the pattern from ROIModels: its own region indicators (on
+    the studio's map)."""
     from braindiff_app.ui.roi import PATTERN_COLOURS
 
     models = handlers.models()
     subject = models.subjects[0] if recipe.subject == "average" else recipe.subject
-    image, lookup = handlers.flatmap(subject)
+    _, lookup = handlers.flatmap(subject)
+    image = handlers.map_image(subject)  # the studio's map: outlines drawn from the atlas
     atlas = models.atlases[subject]
     weight = np.zeros(atlas.n_voxels, dtype=np.float32)
     for region, w in recipe.regions.items():
@@ -188,17 +190,20 @@ def test_history_keeps_each_experiments_recipe(stand_in_handlers):
     layer = np.zeros((4, 3, 4), np.uint8)
     layer[1, 1, 3] = 255
     editor = {"background": None, "layers": [layer], "composite": None}
-    n_sliders = len(ALL_REGIONS)
+    from braindiff_app.ui.roi import REGION_PARAMS
+
+    zero = {name: 0 for name in REGION_PARAMS.values()}
     folders = []
     for session in ("a", "b"):
         history = []
         for weight in (1.0, -1.0):
-            *_, history = fns["roi_generate"](SimpleNamespace(session_hash=session), "1", 0, editor, weight,
-                                              history, *[0] * n_sliders)
-        first, second = (Recipe.load(fns["roi_pick_history"](history, SimpleNamespace(index=i))) for i in (0, 1))
+            *_, history, _ = fns["roi_generate"](SimpleNamespace(session_hash=session), "1", 0, editor, weight,
+                                                 history, None, **zero)
+        first, second = (Recipe.load(fns["roi_pick_history"](history, False, SimpleNamespace(index=i))[0])
+                         for i in (0, 1))
         assert first.painted == second.painted == (4,)
         assert (first.painted_weight, second.painted_weight) == (1.0, -1.0)
-        paths = [Path(run[2]) for run in history]
+        paths = [Path(run[1]) for run in history]
         assert paths[0] != paths[1] and paths[0].parent == paths[1].parent
         folders.append(paths[0].parent)
     assert folders[0] != folders[1]  # two browser sessions: two folders
@@ -206,5 +211,5 @@ def test_history_keeps_each_experiments_recipe(stand_in_handlers):
     from gradio.helpers import special_args
 
     request = SimpleNamespace(session_hash="c")
-    assert special_args(fns["roi_generate"], inputs=[0] * (5 + n_sliders), request=request)[0][0] is request
-    assert special_args(fns["roi_replay_recipe"], inputs=[0, 0], request=request)[0][2] is request
+    assert special_args(fns["roi_generate"], inputs=[0] * 6, request=request)[0][0] is request
+    assert special_args(fns["roi_replay_recipe"], inputs=[0, 0, 0], request=request)[0][3] is request

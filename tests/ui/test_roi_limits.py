@@ -18,7 +18,7 @@ from braindiff_app.data.atlas import ALL_REGIONS
 from braindiff_app.roi import Recipe
 from braindiff_app.ui import build_app
 from braindiff_app.ui._batching import MicroBatcher
-from braindiff_app.ui.roi import MAX_CANVAS_PIXELS, ROIHandlers, _mask_from_editor
+from braindiff_app.ui.roi import MAX_CANVAS_PIXELS, REGION_PARAMS, ROIHandlers, _mask_from_editor
 from braindiff_app.ui.state import AppState
 from tests.ui.test_roi import stand_in_handlers  # noqa: F401 - the fixture
 
@@ -97,8 +97,8 @@ def test_studio_seed_out_of_range_is_a_message_not_seed_zero(stand_in_handlers, 
     app, _, _ = build_app(stand_in_handlers)
     fns = {fn.api_name: fn.fn for fn in app.fns.values()}
     with pytest.raises(gr.Error, match=match):
-        fns["roi_generate"](SimpleNamespace(session_hash="s"), "1", seed, None, 1.0, [],
-                            *[1.0 if r == "V1" else 0 for r in ALL_REGIONS])
+        fns["roi_generate"](SimpleNamespace(session_hash="s"), "1", seed, None, 1.0, [], None,
+                            **{REGION_PARAMS[r]: 1.0 if r == "V1" else 0 for r in ALL_REGIONS})
 
 
 @pytest.mark.parametrize("weight, match", [(float("nan"), "painted_weight: expected a finite weight"),
@@ -111,8 +111,8 @@ def test_studio_non_finite_paint_weight_is_a_message(stand_in_handlers, weight, 
     layer = np.zeros((4, 3, 4), np.uint8)
     layer[1, 1, 3] = 255
     with pytest.raises(gr.Error, match=match):
-        fns["roi_generate"](SimpleNamespace(session_hash="s"), "1", 0, {"layers": [layer]}, weight, [],
-                            *[0] * len(ALL_REGIONS))
+        fns["roi_generate"](SimpleNamespace(session_hash="s"), "1", 0, {"layers": [layer]}, weight, [], None,
+                            **{name: 0 for name in REGION_PARAMS.values()})
 
 
 def _png_declaring(width: int, height: int) -> bytes:
@@ -195,7 +195,7 @@ def test_batched_demo_images_equal_single_ones_within_one_grey_level():
 
 
 def test_pattern_pictures_are_drawn_once_per_selection_and_bounded(stand_in_handlers, monkeypatch):  # noqa: F811
-    from braindiff_app.ui import roi as ui_roi
+    from braindiff_app.ui import roi_handlers as ui_roi
 
     handlers = ROIHandlers(AppState(stand_in_handlers))
     drawn = []
