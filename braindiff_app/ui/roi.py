@@ -233,8 +233,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         history_runs = [*(history_runs or []), (result.final, result.recipe_path, result.recipe.to_link(),
                                                 history_caption(number, result.recipe))][-HISTORY_SIZE:]
         gallery = [(img, caption) for img, _, _, caption in history_runs]
-        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path, gallery, history_runs,
-                result.recipe.to_link())
+        return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path, gallery,
+                history_runs, result.recipe.to_link())
 
     def pick(history_runs, show_bands, evt: gr.SelectData):
         _, path, token, _ = history_runs[evt.index]
