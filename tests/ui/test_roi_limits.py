@@ -155,12 +155,12 @@ def test_old_recipe_session_folders_are_removed(stand_in_handlers):  # noqa: F81
 def test_pattern_is_sent_as_one_exact_png_per_distinct_picture(stand_in_handlers):  # noqa: F811
     app, _, _ = build_app(stand_in_handlers)
     fns = {fn.api_name: fn.fn for fn in app.fns.values()}
-    weights = [1.0 if r == "V1" else 0 for r in ALL_REGIONS]
+    weights = {REGION_PARAMS[r]: 1.0 if r == "V1" else 0 for r in ALL_REGIONS}
 
     def pattern(seed, regions):
-        return fns["roi_generate"](SimpleNamespace(session_hash="s"), "1", seed, None, 1.0, [], *regions)[2]
+        return fns["roi_generate"](SimpleNamespace(session_hash="s"), "1", seed, None, 1.0, [], None, **regions)[2]
 
-    first, again, other = pattern(0, weights), pattern(5, weights), pattern(0, [-w for w in weights])
+    first, again, other = pattern(0, weights), pattern(5, weights), pattern(0, {k: -w for k, w in weights.items()})
     assert isinstance(first, str) and first == again != other  # another seed, the same picture: one file
     handlers = ROIHandlers(AppState(stand_in_handlers))
     drawn = handlers.pattern_image(handlers.recipe("1", {"V1": 1.0}, None, painted_weight=1.0, seed=0))
