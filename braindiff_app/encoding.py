@@ -251,24 +251,38 @@ class EncodingModels:
         return Ranked(recipe=ranked, finals=out.final[order], vdvaes=out.vdvae[order], scores=scores[order],
                       seeds=seeds[order])
 
-    def voxel_tuning(self, subject: str, voxel: int, k: int = 6) -> VoxelTuning:
-        """A voxel's accuracy and its top-``k`` test images by measured and by predicted response."""
+    def voxel_tuning(self, subject: str, voxel: int, predicted: np.ndarray, k: int = 6) -> VoxelTuning:
+        """A voxel's accuracy and its top-``k`` test images by measured and by predicted response.
+
+        Parameters
+        ----------
+        subject : str
+        voxel : int
+            Index into the subject's nsdgeneral voxels (e.g. from the flatmap's pixel -> voxel lookup).
+        predicted : array of shape (n_test, n_voxels)
+            The encoder's predictions for the test images, in the order of its evaluation's ``test_nsd_ids``
+            (:meth:`predict` of those images).
+        k : int, default 6
+        """
         encoder = self.encoder(subject)
         if isinstance(voxel, bool) or not isinstance(voxel, (int, np.integer)) or not 0 <= voxel < encoder.n_voxels:
             raise ValueError(f"voxel: expected an index in 0..{encoder.n_voxels - 1} (subject {subject}), got "
                              f"{voxel!r}.")
         ev = encoder.evaluation
-        missing = [key for key in ("accuracy", "test_measured", "test_predicted", "test_nsd_ids") if key not in ev]
+        missing = [key for key in ("accuracy", "test_measured", "test_nsd_ids") if key not in ev]
         if missing:
             raise ValueError(f"subject {subject}'s encoder holds no held-out evaluation ({', '.join(missing)}); "
                              "refit it with `braindiff fit-encoder --overwrite`.")
+        predicted = np.asarray(predicted)
+        if predicted.shape != ev["test_measured"].shape:
+            raise ValueError(f"predicted: expected shape {ev['test_measured'].shape} (n_test, n_voxels), got "
+                             f"{predicted.shape}.")
         measured = ev["test_measured"][:, voxel].astype(np.float64)
-        predicted = ev["test_predicted"][:, voxel].astype(np.float64)
         regions = [name for name, idx in self.roi.atlases[subject].regions.items() if voxel in set(idx.tolist())]
         true = float(ev["true_accuracy"][voxel]) if "true_accuracy" in ev else None
         return VoxelTuning(voxel=int(voxel), regions=regions, accuracy=float(ev["accuracy"][voxel]),
                            true_accuracy=true, top_measured=np.argsort(-measured, kind="stable")[:k],
-                           top_predicted=np.argsort(-predicted, kind="stable")[:k],
+                           top_predicted=np.argsort(-predicted[:, voxel], kind="stable")[:k],
                            test_nsd_ids=np.asarray(ev["test_nsd_ids"]))
 
     def region_direction(self, subject: str, region: str) -> dict[str, np.ndarray]:

@@ -71,7 +71,7 @@ ENCODER_FILE = "encoder.safetensors"
 ENCODER_FORMAT = "braindiff-encoder"
 ENCODER_VERSION = "1"
 #: Optional per-voxel / per-image evaluation arrays kept in the file.
-EVALUATION_KEYS = ("accuracy", "true_accuracy", "ceiling", "test_measured", "test_predicted", "test_nsd_ids")
+EVALUATION_KEYS = ("accuracy", "true_accuracy", "ceiling", "test_measured", "test_true", "test_nsd_ids")
 _GRID = 4
 
 
@@ -181,8 +181,10 @@ class EncodingModel:
     evaluation : dict of str to array
         Optional held-out evaluation (keys of ``EVALUATION_KEYS``): ``accuracy`` (n_voxels,) Pearson r on the
         test images; ``true_accuracy`` (n_voxels,) r against the true noiseless responses (demo tier);
-        ``ceiling`` (n_voxels,) r of the measured test responses against the true ones; ``test_measured`` and
-        ``test_predicted`` (n_test, n_voxels) float16 z-scored; ``test_nsd_ids`` (n_test,) int64.
+        ``ceiling`` (n_voxels,) r of the measured test responses against the true ones; ``test_measured``
+        (n_test, n_voxels) float16, the test betas z-scored; ``test_true`` (n_test, n_voxels) float16, the true
+        responses z-scored per voxel over the test images (demo tier); ``test_nsd_ids`` (n_test,) int64. The
+        predictions for the test images are not stored (the model re-makes them from the images).
     metadata : dict of str to str
     """
 
@@ -402,7 +404,7 @@ def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.
         See :func:`fit_encoder`.
     true_test : array of shape (n_test, n_voxels), optional
         The true noiseless responses to the test images (the demo tier's simulator knows them; the caller passes
-        them, this module never imports the demo tooling): adds ``true_accuracy`` and ``ceiling``.
+        them, this module never imports the demo tooling): adds ``true_accuracy``, ``ceiling`` and ``test_true``.
     metadata : mapping of str to str, optional
 
     Returns
@@ -426,7 +428,7 @@ def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.
     measured = preprocess_fmri(fmri["test"], model.fmri_mean, model.fmri_scale)
     predicted = model.predict(X["test"])
     evaluation = {"accuracy": pearson_per_voxel(predicted, measured).astype(np.float32),
-                  "test_measured": measured.astype(np.float16), "test_predicted": predicted.astype(np.float16)}
+                  "test_measured": measured.astype(np.float16)}
     meta = json.loads((prepared_dir / "meta.json").read_text())
     if "nsd_ids_test" in meta:
         evaluation["test_nsd_ids"] = np.asarray(meta["nsd_ids_test"], dtype=np.int64)
@@ -438,6 +440,9 @@ def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.
             raise ValueError(f"true_test: expected shape {measured.shape} (n_test, n_voxels), got {true_test.shape}.")
         evaluation["true_accuracy"] = pearson_per_voxel(predicted, true_test).astype(np.float32)
         evaluation["ceiling"] = pearson_per_voxel(measured, true_test).astype(np.float32)
+        spread = true_test.std(axis=0)
+        evaluation["test_true"] = ((true_test - true_test.mean(axis=0)) / np.where(spread > 0, spread, 1)
+                                   ).astype(np.float16)
         report["median_true_r"] = float(np.median(evaluation["true_accuracy"]))
         report["median_ceiling"] = float(np.median(evaluation["ceiling"]))
     model = replace(model, evaluation=evaluation)

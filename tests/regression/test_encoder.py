@@ -134,6 +134,7 @@ def test_fit_subject_evaluates_and_round_trips(tmp_path):
     out = tmp_path / "enc" / "encoder.safetensors"
     report = E.fit_subject_encoder(prepared, features, out, feature_set="vdvae", rank=4, true_test=truth)
     assert report["median_r"] > 0.5 and report["median_ceiling"] > 0.99
+    assert E.load_encoder(out).evaluation["test_true"].shape == fte.shape
     model = E.load_encoder(out)
     assert [p.name for p in out.parent.iterdir()] == ["encoder.safetensors"]  # no temporary left
     assert model.feature_set == "vdvae" and model.n_voxels == 25 and model.weights.rank == 4
