@@ -224,9 +224,7 @@ class EncodingModels:
     def best_of_n(self, recipe: Recipe, n: int, scoring_subject: str | None = None) -> Ranked:
         """Generate ``recipe`` with seeds ``recipe.seed ... recipe.seed + n - 1`` in one batch; rank by score.
 
-        The score of a candidate is :func:`region_score` of the encoder's prediction for its final image, with
-        the recipe's region weights (painted voxels count as one more region). The subject average is scored by
-        the mean over the subjects with an encoder.
+        See :meth:`rank` for the score. Each candidate is the image a single generate with its seed makes.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= int(n) <= MAX_CANDIDATES:
             raise ValueError(f"candidates: expected an integer from 1 to {MAX_CANDIDATES}, got {n!r}.")
@@ -235,20 +233,42 @@ class EncodingModels:
         seeds = recipe.seed + np.arange(n, dtype=np.int64)
         batch = {name: np.repeat(features[name], n, axis=0) for name in FEATURE_NAMES}
         out = self.roi.pipeline(features=batch, seeds=seeds, **recipe.stage2.to_json())
+        return self.rank(recipe, out.final, out.vdvae, seeds, scoring_subject)
+
+    def rank(self, recipe: Recipe, finals: np.ndarray, vdvaes: np.ndarray, seeds: np.ndarray,
+             scoring_subject: str | None = None) -> Ranked:
+        """Rank a recipe's candidate images by the encoder's predicted activation of its regions.
+
+        The score of a candidate is :func:`region_score` of the encoder's prediction for its final image, with
+        the recipe's region weights (painted voxels count as one more region). The subject average is scored by
+        the mean over the subjects with an encoder.
+
+        Parameters
+        ----------
+        recipe : Recipe
+        finals, vdvaes : arrays of shape (n_candidates, height, width, 3), uint8
+        seeds : array of shape (n_candidates,), int
+        scoring_subject : str, optional
+            Score with this subject's encoder only.
+        """
+        finals, seeds = check_images(np.asarray(finals), "finals"), np.asarray(seeds, dtype=np.int64)
+        if not 1 <= len(finals) <= MAX_CANDIDATES or seeds.shape != (len(finals),) or len(vdvaes) != len(finals):
+            raise ValueError(f"finals, vdvaes, seeds: expected 1 to {MAX_CANDIDATES} candidates, one seed each, got "
+                             f"{len(finals)} images, {len(vdvaes)} guesses and seeds of shape {seeds.shape}.")
         scorers = [scoring_subject] if scoring_subject else (
             [recipe.subject] if recipe.subject != "average" else self.subjects)
-        scores = np.zeros(n)
+        scores = np.zeros(len(finals))
         for subject in scorers:
             regions = dict(self.roi.atlases[subject].regions)
             weights = {r: w for r, w in recipe.regions.items() if r in regions}
             if recipe.painted and subject == recipe.subject:
                 regions["painted"] = np.asarray(recipe.painted)
                 weights["painted"] = recipe.painted_weight
-            scores += region_score(self.predict(subject, out.final), regions, weights) / len(scorers)
+            scores += region_score(self.predict(subject, finals), regions, weights) / len(scorers)
         order = np.argsort(-scores, kind="stable")
         ranking = tuple((int(seeds[i]), round(float(scores[i]), 6)) for i in order)
-        ranked = replace(recipe, settings={**recipe.settings, "candidates": n}, ranking=ranking)
-        return Ranked(recipe=ranked, finals=out.final[order], vdvaes=out.vdvae[order], scores=scores[order],
+        ranked = replace(recipe, settings={**recipe.settings, "candidates": len(finals)}, ranking=ranking)
+        return Ranked(recipe=ranked, finals=finals[order], vdvaes=np.asarray(vdvaes)[order], scores=scores[order],
                       seeds=seeds[order])
 
     def voxel_tuning(self, subject: str, voxel: int, predicted: np.ndarray, k: int = 6) -> VoxelTuning:

@@ -300,12 +300,12 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
 
     outputs = [summary, shown, vdvae, final, predicted, reference, bars]
     run.click(on_run, [subject, test_index, upload, seed], outputs, api_name="brain_response",
-              concurrency_id="roi_models")
+              concurrency_id="brain_models", concurrency_limit=1)
     predicted.select(on_click, [subject], [tuning_md, top_measured, top_predicted], api_name=False)
     tuning_button.click(tuning_api, [subject, x_in, y_in], [tuning_md, top_measured, top_predicted],
                         api_name="voxel_tuning")
     steer_run.click(on_steer, [subject, test_index, upload, region, dial, seed], [steered, curve],
-                    api_name="brain_steer", concurrency_id="roi_models")
+                    api_name="brain_steer", concurrency_id="brain_models", concurrency_limit=1)
     del tab, status
     return {f"brain.{k}": v for k, v in {"subject": subject, "test_index": test_index, "upload": upload,
                                           "run": run, "predicted": predicted, "reference": reference,

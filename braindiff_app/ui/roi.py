@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, VISUAL_REGIONS
+from braindiff_app.encoding import EncodingModels, Ranked, load_encoding_models, subjects_with_encoders
 from braindiff_app.pipeline import ReconstructionOutput
 from braindiff_app.protocol import DEFAULT_PROTOCOL
 from braindiff_app.regression import FEATURE_NAMES, subjects_with_regressors
@@ -72,6 +74,7 @@ class ROIHandlers:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self._models: ROIModels | None = None
+        self._encoders: EncodingModels | None = None
         self.settings, self.committed = roi_settings(state.settings)
         self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
@@ -209,6 +212,41 @@ class ROIHandlers:
         recipe.save(path)
         return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
 
+    # -- best-of-N (issue 18) --------------------------------------------------------------------------------
+    def default_candidates(self) -> int:
+        """The studio's default number of candidates: 4 when subjects have an encoder, else 1."""
+        return 4 if subjects_with_encoders(self.settings) else 1
+
+    def encoders(self) -> EncodingModels:
+        """The studio's models with each subject's encoder (sharing the studio's pipeline), loaded once."""
+        models = self.models()
+        with self._lock:
+            if self._encoders is None:
+                self._encoders = load_encoding_models(self.settings, roi=models)
+            return self._encoders
+
+    def generate_ranked(self, recipe: Recipe, candidates: int, callback=None,
+                        session: str | None = None) -> tuple[ROIResult, Ranked]:
+        """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1`` (one micro-batch), ranked by the
+        encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`). The
+        saved recipe records N and the ranking; the result shows the best candidate."""
+        from dataclasses import replace
+
+        first = self.generate(recipe, callback, session)  # checks the recipe; the seed's own image
+        if candidates == 1:
+            return first, self.encoders().rank(recipe, first.final[None], first.vdvae[None], [recipe.seed])
+        features = self.models().features(recipe)
+        with ThreadPoolExecutor(candidates - 1) as pool:  # submitted together: one batch
+            outs = list(pool.map(lambda k: self.batcher.submit(recipe.stage2, (features, recipe.seed + k, None)),
+                                 range(1, candidates)))
+        finals = np.stack([first.final, *[o.final[0] for o in outs]])
+        vdvaes = np.stack([first.vdvae, *[o.vdvae[0] for o in outs]])
+        ranked = self.encoders().rank(recipe, finals, vdvaes, recipe.seed + np.arange(candidates))
+        path = self.session_folder(session) / f"roi-{recipe.subject}-{ranked.recipe.content_id}.json"
+        ranked.recipe.save(path)
+        return replace(first, recipe=ranked.recipe, vdvae=ranked.vdvaes[0], final=ranked.finals[0],
+                       recipe_path=str(path)), ranked
+
     def _run_batch(self, stage2: Stage2Settings, items: list) -> list[ReconstructionOutput]:
         """One pipeline call for requests sharing stage-2 settings: items are (features (1, ...), seed, callback)."""
         features = {name: np.concatenate([f[name] for f, _, _ in items]) for name in FEATURE_NAMES}
@@ -278,6 +316,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         with gr.Row():
             subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2)
             seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1)
+            candidates = gr.Slider(1, 8, value=handlers.default_candidates(), step=1, label=text.ROI_CANDIDATES,
+                                   scale=1)
             generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1)
         with gr.Row():
             with gr.Column(scale=3):
@@ -338,16 +378,31 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             progress=gr.Progress()):
         if not subject:
             raise gr.Error(text.ROI_NO_MODELS)
+        # ``candidates`` (best-of-N) is the input after the region weights; callers without it get one image.
+        n = 1
+        if len(weights) == len(region_names) + 1:
+            *weights, n = weights
+            if isinstance(n, bool) or not isinstance(n, (int, float)) or n != int(n) or not 1 <= n <= 16:
+                raise gr.Error(f"candidates: expected an integer from 1 to 16, got {n!r}.")
+            n = int(n)
         try:
             recipe = handlers.recipe(subject, dict(zip(region_names, weights, strict=True)),
                                      _mask_from_editor(painted_value), 1.0 if painted_w is None else painted_w,
                                      0 if seed_value is None else seed_value)
             progress(0, desc=text.ROI_RUNNING)
-            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
-                                       session=_session(request))
+            if n == 1:
+                result = handlers.generate(recipe, callback=lambda stage, i, total: progress((i, total), desc=stage),
+                                           session=_session(request))
+                ranked = []
+            else:
+                result, best = handlers.generate_ranked(recipe, n, session=_session(request))
+                ranked = [(img, text.ROI_RANKED.format(rank=k + 1, score=score, seed=seed), result.recipe_path)
+                          for k, (img, score, seed) in enumerate(zip(best.finals, best.scores, best.seeds,
+                                                                     strict=True))]
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
-        history_runs = [*history_runs, (result.final, result.recipe.label, result.recipe_path)][-HISTORY_SIZE:]
+        new = ranked or [(result.final, result.recipe.label, result.recipe_path)]
+        history_runs = [*history_runs, *new][-HISTORY_SIZE:]
         gallery = [(img, label) for img, label, _ in history_runs]
         return result.vdvae, result.final, result.pattern, result.recipe_path, gallery, history_runs
 
@@ -376,7 +431,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     outputs = [vdvae, final, pattern, recipe_file, history, runs]
     # Generate and replay share the models (the scheduler keeps per-call state): their events wait together on the
     # handlers' micro-batcher, which runs one pipeline call at a time for all of them.
-    generate.click(run, [subject, seed, canvas, painted_weight, runs, *slider_list], outputs,
+    generate.click(run, [subject, seed, canvas, painted_weight, runs, *slider_list, candidates], outputs,
                    api_name="roi_generate", concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models")
     load_recipe.upload(replay, [load_recipe, runs], outputs, api_name="roi_replay_recipe",
                        concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models")

@@ -248,3 +248,7 @@ BR_STEER_PLOT = "Encoder's predicted activation of the region against the dial"
 BR_STEER_NOTE = ("_The image's CLIP features (predicted from its predicted response) move along the region's "
                  "direction; stage 2 starts from the image's own VDVAE latents. Dials −1, −0.5, 0, +0.5, +1 and "
                  "yours are generated._")
+
+# ROI studio, best-of-N (issue 18)
+ROI_CANDIDATES = "Candidates (best-of-N, ranked by the encoder)"
+ROI_RANKED = "#{rank} · score {score:+.2f} · seed {seed}"
