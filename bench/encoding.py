@@ -6,8 +6,9 @@ simulate`, `prepare`, `extract vdvae|clip` per subject, e.g. under --home)::
     python bench/encoding.py --home /tmp/enc_home --seeds 6
 
 1. Encoder accuracy: per region, the median over voxels of Pearson r between predicted and measured test responses
-   (100 test images, 3 repetitions averaged), against the true noiseless responses, and the ceiling (measured vs
-   true), from the committed encoder files (written by ``braindiff fit-encoder``). With --compare-features, the
+   (100 test images, 3 repetitions averaged); the ceiling, r between the measured and the true noiseless responses
+   (what a perfect model would score against the measured ones), their ratio; and r against the true responses,
+   from the committed encoder files (written by ``braindiff fit-encoder``). With --compare-features, the
    feature sets are refitted for subject 1 side by side (the choice of ``clip_grid4+vdvae``).
 2. Best-of-N: for faces, places, bodies and V1 x 4 subjects x --seeds seeds, the top-ranked of N=8 candidates
    against the single image of the same recipe and seed (candidate 0), paired, with a bootstrap 95% interval of the
@@ -45,14 +46,14 @@ def bootstrap_ci(diff: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float
 
 def accuracy_table(models) -> None:
     print("\n## 1. Encoder accuracy (median r over each region's voxels, 100 test images)\n")
-    print("| subject | region | voxels | r measured | r true | ceiling (measured vs true) | r true / ceiling |")
+    print("| subject | region | voxels | r measured | ceiling: r(measured, true) | r measured / ceiling | r true |")
     print("|---|---|---|---|---|---|---|")
     for s in models.subjects:
         ev = models.encoder(s).evaluation
         for region, idx in [("all", np.arange(models.encoder(s).n_voxels)),
                             *[(r, models.roi.atlases[s].regions[r]) for r in ("V1", "V2", "V3", *REGIONS[:3])]]:
             acc, true, ceil = (float(np.median(ev[k][idx])) for k in ("accuracy", "true_accuracy", "ceiling"))
-            print(f"| {s} | {region} | {len(idx)} | {acc:.3f} | {true:.3f} | {ceil:.3f} | {true / ceil:.2f} |")
+            print(f"| {s} | {region} | {len(idx)} | {acc:.3f} | {ceil:.3f} | {acc / ceil:.2f} | {true:.3f} |")
 
 
 def compare_features(home: Path) -> None:
@@ -129,7 +130,7 @@ def best_of_n(models, nsd_dir: Path, seeds: int, n: int, stage2: dict, judge) ->
               f"{(best - single).mean():+.3f} [{lo:+.3f}, {hi:+.3f}] | {same}/{len(single)} | {judged} |", flush=True)
 
 
-def round_trip(models, settings, stage2: dict) -> None:
+def round_trip(models, settings, stage2: dict, n_images: int) -> None:
     from braindiff_app.bundles import find_bundles
     from braindiff_app.evaluation import two_way_identification
     from braindiff_app.evaluation.backbones import backbones_from_settings
@@ -142,8 +143,9 @@ def round_trip(models, settings, stage2: dict) -> None:
     print("|---|---|---|---|")
     for s in models.subjects:
         bundle = next(b for b in bundles if b.subject == s and b.tier == "demo")
-        seen = np.stack([bundle.image(i, "ground_truth") for i in range(bundle.manifest.n_trials)])
-        measured = np.stack([bundle.image(i, "final") for i in range(bundle.manifest.n_trials)])
+        count = min(n_images, bundle.manifest.n_trials)
+        seen = np.stack([bundle.image(i, "ground_truth") for i in range(count)])
+        measured = np.stack([bundle.image(i, "final") for i in range(count)])
         responses = models.predict(s, seen)
         decoded = models.decode(s, responses, seed=0, stage2=stage2).final
         feats = {k: backbones.features(v, [metric])[metric] for k, v in
@@ -185,6 +187,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=8, help="N of best-of-N")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--judge-scenes", type=int, default=2000, help="scenes the content judge trains on (0: none)")
+    parser.add_argument("--trip-images", type=int, default=100, help="test images per subject in the round trip")
     parser.add_argument("--compare-features", action="store_true", help="refit every feature set for subject 1")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip (accuracy,best,trip,timing)")
     args = parser.parse_args()
@@ -219,7 +222,7 @@ def main() -> None:
             judge = train_content_judge(images, labels, epochs=6, seed=0)
         best_of_n(models, user.nsd_dir, args.seeds, args.candidates, stage2, judge)
     if "trip" not in skip:
-        round_trip(models, user, stage2)
+        round_trip(models, user, stage2, args.trip_images)
     if "timing" not in skip:
         timing(models, stage2)
 

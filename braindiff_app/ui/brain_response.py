@@ -232,7 +232,7 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
             subject = gr.Dropdown(subjects, value=subjects[0] if subjects else None, label=text.SUBJECT, scale=1)
             test_index = gr.Number(0, precision=0, minimum=0, label=text.BR_TEST_IMAGE, scale=1)
             seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1)
-            upload = gr.File(label=text.BR_UPLOAD, type="filepath", scale=2, height=90)
+            upload = gr.File(label=text.BR_UPLOAD, type="filepath", scale=2, height=120)
             run = gr.Button(text.BR_RUN, variant="primary", scale=1)
         summary = gr.Markdown()
         with gr.Row():
@@ -276,11 +276,12 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
                 gr.update(value=out["reference"], label=out["reference_label"]), bars_image(out["bars"]))
 
     def on_click(subject_value, evt: gr.SelectData):
+        # A click is exploration: a miss (off the cortex) is said in place, not as an error on every panel.
         try:
             x, y = evt.index
             return handlers.tuning(subject_value, int(x), int(y))
         except (ValueError, TypeError, FileNotFoundError) as exc:
-            raise gr.Error(str(exc)) from None
+            return f"_{exc}_", [], []
 
     def tuning_api(subject_value, x, y):
         try:

@@ -126,7 +126,7 @@ def test_every_endpoint_through_gradio_client(demo_settings, tmp_path):
         scores = [score for _, score in recipe.ranking]
         assert scores == sorted(scores, reverse=True) and {s for s, _ in recipe.ranking} == {5, 6, 7}
         labels = [item[1] if isinstance(item, (list, tuple)) else item["caption"] for item in gallery]
-        assert labels[0].startswith("#1 · score") and f"seed {recipe.ranking[0][0]}" in labels[0]
+        assert labels[0].startswith("#1 · ") and f"seed {recipe.ranking[0][0]}" in labels[0]
         single = client.predict("1", 5, None, 1.0, *weights, 1, api_name="/roi_generate")
         assert Recipe.load(single[3] if isinstance(single[3], str) else single[3]["path"]).ranking == ()
     finally:
