@@ -227,7 +227,8 @@ class ROIHandlers:
 
     def generate_ranked(self, recipe: Recipe, candidates: int, callback=None,
                         session: str | None = None) -> tuple[ROIResult, Ranked]:
-        """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1`` (one micro-batch), ranked by the
+        """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1`` (the recipe's own seed through
+        :meth:`generate`, which checks the recipe, then the other N - 1 together in one micro-batch), ranked by the
         encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`). The
         saved recipe records N and the ranking; the result shows the best candidate."""
         from dataclasses import replace
