@@ -205,12 +205,12 @@ class Settings:
 
         Parameters
         ----------
-        kind : str in {"prepared", "features", "regressors", "flatmap"}
+        kind : str in {"prepared", "features", "regressors", "encoders", "flatmap"}
             Which stage's outputs ("flatmap": the cached flatmap of an NSD subject).
         subject : int or str
             NSD subject number (1, 2, 5, 7) or ``"average"``.
         """
-        check_in_allowed(kind, ("prepared", "features", "regressors", "flatmap"), "kind")
+        check_in_allowed(kind, ("prepared", "features", "regressors", "encoders", "flatmap"), "kind")
         return self.workspace / kind / subject_folder(subject)
 
     @property

@@ -25,7 +25,7 @@ from braindiff_app.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
 
 __all__ = ["RECIPE_FORMAT", "RECIPE_VERSION", "MAX_RECIPE_BYTES", "MAX_WEIGHT", "MAX_SEED", "PATTERN_RESCALES",
-           "MAX_LINK_CHARS", "Recipe", "format_regions"]
+           "MAX_CANDIDATES", "MAX_LINK_CHARS", "Recipe", "format_regions"]
 
 #: How predictions of synthetic patterns are re-scaled (see :func:`braindiff_app.roi.predict_pattern_features`).
 PATTERN_RESCALES = ("effect", "norm")
@@ -41,6 +41,8 @@ MAX_WEIGHT = 100.0
 MAX_LINK_CHARS = 40_000
 #: Seeds are int64 in the pipeline (and numpy's generators): larger values would wrap to another image's seed.
 MAX_SEED = 2**63 - 1
+#: Most best-of-N candidates a recipe may ask for (``settings["candidates"]``, see :mod:`braindiff_app.encoding`).
+MAX_CANDIDATES = 16
 
 
 def _check_weight(value: Any, name: str) -> float:
@@ -87,6 +89,11 @@ class Recipe:
         ``Stage2Settings()``'s values (the paper's, 50 steps: what recipes without them always ran with), a
         missing rescale "effect". An unknown key or a bad value is a ValueError naming it.
 
+    ranking : tuple of (int, float)
+        Best-of-N result (``settings["candidates"]`` = N, :meth:`braindiff_app.encoding.EncodingModels.best_of_n`):
+        (seed, encoder score) of each candidate, best first; empty for a single image. A result, not an input:
+        it is left out of :attr:`content_id`.
+
     A recipe's :attr:`content_id` names its whole content (two recipes with the same id make the same image).
     """
 
@@ -96,6 +103,7 @@ class Recipe:
     painted_weight: float = 1.0
     seed: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    ranking: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         subject = self.subject
@@ -134,6 +142,7 @@ class Recipe:
             raise ValueError(f"seed: expected an integer in [0, 2**63 - 1], got {seed!r}.")
         object.__setattr__(self, "seed", int(seed))
         object.__setattr__(self, "settings", _recipe_settings(self.settings))
+        object.__setattr__(self, "ranking", _check_ranking(self.ranking))
         if self.painted and self.subject == "average":
             raise ValueError("painted: painted voxels belong to one subject's voxels; use regions for the subject "
                              "average, or choose a subject.")
@@ -162,12 +171,17 @@ class Recipe:
         content = {**self.to_json(), "painted": sorted(set(self.painted))}
         if content["settings"]["protocol"] == DEFAULT_PROTOCOL:  # ids made before protocols were recorded stay
             content["settings"] = {k: v for k, v in content["settings"].items() if k != "protocol"}
+        content.pop("ranking", None)
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
         return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
         """The recipe as the JSON file holds it: every field, every setting (stage 2, rescale, protocol, tier)."""
-        return {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, **asdict(self), "painted": list(self.painted)}
+        data = {"format": RECIPE_FORMAT, "version": RECIPE_VERSION, **asdict(self), "painted": list(self.painted)}
+        data["ranking"] = [list(item) for item in self.ranking]
+        if not self.ranking:  # recipes without a ranking read as they always did
+            data.pop("ranking")
+        return data
 
     def to_link(self) -> str:
         """The recipe as a URL-safe token (base64url of its zlib-compressed compact JSON, no padding), for the
@@ -205,7 +219,7 @@ class Recipe:
                              f"{RECIPE_VERSION}.")
         if "subject" not in data:
             raise ValueError(f"{source}: subject: missing; expected a subject number like \"1\" or \"average\".")
-        fields = ("subject", "regions", "painted", "painted_weight", "seed", "settings")
+        fields = ("subject", "regions", "painted", "painted_weight", "seed", "settings", "ranking")
         try:
             return cls(**{k: data[k] for k in fields if k in data})
         except (TypeError, ValueError) as exc:
@@ -256,14 +270,38 @@ def _recipe_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         check_in_allowed(tier, TIERS, "settings.tier")
     protocol = settings.pop("protocol", DEFAULT_PROTOCOL)
     check_in_allowed(protocol, PROTOCOLS, "settings.protocol")
+    candidates = settings.pop("candidates", 1)
+    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) \
+            or not 1 <= int(candidates) <= MAX_CANDIDATES:
+        raise ValueError(f"settings.candidates: expected an integer from 1 to {MAX_CANDIDATES}, got {candidates!r}.")
     unknown = [key for key in settings if key not in STAGE2_FIELDS]
     if unknown:
         raise ValueError(f"settings: unknown key(s) {unknown}; expected some of "
-                         f"{[*STAGE2_FIELDS, 'rescale', 'tier', 'protocol']}.")
+                         f"{[*STAGE2_FIELDS, 'rescale', 'tier', 'protocol', 'candidates']}.")
     stage2 = Stage2Settings.from_json(settings, "settings")
     # Every setting is written out (the protocol too); content_id leaves out the default protocol, so recipes made
     # before protocols were recorded keep their ids.
     return {**stage2.to_json(), "rescale": rescale, "protocol": protocol,
-            **({"tier": tier} if tier is not None else {})}
+            **({"tier": tier} if tier is not None else {}),
+            **({"candidates": int(candidates)} if int(candidates) != 1 else {})}
+
+
+def _check_ranking(ranking: Any) -> tuple[tuple[int, float], ...]:
+    """A best-of-N ranking as ((seed, score), ...); ValueError naming the entry otherwise."""
+    if isinstance(ranking, (str, bytes, Mapping)) or not isinstance(ranking, (Sequence, np.ndarray)):
+        raise TypeError(f"ranking: expected a list of [seed, score] pairs, got {type(ranking).__name__}.")
+    if len(ranking) > MAX_CANDIDATES:
+        raise ValueError(f"ranking: at most {MAX_CANDIDATES} candidates, got {len(ranking)}.")
+    out = []
+    for i, item in enumerate(ranking):
+        ok = isinstance(item, (Sequence, np.ndarray)) and not isinstance(item, (str, bytes)) and len(item) == 2
+        seed, score = item if ok else (None, None)
+        if not ok or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED \
+                or isinstance(score, bool) or not isinstance(score, (int, float, np.number)) \
+                or not math.isfinite(score):
+            raise ValueError(f"ranking[{i}]: expected [seed, score] (a non-negative integer and a finite number), "
+                             f"got {item!r}.")
+        out.append((int(seed), float(score)))
+    return tuple(out)
 
 

@@ -23,7 +23,7 @@ __all__ = ["add_protocol_argument", "build_parser", "main"]
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("app", "doctor", "bundles", "demo_data", "prepare", "extract", "extract_clip", "fit", "reconstruct",
-            "evaluate", "roi", "demo_build", "train_vdvae", "train_diffusion")
+            "evaluate", "roi", "encoder", "demo_build", "train_vdvae", "train_diffusion")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

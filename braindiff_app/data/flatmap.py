@@ -14,7 +14,7 @@ import numpy as np
 
 from braindiff_app.config import DEMO_ANATOMY_DIR
 
-__all__ = ["Flatmap", "load_flatmap"]
+__all__ = ["Flatmap", "load_flatmap", "draw_values"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,45 @@ def load_flatmap(folder: str | os.PathLike | None = None) -> Flatmap:
     image = np.asarray(Image.open(folder / "flatmap.png").convert("RGBA"))
     with np.load(folder / "flatmap_lookup.npz", allow_pickle=False) as npz:
         return Flatmap(image=image, pixel_voxel=npz["pixel_voxel"])
+
+
+def draw_values(image: np.ndarray, lookup: np.ndarray, values: np.ndarray, limit: float | None = None,
+                opacity: float = 0.85) -> np.ndarray:
+    """Per-voxel values drawn on a flatmap in a diverging colour map (blue negative, white zero, red positive).
+
+    Parameters
+    ----------
+    image : array of shape (height, width, 3 or 4), uint8
+        The flatmap base image (curvature and outlines).
+    lookup : array of shape (height, width), int
+        Voxel index (into ``values``) under each pixel, -1 where none (``roi.load_subject_flatmap``'s).
+    values : array of shape (n_voxels,)
+        E.g. a predicted response in z-scored units.
+    limit : float, optional
+        The value drawn fully saturated (symmetric); default the 98th percentile of ``|values|``.
+    opacity : float, default 0.85
+        Weight of the colour over the base image on voxel pixels.
+
+    Returns
+    -------
+    array of shape (height, width, 3), uint8
+    """
+    values = np.asarray(values, dtype=np.float64)
+    lookup = np.asarray(lookup)
+    if values.ndim != 1 or lookup.shape != image.shape[:2]:
+        raise ValueError(f"values, lookup: expected (n_voxels,) values and a lookup of the image's shape "
+                         f"{image.shape[:2]}, got {values.shape} and {lookup.shape}.")
+    if lookup.max() >= len(values):
+        raise ValueError(f"values: the lookup names voxel {int(lookup.max())}, values has {len(values)}.")
+    if not np.isfinite(values).all():
+        raise ValueError("values: hold NaN or infinite values.")
+    if limit is None:
+        limit = float(np.percentile(np.abs(values), 98)) if len(values) else 1.0
+    limit = limit if limit > 0 else 1.0
+    on = lookup >= 0
+    t = np.clip(np.where(on, values[np.clip(lookup, 0, None)], 0.0) / limit, -1, 1)[..., None]  # (h, w, 1)
+    white, red, blue = np.array([247.0, 247, 247]), np.array([178.0, 24, 43]), np.array([33.0, 102, 172])
+    colour = np.where(t >= 0, white + t * (red - white), white - t * (blue - white))
+    base = image[..., :3].astype(np.float64)
+    out = np.where(on[..., None], (1 - opacity) * base + opacity * colour, base)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

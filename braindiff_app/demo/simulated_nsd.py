@@ -42,7 +42,7 @@ from braindiff_app.demo.simulate import (
 )
 from braindiff_app.demo.stimuli import make_scene, make_scenes, render_scene, scene_captions
 
-__all__ = ["SUBJECTS", "simulation_dir", "choose_trials_per_session", "build_simulated_nsd"]
+__all__ = ["SUBJECTS", "simulation_dir", "choose_trials_per_session", "build_simulated_nsd", "true_responses"]
 
 SUBJECTS = (1, 2, 5, 7)
 N_SHARED_SLOTS = 1000  # NSD: positions 1..1000 of a subject's list are the shared images
@@ -274,3 +274,43 @@ def _subject_summary(model: VoxelModel, test_betas: np.ndarray, test_drive: np.n
 
 def _save_truth(path: Path, model: VoxelModel) -> None:
     atomic_save_npz(path, asdict(model))
+
+
+def true_responses(root: str | os.PathLike, subject: int, nsd_ids, voxel_ijk: np.ndarray | None = None,
+                   seed: int | None = None) -> np.ndarray:
+    """The simulated subject's true noiseless responses to NSD ids (the encoder's ceiling on the demo tier).
+
+    Parameters
+    ----------
+    root : path
+        A simulated NSD folder (with ``braindiff_simulation/``).
+    subject : int
+    nsd_ids : sequence of int
+        Images (scenes of the world seed).
+    voxel_ijk : array of shape (n_voxels, 3), optional
+        The prepared subject's voxel order; default the simulator's own.
+    seed : int, optional
+        World seed; default the simulation's.
+
+    Returns
+    -------
+    array of shape (n_images, n_voxels), float32
+        Percent signal change around the baseline, ``gain * drive``.
+    """
+    truth = simulation_dir(root)
+    path = truth / f"subj{int(subject):02d}_voxels.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no simulated ground truth; run `braindiff demo simulate` first.")
+    with np.load(path, allow_pickle=False) as npz:
+        model = VoxelModel(**{k: npz[k] for k in npz.files})
+    if seed is None:
+        seed = int(json.loads((truth / "parameters.json").read_text())["seed"])
+    drive = voxel_drive(model, _features(seed, np.asarray(nsd_ids, dtype=np.int64)))
+    if voxel_ijk is None:
+        return drive
+    order = {tuple(v): i for i, v in enumerate(model.ijk.tolist())}
+    try:
+        index = np.array([order[tuple(v)] for v in np.asarray(voxel_ijk).tolist()])
+    except KeyError:
+        raise ValueError(f"voxel_ijk: voxels outside subject {subject}'s simulated mask.") from None
+    return drive[:, index]

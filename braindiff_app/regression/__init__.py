@@ -1,7 +1,17 @@
-"""Regression: ridge fit/predict, compact regressor storage, a subject's regressors in the workspace, importers."""
+"""Regression: ridge fit/predict, compact regressor storage, a subject's regressors in the workspace, importers,
+and encoding models (image features -> voxels)."""
 
+from braindiff_app.regression.encoder import (
+    EncodingModel,
+    encoder_features,
+    fit_encoder,
+    fit_subject_encoder,
+    load_encoder,
+    pearson_per_voxel,
+    save_encoder,
+)
 from braindiff_app.regression.importers import UnsafePickleError, import_reference_pickle, read_reference_pickle
-from braindiff_app.regression.lowrank import low_rank_fidelity, to_low_rank
+from braindiff_app.regression.lowrank import low_rank_fidelity, low_rank_weights, to_low_rank
 from braindiff_app.regression.ridge import (
     FMRI_DIVISOR,
     RESCALE_MODES,
@@ -35,11 +45,20 @@ __all__ = [
     "read_safetensors",
     "write_safetensors",
     "to_low_rank",
+    "low_rank_weights",
     "low_rank_fidelity",
     # a subject's regressors in the workspace
     "FEATURE_NAMES",
     "load_regressors",
     "subjects_with_regressors",
+    # encoding models
+    "EncodingModel",
+    "encoder_features",
+    "fit_encoder",
+    "fit_subject_encoder",
+    "save_encoder",
+    "load_encoder",
+    "pearson_per_voxel",
     # importers
     "UnsafePickleError",
     "read_reference_pickle",

@@ -14,25 +14,25 @@ import numpy as np
 
 from braindiff_app.regression.ridge import LowRankWeights, RidgeRegressor, _batches
 
-__all__ = ["to_low_rank", "low_rank_fidelity"]
+__all__ = ["low_rank_weights", "to_low_rank", "low_rank_fidelity"]
 
 
 def _orthonormal(a: np.ndarray) -> np.ndarray:
     return np.linalg.qr(a)[0]
 
 
-def to_low_rank(reg: RidgeRegressor, rank: int, *, n_oversamples: int = 10, n_power_iter: int = 2,
-                seed: int = 0, n_targets_batch: int | None = 65536) -> RidgeRegressor:
-    """A copy of ``reg`` whose weights are the best rank-``rank`` approximation found by randomized SVD.
+def low_rank_weights(W: np.ndarray, rank: int, *, n_oversamples: int = 10, n_power_iter: int = 2, seed: int = 0,
+                     n_targets_batch: int | None = 65536) -> LowRankWeights:
+    """The best rank-``rank`` approximation ``left @ right`` of a weight matrix, by randomized SVD.
 
     Minimizes ``||W - L R||_F`` over rank-``rank`` products (approximately: randomized, with power iterations).
 
     Parameters
     ----------
-    reg : RidgeRegressor
-        Fitted, dense weights of shape (n_voxels, n_targets) (may be memory-mapped).
+    W : array of shape (n_inputs, n_targets)
+        Dense weights (may be memory-mapped; read ``n_targets_batch`` columns at a time).
     rank : int
-        Kept rank, 1 <= rank <= min(n_voxels, n_targets).
+        Kept rank, 1 <= rank <= min(n_inputs, n_targets).
     n_oversamples : int, default 10
         Extra random directions for accuracy.
     n_power_iter : int, default 2
@@ -44,10 +44,9 @@ def to_low_rank(reg: RidgeRegressor, rank: int, *, n_oversamples: int = 10, n_po
 
     Returns
     -------
-    RidgeRegressor
-        Same preprocessing and statistics, weights a :class:`LowRankWeights` with ``left`` orthonormal.
+    LowRankWeights
+        ``left`` (n_inputs, rank) orthonormal, ``right`` (rank, n_targets), float32.
     """
-    W = reg.weights_
     if isinstance(W, LowRankWeights):
         raise ValueError("reg: already low-rank; pass the dense regressor.")
     p, m = W.shape
@@ -72,8 +71,28 @@ def to_low_rank(reg: RidgeRegressor, rank: int, *, n_oversamples: int = 10, n_po
         B[:, sl] = Q.T @ W[:, sl]
     _, U = np.linalg.eigh((B @ B.T).astype(np.float64))  # left singular vectors of B, ascending
     top = U[:, ::-1][:, :rank].astype(np.float32)
+    return LowRankWeights(left=Q @ top, right=top.T @ B)
+
+
+def to_low_rank(reg: RidgeRegressor, rank: int, **options) -> RidgeRegressor:
+    """A copy of ``reg`` whose weights are :func:`low_rank_weights` of its dense weights.
+
+    Parameters
+    ----------
+    reg : RidgeRegressor
+        Fitted, dense weights of shape (n_voxels, n_targets) (may be memory-mapped).
+    rank : int
+        Kept rank, 1 <= rank <= min(n_voxels, n_targets).
+    **options
+        ``n_oversamples``, ``n_power_iter``, ``seed``, ``n_targets_batch`` of :func:`low_rank_weights`.
+
+    Returns
+    -------
+    RidgeRegressor
+        Same preprocessing and statistics, weights a :class:`LowRankWeights` with ``left`` orthonormal.
+    """
     out = copy.copy(reg)
-    out.weights_ = LowRankWeights(left=Q @ top, right=top.T @ B)
+    out.weights_ = low_rank_weights(reg.weights_, rank, **options)
     return out
 
 

@@ -7,6 +7,7 @@ import gradio as gr
 from braindiff_app.config import Settings
 from braindiff_app.ui import text
 from braindiff_app.ui.about import build_about_tab
+from braindiff_app.ui.brain_response import build_brain_response_tab
 from braindiff_app.ui.browse import build_browse_tab
 from braindiff_app.ui.classroom import CSS as CLASSROOM_CSS
 from braindiff_app.ui.classroom import KEYS_JS, build_classroom_tab
@@ -24,7 +25,7 @@ CSS = CLASSROOM_CSS + ROI_CSS + """
 #browse-across .thumbnail-item img, #browse-across img { image-rendering: pixelated; }
 """
 # The URL's ?tab= values, in tab order (the tab labels are in ui/text.py).
-TAB_IDS = {"browse": text.BROWSE_TAB, "roi": text.ROI_TAB, "metrics": text.METRICS_TAB,
+TAB_IDS = {"browse": text.BROWSE_TAB, "roi": text.ROI_TAB, "brain": text.BR_TAB, "metrics": text.METRICS_TAB,
            "classroom": text.CLASSROOM_TAB, "about": text.ABOUT_TAB}
 
 # One tab stop per image panel: gradio wraps each image in a focusable button (besides the panel's fullscreen
@@ -96,6 +97,7 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
         with gr.Tabs(selected="browse") as tabs:
             components.update(build_browse_tab(app, state))
             components.update(build_roi_tab(app, state))
+            components.update(build_brain_response_tab(app, state))
             components.update(build_metrics_tab(app, state))
             components.update(build_classroom_tab(app, state))
             components.update(build_about_tab(app, state))

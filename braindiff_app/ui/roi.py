@@ -19,6 +19,7 @@ import gradio as gr
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, REGION_LABELS, VISUAL_REGIONS
 from braindiff_app.roi import Recipe
+from braindiff_app.roi_recipe import MAX_CANDIDATES
 from braindiff_app.ui import text
 from braindiff_app.ui.roi_canvas import REGION_COLOURS, brush_colour, painted_mask
 from braindiff_app.ui.roi_handlers import (
@@ -108,6 +109,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2,
                                   elem_id="roi-subject")
             seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="roi-seed")
+            candidates = gr.Slider(1, 8, value=handlers.default_candidates(), step=1,
+                                   label=text.ROI_CANDIDATES, scale=1, elem_id="roi-candidates")
             generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1, elem_id="roi-generate")
             copy = gr.Button(text.ROI_COPY_LINK, scale=0, elem_id="roi-copy-link")
         presets = gr.Radio(list(PRESETS), value=None, label=text.ROI_PRESETS, elem_id="roi-presets")
@@ -217,21 +220,32 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         if not subject:
             raise gr.Error(text.ROI_NO_MODELS)
         weights = {r: inputs.get(REGION_PARAMS[r], 0) for r in region_names}
+        n = inputs.get("candidates", 1)  # best-of-N; API callers without it get one image
+        n = 1 if n is None else n
+        if isinstance(n, bool) or not isinstance(n, int | float) or n != int(n) or not 1 <= n <= MAX_CANDIDATES:
+            raise gr.Error(f"candidates: expected an integer from 1 to {MAX_CANDIDATES}, got {n!r}.")
         try:
             recipe = handlers.recipe(subject, weights, _mask_from_editor(canvas),
                                      1.0 if paint_weight is None else paint_weight, 0 if seed is None else seed,
                                      settings=settings)
             progress(0, desc=text.ROI_RUNNING)
-            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
-                                       session=_session(request))
+            callback = lambda stage, i, total: progress((i, total), desc=stage)  # noqa: E731
+            if int(n) == 1:
+                return shown(handlers.generate(recipe, callback=callback, session=_session(request)), history_runs)
+            result, best = handlers.generate_ranked(recipe, int(n), callback=callback, session=_session(request))
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
-        return shown(result, history_runs)
+        ranked = [(img, text.ROI_RANKED.format(rank=k + 1, score=score, seed=s))
+                  for k, (img, score, s) in enumerate(zip(best.finals, best.scores, best.seeds, strict=True))]
+        return shown(result, history_runs, ranked)
 
-    def shown(result: ROIResult, history_runs):
+    def shown(result: ROIResult, history_runs, ranked=()):
+        """Outputs for one experiment; best-of-N candidates go to the history ranked, each with its score."""
         number = len(history_runs or []) + 1
-        history_runs = [*(history_runs or []), (result.final, result.recipe_path, result.recipe.to_link(),
-                                                history_caption(number, result.recipe))][-HISTORY_SIZE:]
+        link = result.recipe.to_link()
+        new = [(img, result.recipe_path, link, caption) for img, caption in ranked] or \
+            [(result.final, result.recipe_path, link, history_caption(number, result.recipe))]
+        history_runs = [*(history_runs or []), *new][-HISTORY_SIZE:]
         gallery = [(img, caption) for img, _, _, caption in history_runs]
         return (result.vdvae, result.final, handlers.pattern_file(result.pattern), result.recipe_path, gallery,
                 history_runs, result.recipe.to_link())
@@ -308,7 +322,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     outputs = [vdvae, final, pattern, recipe_file, history, runs, link]
     # Generate and replay share the models: their events wait together on the handlers' micro-batcher.
     generate.click(run, [subject, seed, canvas, painted_weight, runs, restored], outputs,
-                   inputs_kwargs={REGION_PARAMS[r]: sliders[r] for r in region_names}, api_name="roi_generate",
+                   inputs_kwargs={**{REGION_PARAMS[r]: sliders[r] for r in region_names}, "candidates": candidates},
+                   api_name="roi_generate",
                    concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models").then(
         None, [link], [link], js=LINK_JS, api_name=False)
     load_recipe.upload(replay, [load_recipe, runs, bands], outputs + restore_outputs, api_name="roi_replay_recipe",

@@ -24,7 +24,8 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from PIL import Image
 
 from braindiff_app.atomic import atomic_path
 from braindiff_app.data.atlas import ALL_REGIONS
+from braindiff_app.encoding import EncodingModels, Ranked, load_encoding_models, subjects_with_encoders
 from braindiff_app.pipeline import ReconstructionOutput
 from braindiff_app.protocol import DEFAULT_PROTOCOL
 from braindiff_app.regression import FEATURE_NAMES, subjects_with_regressors
@@ -97,6 +99,7 @@ class ROIHandlers:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self._models: ROIModels | None = None
+        self._encoders: EncodingModels | None = None
         self.settings, self.committed = roi_settings(state.settings)
         self._flatmaps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._maps: dict[tuple[str, bool], np.ndarray] = {}
@@ -320,6 +323,39 @@ class ROIHandlers:
         path = self.session_folder(session) / f"roi-{recipe.subject}-{recipe.content_id}.json"
         recipe.save(path)
         return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
+
+    def default_candidates(self) -> int:
+        """The studio's default number of best-of-N candidates: 4 when subjects have an encoder, else 1."""
+        return 4 if subjects_with_encoders(self.settings) else 1
+
+    def encoders(self) -> EncodingModels:
+        """The studio's models with each subject's encoder (sharing the studio's pipeline), loaded once."""
+        models = self.models()
+        with self._lock:
+            if self._encoders is None:
+                self._encoders = load_encoding_models(self.settings, roi=models)
+            return self._encoders
+
+    def generate_ranked(self, recipe: Recipe, candidates: int, callback=None,
+                        session: str | None = None) -> tuple[ROIResult, Ranked]:
+        """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1`` (the recipe's own seed through
+        :meth:`generate`, which checks the recipe, then the other N - 1 together in one micro-batch), ranked by the
+        encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`). The
+        saved recipe records N and the ranking; the result shows the best candidate."""
+        first = self.generate(recipe, callback, session)  # checks the recipe; the seed's own image
+        if candidates == 1:
+            return first, self.encoders().rank(recipe, first.final[None], first.vdvae[None], [recipe.seed])
+        features = self.models().features(recipe)
+        with ThreadPoolExecutor(candidates - 1) as pool:  # submitted together: one batch
+            outs = list(pool.map(lambda k: self.batcher.submit(recipe.stage2, (features, recipe.seed + k, None)),
+                                 range(1, candidates)))
+        finals = np.stack([first.final, *[o.final[0] for o in outs]])
+        vdvaes = np.stack([first.vdvae, *[o.vdvae[0] for o in outs]])
+        ranked = self.encoders().rank(recipe, finals, vdvaes, recipe.seed + np.arange(candidates))
+        path = self.session_folder(session) / f"roi-{recipe.subject}-{ranked.recipe.content_id}.json"
+        ranked.recipe.save(path)
+        return replace(first, recipe=ranked.recipe, vdvae=ranked.vdvaes[0], final=ranked.finals[0],
+                       recipe_path=str(path)), ranked
 
     def _run_batch(self, stage2: Stage2Settings, items: list) -> list[ReconstructionOutput]:
         """One pipeline call for requests sharing stage-2 settings: items are (features (1, ...), seed, callback)."""

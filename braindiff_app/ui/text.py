@@ -235,3 +235,58 @@ ROI_NO_MODELS = ("**The ROI studio needs a subject with regressors.** Build the 
                  "or run `braindiff fit` for your subjects.")
 ROI_COMMITTED = ("_Using the demo's committed ROI workspace (regressors stored at low rank); "
                  "`braindiff demo build` makes full ones in your workspace._")
+
+# Brain response tab (ui/brain_response.py)
+BR_TAB = "Brain response"
+BR_INTRO = (
+    "The closed loop: an **encoding model** predicts every voxel's response to an image (ridge from its CLIP-vision "
+    "and VDVAE features, fitted on the subject's training images); the predicted pattern is then **decoded back** "
+    "through the subject's regressors and both stages. Click a voxel on the predicted flatmap to see what it is tuned "
+    "to; move the dial to push the image towards or away from a region."
+)
+BR_TEST_IMAGE = "Test image (index)"
+BR_UPLOAD = "…or upload any image"
+BR_RUN = "Predict and decode"
+BR_INPUT = "Input image"
+BR_PREDICTED = "Predicted response (red above the mean, blue below; click a voxel)"
+BR_TRUE = "The simulator's true response (demo)"
+BR_MEASURED = "Measured response (test betas, 3 repetitions averaged)"
+BR_NO_REFERENCE = "no measured or true response for an uploaded image"
+BR_BARS = "Mean predicted response per region (z)"
+BR_VDVAE = "Decoded: stage-1 guess (VDVAE)"
+BR_FINAL = "Decoded: final image"
+BR_RUNNING = "Predicting and decoding"
+BR_NO_MODELS = ("**This tab needs a subject with an encoder and regressors.** Fit one with `braindiff fit-encoder "
+                "--subject S` after `braindiff fit` (the demo's are committed).")
+BR_NO_TEST_IMAGES = "no test images found for subject {subject} (its bundle is missing); upload an image instead."
+BR_NO_IMAGE = "Choose a test image or upload an image first."
+BR_BAD_UPLOAD = "{name}: not an image file that can be read (PNG, JPEG, ...); choose an image."
+BR_SUMMARY = ("Subject {subject}: encoder accuracy over the test images, median r = {median:.2f} across voxels"
+              "{true}.{reference}")
+BR_SUMMARY_TRUE = " (against the simulator's noiseless truth: {median:.2f})"
+BR_SUMMARY_REF = " This image: r(predicted, {what}) = {r:.2f} across voxels."
+BR_TUNING = "Voxel tuning"
+BR_TUNING_HINT = "_Click a voxel on the predicted flatmap._"
+BR_OFF_CORTEX = "That pixel is off the cortex (no voxel of subject {subject} there): click inside the coloured area."
+BR_TUNING_TEXT = ("**Voxel {voxel}** ({regions}) · encoding accuracy r = {accuracy:.2f} on the test images{true}. "
+                  "Preferred caption words: {words}.")
+BR_TUNING_TRUE = ", {r:.2f} against the true response"
+BR_WORDS_NONE = "none stand out"
+BR_WORDS_NOTE = ("_Words are those over-represented in the captions of the 10 test images the encoder predicts "
+                 "activate the voxel most; the encoder has no CLIP-text input, so words come from the captions, "
+                 "not the CLIP-text space._")
+BR_TOP_MEASURED = "Top test images by measured response"
+BR_TOP_PREDICTED = "Top test images by predicted response"
+BR_STEER = "Enhance / suppress"
+BR_REGION = "Region"
+BR_DIAL = "Dial: away from the region (−1) … towards it (+1)"
+BR_STEER_RUN = "Regenerate"
+BR_STEERED = "Regenerated from the image"
+BR_STEER_PLOT = "Encoder's predicted activation of the region against the dial"
+BR_STEER_NOTE = ("_The image's CLIP features (predicted from its predicted response) move along the region's "
+                 "direction; stage 2 starts from the image's own VDVAE latents. Dials −1, −0.5, 0, +0.5, +1 and "
+                 "yours are generated._")
+
+# ROI studio, best-of-N (issue 18)
+ROI_CANDIDATES = "Candidates (best-of-N, ranked by the encoder)"
+ROI_RANKED = "#{rank} · {score:+.2f} · seed {seed}"

@@ -1,0 +1,69 @@
+"""``braindiff fit-encoder`` and ``braindiff encode`` (the committed demo workspace's encoders and models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from braindiff_app.cli import main
+from braindiff_app.config import PACKAGE_DIR, load_settings
+from braindiff_app.data.atlas import load_atlas
+from braindiff_app.data.flatmap import load_flatmap
+from braindiff_app.regression.encoder import load_encoder
+from braindiff_app.roi import flatmap_voxel_lookup
+from tests.regression.test_encoder import _prepared
+
+DEMO_HOME = PACKAGE_DIR / "assets" / "demo" / "home"
+
+
+def test_fit_encoder_writes_the_workspace_file(tmp_path, capsys):
+    settings = load_settings(home=tmp_path / "home", tier="real")
+    prepared, features, _ = _prepared(tmp_path)
+    for src, kind in ((prepared, "prepared"), (features, "features")):
+        settings.subject_dir(kind, 3).parent.mkdir(parents=True, exist_ok=True)
+        src.rename(settings.subject_dir(kind, 3))
+    argv = ["fit-encoder", "--subject", "3", "--feature-set", "vdvae", "--rank", "2", "--home",
+            str(tmp_path / "home"), "--tier", "real"]
+    assert main(argv) == 0
+    out = settings.subject_dir("encoders", 3) / "encoder.safetensors"
+    assert load_encoder(out).metadata["subject"] == "3"
+    assert "median test r" in capsys.readouterr().out
+    assert main(argv) == 0 and "exists (skipped" in capsys.readouterr().out
+
+
+def test_encode_writes_pattern_and_flatmap(tmp_path):
+    image = np.asarray(Image.open(PACKAGE_DIR / "precomputed" / "demo-subj01" / "images" / "ground_truth"
+                                  / "00000.png").convert("RGB"))
+    path = tmp_path / "face.png"
+    Image.fromarray(image).save(path)
+    assert main(["encode", "--subject", "1", "--image", str(path), "--home", str(tmp_path / "empty")]) == 0
+    with np.load(tmp_path / "face-subj01.npz") as npz:
+        response, ijk = npz["response"], npz["voxel_ijk"]
+    encoder = load_encoder(DEMO_HOME / "demo" / "encoders" / "subj01" / "encoder.safetensors")
+    assert response.shape == (encoder.n_voxels,) and ijk.shape == (encoder.n_voxels, 3)
+    assert np.isfinite(response).all() and response.std() > 0.1
+    drawn = np.asarray(Image.open(tmp_path / "face-subj01.png"))
+    atlas = load_atlas(DEMO_HOME / "demo" / "nsd", 1, voxel_ijk=np.load(DEMO_HOME / "demo" / "prepared" / "subj01"
+                                                                        / "voxel_ijk.npy"))
+    lookup = flatmap_voxel_lookup(load_flatmap().pixel_voxel, atlas)
+    shown = np.unique(lookup[lookup >= 0])  # voxels the flatmap shows
+    top, bottom = shown[np.argmax(response[shown])], shown[np.argmin(response[shown])]
+    assert drawn[lookup == top][:, 0].mean() > drawn[lookup == top][:, 2].mean() + 60  # most active: red
+    assert drawn[lookup == bottom][:, 2].mean() > drawn[lookup == bottom][:, 0].mean() + 60  # least: blue
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    (b"not an image", "not an image PIL can read"),
+    (None, "at least 8 x 8 pixels, got 1 x 1"),
+])
+def test_encode_bad_images_give_a_clear_message(tmp_path, capsys, content, match):
+    path = tmp_path / "bad.png"
+    if content is None:
+        Image.new("RGB", (1, 1)).save(path)
+    else:
+        path.write_bytes(content)
+    assert main(["encode", "--subject", "1", "--image", str(path), "--home", str(tmp_path / "empty")]) != 0
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+    assert not list(tmp_path.glob("bad-subj01*"))

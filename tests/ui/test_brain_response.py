@@ -1,0 +1,133 @@
+"""The Brain response tab on the committed demo workspace: handlers, then every endpoint through gradio_client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from braindiff_app import config
+from braindiff_app.config import load_settings
+from braindiff_app.ui.brain_response import BrainResponseHandlers, preferred_words
+from braindiff_app.ui.state import AppState
+from tests.conftest import free_port
+
+REAL_PRECOMPUTED = config.PACKAGE_DIR / "precomputed"
+
+
+def _image(value) -> np.ndarray:
+    if isinstance(value, dict) and "value" in value:  # an update (new value and label)
+        value = value["value"]
+    path = value["path"] if isinstance(value, dict) else value
+    return np.asarray(Image.open(Path(path)).convert("RGB"))
+
+
+@pytest.fixture
+def demo_settings(monkeypatch, tmp_path):
+    """An empty home (the committed demo workspace) with the shipped bundles (the test images)."""
+    monkeypatch.setattr("braindiff_app.config.PRECOMPUTED_DIR", REAL_PRECOMPUTED)
+    return load_settings(home=tmp_path / "home", tier="demo")
+
+
+def test_a_click_on_a_regions_voxel_returns_that_voxels_index(demo_settings):
+    handlers = BrainResponseHandlers(AppState(demo_settings))
+    _, lookup = handlers.flatmap("1")
+    atlas = handlers.models().roi.atlases["1"]
+    for region in ("faces", "V1", "places"):
+        ys, xs = np.nonzero(np.isin(lookup, atlas.regions[region]))
+        voxel = handlers.voxel_at("1", int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+        assert voxel == lookup[ys[len(ys) // 2], xs[len(xs) // 2]] and voxel in set(atlas.regions[region].tolist())
+    ys, xs = np.nonzero(lookup < 0)
+    with pytest.raises(ValueError, match="off the cortex"):
+        handlers.voxel_at("1", int(xs[0]), int(ys[0]))
+    with pytest.raises(ValueError, match="off the cortex"):
+        handlers.voxel_at("1", 10**6, 3)
+
+
+def test_preferred_words_are_the_over_represented_ones():
+    everything = [["a red car"], ["a blue car"], ["a smiling face"], ["a face and a tree"], ["a tree"]] * 3
+    top = [["a smiling face"], ["a face and a tree"], ["a smiling face"]]
+    words = preferred_words(top, everything)
+    assert words[0] in {"face", "smiling"} and "car" not in words
+
+
+def test_every_endpoint_through_gradio_client(demo_settings, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from braindiff_app.ui import build_app, launch_app
+
+    app, _, components = build_app(demo_settings)
+    assert [v for _, v in components["brain.subject"].choices] == ["1", "2", "5", "7"]
+    port = free_port()
+    launch_app(app, demo_settings, port=port, block=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        endpoints = client.view_api(return_format="dict")["named_endpoints"]
+        assert {"/brain_response", "/voxel_tuning", "/brain_steer"} <= set(endpoints)
+
+        # The round trip of test image 0: prediction and truth on the flatmap, decoded images, region bars.
+        summary, shown, vdvae, final, predicted, reference, bars = client.predict(
+            "1", 0, None, 0, api_name="/brain_response")
+        assert "median r = 0.28" in summary and "r(predicted, true)" in summary
+        handlers = BrainResponseHandlers(AppState(demo_settings))
+        _, images, _ = handlers.test_images("1")
+        np.testing.assert_array_equal(_image(shown), images[0])
+        flat, lookup = handlers.flatmap("1")
+        drawn, truth = _image(predicted), _image(reference)
+        assert drawn.shape == truth.shape == (*lookup.shape, 3)
+        on = lookup >= 0
+        assert np.abs(drawn[on].astype(int) - flat[..., :3][on]).mean() > 20  # coloured where voxels are
+        np.testing.assert_array_equal(drawn[~on], flat[..., :3][~on])
+        assert np.corrcoef(drawn[on][:, 0].astype(float), truth[on][:, 0].astype(float))[0, 1] > 0.2
+        for picture in (vdvae, final):
+            decoded = _image(picture)
+            assert decoded.ndim == 3 and decoded.std() > 5  # an image, not a flat field
+        assert _image(bars).shape[0] > 100
+
+        # Voxel tuning: a click on a face voxel names that voxel; off the cortex: a clear message.
+        atlas = handlers.models().roi.atlases["1"]
+        ys, xs = np.nonzero(np.isin(lookup, atlas.regions["faces"]))
+        x, y = int(xs[0]), int(ys[0])
+        md, top_measured, top_predicted = client.predict("1", x, y, api_name="/voxel_tuning")
+        assert f"**Voxel {lookup[y, x]}** (faces" in md and "against the true response" in md
+        assert len(top_measured) == len(top_predicted) == 6
+        ys, xs = np.nonzero(lookup < 0)
+        with pytest.raises(Exception, match="off the cortex"):
+            client.predict("1", int(xs[0]), int(ys[0]), api_name="/voxel_tuning")
+
+        # Enhance / suppress: the regenerated image and the activation curve over the dials.
+        steered, curve = client.predict("1", 0, None, "faces", 1.0, 0, api_name="/brain_steer")
+        assert _image(steered).std() > 5
+        points = {round(row[0], 2): row[1] for row in curve["data"]}
+        assert set(points) == {-1.0, -0.5, 0.0, 0.5, 1.0}
+        assert points[1.0] > points[-1.0]
+
+        # Bad uploads: a file that is not an image, and a 1 px image.
+        junk = tmp_path / "notes.png"
+        junk.write_bytes(b"not an image at all")
+        with pytest.raises(Exception, match="notes.png: not an image file"):
+            client.predict("1", 0, handle_file(str(junk)), 0, api_name="/brain_response")
+        tiny = tmp_path / "tiny.png"
+        Image.new("RGB", (1, 1), "red").save(tiny)
+        with pytest.raises(Exception, match="at least 8 x 8 pixels, got 1 x 1"):
+            client.predict("1", 0, handle_file(str(tiny)), 0, api_name="/brain_response")
+
+        # Best-of-N in the ROI studio: roi_generate's candidates (after the region weights) ranks N images.
+        from braindiff_app.data.atlas import ALL_REGIONS
+        from braindiff_app.roi import Recipe
+
+        weights = [1.0 if r == "faces" else 0 for r in ALL_REGIONS]
+        vdvae_img, final_img, _, recipe_file, gallery = client.predict(
+            "1", 5, None, 1.0, *weights, 3, api_name="/roi_generate")
+        recipe = Recipe.load(recipe_file if isinstance(recipe_file, str) else recipe_file["path"])
+        assert recipe.settings["candidates"] == 3 and len(recipe.ranking) == 3
+        scores = [score for _, score in recipe.ranking]
+        assert scores == sorted(scores, reverse=True) and {s for s, _ in recipe.ranking} == {5, 6, 7}
+        labels = [item[1] if isinstance(item, (list, tuple)) else item["caption"] for item in gallery]
+        assert labels[0].startswith("#1 · ") and f"seed {recipe.ranking[0][0]}" in labels[0]
+        single = client.predict("1", 5, None, 1.0, *weights, 1, api_name="/roi_generate")
+        assert Recipe.load(single[3] if isinstance(single[3], str) else single[3]["path"]).ranking == ()
+    finally:
+        app.close()
