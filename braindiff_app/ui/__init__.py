@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 
 from braindiff_app.config import Settings
@@ -111,9 +113,16 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
 
         app.load(tab_from_url, None, [tabs], api_name=False)
         # "Rescan bundles" (on Browse) refreshes every tab's bundle pickers in one event (AppState.rescan).
-        pickers_in = [c for inputs, _, _ in state.pickers for c in inputs]
+        # Its API parameters are named <tab>_<label> (browse_subject, metrics_bundle, ...), not param_0...
+        pickers_in = {re.sub(r"\W+", "_", f"{fn.__name__.removesuffix('_picker')}_{c.label or i}".lower()): c
+                      for inputs, _, fn in state.pickers for i, c in enumerate(inputs)}
         pickers_out = [c for _, outputs, _ in state.pickers for c in outputs]
-        components["browse.refresh"].click(state.rescan, pickers_in, pickers_out, api_name="rescan_bundles")
+
+        def rescan_bundles(**values):
+            return state.rescan(*(values[name] for name in pickers_in))
+
+        components["browse.refresh"].click(rescan_bundles, None, pickers_out, inputs_kwargs=pickers_in,
+                                           api_name="rescan_bundles")
         tab_ids = "{" + ", ".join(f'"{label}": "{key}"' for key, label in TAB_IDS.items()) + "}"
         app.load(None, js=TAB_URL_JS % tab_ids, api_name=False)
         app.load(None, js=KEYS_JS, api_name=False)

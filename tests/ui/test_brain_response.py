@@ -114,20 +114,19 @@ def test_every_endpoint_through_gradio_client(demo_settings, tmp_path):
         with pytest.raises(Exception, match="at least 8 x 8 pixels, got 1 x 1"):
             client.predict("1", 0, handle_file(str(tiny)), 0, api_name="/brain_response")
 
-        # Best-of-N in the ROI studio: roi_generate's candidates (after the region weights) ranks N images.
-        from braindiff_app.data.atlas import ALL_REGIONS
+        # Best-of-N in the ROI studio: roi_generate's named input candidates ranks N images.
         from braindiff_app.roi import Recipe
 
-        weights = [1.0 if r == "faces" else 0 for r in ALL_REGIONS]
-        vdvae_img, final_img, _, recipe_file, gallery = client.predict(
-            "1", 5, None, 1.0, *weights, 3, api_name="/roi_generate")
+        vdvae_img, final_img, _, recipe_file, gallery, *_ = client.predict(
+            subject="1", seed=5, canvas=None, paint_weight=1.0, faces=1.0, candidates=3, api_name="/roi_generate")
         recipe = Recipe.load(recipe_file if isinstance(recipe_file, str) else recipe_file["path"])
         assert recipe.settings["candidates"] == 3 and len(recipe.ranking) == 3
         scores = [score for _, score in recipe.ranking]
         assert scores == sorted(scores, reverse=True) and {s for s, _ in recipe.ranking} == {5, 6, 7}
         labels = [item[1] if isinstance(item, (list, tuple)) else item["caption"] for item in gallery]
         assert labels[0].startswith("#1 · ") and f"seed {recipe.ranking[0][0]}" in labels[0]
-        single = client.predict("1", 5, None, 1.0, *weights, 1, api_name="/roi_generate")
+        single = client.predict(subject="1", seed=5, canvas=None, paint_weight=1.0, faces=1.0, candidates=1,
+                                api_name="/roi_generate")
         assert Recipe.load(single[3] if isinstance(single[3], str) else single[3]["path"]).ranking == ()
     finally:
         app.close()

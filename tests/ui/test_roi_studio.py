@@ -178,7 +178,7 @@ def test_api_names_every_roi_input_and_lists_no_stray_endpoint(live_app):
     url, _ = live_app
     api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
     params = [p["parameter_name"] for p in api["named_endpoints"]["/roi_generate"]["parameters"]]
-    assert params == ["subject", "seed", "canvas", "paint_weight", *REGION_PARAMS.values()]
+    assert params == ["subject", "seed", "canvas", "paint_weight", *REGION_PARAMS.values(), "candidates"]
     for name, endpoint in api["named_endpoints"].items():
         assert not any(p["parameter_name"].startswith("param_") for p in endpoint["parameters"]), name
     assert not {"/list", "/lambda"} & set(api["named_endpoints"]) and not api["unnamed_endpoints"]
@@ -201,7 +201,7 @@ def test_studio_images_are_the_clis_png(tmp_path, monkeypatch):
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         out = client.predict(subject="1", seed=3, canvas=None, paint_weight=1, **{REGION_PARAMS["faces"]: 1},
-                             api_name="/roi_generate")
+                             candidates=1, api_name="/roi_generate")  # one image: the recipe's own seed
     finally:
         app.close()
     final_path, recipe_path = out[1], out[3]
