@@ -9,7 +9,8 @@ Playwright, as the browser tests do) and saves, at 1440x900 unless noted:
 - ``metrics.png``: the Metrics tab's tables with intervals and baselines (full page);
 - ``about.png``: the About tab;
 - ``roi.png``: the ROI studio after the "faces" example was generated, scrolled to the flatmap and the region
-  sliders.
+  sliders;
+- ``brain.png``: the Brain response tab after "Predict and decode" on the first test image of subject 1.
 
 Usage: python docs/screenshot.py [--image-id 97] [--out-dir docs/img]
 """
@@ -87,6 +88,13 @@ def take_screenshots(browser, url: str, image_id: str) -> dict[str, bytes]:
                   " + window.scrollY - 8)")
     page.wait_for_timeout(1500)
     shots["roi"] = page.screenshot()
+
+    page.goto(f"{url}/?tab=brain")
+    page.get_by_role("button", name="Predict and decode").click()
+    page.get_by_text(re.compile(r"median r = ")).wait_for()
+    page.wait_for_function("() => !/processing \\|/.test(document.body.innerText)")
+    page.wait_for_timeout(1500)
+    shots["brain"] = page.screenshot()
 
     page.goto(f"{url}/?tab=classroom")
     page.get_by_role("button", name="Next question").click()

@@ -92,6 +92,22 @@ class QuizHandlers:
             answer=answer,
         )
 
+    def odds(self, bundle_name: str | None, kind: str = "final") -> str:
+        """The quiz's difficulty for ``kind`` of the bundle: its stored 4-way identification (``CLIP 4-way``, or
+        ``demo-CLIP 4-way`` on the demo tier), the chance that CLIP's embedding alone answers a question right.
+        Empty when the bundle has none (not evaluated) or cannot be opened."""
+        try:
+            table = self.state.bundle(bundle_name).metrics.get(kind, {}) if bundle_name else {}
+        except ValueError:
+            return ""
+        for name in ("CLIP 4-way", "demo-CLIP 4-way"):
+            values = np.asarray(table.get(name, []), dtype=float)
+            values = values[np.isfinite(values)]
+            if values.size:
+                return text.QUIZ_ODDS.format(metric=name.removesuffix(" 4-way"), p=100 * values.mean(), name=name,
+                                             n=values.size)
+        return ""
+
     def answer(self, question: Question, choice: int, score: Score, round_index: int) -> tuple[bool, str]:
         """Check a choice; a round counts once towards the score. Returns (right, message)."""
         if not 0 <= int(choice) < N_CHOICES:
@@ -194,6 +210,8 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
             subject = gr.Dropdown(choices=choices, value=state.default_bundle, label=text.SUBJECT, scale=3)
             kind = gr.Radio([(text.QUIZ_FINAL, "final"), (text.QUIZ_VDVAE, "vdvae")], value="final",
                             label=text.QUIZ_SHOW, scale=2)
+        odds = gr.Markdown(handlers.odds(state.default_bundle), elem_classes="bd-quiz-intro",
+                           elem_id="classroom-odds")
         with gr.Row(elem_classes="bd-quiz-bar"):
             new = gr.Button(text.QUIZ_NEXT, variant="primary", scale=1, elem_id="classroom-next")
             fullscreen = gr.Button(text.QUIZ_FULLSCREEN, scale=1, elem_id="classroom-fullscreen")
@@ -253,6 +271,8 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
     outputs = [round_index, question, shown, *candidates, verdict]
     new.click(ask, [subject, kind, round_index], outputs, api_name="quiz_next").then(
         unmark, None, [*candidates, *buttons], api_name=False)
+    for control in (subject, kind):
+        control.change(handlers.odds, [subject, kind], [odds], api_name=False)
     fullscreen.click(None, js=FULLSCREEN_JS, api_name=False)  # browser-side only: nothing for an API client
     for i, button in enumerate(buttons):
         button.click(choose(i), [question, round_index, score], [verdict, score, score_line, *candidates, *buttons],

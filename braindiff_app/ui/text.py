@@ -97,6 +97,8 @@ QUIZ_RIGHT = "**Right!**"
 QUIZ_WRONG = "**Not this one:** the person saw image {n}."
 QUIZ_SCORE = "Score: {right} / {asked}."
 QUIZ_NO_QUESTION = "Press 'Next question' first."
+QUIZ_ODDS = ("_How hard is this quiz? Comparing {metric} embeddings alone, a computer picks the seen image in "
+             "**{p:.0f}%** of such questions (chance: 25%; `braindiff evaluate`'s {name} over {n} trials)._")
 
 ABOUT_TAB = "About"
 ABOUT_FIGURE_ALT = ("The two stages: fMRI activity predicts VDVAE latents (stage 1, a blurry first guess) and CLIP "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from braindiff_app.config import load_settings
@@ -56,3 +57,28 @@ def test_quiz_endpoints_live(live_app):
     assert {"/quiz_next", "/quiz_answer_1", "/quiz_answer_4"} <= endpoints
     shown, *candidates, verdict = client.predict("demo-subj01", "final", api_name="/quiz_next")
     assert len(candidates) == 4 and all(c for c in candidates) and "Which one" in verdict
+
+
+def test_odds_are_the_bundles_stored_four_way_identification(quiz, tmp_path):
+    from braindiff_app.bundles import write_metrics
+    from braindiff_app.evaluation import n_way_identification
+
+    assert quiz.odds("demo-subj01") == ""  # not evaluated: nothing claimed
+    assert quiz.odds("no-such-bundle") == "" and quiz.odds(None) == ""
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(6, 10))
+    per_trial = n_way_identification(gt, gt + rng.normal(scale=2.0, size=gt.shape), 4)
+    write_metrics(quiz.state.bundle("demo-subj01").path, {"final": {"demo-CLIP 4-way": per_trial},
+                                                          "vdvae": {"demo-CLIP 4-way": np.zeros(6)}})
+    quiz.state.refresh()
+    line = quiz.odds("demo-subj01")
+    assert f"**{100 * per_trial.mean():.0f}%**" in line and "demo-CLIP" in line and "over 6 trials" in line
+    assert "**0%**" in quiz.odds("demo-subj01", "vdvae")
+
+
+def test_shipped_demo_quiz_states_its_odds():
+    from braindiff_app.config import PACKAGE_DIR
+
+    quiz = QuizHandlers(AppState(load_settings(tier="demo", extra_bundle_dirs=(PACKAGE_DIR / "precomputed",))))
+    line = quiz.odds("demo-subj01")
+    assert "**46%**" in line and "over 100 trials" in line  # Table 1: demo-CLIP 4-way 45.9% for subject 1
