@@ -210,6 +210,13 @@ def subject_tables(settings, subject: str, args, backbones) -> None:
                 for k, f in predicted.items()}
         print(f"  feature r with the true {name:11s} (mean over images): "
               + ", ".join(f"{k} {v:.3f}" for k, v in corr.items()))
+    print("  identification in feature space (predicted vs true features, no image model), 4-way / 2-way:")
+    for name in FEATURE_NAMES:
+        ident = {k: identification(true[name], f[name]) for k, f in predicted.items()}
+        print(f"    {name:11s}: " + ", ".join(f"{k} {100 * v[4].mean():.1f}% / {100 * v[2].mean():.1f}%"
+                                            for k, v in ident.items()))
+    if args.features_only:
+        return
 
     print("\n  stage                                         4-way [95% CI]            2-way [95% CI]")
     features = {"true": true, **predicted}
@@ -308,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", default="true,noiseless,fmri",
                         help=f"comma-separated stages of {list(STAGES)} (default true,noiseless,fmri; noiseless-fit "
                              "refits the regressors on noiseless training responses)")
+    parser.add_argument("--features-only", action="store_true",
+                        help="print the feature-space diagnostics of the predicted features and generate nothing")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 12 images, 2 DDIM steps, one lever (steps50 at 4 steps)")
     parser.add_argument("--bundles", default=str(ROOT / "braindiff_app" / "precomputed"),

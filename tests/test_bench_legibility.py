@@ -85,6 +85,6 @@ def test_quick_run_on_a_tiny_simulated_world(tmp_path, capsys):
         assert 0 <= float(rows[f"{stage}: final"]) <= 100 and f"{stage}: VDVAE guess alone" in rows
     assert "(a) true features: no VDVAE init" in rows
     assert "(c) prepared fMRI: no VDVAE init" not in rows
-    assert re.search(r"^  \(a\) true: quick-steps4 +[+-]\d+\.\d \[", out, flags=re.M)
-    assert re.search(r"^  \(c\) fmri: quick-steps4 +[+-]\d+\.\d \[", out, flags=re.M)
+    assert re.search(r"^  \(a\) true features: quick-steps4 +[+-]\d+\.\d \[", out, flags=re.M)
+    assert re.search(r"^  \(c\) prepared fMRI: quick-steps4 +[+-]\d+\.\d \[", out, flags=re.M)
     assert "12 test images" in out
