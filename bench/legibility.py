@@ -13,6 +13,8 @@ settings (``Stage2Settings.for_tier("demo")``), from features of three origins, 
     trial noise in the test response; with ``--stages ...,noiseless-fit`` also (b2) ``noiseless fit``: the regressors
     refitted (the same alphas) on the noiseless responses to the subject's training images, predicting from the
     noiseless test response: what a linear read-out of the simulated brain gives with no trial noise at all;
+    ``refit`` (c2) refits them on the prepared training fMRI and reads the prepared test fMRI; both use the paper's
+    alphas times ``--alpha-scale`` (an alpha sweep without touching the workspace's regressors);
 (c) ``fmri``: features predicted from the prepared test fMRI (mean over repetitions), as ``braindiff reconstruct``
     does (transductive re-scaling, seeds from the NSD ids): the final reconstructions; the committed bundle's
     images (``committed``) are scored too, with the ground truth the bundle holds.
@@ -67,7 +69,8 @@ DEFAULT_LEVERS = "vision0.3,strength0.5,strength0.9,guidance3,guidance12,tempera
 WAYS = (4, 2)
 #: Stage name -> its label in the table, in table order.
 STAGES = {"true": "(a) true features", "noiseless": "(b) noiseless response",
-          "noiseless-fit": "(b2) noiseless train + test", "fmri": "(c) prepared fMRI"}
+          "noiseless-fit": "(b2) noiseless train + test", "fmri": "(c) prepared fMRI",
+          "refit": "(c2) prepared fMRI, refitted"}
 
 
 def identification(gt_features: np.ndarray, features: np.ndarray) -> dict[int, np.ndarray]:
@@ -106,15 +109,13 @@ def noiseless_fmri(settings, subject: str, ids: np.ndarray, voxel_ijk: np.ndarra
     return (betas[:, order] * 300.0).astype(np.float32)
 
 
-def noiseless_regressors(settings, subject: str, voxel_ijk: np.ndarray, alphas: dict[str, float]) -> dict:
-    """The subject's three regressors refitted (same alphas) on the NOISELESS responses to its training images."""
+def refit_regressors(settings, subject: str, fmri_train: np.ndarray, alphas: dict[str, float]) -> dict:
+    """The subject's three regressors refitted with ``alphas`` on ``fmri_train`` (n_train, n_voxels), beta units."""
     from braindiff_app.regression import FEATURE_NAMES
     from braindiff_app.regression.ridge import RidgeRegressor
 
-    meta = json.loads((settings.subject_dir("prepared", subject) / "meta.json").read_text())
-    clean = noiseless_fmri(settings, subject, np.asarray(meta["nsd_ids_train"]), voxel_ijk)
     folder = settings.subject_dir("features", subject)
-    return {name: RidgeRegressor(alphas[name]).fit(clean, np.load(folder / f"{name}_train.npy", mmap_mode="r"))
+    return {name: RidgeRegressor(alphas[name]).fit(fmri_train, np.load(folder / f"{name}_train.npy", mmap_mode="r"))
             for name in FEATURE_NAMES}
 
 
@@ -197,12 +198,20 @@ def subject_tables(settings, subject: str, args, backbones) -> None:
           f"r {np.mean(r):.3f}, mean |diff| {np.abs(fmri - clean).mean():.1f} (beta units x 300)")
     predicted = {"noiseless": pipeline.predict_features(clean, "transductive"),
                  "fmri": pipeline.predict_features(fmri, "transductive")}
-    if "noiseless-fit" in args.stages:
+    if {"noiseless-fit", "refit"} & set(args.stages):
         from braindiff_app.pipeline import predict_features
         from braindiff_app.regression.subject import DEFAULT_ALPHAS
 
-        refit = noiseless_regressors(settings, subject, voxel_ijk, DEFAULT_ALPHAS)
-        predicted["noiseless-fit"] = predict_features(refit, clean, "transductive")
+        alphas = {name: alpha * args.alpha_scale for name, alpha in DEFAULT_ALPHAS.items()}
+        if "refit" in args.stages:
+            train = np.load(prepared / "fmri_train.npy", allow_pickle=False)
+            predicted["refit"] = predict_features(refit_regressors(settings, subject, train, alphas), fmri,
+                                                  "transductive")
+        if "noiseless-fit" in args.stages:
+            meta = json.loads((prepared / "meta.json").read_text())
+            train = noiseless_fmri(settings, subject, np.asarray(meta["nsd_ids_train"]), voxel_ijk)
+            predicted["noiseless-fit"] = predict_features(refit_regressors(settings, subject, train, alphas), clean,
+                                                          "transductive")
     predicted = {k: {name: v[rows] for name, v in f.items()} for k, f in predicted.items()}
     for name in FEATURE_NAMES:
         t = true[name].reshape(n, -1)
@@ -210,7 +219,8 @@ def subject_tables(settings, subject: str, args, backbones) -> None:
                 for k, f in predicted.items()}
         print(f"  feature r with the true {name:11s} (mean over images): "
               + ", ".join(f"{k} {v:.3f}" for k, v in corr.items()))
-    print("  identification in feature space (predicted vs true features, no image model), 4-way / 2-way:")
+    print("  identification in feature space (predicted vs true features, no image model), 4-way / 2-way"
+          + (f"; refitted stages with the paper's alphas x {args.alpha_scale:g}:" if args.alpha_scale != 1 else ":"))
     for name in FEATURE_NAMES:
         ident = {k: identification(true[name], f[name]) for k, f in predicted.items()}
         print(f"    {name:11s}: " + ", ".join(f"{k} {100 * v[4].mean():.1f}% / {100 * v[2].mean():.1f}%"
@@ -230,6 +240,9 @@ def subject_tables(settings, subject: str, args, backbones) -> None:
         committed = committed_scores(args.bundles, subject, backbones, rows)
         for kind, scores in committed.items():
             print(row(f"(c) committed bundle: {kind}", scores))
+    if "refit" in results and "fmri" in results:
+        print(change(f"(c2) - (c), alphas x {args.alpha_scale:g}", results["refit"]["final"], results["fmri"]["final"])
+              + "   (paired per image)")
     print(f"  (diffusion + scoring: {runner.seconds:.0f} s)", flush=True)
 
     lever_stages = [stage for stage in ("true", "fmri") if stage in results]
@@ -314,7 +327,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--stages", default="true,noiseless,fmri",
                         help=f"comma-separated stages of {list(STAGES)} (default true,noiseless,fmri; noiseless-fit "
-                             "refits the regressors on noiseless training responses)")
+                             "refits the regressors on noiseless training responses, refit on the prepared ones, "
+                             "both with the paper's alphas x --alpha-scale)")
+    parser.add_argument("--alpha-scale", type=float, default=1.0,
+                        help="factor on the paper's ridge alphas for the refitted stages (noiseless-fit, refit)")
     parser.add_argument("--features-only", action="store_true",
                         help="print the feature-space diagnostics of the predicted features and generate nothing")
     parser.add_argument("--quick", action="store_true",
