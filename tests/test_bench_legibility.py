@@ -77,12 +77,15 @@ def test_quick_run_on_a_tiny_simulated_world(tmp_path, capsys):
 
     capsys.readouterr()
     bench.main(["--home", str(home), "--quick", "--bundles", str(tmp_path / "none"),
-                "--stages", "true,noiseless,noiseless-fit,fmri"])
+                "--stages", "true,noiseless,noiseless-fit,fmri,refit"])
     out = capsys.readouterr().out
     rows = dict(re.findall(r"^  (\(\w+\) [^:]+: [\w ]+?)\s+(\d+\.\d)% \[", out, flags=re.M))
     for stage in ("(a) true features", "(b) noiseless response", "(b2) noiseless train + test",
                   "(c) prepared fMRI"):
         assert 0 <= float(rows[f"{stage}: final"]) <= 100 and f"{stage}: VDVAE guess alone" in rows
+    # Refitted with the paper's alphas (x 1), the regressors are those `braindiff fit` wrote: the same images.
+    assert rows["(c2) prepared fMRI, refitted: final"] == rows["(c) prepared fMRI: final"]
+    assert re.search(r"^  \(c2\) - \(c\), alphas x 1 +\+0\.0 \[", out, flags=re.M)
     assert "(a) true features: no VDVAE init" in rows
     assert "(c) prepared fMRI: no VDVAE init" not in rows
     assert re.search(r"^  \(a\) true features: quick-steps4 +[+-]\d+\.\d \[", out, flags=re.M)
