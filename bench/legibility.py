@@ -28,13 +28,15 @@ guess's prior temperature, each reported as the change in 4-way / 2-way against 
 with a 95% percentile bootstrap interval of the mean difference.
 
 ``--contact-sheet PATH`` writes a grid of 20 test trials of the first subject's committed bundle (seen, VDVAE guess,
-final; upscaled 2x, nearest) and exits.
+final; each shown at 128 px, nearest-neighbour) and exits.
 
 Needs a demo workspace with the subject prepared, its features extracted and its regressors fitted (``braindiff
-prepare / extract vdvae / extract clip / fit --subject N --tier demo``). About 1 s per image and diffusion run on 2
-cores at 20 steps.
+prepare / extract vdvae / extract clip / fit --subject N --tier demo``). A diffusion run of 100 images at 20
+steps took 15-60 s on a quiet 2-core machine and up to about 6 min when others shared it (the lever rows print
+their seconds).
 
-Usage: python bench/legibility.py --home DIR [--subjects 1,2] [--levers steps50,guidance4,...] [--quick]
+Usage: python bench/legibility.py --home DIR [--subjects 1,2] [--stages true,noiseless,fmri] [--levers steps50,...]
+       [--alpha-scale 0.1] [--features-only] [--quick]
        python bench/legibility.py --contact-sheet docs/img/contact_before.png
 """
 
