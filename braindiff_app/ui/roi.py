@@ -15,6 +15,8 @@ The handlers are :class:`~braindiff_app.ui.roi_handlers.ROIHandlers` (plain Pyth
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gradio as gr
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, REGION_LABELS, VISUAL_REGIONS
@@ -213,7 +215,12 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         layers = [controls.layer] if controls.layer is not None else []
         return [gr.update(value=controls.subject), controls.seed, controls.painted_weight,
                 editor(controls.subject, show_bands, layers), controls.settings,
-                *slider_states(controls.subject, controls.weights)]
+                *slider_states(controls.subject, controls.weights), controls.settings.get("candidates", 1)]
+
+    def own_settings(settings, n=1):
+        """A restored recipe's settings with ``n`` candidates (the slider's; best-of-N ranks them)."""
+        kept = {k: v for k, v in (settings or {}).items() if k != "candidates"} if settings else settings
+        return {**(kept or {}), "candidates": int(n)} if int(n) != 1 else kept
 
     def run(request: gr.Request, subject, seed, canvas, paint_weight, history_runs, settings,
             progress=gr.Progress(), **inputs):
@@ -227,7 +234,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         try:
             recipe = handlers.recipe(subject, weights, _mask_from_editor(canvas),
                                      1.0 if paint_weight is None else paint_weight, 0 if seed is None else seed,
-                                     settings=settings)
+                                     settings=own_settings(settings))
             progress(0, desc=text.ROI_RUNNING)
             callback = lambda stage, i, total: progress((i, total), desc=stage)  # noqa: E731
             if int(n) == 1:
@@ -235,7 +242,9 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             result, best = handlers.generate_ranked(recipe, int(n), callback=callback, session=_session(request))
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
-        ranked = [(img, text.ROI_RANKED.format(rank=k + 1, score=score, seed=s))
+        number = len(history_runs or []) + 1
+        ranked = [(img, text.ROI_RANKED.format(caption=history_caption(number, replace(recipe, seed=int(s))),
+                                               rank=k + 1, score=score))
                   for k, (img, score, s) in enumerate(zip(best.finals, best.scores, best.seeds, strict=True))]
         return shown(result, history_runs, ranked)
 
@@ -257,7 +266,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
 
     def replay(recipe_file, history_runs, show_bands, request: gr.Request, progress=gr.Progress()):
         if not recipe_file:
-            return [gr.update()] * (7 + 5 + len(slider_list))
+            return [gr.update()] * (7 + 6 + len(slider_list))
         try:
             recipe = Recipe.load(recipe_file)
             result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
@@ -266,11 +275,11 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             raise gr.Error(str(exc)) from None
         return [*shown(result, history_runs), *restore(recipe, show_bands)]
 
-    def make_link(subject, seed_value, canvas_value, paint_weight, settings, *weights):
+    def make_link(subject, seed_value, canvas_value, paint_weight, settings, n, *weights):
         try:
             recipe = handlers.recipe(subject, dict(zip(region_names, weights, strict=True)),
                                      _mask_from_editor(canvas_value), 1.0 if paint_weight is None else paint_weight,
-                                     0 if seed_value is None else seed_value, settings=settings)
+                                     0 if seed_value is None else seed_value, settings=own_settings(settings, n or 1))
         except (ValueError, TypeError, FileNotFoundError) as exc:
             return "", text.ROI_LINK_PROBLEM.format(reason=exc)
         return recipe.to_link(), ""
@@ -278,7 +287,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     def from_link(show_bands, request: gr.Request):
         token = dict(getattr(request, "query_params", None) or {}).get("recipe")
         if not token:
-            return [gr.update()] * (6 + len(slider_list)) + [gr.update()]
+            return [gr.update()] * (7 + len(slider_list)) + [gr.update()]
         try:
             recipe = Recipe.from_link(token)
             return [*restore(recipe, show_bands), text.ROI_LINK_LOADED, map_panel(recipe.subject)]
@@ -286,10 +295,10 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             problem = text.ROI_LINK_BAD.format(reason=exc)
         choices = handlers.subjects()  # a bad link: open the studio as the tab would (it left that to the link)
         if not choices:
-            return [gr.update()] * (5 + len(slider_list)) + [f"{problem}\n\n{text.ROI_NO_MODELS}", gr.update()]
+            return [gr.update()] * (6 + len(slider_list)) + [f"{problem}\n\n{text.ROI_NO_MODELS}", gr.update()]
         value = choices[0]
         return [gr.update(choices=choices, value=value), gr.update(), gr.update(), editor(value, show_bands), None,
-                *slider_states(value), problem, map_panel(value)]
+                *slider_states(value), gr.update(), problem, map_panel(value)]
 
     def preset(name, subject):
         weights = {r: 0.0 for r in region_names} | PRESETS.get(name, {})
@@ -313,7 +322,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         line, over = handlers.warm_status()
         return line, gr.Timer(active=not over)
 
-    restore_outputs = [subject, seed, painted_weight, canvas, restored, *slider_list]
+    restore_outputs = [subject, seed, painted_weight, canvas, restored, *slider_list, candidates]
     # The models load when the app starts (launch_app) or, at the latest, when the tab is first opened; ``input``
     # (the user's own choice) rather than ``change``: a programmatic subject would otherwise reset the canvas.
     tab.select(open_subject, [subject, bands], [subject, status, canvas, pattern, *slider_list], api_name=False)
@@ -340,7 +349,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     bands.input(on_bands, [subject, bands, canvas], [canvas], api_name=False)
     presets.input(preset, [presets, subject], [status, *slider_list], api_name=False)
     pattern.select(name_region, [subject], [where], api_name=False)
-    copy.click(make_link, [subject, seed, canvas, painted_weight, restored, *slider_list], [link, status],
+    copy.click(make_link, [subject, seed, canvas, painted_weight, restored, candidates, *slider_list], [link, status],
                api_name=False).then(None, [link], [link], js=LINK_JS, api_name=False)
     app.load(from_link, [bands], [*restore_outputs, status, pattern], api_name=False)
     timer.tick(tick, None, [warm_status, timer], api_name=False)

@@ -291,4 +291,4 @@ BR_STEER_NOTE = ("_The image's CLIP features (predicted from its predicted respo
 
 # ROI studio, best-of-N (issue 18)
 ROI_CANDIDATES = "Candidates (best-of-N, ranked by the encoder)"
-ROI_RANKED = "#{rank} · {score:+.2f} · seed {seed}"
+ROI_RANKED = "{caption} · rank {rank} ({score:+.2f})"
