@@ -44,7 +44,8 @@ def percentiles(values: list[float]) -> str:
 
 
 def user_session(url: str, bundle: str, n_trials: int, region_names: list[str], deadline: float, seed: int,
-                 results: dict[str, list[float]], errors: list[str], lock: threading.Lock) -> None:
+                 results: dict[str, list[float]], errors: list[str], lock: threading.Lock,
+                 candidates: int = 1) -> None:
     """One simulated user: cycles of 3 trial views and 1 ROI generate until ``deadline`` (at least one cycle)."""
     from gradio_client import Client
 
@@ -63,7 +64,8 @@ def user_session(url: str, bundle: str, n_trials: int, region_names: list[str], 
                     errors.append(f"browse: {exc}")
         start = time.perf_counter()
         try:
-            fetch_images(client.predict("1", int(rng.integers(1000)), None, 1, *weights, api_name="/roi_generate"))
+            fetch_images(client.predict("1", int(rng.integers(1000)), None, 1, *weights, candidates,
+                                        api_name="/roi_generate"))
             with lock:
                 results["roi_generate"].append(time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001
@@ -107,13 +109,13 @@ def wait_for_server(url: str, server: multiprocessing.Process, timeout: float = 
 
 
 def run_users(url: str, bundle: str, n_trials: int, users: int, seconds: float,
-              errors: list[str]) -> dict[str, list[float]]:
+              errors: list[str], candidates: int = 1) -> dict[str, list[float]]:
     """``users`` threads of :func:`user_session` for ``seconds``; latencies by action (errors appended)."""
     results: dict[str, list[float]] = {"browse": [], "roi_generate": []}
     lock = threading.Lock()
     deadline = time.time() + seconds
     threads = [threading.Thread(target=user_session, args=(url, bundle, n_trials, list(ALL_REGIONS), deadline,
-                                                           i, results, errors, lock))
+                                                           i, results, errors, lock, candidates))
                for i in range(users)]
     for t in threads:
         t.start()
@@ -130,6 +132,9 @@ def main() -> None:
     parser.add_argument("--baseline-seconds", type=float, default=15, help="single-user run before the load")
     parser.add_argument("--port", type=int, default=7898)
     parser.add_argument("--threads", type=int, help="the app's --threads (default: the app's own choice)")
+    parser.add_argument("--candidates", type=int, default=1,
+                        help="best-of-N candidates per ROI generate (default 1: one image, as the issue measured; "
+                        "the studio's own default is 4 where encoders exist)")
     parser.add_argument("--max-memory-growth", type=float, default=0.05,
                         help="fail when the server's memory grows more than this fraction over the last round")
     args = parser.parse_args()
@@ -162,15 +167,15 @@ def main() -> None:
         threading.Thread(target=watch_memory, daemon=True).start()
         errors: list[str] = []
         start = time.perf_counter()
-        run_users(url, bundle, n_trials, 1, 0, errors)  # one browse + one ROI call: the models load
+        run_users(url, bundle, n_trials, 1, 0, errors, args.candidates)  # one browse + one ROI call: the models load
         first_call = time.perf_counter() - start
-        single = run_users(url, bundle, n_trials, 1, args.baseline_seconds, errors)
+        single = run_users(url, bundle, n_trials, 1, args.baseline_seconds, errors, args.candidates)
         baseline_rss = process.memory_info().rss
         for users in args.users:
             for r in range(args.rounds):
                 round_errors: list[str] = []
                 rss, server_cpu, own_cpu = process.memory_info().rss, _cpu(process), time.process_time()
-                results = run_users(url, bundle, n_trials, users, args.seconds, round_errors)
+                results = run_users(url, bundle, n_trials, users, args.seconds, round_errors, args.candidates)
                 rounds.append((users, r + 1, results, round_errors, rss, process.memory_info().rss,
                                _cpu(process) - server_cpu, time.process_time() - own_cpu))
         threads = process.num_threads()
