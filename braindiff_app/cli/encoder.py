@@ -74,7 +74,26 @@ def run_fit(args: argparse.Namespace) -> int:
         line += f"; against the true responses {report['median_true_r']:.3f} (measured test betas against the " \
                 f"truth: {report['median_ceiling']:.3f})"
     print(line)
+    if "median_normalized" in report:
+        print(_normalized_by_region(settings, args.subject, prepared, out))
     return 0
+
+
+def _normalized_by_region(settings, subject: str, prepared: Path, path: Path) -> str:
+    """One line: the median noise-normalised accuracy (r^2 / NC) over all voxels and per region present."""
+    import numpy as np
+
+    from braindiff_app.data.atlas import load_atlas
+    from braindiff_app.regression.encoder import NC_FLOOR, load_encoder
+
+    values = load_encoder(path).evaluation["normalized_accuracy"]
+    parts = [("all", values)]
+    if settings.nsd_dir is not None:
+        atlas = load_atlas(settings.nsd_dir, subject, np.load(prepared / "voxel_ijk.npy", allow_pickle=False))
+        parts += [(name, values[idx]) for name, idx in atlas.regions.items()]
+    cells = [f"{name} {np.nanmedian(v):.3f}" if np.isfinite(v).any() else f"{name} -" for name, v in parts]
+    return (f"median r^2 / noise ceiling (voxels with NC >= {NC_FLOOR:g}%, "
+            f"{int(np.isfinite(values).sum())} of {len(values)}): " + ", ".join(cells))
 
 
 def run_encode(args: argparse.Namespace) -> int:
