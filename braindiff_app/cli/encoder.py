@@ -15,8 +15,9 @@ def register(subparsers, demo_subparsers) -> None:
         "fit-encoder",
         help="fit a subject's encoding model: image features -> every nsdgeneral voxel",
         description="Fit ridge (one alpha per voxel by leave-one-out error) from the training images' features to "
-        "their betas, truncate it to --rank, evaluate it on the test images (Pearson r per voxel; on the demo tier "
-        "also against the simulator's true responses) and write <workspace>/encoders/subjXX/encoder.safetensors "
+        "their betas, truncate it to --rank, evaluate it on the test images (Pearson r per voxel; with the prepared "
+        "ncsnr.npy of NSD also r^2 over the noise ceiling, per region; on the demo tier also against the "
+        "simulator's true responses) and write <workspace>/encoders/subjXX/encoder.safetensors "
         "(or --out). Needs `braindiff prepare` and `braindiff extract vdvae|clip` first.",
     )
     parser.add_argument("--subject", required=True, help="subject number (1, 2, 5, 7) as prepared")
