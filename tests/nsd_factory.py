@@ -19,10 +19,11 @@ class TinyNSD:
     shared_ids: set
     images: np.ndarray  # imgBrick
     captions: dict  # nsd id -> list of str
+    ncsnr: np.ndarray | None = None  # (x, y, z) float32, the ncsnr.nii.gz written (None: no file)
 
 
 def make_nsd(root, subject=1, shape=(5, 4, 3), n_sessions=3, T=10, n_shared=4, n_per_subject=12,
-              n_images=80, size=6, seed=0):
+              n_images=80, size=6, seed=0, ncsnr=True):
     rng = np.random.default_rng(seed)
     ids = rng.permutation(n_images)[: n_shared + L.N_SUBJECTS * (n_per_subject - n_shared)]
     sharedix = ids[:n_shared] + 1
@@ -47,7 +48,11 @@ def make_nsd(root, subject=1, shape=(5, 4, 3), n_sessions=3, T=10, n_shared=4, n
     for split in L.COCO_SPLITS:
         L.write_captions(root, split, {int(coco[i]): captions[i] for i in range(n_images) if splits[i] == split})
     trial_ids = subjectim[subject - 1, masterordering - 1] - 1
-    return TinyNSD(root, subject, general == 1, betas, trial_ids, set((sharedix - 1).tolist()), images, captions)
+    volume = rng.uniform(0.05, 1.5, shape).astype(np.float32) if ncsnr else None  # drawn last: the rest unchanged
+    if ncsnr:
+        L.write_ncsnr(root, subject, volume)
+    return TinyNSD(root, subject, general == 1, betas, trial_ids, set((sharedix - 1).tolist()), images, captions,
+                   volume)
 
 
 @dataclass

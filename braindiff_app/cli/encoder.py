@@ -15,8 +15,9 @@ def register(subparsers, demo_subparsers) -> None:
         "fit-encoder",
         help="fit a subject's encoding model: image features -> every nsdgeneral voxel",
         description="Fit ridge (one alpha per voxel by leave-one-out error) from the training images' features to "
-        "their betas, truncate it to --rank, evaluate it on the test images (Pearson r per voxel; on the demo tier "
-        "also against the simulator's true responses) and write <workspace>/encoders/subjXX/encoder.safetensors "
+        "their betas, truncate it to --rank, evaluate it on the test images (Pearson r per voxel; with the prepared "
+        "ncsnr.npy of NSD also r^2 over the noise ceiling, per region; on the demo tier also against the "
+        "simulator's true responses) and write <workspace>/encoders/subjXX/encoder.safetensors "
         "(or --out). Needs `braindiff prepare` and `braindiff extract vdvae|clip` first.",
     )
     parser.add_argument("--subject", required=True, help="subject number (1, 2, 5, 7) as prepared")
@@ -74,7 +75,26 @@ def run_fit(args: argparse.Namespace) -> int:
         line += f"; against the true responses {report['median_true_r']:.3f} (measured test betas against the " \
                 f"truth: {report['median_ceiling']:.3f})"
     print(line)
+    if "median_normalized" in report:
+        print(_normalized_by_region(settings, args.subject, prepared, out))
     return 0
+
+
+def _normalized_by_region(settings, subject: str, prepared: Path, path: Path) -> str:
+    """One line: the median noise-normalised accuracy (r^2 / NC) over all voxels and per region present."""
+    import numpy as np
+
+    from braindiff_app.data.atlas import load_atlas
+    from braindiff_app.regression.encoder import NC_FLOOR, load_encoder
+
+    values = load_encoder(path).evaluation["normalized_accuracy"]
+    parts = [("all", values)]
+    if settings.nsd_dir is not None:
+        atlas = load_atlas(settings.nsd_dir, subject, np.load(prepared / "voxel_ijk.npy", allow_pickle=False))
+        parts += [(name, values[idx]) for name, idx in atlas.regions.items()]
+    cells = [f"{name} {np.nanmedian(v):.3f}" if np.isfinite(v).any() else f"{name} -" for name, v in parts]
+    return (f"median r^2 / noise ceiling (voxels with NC >= {NC_FLOOR:g}%, "
+            f"{int(np.isfinite(values).sum())} of {len(values)}): " + ", ".join(cells))
 
 
 def run_encode(args: argparse.Namespace) -> int:

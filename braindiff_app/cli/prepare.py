@@ -41,4 +41,6 @@ def run(args: argparse.Namespace) -> int:
                              protocol=args.protocol)
     print(f"prepared subject {args.subject} from {root}: {result.n_train} train / {result.n_test} test images, "
           f"{result.n_voxels} voxels, sessions {', '.join(map(str, result.sessions))} -> {result.out_dir}")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0

@@ -10,7 +10,9 @@ Steps of :func:`prepare_subject`:
 5. copy the stimuli from ``nsd_stimuli.hdf5`` by index, in slices (never all 73k images);
 6. gather each image's captions (COCO's JSON files, the first 5; or the reference's curated .npy, all it holds:
    the protocol's ``caption_source`` and ``caption_selection``);
-7. write ``meta.json`` last: its presence with the same plan marks the subject as complete.
+7. write ``meta.json`` last: its presence with the same plan marks the subject as complete;
+8. when the subject's ``ncsnr.nii.gz`` is there, its values at the prepared voxels -> ``ncsnr.npy`` (optional:
+   the encoder's noise-normalised accuracy needs it; without the file a note says so and nothing is written).
 
 Every output file is written through a temporary name and renamed.
 """
@@ -33,11 +35,14 @@ from braindiff_app.data import nsd_layout as L
 from braindiff_app.protocol import PAPER_SESSIONS, Protocol, get_protocol
 
 __all__ = ["ExpDesign", "PrepareResult", "read_expdesign", "read_mask", "read_session", "find_sessions",
-           "check_nsd_files", "default_sessions", "prepare_subject", "PREPARED_FILES", "N_CAPTIONS"]
+           "check_nsd_files", "default_sessions", "prepare_subject", "read_ncsnr", "PREPARED_FILES", "NCSNR_FILE",
+           "N_CAPTIONS"]
 
 N_CAPTIONS = 5
 PREPARED_FILES = ("fmri_train.npy", "fmri_test.npy", "images_train.npy", "images_test.npy", "captions_train.json",
                   "captions_test.json", "voxel_ijk.npy", "meta.json")
+#: Optional prepared file: each voxel's NSD noise-ceiling SNR, float32 (n_voxels,), voxel_ijk's order.
+NCSNR_FILE = "ncsnr.npy"
 _PARTIAL = ".partial"
 _HELP = "see docs/real_data.md for the NSD files braindiff needs"
 
@@ -200,6 +205,54 @@ def _masked_trials(path: Path, image, mask: np.ndarray, dtype: np.dtype, chunk_t
     return out
 
 
+def read_ncsnr(root: str | os.PathLike, subject: int, voxel_ijk: np.ndarray, grid_shape: Sequence[int]
+               ) -> np.ndarray | None:
+    """The subject's ``ncsnr.nii.gz`` at the given voxels, or None when the file is absent.
+
+    Parameters
+    ----------
+    voxel_ijk : array of shape (n_voxels, 3), int
+        The prepared voxels (``voxel_ijk.npy``'s order).
+    grid_shape : 3 ints
+        The nsdgeneral grid (x, y, z): the file must have this shape.
+
+    Returns
+    -------
+    array of shape (n_voxels,), float32, or None
+        Noise-ceiling SNR (dimensionless).
+
+    Raises
+    ------
+    ValueError
+        Another shape, non-finite or negative values at the voxels (the message names the file).
+    """
+    root = Path(root)
+    path = L.ncsnr_path(root, subject)
+    if not path.is_file():
+        return None
+    image = _load_nifti(path, root, "the noise-ceiling SNR")
+    volume = _read_volume(path, lambda: image.get_fdata(dtype=np.float32))
+    if volume.shape != tuple(grid_shape):
+        raise ValueError(f"{path}: expected a 3D volume of shape {tuple(grid_shape)} (the nsdgeneral grid), got "
+                         f"{volume.shape}.")
+    values = volume[tuple(np.asarray(voxel_ijk).T)].astype(np.float32)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        raise ValueError(f"{path}: {int(bad.sum())} of the {len(values)} nsdgeneral voxels hold NaN, infinite or "
+                         "negative values; expected a finite ncsnr >= 0 at each; re-download it.")
+    return values
+
+
+def _write_ncsnr(values: np.ndarray | None, root: Path, subject: int, out_dir: Path) -> tuple[str, ...]:
+    """Step 8: ``ncsnr.npy`` (:func:`read_ncsnr`'s values); the notes to print (one when the file is absent)."""
+    if values is None:
+        (out_dir / NCSNR_FILE).unlink(missing_ok=True)
+        return (f"no {L.ncsnr_path(root, subject).name} at {L.betas_dir(root, subject)}: {NCSNR_FILE} not "
+                "written, so the encoder reports raw r only (no noise-ceiling normalisation)",)
+    atomic_save_npy(out_dir / NCSNR_FILE, values)
+    return ()
+
+
 # --------------------------------------------------------------------------------------------------------
 # Stimuli and captions
 # --------------------------------------------------------------------------------------------------------
@@ -352,6 +405,7 @@ class PrepareResult:
     n_voxels: int
     sessions: tuple[int, ...]
     resumed_sessions: int
+    notes: tuple[str, ...] = ()
 
 
 def default_sessions(root: str | os.PathLike, subject: int, wanted: Sequence[int] = PAPER_SESSIONS) -> list[int]:
@@ -452,6 +506,7 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
     design = read_expdesign(root)
     mask = read_mask(root, subject)
     voxel_ijk = np.argwhere(mask)
+    ncsnr = read_ncsnr(root, subject, voxel_ijk, mask.shape)  # checked before the long work
     plan = {"nsd_root": str(root.resolve()), "subject": int(subject), "sessions": sessions,
             "n_voxels": len(voxel_ijk), "mask_shape": list(mask.shape)}
     if protocol.name != "braindiff":  # (a braindiff plan stays as before, so earlier preparations stay valid)
@@ -461,11 +516,12 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
     if meta_path.is_file() and json.loads(meta_path.read_text()).get("plan") == plan \
             and all((out_dir / f).is_file() for f in PREPARED_FILES):
         meta = json.loads(meta_path.read_text())
+        notes = _write_ncsnr(ncsnr, root, subject, out_dir)
         return PrepareResult(out_dir, len(meta["nsd_ids_train"]), len(meta["nsd_ids_test"]), meta["n_voxels"],
-                             tuple(sessions), len(sessions))
+                             tuple(sessions), len(sessions), notes)
     if not (partial / "plan.json").is_file() or json.loads((partial / "plan.json").read_text()) != plan:
         shutil.rmtree(partial, ignore_errors=True)  # another plan's leftovers: start over
-        for name in PREPARED_FILES:
+        for name in (*PREPARED_FILES, NCSNR_FILE):
             (out_dir / name).unlink(missing_ok=True)
         atomic_write_json(partial / "plan.json", plan)
 
@@ -541,6 +597,7 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
     }
     atomic_write_json(meta_path, meta)
     shutil.rmtree(partial, ignore_errors=True)
+    notes = _write_ncsnr(ncsnr, root, subject, out_dir)  # 8. optional
     return PrepareResult(out_dir, int(split["train"].sum()), int(split["test"].sum()), len(voxel_ijk),
-                         tuple(sessions), resumed)
+                         tuple(sessions), resumed, notes)
 

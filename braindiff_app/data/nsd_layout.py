@@ -8,6 +8,7 @@ the NSD root, the folder holding ``nsddata/``, ``nsddata_betas/`` and ``nsddata_
     nsddata/experiments/nsd/nsd_stim_info_merged.csv          nsdId (0-based), cocoId, cocoSplit, ...
     nsddata/ppdata/subjXX/func1pt8mm/roi/<name>.nii.gz        nsdgeneral, prf-visualrois, floc-*, prf-eccrois
     nsddata_betas/ppdata/subjXX/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_sessionNN.nii.gz   int16 (x,y,z,T)
+    nsddata_betas/ppdata/subjXX/func1pt8mm/betas_fithrf_GLMdenoise_RR/ncsnr.nii.gz     float (x,y,z): noise ceiling SNR
     nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5              dataset imgBrick (n_images, H, W, 3) uint8
     nsddata_stimuli/stimuli/nsd/annotations/captions_{train2017,val2017}.json   COCO captions
     nsddata/freesurfer/subjXX/surf/{lh,rh}.white              FreeSurfer surface (its triangles)
@@ -43,6 +44,7 @@ __all__ = [
     "roi_path",
     "betas_dir",
     "betas_path",
+    "ncsnr_path",
     "stimuli_path",
     "captions_path",
     "stim_info_pkl_path",
@@ -56,6 +58,7 @@ __all__ = [
     # writers
     "write_expdesign",
     "write_betas",
+    "write_ncsnr",
     "write_roi",
     "write_stimuli",
     "write_stim_info",
@@ -128,6 +131,11 @@ def betas_path(root: str | os.PathLike, subject: int, session: int) -> Path:
     if session < 1:
         raise ValueError(f"session: expected a session number >= 1, got {session}.")
     return betas_dir(root, subject) / f"betas_session{session:02d}.nii.gz"
+
+
+def ncsnr_path(root: str | os.PathLike, subject: int) -> Path:
+    """``ncsnr.nii.gz`` beside the betas: each voxel's noise-ceiling signal-to-noise ratio (NSD data manual)."""
+    return betas_dir(root, subject) / "ncsnr.nii.gz"
 
 
 def session_from_betas_path(path: str | os.PathLike) -> int | None:
@@ -271,6 +279,21 @@ def write_betas(root: str | os.PathLike, subject: int, session: int, betas: np.n
         raise ValueError(f"betas: expected an int16 4D array (x, y, z, n_trials), got {betas.dtype} "
                          f"array of shape {betas.shape}.")
     return _write_nifti(betas_path(root, subject, session), betas, affine)
+
+
+def write_ncsnr(root: str | os.PathLike, subject: int, ncsnr: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    """Write a subject's ``ncsnr.nii.gz`` (float32, one noise-ceiling SNR per voxel of the func1pt8mm grid).
+
+    Parameters
+    ----------
+    ncsnr : array of shape (x, y, z), float
+        Signal SD over noise SD per voxel (dimensionless, >= 0).
+    """
+    ncsnr = np.asarray(ncsnr)
+    if ncsnr.ndim != 3 or not np.issubdtype(ncsnr.dtype, np.floating):
+        raise ValueError(f"ncsnr: expected a float 3D array (x, y, z), got {ncsnr.dtype} array of shape "
+                         f"{ncsnr.shape}.")
+    return _write_nifti(ncsnr_path(root, subject), ncsnr.astype(np.float32), affine)
 
 
 def write_roi(root: str | os.PathLike, subject: int, name: str, volume: np.ndarray,

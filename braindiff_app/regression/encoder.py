@@ -20,8 +20,9 @@ Features (:data:`FEATURE_SETS`) are built from the features ``braindiff extract`
 - ``clip_grid4+vdvae``: both (the default, chosen by held-out accuracy, see docs/encoding.md).
 
 A fitted :class:`EncodingModel` is stored as safetensors (:func:`save_encoder`, written atomically) with its
-held-out evaluation: per-voxel Pearson r on the test images and, when the caller passes them (the demo tier's
-simulator knows them), r against the true noiseless responses.
+held-out evaluation: per-voxel Pearson r on the test images; where the prepared subject has NSD's noise-ceiling
+SNR (``ncsnr.npy``, see :func:`noise_ceiling`), r^2 as a fraction of the noise ceiling; and, when the caller
+passes them (the demo tier's simulator knows them), r against the true noiseless responses.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from braindiff_app.config import check_in_allowed
+from braindiff_app.data.nsd import NCSNR_FILE
 from braindiff_app.regression.lowrank import low_rank_weights
 from braindiff_app.regression.ridge import (
     FMRI_DIVISOR,
@@ -56,6 +58,8 @@ __all__ = [
     "EncodingModel",
     "encoder_features",
     "pearson_per_voxel",
+    "noise_ceiling",
+    "NC_FLOOR",
     "fit_encoder",
     "save_encoder",
     "load_encoder",
@@ -71,7 +75,11 @@ ENCODER_FILE = "encoder.safetensors"
 ENCODER_FORMAT = "braindiff-encoder"
 ENCODER_VERSION = "1"
 #: Optional per-voxel / per-image evaluation arrays kept in the file.
-EVALUATION_KEYS = ("accuracy", "true_accuracy", "ceiling", "test_measured", "test_true", "test_nsd_ids")
+EVALUATION_KEYS = ("accuracy", "true_accuracy", "ceiling", "test_measured", "test_true", "test_nsd_ids",
+                   "noise_ceiling", "normalized_accuracy")
+#: Noise ceilings (percent of variance) below this leave a voxel's normalised accuracy out (NaN): r^2 / NC is
+#: unstable and meaningless where the responses are almost all noise.
+NC_FLOOR = 1.0
 _GRID = 4
 
 
@@ -163,6 +171,34 @@ def pearson_per_voxel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(denom > 0, (a * b).sum(axis=0) / np.where(denom > 0, denom, 1), 0.0)
 
 
+def noise_ceiling(ncsnr: np.ndarray, repetitions: int | Sequence[int]) -> np.ndarray:
+    """NSD's noise ceiling, percent of variance, of responses averaged over repetitions (NSD data manual).
+
+    ``NC = 100 * ncsnr^2 / (ncsnr^2 + 1/n)`` for images all averaged over ``n`` trials; with A, B, C images of
+    3, 2, 1 trials the manual's ``(A/3 + B/2 + C/1) / (A + B + C)`` replaces ``1/n``: the mean of ``1/n_i``.
+
+    Parameters
+    ----------
+    ncsnr : array of shape (n_voxels,), float
+        Each voxel's noise-ceiling SNR (``ncsnr.npy``), >= 0.
+    repetitions : int or sequence of int of shape (n_images,)
+        Trials averaged per test image (the prepared ``meta.json``'s ``repetitions_test``), each >= 1.
+
+    Returns
+    -------
+    array of shape (n_voxels,), float64
+        Percent (0 to 100).
+    """
+    ncsnr = np.asarray(ncsnr, dtype=np.float64)
+    n = np.atleast_1d(np.asarray(repetitions, dtype=np.float64))
+    if n.ndim != 1 or len(n) == 0 or np.any(n < 1):
+        raise ValueError(f"repetitions: expected trial counts >= 1 per image, got {n.tolist()[:5]}.")
+    if ncsnr.ndim != 1 or not np.all(np.isfinite(ncsnr)) or np.any(ncsnr < 0):
+        raise ValueError(f"ncsnr: expected finite values >= 0 of shape (n_voxels,), got shape {ncsnr.shape}.")
+    signal = ncsnr ** 2
+    return 100 * signal / (signal + np.mean(1 / n))
+
+
 @dataclass(frozen=True)
 class EncodingModel:
     """A fitted encoder: image features -> every voxel's response in z-scored units.
@@ -183,8 +219,10 @@ class EncodingModel:
         test images; ``true_accuracy`` (n_voxels,) r against the true noiseless responses (demo tier);
         ``ceiling`` (n_voxels,) r of the measured test responses against the true ones; ``test_measured``
         (n_test, n_voxels) float16, the test betas z-scored; ``test_true`` (n_test, n_voxels) float16, the true
-        responses z-scored per voxel over the test images (demo tier); ``test_nsd_ids`` (n_test,) int64. The
-        predictions for the test images are not stored (the model re-makes them from the images).
+        responses z-scored per voxel over the test images (demo tier); ``test_nsd_ids`` (n_test,) int64;
+        ``noise_ceiling`` (n_voxels,) NSD's NC in percent (:func:`noise_ceiling`) and ``normalized_accuracy``
+        (n_voxels,) ``accuracy^2 / (noise_ceiling / 100)``, NaN where the NC is below ``NC_FLOOR`` (with an
+        ``ncsnr.npy``). The predictions for the test images are not stored (the model re-makes them).
     metadata : dict of str to str
     """
 
@@ -363,7 +401,10 @@ def load_encoder(path: str | os.PathLike) -> EncodingModel:
     evaluation = {k.removeprefix("eval_"): np.array(v) for k, v in tensors.items() if k.startswith("eval_")}
     for key, values in evaluation.items():
         fits = values.ndim >= 1 and (key == "test_nsd_ids" or values.shape[-1] == n_voxels)
-        if key not in EVALUATION_KEYS or not fits or not np.isfinite(values.astype(np.float64)).all():
+        finite = np.isfinite(values.astype(np.float64))
+        if key == "normalized_accuracy":  # NaN marks voxels below the noise-ceiling floor
+            finite |= np.isnan(values)
+        if key not in EVALUATION_KEYS or not fits or not finite.all():
             raise ValueError(f"{path}: evaluation tensor {key!r} of shape {values.shape} does not fit {n_voxels} "
                              "voxels or holds NaN; the file is damaged, refit it.")
     return EncodingModel(feature_set=feature_set, feature_mean=arrays["feature_mean"],
@@ -385,6 +426,23 @@ def _features_of(features_dir: Path, split: str, feature_set: str) -> np.ndarray
     return encoder_features(feature_set, loaded.get("clip_vision"), loaded.get("vdvae"))
 
 
+def _normalized(prepared_dir: Path, meta: Mapping[str, Any], accuracy: np.ndarray) -> dict[str, np.ndarray]:
+    """``noise_ceiling`` and ``normalized_accuracy`` (r^2 / (NC / 100), NaN below ``NC_FLOOR``) of the test set."""
+    path = prepared_dir / NCSNR_FILE
+    ncsnr = np.load(path, allow_pickle=False)
+    if ncsnr.shape != accuracy.shape or not np.isfinite(ncsnr).all() or np.any(ncsnr < 0):
+        raise ValueError(f"{path}: expected finite values >= 0 of shape {accuracy.shape} (one per voxel), got "
+                         f"shape {ncsnr.shape}; re-run `braindiff prepare`.")
+    repetitions = meta.get("repetitions_test")
+    if not repetitions:
+        raise ValueError(f"{prepared_dir / 'meta.json'}: no repetitions_test (trials per test image), needed for "
+                         "the noise ceiling; re-run `braindiff prepare`.")
+    nc = noise_ceiling(ncsnr, repetitions)
+    r2 = np.asarray(accuracy, dtype=np.float64) ** 2
+    normalized = np.where(nc >= NC_FLOOR, r2 / np.maximum(nc, NC_FLOOR) * 100, np.nan)
+    return {"noise_ceiling": nc.astype(np.float32), "normalized_accuracy": normalized.astype(np.float32)}
+
+
 def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike,
                         out_path: str | os.PathLike, *, feature_set: str = DEFAULT_FEATURE_SET,
                         alphas: float | Sequence[float] = DEFAULT_ENCODER_ALPHAS, rank: int | None = DEFAULT_RANK,
@@ -395,7 +453,8 @@ def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.
     Parameters
     ----------
     prepared_dir : path
-        Holds ``fmri_train.npy``, ``fmri_test.npy`` (betas averaged over repetitions) and ``meta.json``.
+        Holds ``fmri_train.npy``, ``fmri_test.npy`` (betas averaged over repetitions) and ``meta.json``; with
+        ``ncsnr.npy`` (NSD) the evaluation adds ``noise_ceiling`` and ``normalized_accuracy``.
     features_dir : path
         Holds ``clip_vision_{train,test}.npy`` and/or ``vdvae_{train,test}.npy``.
     out_path : path
@@ -410,7 +469,8 @@ def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.
     Returns
     -------
     dict
-        ``path``, ``feature_set``, ``n_features``, ``median_r`` (test images), and ``median_true_r`` /
+        ``path``, ``feature_set``, ``n_features``, ``median_r`` (test images), ``median_normalized`` (median
+        of ``normalized_accuracy`` over voxels, NaN ignored) with ``ncsnr.npy``, and ``median_true_r`` /
         ``median_ceiling`` with ``true_test``.
     """
     prepared_dir, features_dir = Path(prepared_dir), Path(features_dir)
@@ -434,6 +494,10 @@ def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.
         evaluation["test_nsd_ids"] = np.asarray(meta["nsd_ids_test"], dtype=np.int64)
     report: dict[str, Any] = {"path": str(out_path), "feature_set": feature_set, "n_features": model.n_features,
                               "median_r": float(np.median(evaluation["accuracy"]))}
+    if (prepared_dir / NCSNR_FILE).is_file():
+        evaluation.update(_normalized(prepared_dir, meta, evaluation["accuracy"]))
+        report["median_normalized"] = float(np.nanmedian(evaluation["normalized_accuracy"])) \
+            if np.isfinite(evaluation["normalized_accuracy"]).any() else float("nan")
     if true_test is not None:
         true_test = np.asarray(true_test)
         if true_test.shape != measured.shape:

@@ -32,6 +32,42 @@ def test_fit_encoder_writes_the_workspace_file(tmp_path, capsys):
     assert main(argv) == 0 and "exists (skipped" in capsys.readouterr().out
 
 
+def test_fit_encoder_prints_the_noise_normalised_accuracy_per_region(tmp_path, capsys):
+    import json
+    import re
+
+    from braindiff_app.data import nsd_layout as L
+
+    settings = load_settings(home=tmp_path / "home", tier="real")
+    prepared, features, _ = _prepared(tmp_path, v=25)
+    general = np.ones((5, 5, 1), np.int16)  # 25 nsdgeneral voxels, C order = the prepared columns
+    visual = np.zeros((5, 5, 1), np.int16)
+    visual[0] = 1  # V1v: voxels 0-4
+    visual[1] = 3  # V2v: voxels 5-9
+    L.write_roi(tmp_path / "nsd", 3, "nsdgeneral", general)
+    L.write_roi(tmp_path / "nsd", 3, "prf-visualrois", visual)
+    np.save(prepared / "voxel_ijk.npy", np.argwhere(general == 1))
+    ncsnr = np.random.default_rng(5).uniform(0.2, 1.2, 25).astype(np.float32)
+    np.save(prepared / "ncsnr.npy", ncsnr)
+    meta = json.loads((prepared / "meta.json").read_text())
+    (prepared / "meta.json").write_text(json.dumps({**meta, "repetitions_test": [3] * 15}))
+    for src, kind in ((prepared, "prepared"), (features, "features")):
+        settings.subject_dir(kind, 3).parent.mkdir(parents=True, exist_ok=True)
+        src.rename(settings.subject_dir(kind, 3))
+    assert main(["fit-encoder", "--subject", "3", "--feature-set", "vdvae", "--rank", "2", "--home",
+                 str(tmp_path / "home"), "--tier", "real", "--nsd-root", str(tmp_path / "nsd")]) == 0
+    out = capsys.readouterr().out
+    r = load_encoder(settings.subject_dir("encoders", 3) / "encoder.safetensors").evaluation["accuracy"]
+    nc = 100 * ncsnr.astype(np.float64) ** 2 / (ncsnr.astype(np.float64) ** 2 + 1 / 3)
+    normalised = r.astype(np.float64) ** 2 / (nc / 100)  # every NC here is above the 1% floor
+    line = next(x for x in out.splitlines() if x.startswith("median r^2 / noise ceiling"))
+    assert "25 of 25" in line
+    printed = dict(re.findall(r"(\w+) (-?\d+\.\d{3})(?:,|$)", line.split("): ", 1)[1]))
+    assert set(printed) == {"all", "V1", "V2"}
+    for name, idx in (("all", slice(None)), ("V1", slice(0, 5)), ("V2", slice(5, 10))):
+        assert float(printed[name]) == pytest.approx(np.median(normalised[idx]), abs=6e-4)
+
+
 def test_encode_writes_pattern_and_flatmap(tmp_path):
     image = np.asarray(Image.open(PACKAGE_DIR / "precomputed" / "demo-subj01" / "images" / "ground_truth"
                                   / "00000.png").convert("RGB"))

@@ -15,7 +15,9 @@ def test_prepare_then_fit(tmp_path, capsys, tiny_nsd):
     assert main(["prepare", "--nsd-root", str(tiny.root), "--subject", "1", "--no-progress", *common]) == 0
     prepared = home / "real" / "prepared" / "subj01"
     meta = json.loads((prepared / "meta.json").read_text())
-    assert "train / " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train / " in out and "note:" not in out  # the tiny NSD has ncsnr.nii.gz
+    assert np.load(prepared / "ncsnr.npy").shape == (int(tiny.mask.sum()),)
     n_train, n_test = len(meta["nsd_ids_train"]), len(meta["nsd_ids_test"])
 
     # Missing features: one line naming the file and the command that makes it.
@@ -45,8 +47,10 @@ def test_prepare_then_fit(tmp_path, capsys, tiny_nsd):
 
 def test_prepare_without_nsd_root_uses_demo_nsd_dir(tmp_path, capsys, make_nsd):
     home = tmp_path / "home"
-    make_nsd(home / "demo" / "nsd")  # the demo tier's simulated NSD location
+    make_nsd(home / "demo" / "nsd", ncsnr=False)  # the demo tier's simulated NSD location
     assert main(["prepare", "--subject", "1", "--no-progress", "--home", str(home), "--tier", "demo"]) == 0
     assert (home / "demo" / "prepared" / "subj01" / "meta.json").is_file()
+    assert "note: no ncsnr.nii.gz at " in capsys.readouterr().out
+    assert not (home / "demo" / "prepared" / "subj01" / "ncsnr.npy").exists()
     assert main(["prepare", "--subject", "2", "--no-progress", "--home", str(home), "--tier", "demo"]) == 1
     assert "nsdgeneral.nii.gz not found" in capsys.readouterr().err

@@ -192,3 +192,45 @@ def test_reads_the_demo_tiers_simulated_nsd(tmp_path):
     assert set(meta["repetitions_train"] + meta["repetitions_test"]) == {3}
     assert result.n_voxels == int(nsd.read_mask(tmp_path / "nsd", 1).sum())
     assert np.load(tmp_path / "prepared" / "images_test.npy").shape == (12, 64, 64, 3)
+
+
+def test_prepare_writes_ncsnr_at_the_prepared_voxels(tiny_nsd, tmp_path):
+    import nibabel as nib
+
+    out = tmp_path / "out"
+    result = nsd.prepare_subject(tiny_nsd.root, 1, out, progress=False)
+    assert result.notes == ()
+    ijk = np.load(out / "voxel_ijk.npy")
+    volume = np.asarray(nib.load(tiny_nsd.root / "nsddata_betas" / "ppdata" / "subj01" / "func1pt8mm"
+                                 / "betas_fithrf_GLMdenoise_RR" / "ncsnr.nii.gz").dataobj)  # read independently
+    written = np.load(out / "ncsnr.npy")
+    assert written.dtype == np.float32 and written.shape == (len(ijk),) == (int(tiny_nsd.mask.sum()),)
+    np.testing.assert_array_equal(written, [volume[i, j, k] for i, j, k in ijk])
+    np.testing.assert_array_equal(written, tiny_nsd.ncsnr[tiny_nsd.mask])
+    # a complete subject prepared before the file arrived gains it on the next run (no re-read of the betas)
+    (out / "ncsnr.npy").unlink()
+    assert nsd.prepare_subject(tiny_nsd.root, 1, out, progress=False).notes == ()
+    np.testing.assert_array_equal(np.load(out / "ncsnr.npy"), written)
+
+
+def test_prepare_without_ncsnr_notes_it_and_writes_nothing(tmp_path, make_nsd):
+    tiny = make_nsd(tmp_path / "nsd", ncsnr=False)
+    result = nsd.prepare_subject(tiny.root, 1, tmp_path / "out", progress=False)
+    assert len(result.notes) == 1 and "ncsnr.nii.gz" in result.notes[0] and "raw r only" in result.notes[0]
+    assert not (tmp_path / "out" / "ncsnr.npy").exists() and (tmp_path / "out" / "meta.json").is_file()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1.0])
+def test_non_finite_ncsnr_is_refused_naming_the_file(tiny_nsd, tmp_path, bad):
+    volume = tiny_nsd.ncsnr.copy()
+    volume[tuple(np.argwhere(tiny_nsd.mask)[0])] = bad
+    L.write_ncsnr(tiny_nsd.root, 1, volume)
+    with pytest.raises(ValueError, match=r"ncsnr\.nii\.gz: 1 of the \d+ nsdgeneral voxels hold NaN"):
+        nsd.prepare_subject(tiny_nsd.root, 1, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "meta.json").exists() and not (tmp_path / "out" / "ncsnr.npy").exists()
+
+
+def test_ncsnr_of_another_grid_is_refused(tiny_nsd, tmp_path):
+    L.write_ncsnr(tiny_nsd.root, 1, np.ones((2, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"ncsnr\.nii\.gz: expected a 3D volume of shape \(5, 4, 3\)"):
+        nsd.prepare_subject(tiny_nsd.root, 1, tmp_path / "out", progress=False)

@@ -182,3 +182,63 @@ def test_fit_subject_names_missing_files(tmp_path):
         E.fit_subject_encoder(prepared, features, tmp_path / "e.safetensors", feature_set="vdvae")
     with pytest.raises(FileNotFoundError, match="clip_vision_train.npy: missing"):
         E.fit_subject_encoder(prepared, features, tmp_path / "e.safetensors", feature_set="clip_cls")
+
+
+def test_noise_ceiling_is_the_nsd_manuals_formula():
+    ncsnr = np.random.default_rng(3).uniform(0, 2, 50)
+    # NSD data manual: NC = 100 * ncsnr^2 / (ncsnr^2 + 1/n) for n trials averaged ...
+    np.testing.assert_allclose(E.noise_ceiling(ncsnr, 3), 100 * ncsnr**2 / (ncsnr**2 + 1 / 3))
+    np.testing.assert_allclose(E.noise_ceiling(ncsnr, [3] * 7), 100 * ncsnr**2 / (ncsnr**2 + 1 / 3))
+    # ... and with A, B, C images of 3, 2, 1 trials: (A/3 + B/2 + C/1) / (A + B + C) in place of 1/n
+    A, B, C = 5, 2, 1
+    mixed = (A / 3 + B / 2 + C / 1) / (A + B + C)
+    np.testing.assert_allclose(E.noise_ceiling(ncsnr, [3] * A + [2] * B + [1] * C),
+                               100 * ncsnr**2 / (ncsnr**2 + mixed))
+    assert E.noise_ceiling(np.array([0.0]), 3)[0] == 0.0
+    with pytest.raises(ValueError, match="repetitions"):
+        E.noise_ceiling(ncsnr, [3, 0])
+    with pytest.raises(ValueError, match="ncsnr"):
+        E.noise_ceiling(np.array([np.nan]), 3)
+
+
+def test_normalized_accuracy_is_r2_over_the_noise_ceiling(tmp_path):
+    prepared, features, _ = _prepared(tmp_path, v=25)
+    ncsnr = np.random.default_rng(4).uniform(0.3, 1.5, 25).astype(np.float32)
+    ncsnr[:3] = [0.0, 0.05, 0.2]  # NC 0%, 0.75%, 10.7%: the first two fall below the 1% floor
+    np.save(prepared / "ncsnr.npy", ncsnr)
+    meta = json.loads((prepared / "meta.json").read_text())
+    (prepared / "meta.json").write_text(json.dumps({**meta, "repetitions_test": [3] * 15}))
+    out = tmp_path / "encoder.safetensors"
+    report = E.fit_subject_encoder(prepared, features, out, feature_set="vdvae", rank=4)
+    model = E.load_encoder(out)  # NaN (voxels below the floor) loads
+    nc = 100 * ncsnr.astype(np.float64)**2 / (ncsnr.astype(np.float64)**2 + 1 / 3)
+    with np.errstate(divide="ignore"):
+        expected = np.where(nc >= 1.0, model.evaluation["accuracy"].astype(np.float64)**2 / (nc / 100), np.nan)
+    assert np.isnan(expected[:2]).all() and np.isfinite(expected[2:]).all()
+    np.testing.assert_allclose(model.evaluation["noise_ceiling"], nc, rtol=1e-6)
+    np.testing.assert_allclose(model.evaluation["normalized_accuracy"], expected, rtol=1e-5)
+    assert report["median_normalized"] == pytest.approx(np.nanmedian(expected), rel=1e-5)
+    from braindiff_app.regression.storage import read_safetensors, write_safetensors
+
+    tensors, meta = read_safetensors(out)
+    tensors = {k: np.array(v) for k, v in tensors.items()}
+    for key, value in (("eval_noise_ceiling", np.nan), ("eval_normalized_accuracy", np.inf)):
+        damaged = {**tensors, key: np.full_like(tensors[key], value)}  # only NaN in normalized_accuracy is valid
+        write_safetensors(tmp_path / "bad.safetensors", damaged, meta)
+        with pytest.raises(ValueError, match=f"evaluation tensor '{key[5:]}'"):
+            E.load_encoder(tmp_path / "bad.safetensors")
+    # without ncsnr.npy: raw r only, as before
+    (prepared / "ncsnr.npy").unlink()
+    report = E.fit_subject_encoder(prepared, features, out, feature_set="vdvae", rank=4)
+    assert "median_normalized" not in report and "normalized_accuracy" not in E.load_encoder(out).evaluation
+
+
+def test_normalized_accuracy_bad_inputs_are_named(tmp_path):
+    prepared, features, _ = _prepared(tmp_path, v=25)
+    np.save(prepared / "ncsnr.npy", np.ones(24, np.float32))
+    with pytest.raises(ValueError, match=r"ncsnr\.npy: expected finite values >= 0 of shape \(25,\)"):
+        E.fit_subject_encoder(prepared, features, tmp_path / "e.safetensors", feature_set="vdvae", rank=2)
+    np.save(prepared / "ncsnr.npy", np.ones(25, np.float32))
+    with pytest.raises(ValueError, match=r"meta\.json: no repetitions_test"):
+        E.fit_subject_encoder(prepared, features, tmp_path / "e.safetensors", feature_set="vdvae", rank=2)
+    assert not (tmp_path / "e.safetensors").exists()
