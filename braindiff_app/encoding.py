@@ -257,14 +257,21 @@ class EncodingModels:
                              f"{len(finals)} images, {len(vdvaes)} guesses and seeds of shape {seeds.shape}.")
         scorers = [scoring_subject] if scoring_subject else (
             [recipe.subject] if recipe.subject != "average" else self.subjects)
-        scores = np.zeros(len(finals))
+        scores, used = np.zeros(len(finals)), 0
         for subject in scorers:
             regions = dict(self.roi.atlases[subject].regions)
             weights = {r: w for r, w in recipe.regions.items() if r in regions}
             if recipe.painted and subject == recipe.subject:
                 regions["painted"] = np.asarray(recipe.painted)
                 weights["painted"] = recipe.painted_weight
-            scores += region_score(self.predict(subject, finals), regions, weights) / len(scorers)
+            if not weights:  # the average may name regions one of its subjects lacks: that subject cannot score
+                continue
+            scores += region_score(self.predict(subject, finals), regions, weights)
+            used += 1
+        if not used:
+            raise ValueError(f"regions: none of {sorted(recipe.regions)} is a region of the scoring subject(s) "
+                             f"{scorers}: nothing to rank the candidates by.")
+        scores /= used
         order = np.argsort(-scores, kind="stable")
         ranking = tuple((int(seeds[i]), round(float(scores[i]), 6)) for i in order)
         ranked = replace(recipe, settings={**recipe.settings, "candidates": len(finals)}, ranking=ranking)

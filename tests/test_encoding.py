@@ -95,3 +95,16 @@ def test_steering_moves_the_predicted_activation(models):
     assert images.shape[0] == 3 and activation[2] > activation[0]
     with pytest.raises(ValueError, match=r"dials: expected values in \[-1, 1\]"):
         models.steer("1", _test_image(), "faces", [2.0])
+
+
+def test_ranking_by_regions_no_scoring_subject_has_is_refused_by_name(models):
+    image = _test_image()
+    finals = np.stack([image, image[::-1]])
+    recipe = Recipe(subject="average", regions={"words": 1.0}, seed=0, settings=STAGE2)  # no demo subject has words
+    with pytest.raises(ValueError, match=r"regions: none of \['words'\] is a region of the scoring subject"):
+        models.rank(recipe, finals, finals, [0, 1])
+    ranked = models.rank(Recipe(subject="average", regions={"words": 1.0, "V1": 1.0}, seed=0, settings=STAGE2),
+                         finals, finals, [0, 1])  # words skipped, V1 scores
+    per_subject = [region_score(models.predict(s, finals), models.roi.atlases[s].regions, {"V1": 1.0})
+                   for s in models.subjects]
+    np.testing.assert_allclose(np.sort(ranked.scores), np.sort(np.mean(per_subject, axis=0)), rtol=1e-4, atol=1e-5)

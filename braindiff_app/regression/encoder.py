@@ -427,7 +427,8 @@ def _features_of(features_dir: Path, split: str, feature_set: str) -> np.ndarray
 
 
 def _normalized(prepared_dir: Path, meta: Mapping[str, Any], accuracy: np.ndarray) -> dict[str, np.ndarray]:
-    """``noise_ceiling`` and ``normalized_accuracy`` (r^2 / (NC / 100), NaN below ``NC_FLOOR``) of the test set."""
+    """``noise_ceiling`` and ``normalized_accuracy`` (max(r, 0)^2 / (NC / 100), NaN below ``NC_FLOOR``) of the test
+    set: a voxel predicted with a negative r explains none of its variance."""
     path = prepared_dir / NCSNR_FILE
     ncsnr = np.load(path, allow_pickle=False)
     if ncsnr.shape != accuracy.shape or not np.isfinite(ncsnr).all() or np.any(ncsnr < 0):
@@ -438,7 +439,7 @@ def _normalized(prepared_dir: Path, meta: Mapping[str, Any], accuracy: np.ndarra
         raise ValueError(f"{prepared_dir / 'meta.json'}: no repetitions_test (trials per test image), needed for "
                          "the noise ceiling; re-run `braindiff prepare`.")
     nc = noise_ceiling(ncsnr, repetitions)
-    r2 = np.asarray(accuracy, dtype=np.float64) ** 2
+    r2 = np.maximum(np.asarray(accuracy, dtype=np.float64), 0) ** 2
     normalized = np.where(nc >= NC_FLOOR, r2 / np.maximum(nc, NC_FLOOR) * 100, np.nan)
     return {"noise_ceiling": nc.astype(np.float32), "normalized_accuracy": normalized.astype(np.float32)}
 

@@ -48,7 +48,7 @@ def low_rank_weights(W: np.ndarray, rank: int, *, n_oversamples: int = 10, n_pow
         ``left`` (n_inputs, rank) orthonormal, ``right`` (rank, n_targets), float32.
     """
     if isinstance(W, LowRankWeights):
-        raise ValueError("reg: already low-rank; pass the dense regressor.")
+        raise ValueError("W: already low-rank; pass the dense weight matrix.")
     p, m = W.shape
     if not 1 <= rank <= min(p, m):
         raise ValueError(f"rank: expected 1 <= rank <= {min(p, m)} (min of n_voxels, n_targets), got {rank}.")

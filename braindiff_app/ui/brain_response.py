@@ -40,15 +40,21 @@ _STOP = set("a an the of and on in with at to is are that says there this next b
 class BrainResponseHandlers:
     """The tab's actions, independent of gradio."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, roi=None) -> None:
+        """``roi``: the ROI studio's handlers (:class:`~braindiff_app.ui.roi_handlers.ROIHandlers`), whose models,
+        encoders and flatmaps this tab shares (one pipeline and one set of regressors in the app); None: its own."""
         self.state = state
+        self.roi = roi
         self.settings, self.committed = roi_settings(state.settings)
         self._models: EncodingModels | None = None
         self._lock = threading.Lock()
+        self._cache_lock = threading.RLock()  # the test images and their predictions are computed once
         self._tests: dict[str, tuple[np.ndarray, np.ndarray, list[list[str]]]] = {}
         self._test_predictions: dict[str, np.ndarray] = {}
 
     def models(self) -> EncodingModels:
+        if self.roi is not None:
+            return self.roi.encoders()
         with self._lock:
             if self._models is None:
                 self._models = load_encoding_models(self.settings)
@@ -63,11 +69,17 @@ class BrainResponseHandlers:
         return Stage2Settings.for_tier(self.settings.tier).to_json()
 
     def flatmap(self, subject: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.roi is not None:
+            return self.roi.flatmap(subject)  # cached there
         return load_subject_flatmap(self.settings, self.models().roi.atlases[subject])
 
     def test_images(self, subject: str) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """The encoder's test images found in the subject's bundle: positions (into the encoder's evaluation rows),
         images (n, h, w, 3) uint8 and captions, in evaluation order. Empty when no bundle holds them."""
+        with self._cache_lock:
+            return self._test_images(subject)
+
+    def _test_images(self, subject: str) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         if subject not in self._tests:
             ids = self.models().encoder(subject).evaluation.get("test_nsd_ids", np.zeros(0, np.int64))
             bundle = next((b for b in self.state.bundles if b.subject == subject and b.tier == self.settings.tier),
@@ -86,6 +98,10 @@ class BrainResponseHandlers:
 
     def test_predictions(self, subject: str) -> np.ndarray:
         """The encoder's predictions for every test image (n_test, n_voxels), or ValueError without all of them."""
+        with self._cache_lock:
+            return self._predict_tests(subject)
+
+    def _predict_tests(self, subject: str) -> np.ndarray:
         if subject not in self._test_predictions:
             rows, images, _ = self.test_images(subject)
             n_test = len(self.models().encoder(subject).evaluation["test_measured"])
@@ -101,6 +117,8 @@ class BrainResponseHandlers:
         try:
             with Image.open(path) as im:
                 return np.asarray(im.convert("RGB"))
+        except Image.DecompressionBombError:
+            raise ValueError(text.BR_TOO_LARGE.format(name=Path(path).name, limit=2 * Image.MAX_IMAGE_PIXELS)) from None
         except (UnidentifiedImageError, OSError, ValueError):
             raise ValueError(text.BR_BAD_UPLOAD.format(name=Path(path).name)) from None
 
@@ -223,7 +241,7 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
     """Build the Brain response tab inside ``app``; returns its components keyed ``brain.<name>``."""
     import pandas as pd
 
-    handlers = BrainResponseHandlers(state)
+    handlers = BrainResponseHandlers(state, roi=getattr(app, "braindiff_roi", None))
     subjects = handlers.listed_subjects()
     with gr.Tab(text.BR_TAB, id="brain") as tab:
         gr.Markdown(text.BR_INTRO)
@@ -302,7 +320,8 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
     outputs = [summary, shown, vdvae, final, predicted, reference, bars]
     run.click(on_run, [subject, test_index, upload, seed], outputs, api_name="brain_response",
               concurrency_id="brain_models", concurrency_limit=1)
-    predicted.select(on_click, [subject], [tuning_md, top_measured, top_predicted], api_name=False)
+    predicted.select(on_click, [subject], [tuning_md, top_measured, top_predicted], api_name=False,
+                     concurrency_id="brain_models", concurrency_limit=1)
     tuning_button.click(tuning_api, [subject, x_in, y_in], [tuning_md, top_measured, top_predicted],
                         api_name="voxel_tuning")
     steer_run.click(on_steer, [subject, test_index, upload, region, dial, seed], [steered, curve],

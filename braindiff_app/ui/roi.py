@@ -15,16 +15,18 @@ The handlers are :class:`~braindiff_app.ui.roi_handlers.ROIHandlers` (plain Pyth
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import replace
 
 import gradio as gr
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, REGION_LABELS, VISUAL_REGIONS
 from braindiff_app.roi import Recipe
-from braindiff_app.roi_recipe import MAX_CANDIDATES
 from braindiff_app.ui import text
 from braindiff_app.ui.roi_canvas import REGION_COLOURS, brush_colour, painted_mask
 from braindiff_app.ui.roi_handlers import (
+    MAX_APP_CANDIDATES,
     MAX_CANVAS_PIXELS,
     MAX_STEPS_FACTOR,
     PATTERN_COLOURS,
@@ -111,7 +113,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2,
                                   elem_id="roi-subject")
             seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="roi-seed")
-            candidates = gr.Slider(1, 8, value=handlers.default_candidates(), step=1,
+            candidates = gr.Slider(1, MAX_APP_CANDIDATES, value=handlers.default_candidates(), step=1,
                                    label=text.ROI_CANDIDATES, scale=1, elem_id="roi-candidates")
             generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1, elem_id="roi-generate")
             copy = gr.Button(text.ROI_COPY_LINK, scale=0, elem_id="roi-copy-link")
@@ -229,30 +231,40 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         weights = {r: inputs.get(REGION_PARAMS[r], 0) for r in region_names}
         n = inputs.get("candidates", 1)  # best-of-N; API callers without it get one image
         n = 1 if n is None else n
-        if isinstance(n, bool) or not isinstance(n, int | float) or n != int(n) or not 1 <= n <= MAX_CANDIDATES:
-            raise gr.Error(f"candidates: expected an integer from 1 to {MAX_CANDIDATES}, got {n!r}.")
+        if isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n) or n != int(n) \
+                or not 1 <= n <= MAX_APP_CANDIDATES:
+            raise gr.Error(text.ROI_BAD_CANDIDATES.format(limit=MAX_APP_CANDIDATES, got=n), print_exception=False)
         try:
             recipe = handlers.recipe(subject, weights, _mask_from_editor(canvas),
                                      1.0 if paint_weight is None else paint_weight, 0 if seed is None else seed,
                                      settings=own_settings(settings))
             progress(0, desc=text.ROI_RUNNING)
             callback = lambda stage, i, total: progress((i, total), desc=stage)  # noqa: E731
-            if int(n) == 1:
-                return shown(handlers.generate(recipe, callback=callback, session=_session(request)), history_runs)
-            result, best = handlers.generate_ranked(recipe, int(n), callback=callback, session=_session(request))
+            return generated(recipe, int(n), callback, request, history_runs)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
+
+    def generated(recipe: Recipe, n: int, callback, request, history_runs):
+        """Generate ``recipe`` with ``n`` candidates (best-of-N when n > 1) and show it."""
+        if n == 1:
+            return shown(handlers.generate(recipe, callback=callback, session=_session(request)), history_runs)
+        result, best = handlers.generate_ranked(recipe, n, callback=callback, session=_session(request))
+        if best is None:
+            return shown(result, history_runs)
         number = len(history_runs or []) + 1
-        ranked = [(img, text.ROI_RANKED.format(caption=history_caption(number, replace(recipe, seed=int(s))),
-                                               rank=k + 1, score=score))
-                  for k, (img, score, s) in enumerate(zip(best.finals, best.scores, best.seeds, strict=True))]
+        ranked = []
+        for k, (img, score, s) in enumerate(zip(best.finals, best.scores, best.seeds, strict=True)):
+            own = replace(recipe, seed=int(s), settings=own_settings(recipe.settings), ranking=())  # its own seed
+            ranked.append((img, text.ROI_RANKED.format(caption=history_caption(number, own), rank=k + 1,
+                                                       score=score), own.to_link()))
         return shown(result, history_runs, ranked)
 
     def shown(result: ROIResult, history_runs, ranked=()):
-        """Outputs for one experiment; best-of-N candidates go to the history ranked, each with its score."""
+        """Outputs for one experiment; best-of-N candidates go to the history ranked, each with its score and a
+        link to its own seed (a click restores that candidate as a one-image recipe)."""
         number = len(history_runs or []) + 1
         link = result.recipe.to_link()
-        new = [(img, result.recipe_path, link, caption) for img, caption in ranked] or \
+        new = [(img, result.recipe_path, own_link, caption) for img, caption, own_link in ranked] or \
             [(result.final, result.recipe_path, link, history_caption(number, result.recipe))]
         history_runs = [*(history_runs or []), *new][-HISTORY_SIZE:]
         gallery = [(img, caption) for img, _, _, caption in history_runs]
@@ -261,7 +273,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
 
     def pick(history_runs, show_bands, evt: gr.SelectData):
         _, path, token, _ = history_runs[evt.index]
-        recipe = Recipe.load(path)
+        recipe = Recipe.from_link(token)  # the history keeps each item's link: its recipe file may have been swept
+        path = path if path and os.path.isfile(path) else None
         return [path, token, text.ROI_RESTORED.format(label=recipe.label), *restore(recipe, show_bands)]
 
     def replay(recipe_file, history_runs, show_bands, request: gr.Request, progress=gr.Progress()):
@@ -269,11 +282,13 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             return [gr.update()] * (7 + 6 + len(slider_list))
         try:
             recipe = Recipe.load(recipe_file)
-            result = handlers.generate(recipe, callback=lambda stage, i, n: progress((i, n), desc=stage),
-                                       session=_session(request))
+            n = min(int(recipe.settings.get("candidates", 1)), MAX_APP_CANDIDATES)  # best-of-N recipes rank again
+            outputs = generated(replace(recipe, ranking=()), n, lambda stage, i, total: progress((i, total),
+                                                                                               desc=stage),
+                                request, history_runs)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
-        return [*shown(result, history_runs), *restore(recipe, show_bands)]
+        return [*outputs, *restore(recipe, show_bands)]
 
     def make_link(subject, seed_value, canvas_value, paint_weight, settings, n, *weights):
         try:

@@ -53,7 +53,8 @@ from braindiff_app.ui.state import AppState
 
 __all__ = ["ROIHandlers", "ROIResult", "Controls", "MAX_CANVAS_PIXELS", "MAX_STEPS_FACTOR", "ROI_CONCURRENCY",
            "PATTERN_COLOURS"]
-HISTORY_SIZE = 24  # experiments kept per session (each Generate re-sends the gallery: bounded memory and work)
+#: Best-of-N candidates the app makes per Generate at most (one micro-batch; the CLI's recipes take up to 16).
+MAX_APP_CANDIDATES = 8
 #: Recipes run in the app take at most this many times the tier's default DDIM steps (the CLI takes any count).
 MAX_STEPS_FACTOR = 2
 #: Largest canvas layer (pixels) gradio may decode: the flatmaps are far smaller. PIL refuses images over twice its
@@ -337,14 +338,15 @@ class ROIHandlers:
             return self._encoders
 
     def generate_ranked(self, recipe: Recipe, candidates: int, callback=None,
-                        session: str | None = None) -> tuple[ROIResult, Ranked]:
+                        session: str | None = None) -> tuple[ROIResult, Ranked | None]:
         """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1`` (the recipe's own seed through
         :meth:`generate`, which checks the recipe, then the other N - 1 together in one micro-batch), ranked by the
         encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`). The
-        saved recipe records N and the ranking; the result shows the best candidate."""
+        saved recipe records N and the ranking; the result shows the best candidate. A subject without an encoder
+        gets the recipe's own image and None."""
         first = self.generate(recipe, callback, session)  # checks the recipe; the seed's own image
-        if candidates == 1:
-            return first, self.encoders().rank(recipe, first.final[None], first.vdvae[None], [recipe.seed])
+        if recipe.subject != "average" and recipe.subject not in subjects_with_encoders(self.settings):
+            return first, None  # no encoder to rank by: the one image (the status says so)
         features = self.models().features(recipe)
         with ThreadPoolExecutor(candidates - 1) as pool:  # submitted together: one batch
             outs = list(pool.map(lambda k: self.batcher.submit(recipe.stage2, (features, recipe.seed + k, None)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,20 +38,25 @@ class AppState:
         #: The tabs' bundle pickers, all refreshed by "Rescan bundles" (:meth:`rescan`; ui/__init__.py wires the
         #: button): each (input components, output components, fn(*input values) -> one update per output).
         self.pickers: list[tuple[list, list, Callable[..., list]]] = []
+        self._refresh_lock = threading.Lock()
         self.refresh()
 
     def refresh(self) -> None:
-        """Rescan the bundle folders (opening a bundle reads no image, so this is quick)."""
+        """Rescan the bundle folders (opening a bundle reads no image, so this is quick). The new lists are built
+        aside and swapped in at once: a handler running meanwhile sees the old ones or the new ones, never half."""
         labels = {config.PRECOMPUTED_DIR: "shipped", self.settings.home / "bundles": "yours"}
-        before = {b.key: b.path for b in self.bundles}
-        self.bundles, self.problems = find_bundles(self.settings.bundle_dirs, labels)
-        by_path = {b.path: b.key for b in self.bundles}
-        self._renamed = {key: by_path[path] for key, path in before.items() if path in by_path}
-        self._by_key = {b.key: b for b in self.bundles}
-        order = {Path(d): i for i, d in enumerate(self.settings.bundle_dirs)}
-        self._scan_order = sorted(self.bundles, key=lambda b: order.get(b.path.parent, len(order)))
-        for b in self._scan_order:
-            self._by_key.setdefault(b.name, b)  # a shared bare name: the first folder's bundle
+        bundles, problems = find_bundles(self.settings.bundle_dirs, labels)
+        with self._refresh_lock:
+            before = {b.key: b.path for b in self.bundles}
+            by_path = {b.path: b.key for b in bundles}
+            renamed = {key: by_path[path] for key, path in before.items() if path in by_path}
+            by_key = {b.key: b for b in bundles}
+            order = {Path(d): i for i, d in enumerate(self.settings.bundle_dirs)}
+            scan_order = sorted(bundles, key=lambda b: order.get(b.path.parent, len(order)))
+            for b in scan_order:
+                by_key.setdefault(b.name, b)  # a shared bare name: the first folder's bundle
+            self._by_key, self._renamed, self._scan_order = by_key, renamed, scan_order
+            self.bundles, self.problems = bundles, problems
         for listener in self.listeners:
             listener(self)
 

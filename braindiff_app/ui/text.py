@@ -262,6 +262,8 @@ BR_NO_MODELS = ("**This tab needs a subject with an encoder and regressors.** Fi
                 "--subject S` after `braindiff fit` (the demo's are committed).")
 BR_NO_TEST_IMAGES = "no test images found for subject {subject} (its bundle is missing); upload an image instead."
 BR_NO_IMAGE = "Choose a test image or upload an image first."
+BR_TOO_LARGE = ("{name}: too large to decode here (more than {limit:,} pixels, read from its header); upload a "
+                "smaller copy.")
 BR_BAD_UPLOAD = "{name}: not an image file that can be read (PNG, JPEG, ...); choose an image."
 BR_SUMMARY = ("Subject {subject}: encoder accuracy over the test images, median r = {median:.2f} across voxels"
               "{true}.{reference}")
@@ -291,4 +293,5 @@ BR_STEER_NOTE = ("_The image's CLIP features (predicted from its predicted respo
 
 # ROI studio, best-of-N (issue 18)
 ROI_CANDIDATES = "Candidates (best-of-N, ranked by the encoder)"
+ROI_BAD_CANDIDATES = "candidates: expected an integer from 1 to {limit}, got {got!r}."
 ROI_RANKED = "{caption} · rank {rank} ({score:+.2f})"

@@ -213,7 +213,8 @@ def test_normalized_accuracy_is_r2_over_the_noise_ceiling(tmp_path):
     model = E.load_encoder(out)  # NaN (voxels below the floor) loads
     nc = 100 * ncsnr.astype(np.float64)**2 / (ncsnr.astype(np.float64)**2 + 1 / 3)
     with np.errstate(divide="ignore"):
-        expected = np.where(nc >= 1.0, model.evaluation["accuracy"].astype(np.float64)**2 / (nc / 100), np.nan)
+        r = model.evaluation["accuracy"].astype(np.float64)
+        expected = np.where(nc >= 1.0, np.where(r > 0, r, 0.0)**2 / (nc / 100), np.nan)  # negative r: explains 0
     assert np.isnan(expected[:2]).all() and np.isfinite(expected[2:]).all()
     np.testing.assert_allclose(model.evaluation["noise_ceiling"], nc, rtol=1e-6)
     np.testing.assert_allclose(model.evaluation["normalized_accuracy"], expected, rtol=1e-5)

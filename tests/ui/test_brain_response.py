@@ -132,3 +132,36 @@ def test_every_endpoint_through_gradio_client(demo_settings, tmp_path):
         assert Recipe.load(single[3] if isinstance(single[3], str) else single[3]["path"]).ranking == ()
     finally:
         app.close()
+
+
+def test_the_tab_shares_the_roi_studios_models_and_flatmaps(demo_settings):
+    from braindiff_app.ui.roi_handlers import ROIHandlers
+
+    state = AppState(demo_settings)
+    roi = ROIHandlers(state)
+    handlers = BrainResponseHandlers(state, roi=roi)
+    assert handlers.models() is roi.encoders() and handlers.models().roi is roi.models()  # one pipeline in the app
+    assert handlers.flatmap("1") is roi.flatmap("1")  # the studio's cached flatmap, not a second read
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG header that declares ``width`` x ``height`` (what a decompression bomb looks like before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + \
+        chunk(b"IEND", b"")
+
+
+def test_an_upload_declaring_a_huge_image_is_refused_from_its_header(demo_settings, tmp_path):
+    import braindiff_app.ui.roi_handlers  # noqa: F401  (the app lowers PIL's limit when the studio is imported)
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_declaring(20000, 20000))
+    handlers = BrainResponseHandlers(AppState(demo_settings))
+    with pytest.raises(ValueError, match=r"bomb.png: too large to decode here \(more than [\d,]+ pixels"):
+        handlers.read_upload(str(bomb))

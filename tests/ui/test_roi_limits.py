@@ -212,3 +212,16 @@ def test_pattern_pictures_are_drawn_once_per_selection_and_bounded(stand_in_hand
     redrawn = handlers.pattern_image(handlers.recipe("1", {"V1": 1.0}, None, painted_weight=1.0, seed=0))
     assert redrawn is not first and len(drawn) == 10
     np.testing.assert_array_equal(redrawn, first)
+
+
+@pytest.mark.parametrize("candidates", [0, 9, 2.5, float("nan"), float("inf"), True])
+def test_candidates_outside_the_apps_cap_are_refused_by_name(stand_in_handlers, candidates):  # noqa: F811
+    import gradio as gr
+
+    from braindiff_app.ui.roi_handlers import MAX_APP_CANDIDATES
+
+    app, _, _ = build_app(stand_in_handlers)
+    fns = {fn.api_name: fn.fn for fn in app.fns.values()}
+    with pytest.raises(gr.Error, match=rf"candidates: expected an integer from 1 to {MAX_APP_CANDIDATES}"):
+        fns["roi_generate"](SimpleNamespace(session_hash="s"), "1", 0, None, 1.0, [], None, V1=1.0,
+                            candidates=candidates)
