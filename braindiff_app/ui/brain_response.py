@@ -142,7 +142,7 @@ class BrainResponseHandlers:
             if not len(rows):
                 raise ValueError(text.BR_NO_TEST_IMAGES.format(subject=subject))
             if not 0 <= int(test_index) < len(rows):
-                raise ValueError(f"test image: expected an index in 0..{len(rows) - 1}, got {test_index}.")
+                raise ValueError(text.BR_BAD_TEST_INDEX.format(last=len(rows) - 1, got=test_index))
             image, row = images[int(test_index)], int(rows[int(test_index)])
         trip = models.round_trip(subject, image, seed=int(seed or 0), stage2=self.stage2())
         flat, lookup = self.flatmap(subject)
@@ -184,7 +184,7 @@ class BrainResponseHandlers:
         order = np.argsort(-self.test_predictions(subject)[:, voxel])
         words = preferred_words([captions[where[int(r)]] for r in order[:10]], captions)
         true = text.BR_TUNING_TRUE.format(r=tuning.true_accuracy) if tuning.true_accuracy is not None else ""
-        md = text.BR_TUNING_TEXT.format(voxel=voxel, regions=", ".join(tuning.regions) or "no named region",
+        md = text.BR_TUNING_TEXT.format(voxel=voxel, regions=", ".join(tuning.regions) or text.BR_NO_REGION,
                                         accuracy=tuning.accuracy, true=true,
                                         words=", ".join(words) or text.BR_WORDS_NONE)
         return md + "\n\n" + text.BR_WORDS_NOTE, measured, predicted
@@ -198,7 +198,7 @@ class BrainResponseHandlers:
                 raise ValueError(text.BR_NO_IMAGE)
             _, images, _ = self.test_images(subject)
             if not 0 <= int(test_index) < len(images):
-                raise ValueError(f"test image: expected an index in 0..{len(images) - 1}, got {test_index}.")
+                raise ValueError(text.BR_BAD_TEST_INDEX.format(last=len(images) - 1, got=test_index))
             image = images[int(test_index)]
         dials = sorted({*STEER_DIALS, float(dial)})
         finals, activation = self.models().steer(subject, image, region, dials, seed=int(seed or 0),
@@ -216,7 +216,7 @@ def bars_image(bars: list[tuple[str, float]], width: int = 900, height: int = 24
     names, values = [b[0] for b in bars], [b[1] for b in bars]
     ax.bar(names, values, color=["#b2182b" if v >= 0 else "#2166ac" for v in values])
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_ylabel("mean z")
+    ax.set_ylabel(text.BR_BARS_AXIS)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()

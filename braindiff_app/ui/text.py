@@ -262,6 +262,9 @@ BR_NO_MODELS = ("**This tab needs a subject with an encoder and regressors.** Fi
                 "--subject S` after `braindiff fit` (the demo's are committed).")
 BR_NO_TEST_IMAGES = "no test images found for subject {subject} (its bundle is missing); upload an image instead."
 BR_NO_IMAGE = "Choose a test image or upload an image first."
+BR_NO_REGION = "no named region"
+BR_BAD_TEST_INDEX = "test image: expected an index in 0..{last}, got {got}."
+BR_BARS_AXIS = "mean z"
 BR_TOO_LARGE = ("{name}: too large to decode here (more than {limit:,} pixels, read from its header); upload a "
                 "smaller copy.")
 BR_BAD_UPLOAD = "{name}: not an image file that can be read (PNG, JPEG, ...); choose an image."
