@@ -47,7 +47,7 @@ from braindiff_app.regression.ridge import (
     preprocess_fmri,
     zscore_stats,
 )
-from braindiff_app.regression.storage import read_safetensors, write_safetensors
+from braindiff_app.regression.storage import check_file_format, read_safetensors, write_safetensors
 
 __all__ = [
     "FEATURE_SETS",
@@ -366,12 +366,8 @@ def load_encoder(path: str | os.PathLike) -> EncodingModel:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no encoder; fit it with `braindiff fit-encoder --subject S`.")
     tensors, metadata = read_safetensors(path)
-    if metadata.get("format") != ENCODER_FORMAT:
-        raise ValueError(f"{path}: not a braindiff encoder (format {metadata.get('format')!r}); fit it with "
-                         "`braindiff fit-encoder`.")
-    if metadata.get("version") != ENCODER_VERSION:
-        raise ValueError(f"{path}: encoder format version {metadata.get('version')!r}, expected "
-                         f"{ENCODER_VERSION!r}; refit it with `braindiff fit-encoder --overwrite`.")
+    check_file_format(path, metadata, ENCODER_FORMAT, ENCODER_VERSION, "encoder",
+                      "fit it with `braindiff fit-encoder --subject S`")
     feature_set = metadata.get("feature_set", "")
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"{path}: feature_set {feature_set!r} is not one of {FEATURE_SETS}; the file is damaged.")

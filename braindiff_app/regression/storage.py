@@ -28,7 +28,8 @@ import numpy as np
 from braindiff_app.atomic import atomic_path
 from braindiff_app.regression.ridge import FMRI_DIVISOR, LowRankWeights, RidgeRegressor
 
-__all__ = ["REGRESSOR_FORMAT", "save_regressor", "load_regressor", "write_safetensors", "read_safetensors"]
+__all__ = ["REGRESSOR_FORMAT", "save_regressor", "load_regressor", "write_safetensors", "read_safetensors",
+           "check_file_format"]
 
 REGRESSOR_FORMAT = "braindiff-ridge"
 REGRESSOR_VERSION = "1"
@@ -73,6 +74,18 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]
             step = max(1, slice_bytes // max(1, rows[:1].nbytes))
             for start in range(0, rows.shape[0], step):
                 fh.write(np.ascontiguousarray(rows[start:start + step], rows.dtype.newbyteorder("<")).tobytes())
+
+
+def check_file_format(path: str | os.PathLike, metadata: dict[str, str], fmt: str, version: str, what: str,
+                      fix: str) -> None:
+    """ValueError naming ``path`` unless its safetensors header says ``format`` ``fmt`` at ``version``.
+
+    ``what`` names the kind of file ("regressor", "encoder"); ``fix`` says what to do (e.g. "refit it with ...").
+    """
+    if metadata.get("format") != fmt:
+        raise ValueError(f"{path}: not a braindiff {what} (format {metadata.get('format')!r}); {fix}.")
+    if metadata.get("version") != version:
+        raise ValueError(f"{path}: {what} format version {metadata.get('version')!r}, expected {version!r}; {fix}.")
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -199,12 +212,8 @@ def load_regressor(path: str | os.PathLike, **options) -> RidgeRegressor:
         Fitted; ``metadata`` holds the header's strings.
     """
     tensors, metadata = read_safetensors(path)
-    if metadata.get("format") != REGRESSOR_FORMAT:
-        raise ValueError(f"{path}: not a braindiff regressor (format {metadata.get('format')!r}); fit it with "
-                         "`braindiff fit` or convert reference pickles with import_reference_pickle().")
-    if metadata.get("version") != REGRESSOR_VERSION:
-        raise ValueError(f"{path}: regressor format version {metadata.get('version')!r}, expected "
-                         f"{REGRESSOR_VERSION!r}; refit it with this version of braindiff.")
+    check_file_format(path, metadata, REGRESSOR_FORMAT, REGRESSOR_VERSION, "regressor",
+                      "fit it with `braindiff fit` (reference pickles: import_reference_pickle())")
     names = {"fmri_mean", "fmri_scale", *_STATS}
     missing = sorted(names - set(tensors)) + ([] if "weights" in tensors or "weights_left" in tensors
                                                else ["weights"])
