@@ -4,10 +4,13 @@ Each voxel of the visual mask gets a population receptive field (pRF) and a few 
 
 * V1, V2, V3 voxels: a Gaussian pRF centred where the anatomy's retinotopic map puts it (jittered per subject),
   with a size growing with eccentricity and along the hierarchy, summing local contrast energy in the area's
-  spatial-frequency band (V1 high, V2 middle, V3 low), compressed by a power 0.5 (CSS model).
+  spatial-frequency band (V1 high, V2 middle, V3 low), compressed by a power 0.5 (CSS model),
+  plus the mean surface colour and lightness in the pRF (rectified light/dark, red/green and blue/yellow opponent
+  channels, each voxel weighting a random mix of them).
 * Category voxels (faces: OFA/FFA, places: OPA/PPA/RSC, bodies: EBA): a broad contralateral pRF that sums the
   visible area of their category (faces foveal, bodies parafoveal, places peripheral), plus a weak energy term.
-* Other visual-mask voxels: large pRFs with weak energy and object drive.
+* Other visual-mask voxels: large pRFs with weak energy and object drive and a stronger surface-colour term
+  (V4-like).
 
 A trial's beta is ``mean + gain * drive(image) + shared noise + independent noise`` in percent signal change;
 shared noise is low-rank (a few trial-wise factors seen by all voxels). The visual field spans 8.4 deg like
@@ -29,6 +32,7 @@ __all__ = [
     "FEATURE_SIZE",
     "ECC_BANDS",
     "KIND_NAMES",
+    "SURFACE_CHANNELS",
     "VoxelModel",
     "StimulusFeatures",
     "make_voxel_model",
@@ -46,9 +50,13 @@ GRID = 32  # pRFs integrate over a GRID x GRID map of the image
 BAND_SIGMAS = (0.75, 1.5, 3.0)  # DoG centre sigmas at FEATURE_SIZE, pixels: V1 high, V2 middle, V3 low SF
 ECC_BANDS = (0.5, 1.0, 2.0, 4.0)  # deg; NSD prf-eccrois: ecc0pt5, ecc1, ecc2, ecc4, ecc4+
 KIND_NAMES = ("other", "V1", "V2", "V3", "faces", "places", "bodies")
+SURFACE_CHANNELS = ("light", "dark", "red", "green", "blue", "yellow")
 # Per kind: pRF size (sigma = a + b * ecc, deg), SF band, energy weight, target SNR of a well-driven voxel.
 _PRF = {1: (0.15, 0.10), 2: (0.25, 0.15), 3: (0.4, 0.22)}
 _SNR = {0: 0.25, 1: 0.8, 2: 0.75, 3: 0.7, 4: 0.65, 5: 0.65, 6: 0.6}
+# Surface-colour weight (summed over channels) per kind: early areas about half the SD of the energy term, V4-like
+# "other" voxels more. Category voxels see no colour.
+_SURFACE = {0: 3.0, 1: 1.5, 2: 1.5, 3: 1.5}
 # Category voxels: which category they like and where their pRF sits (eccentricity range, deg; sigma, deg).
 _CATEGORY_KIND = {4: ("faces", (0.0, 1.5), 1.5), 5: ("places", (3.0, 7.0), 3.5), 6: ("bodies", (1.0, 4.0), 2.5)}
 
@@ -69,6 +77,7 @@ class VoxelModel:
         Spatial-frequency band of the energy term (0 high, 1 middle, 2 low).
     energy_weight : ndarray of float32
     category_weight : ndarray of float32, shape (n_voxels, len(CATEGORIES))
+    surface_weight : ndarray of float32, shape (n_voxels, len(SURFACE_CHANNELS))
     gain : ndarray of float32
         Percent signal change per unit of normalised drive.
     noise_sd : ndarray of float32
@@ -89,6 +98,7 @@ class VoxelModel:
     band: np.ndarray
     energy_weight: np.ndarray
     category_weight: np.ndarray
+    surface_weight: np.ndarray
     gain: np.ndarray
     noise_sd: np.ndarray
     mean: np.ndarray
@@ -116,14 +126,19 @@ class StimulusFeatures:
         Local contrast energy per spatial-frequency band.
     category : ndarray of float32, shape (n_images, len(CATEGORIES), GRID, GRID)
         Fraction of each grid cell covered by each category.
+    surface : ndarray of float32, shape (n_images, len(SURFACE_CHANNELS), GRID, GRID)
+        Mean rectified lightness and colour-opponent signals per grid cell, each in [0, 1]: light ``2 max(L - 0.5,
+        0)``, dark ``2 max(0.5 - L, 0)``, red/green ``max(+-(R - G), 0)``, blue/yellow ``max(+-(B - (R + G) / 2),
+        0)``, with R, G, B in [0, 1] and L their luminance.
     """
 
     energy: np.ndarray
     category: np.ndarray
+    surface: np.ndarray
 
 
 def stimulus_features(images: np.ndarray, label_maps: np.ndarray) -> StimulusFeatures:
-    """Contrast energy and category coverage of images.
+    """Contrast energy, category coverage and surface colour of images.
 
     Parameters
     ----------
@@ -157,17 +172,25 @@ def stimulus_features(images: np.ndarray, label_maps: np.ndarray) -> StimulusFea
     filters = [np.exp(-2 * np.pi**2 * sd**2 * f2) - np.exp(-2 * np.pi**2 * (2 * sd) ** 2 * f2) for sd in BAND_SIGMAS]
     energy = np.zeros((n, 3, GRID, GRID), np.float32)
     category = np.zeros((n, len(CATEGORIES), GRID, GRID), np.float32)
+    surface = np.zeros((n, len(SURFACE_CHANNELS), GRID, GRID), np.float32)
     weights = np.array([0.299, 0.587, 0.114], np.float32) / 255.0
     for start in range(0, n, 256):
         sl = slice(start, start + 256)
-        lum = np.pad(images[sl].astype(np.float32) @ weights, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
+        rgb = images[sl].astype(np.float32) / 255.0
+        lum = rgb @ (weights * 255.0)
+        red_green = rgb[..., 0] - rgb[..., 1]
+        blue_yellow = rgb[..., 2] - (rgb[..., 0] + rgb[..., 1]) / 2
+        channels = (2 * (lum - 0.5), 2 * (0.5 - lum), red_green, -red_green, blue_yellow, -blue_yellow)
+        for c, signal in enumerate(channels):
+            surface[sl, c] = np.maximum(signal, 0).reshape(-1, GRID, block, GRID, block).mean(axis=(2, 4))
+        lum = np.pad(lum, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
         spectrum = sfft.rfft2(lum, workers=-1)
         for b, filt in enumerate(filters):
             dog = sfft.irfft2(spectrum * filt.astype(np.float32), s=lum.shape[1:], workers=-1)[:, pad:-pad, pad:-pad]
             energy[sl, b] = (dog**2).reshape(-1, GRID, block, GRID, block).mean(axis=(2, 4))
         for c in range(len(CATEGORIES)):
             category[sl, c] = (label_maps[sl] == c + 1).reshape(-1, GRID, block, GRID, block).mean(axis=(2, 4))
-    return StimulusFeatures(energy, category)
+    return StimulusFeatures(energy, category, surface)
 
 
 def _grid_deg() -> tuple[np.ndarray, np.ndarray]:
@@ -185,17 +208,19 @@ def _prf_weights(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 def _raw_drive(model: VoxelModel, features: StimulusFeatures, n_targets_batch: int | None = 2048) -> np.ndarray:
     n_images, n_vox = len(features.energy), model.n_voxels
-    n_cat = len(CATEGORIES)
-    maps = np.concatenate([features.energy, features.category], axis=1).reshape(n_images * (3 + n_cat), -1)
+    n_cat, n_surf = len(CATEGORIES), len(SURFACE_CHANNELS)
+    maps = np.concatenate([features.energy, features.category, features.surface], axis=1)
+    maps = maps.reshape(n_images * (3 + n_cat + n_surf), -1)
     out = np.zeros((n_images, n_vox), np.float32)
     step = n_targets_batch or n_vox
     for start in range(0, n_vox, step):
         sl = slice(start, start + step)
         w = _prf_weights(model.x[sl], model.y[sl], model.sigma[sl])  # (GRID*GRID, batch)
-        pooled = np.maximum(maps @ w, 0).reshape(n_images, 3 + n_cat, -1)  # (n_images, 3 + n_cat, batch)
+        pooled = np.maximum(maps @ w, 0).reshape(n_images, 3 + n_cat + n_surf, -1)  # (n_images, maps, batch)
         energy = np.take_along_axis(pooled[:, :3], model.band[sl][None, None, :].astype(np.int64), axis=1)[:, 0]
         drive = model.energy_weight[sl] * np.sqrt(energy * 1e3)
-        drive += np.einsum("ncv,vc->nv", np.sqrt(pooled[:, 3:] * 10), model.category_weight[sl])
+        drive += np.einsum("ncv,vc->nv", np.sqrt(pooled[:, 3:3 + n_cat] * 10), model.category_weight[sl])
+        drive += np.einsum("ncv,vc->nv", np.sqrt(pooled[:, 3 + n_cat:]), model.surface_weight[sl])
         out[:, sl] = drive
     return out
 
@@ -296,6 +321,11 @@ def make_voxel_model(anatomy: Anatomy, reference: StimulusFeatures, seed: int, j
     sigma[sel] = rng.uniform(1.5, 4.0, len(sel))
     category_weight[sel, CATEGORIES.index("objects")] = rng.uniform(0, 0.5, len(sel))
 
+    # Surface colour: each voxel a random mix of the channels (own stream, so pRFs and noise match older subjects).
+    colour_rng = np.random.default_rng([int(seed), 0xC0102])
+    surface_weight = colour_rng.dirichlet(np.full(len(SURFACE_CHANNELS), 0.5), n)
+    surface_weight *= np.array([_SURFACE.get(int(k), 0.0) for k in kind])[:, None]
+
     noise_sd = 1.5 * rng.lognormal(0, 0.25, n)
     snr = np.array([_SNR[int(k)] for k in kind]) * rng.lognormal(0, 0.2, n)
     factors = rng.normal(0, 1, (n_factors, n))
@@ -303,7 +333,8 @@ def make_voxel_model(anatomy: Anatomy, reference: StimulusFeatures, seed: int, j
     model = VoxelModel(
         ijk=ijk.astype(np.int64), kind=kind, x=x.astype(np.float32), y=y.astype(np.float32),
         sigma=np.maximum(sigma, 0.05).astype(np.float32), band=band, energy_weight=energy_weight.astype(np.float32),
-        category_weight=category_weight.astype(np.float32), gain=(snr * noise_sd).astype(np.float32),
+        category_weight=category_weight.astype(np.float32), surface_weight=surface_weight.astype(np.float32),
+        gain=(snr * noise_sd).astype(np.float32),
         noise_sd=noise_sd.astype(np.float32), mean=rng.normal(0.5, 0.5, n).astype(np.float32),
         loadings=factors.astype(np.float32), drive_mean=np.zeros(n, np.float32), drive_scale=np.ones(n, np.float32),
     )

@@ -11,6 +11,7 @@ from braindiff_app.data import nsd_layout
 from braindiff_app.demo.anatomy import load_anatomy
 from braindiff_app.demo.simulate import (
     CATEGORIES,
+    SURFACE_CHANNELS,
     eccentricity_rois,
     make_voxel_model,
     noise_ceiling,
@@ -181,6 +182,25 @@ def test_category_voxels_prefer_their_category(model):
         assert np.mean(preferred > other) > 0.8, category
 
 
+def test_surface_voxels_see_the_backdrop_colour(model):
+    """Two flat backdrops (no contrast energy anywhere) of different hue: voxels that
+    weight red over green respond more to the red one; category voxels see no colour at all."""
+    red, green = (Scene(0, 0, "plain", colour, ()) for colour in ("red", "green"))
+    features = _features(red, green)
+    r, g = SURFACE_CHANNELS.index("red"), SURFACE_CHANNELS.index("green")
+    assert features.surface[0, r].mean() > 0.5 and features.surface[0, g].max() == 0
+    assert features.surface[1, g].mean() > 0.3 and features.surface[1, r].max() == 0
+    np.testing.assert_allclose(features.energy[0], features.energy[1], atol=1e-6)  # flat fields: no contrast
+    assert (model.surface_weight[model.kind >= 4] == 0).all()
+    weights = model.surface_weight
+    red_lovers = np.flatnonzero((weights[:, r] > weights[:, g] + 0.5) & (model.eccentricity < 3))
+    green_lovers = np.flatnonzero((weights[:, g] > weights[:, r] + 0.5) & (model.eccentricity < 3))
+    assert len(red_lovers) > 20 and len(green_lovers) > 20
+    drive = voxel_drive(model, features)
+    assert np.mean(drive[0, red_lovers] > drive[1, red_lovers]) > 0.95
+    assert np.mean(drive[1, green_lovers] > drive[0, green_lovers]) > 0.95
+
+
 def test_built_subjects_reach_an_nsd_like_reliability(nsd):
     """On the written data: the measured noise ceiling matches the encoding model's truth, region by region."""
     _, summary = nsd
@@ -221,7 +241,8 @@ def _fake_model(noise_sd, loadings):
     n = len(noise_sd)
     zeros = np.zeros(n, np.float32)
     return VoxelModel(np.zeros((n, 3), np.int64), np.ones(n, np.int8), zeros, zeros, zeros + 1, zeros.astype(np.int8),
-                      zeros, np.zeros((n, len(CATEGORIES)), np.float32), zeros + 1, noise_sd, zeros, loadings,
+                      zeros, np.zeros((n, len(CATEGORIES)), np.float32),
+                      np.zeros((n, len(SURFACE_CHANNELS)), np.float32), zeros + 1, noise_sd, zeros, loadings,
                       zeros, zeros + 1)
 
 
