@@ -95,14 +95,13 @@ def true_region_response(nsd_dir: Path, subject: str, region: str, images: np.nd
 
 def best_of_n(models, nsd_dir: Path, seeds: int, n: int, stage2: dict, judge) -> None:
     from braindiff_app.demo.judge import predict_content
-    from braindiff_app.demo.simulate import VoxelModel
+    from braindiff_app.demo.simulate import load_voxel_model
     from braindiff_app.demo.stimuli import CATEGORIES
     from braindiff_app.roi import Recipe
 
     voxel_models = {}
     for s in models.subjects:
-        with np.load(nsd_dir / "braindiff_simulation" / f"subj{int(s):02d}_voxels.npz") as npz:
-            voxel_models[s] = VoxelModel(**{k: npz[k] for k in npz.files})
+        voxel_models[s] = load_voxel_model(nsd_dir / "braindiff_simulation" / f"subj{int(s):02d}_voxels.npz")
     print(f"\n## 2. Best-of-{n} against a single seed (paired over {len(models.subjects)} subjects x {seeds} seeds)\n")
     print("| target | pairs | true response: single | top-ranked | difference [95% CI] | top is candidate 0 "
           "| judged P(category): single | top-ranked |")

@@ -89,14 +89,13 @@ def noiseless_fmri(settings, subject: str, ids: np.ndarray, voxel_ijk: np.ndarra
     -------
     array of shape (n_images, n_voxels), float32
     """
-    from braindiff_app.demo.simulate import VoxelModel, stimulus_features, voxel_drive
+    from braindiff_app.demo.simulate import load_voxel_model, stimulus_features, voxel_drive
     from braindiff_app.demo.simulated_nsd import FEATURE_SIZE, simulation_dir
     from braindiff_app.demo.stimuli import make_scene, render_scene
 
     folder = simulation_dir(settings.nsd_dir)
     seed = int(json.loads((folder / "simulation.json").read_text())["seed"])
-    with np.load(folder / f"subj{int(subject):02d}_voxels.npz", allow_pickle=False) as data:
-        model = VoxelModel(**{k: data[k] for k in data.files})
+    model = load_voxel_model(folder / f"subj{int(subject):02d}_voxels.npz")
     images = np.zeros((len(ids), FEATURE_SIZE, FEATURE_SIZE, 3), np.uint8)
     labels = np.zeros((len(ids), FEATURE_SIZE, FEATURE_SIZE), np.uint8)
     for j, i in enumerate(ids):

@@ -17,8 +17,11 @@ A last table checks the regressors apart from the image models: the cosine betwe
 and each category's direction in feature space (mean training features of images with the category minus without),
 and the size of that effect next to a typical training image's deviation from the mean prediction.
 
+``--grid PNG`` also writes the final images of the "effect" re-scaling (the last one asked for when "effect" is
+not), one row per region, each image labelled with the judge's probability of the row's category.
+
 Usage: python bench/roi_categories.py [--home DIR] [--seeds 4] [--train-scenes 3000] [--epochs 8]
-       [--rescale norm,effect]
+       [--rescale norm,effect] [--grid PNG]
 (needs a built demo workspace: `braindiff demo build`, or the committed assets/demo/home; the feature check needs
 the workspace's features and prepared subjects and is skipped without them).
 """
@@ -156,8 +159,11 @@ def pattern_effect(regressor, pattern: np.ndarray) -> np.ndarray:
     return pred[0] - pred[1]
 
 
-def roi_tables(models, judge, rescale: str, n_seeds: int, steps: int) -> None:
-    """Generate every region's ROI-optimal images; print judged hit rates and texture statistics."""
+def roi_tables(models, judge, rescale: str, n_seeds: int, steps: int) -> tuple[dict, dict]:
+    """Generate every region's ROI-optimal images; print judged hit rates and texture statistics.
+
+    Returns the final images and the judge's probabilities per region (bands left out), for :func:`write_grid`.
+    """
     from braindiff_app.demo.judge import predict_content
     from braindiff_app.demo.stimuli import CATEGORIES
     from braindiff_app.roi import Recipe
@@ -177,8 +183,10 @@ def roi_tables(models, judge, rescale: str, n_seeds: int, steps: int) -> None:
         if finals:
             images["final"][region], images["VDVAE guess"][region] = np.stack(finals), np.stack(first)
     cols = [CATEGORIES.index(c) for c in JUDGED]
+    judged = {}
     for kind, table in images.items():
         probs = {r: predict_content(judge, ims) for r, ims in table.items()}
+        judged[kind] = probs
         texture = {r: texture_stats(ims) for r, ims in table.items()}
         print(f"\n[rescale {rescale!r}] ROI-optimal images ({kind}): hit rate (p > 0.5) / mean probability")
         print(f"{'region':8s} " + " ".join(f"{c:>10s}" for c in JUDGED)
@@ -211,6 +219,41 @@ def roi_tables(models, judge, rescale: str, n_seeds: int, steps: int) -> None:
             print("  eccentricity bands, centre to periphery (" + ", ".join(bands) + "): contrast-ecc "
                   + " ".join(f"{texture[b][1].mean():.3f}" for b in bands) + "; detail centre/periphery "
                   + " ".join(f"{texture[b][2].mean():.3f}/{texture[b][3].mean():.3f}" for b in bands))
+    finals = {r: ims for r, ims in images["final"].items() if r in REGIONS}
+    return finals, {r: judged["final"][r] for r in finals}
+
+
+def write_grid(path: Path, finals: dict, probs: dict, rescale: str, side: int = 96) -> None:
+    """One row per region of its ROI-optimal final images (nearest-neighbour at ``side`` px), each captioned with
+    the judge's probability of the row's category (category rows) or of words (early rows), as PNG."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from braindiff_app.atomic import atomic_write_bytes
+    from braindiff_app.demo.stimuli import CATEGORIES
+
+    n_cols = max(len(v) for v in finals.values())
+    margin, head, caption, pad = 110, 22, 14, 4
+    sheet = Image.new("RGB", (margin + n_cols * (side + pad), head + len(finals) * (side + caption + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((margin, 4), f"ROI-optimal final images (rescale {rescale!r}), 4 subjects x seeds; caption: judge's "
+              "P(row's category)", fill="black")
+    for r, (region, ims) in enumerate(finals.items()):
+        category = region if region in JUDGED else "words"
+        p = probs[region][:, CATEGORIES.index(category)]
+        y0 = head + r * (side + caption + pad)
+        hit = (p > 0.5).mean()
+        draw.text((6, y0 + side // 2 - 12), f"{region}", fill="black")
+        draw.text((6, y0 + side // 2 + 2), f"{category} {hit:.2f}", fill=(90, 90, 90))
+        for c, image in enumerate(ims):
+            x0 = margin + c * (side + pad)
+            sheet.paste(Image.fromarray(image).resize((side, side), Image.NEAREST), (x0, y0))
+            draw.text((x0 + 2, y0 + side), f"{p[c]:.2f}", fill="black" if p[c] > 0.5 else (150, 150, 150))
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG", optimize=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    print(f"\nwrote {path} ({sheet.width}x{sheet.height} px)")
 
 
 def main() -> None:
@@ -223,6 +266,7 @@ def main() -> None:
                         help="comma-separated re-scalings of the patterns' predictions to compare (norm, effect)")
     parser.add_argument("--bundles", default=str(ROOT / "braindiff_app" / "precomputed"),
                         help="folder of demo-subjXX bundles whose seen test images check the judge")
+    parser.add_argument("--grid", type=Path, help="write the 'effect' final images as a labelled PNG grid")
     args = parser.parse_args()
 
     import torch
@@ -281,9 +325,12 @@ def main() -> None:
             score_row(f"  oracle {kind} ({len(ims)})", predict_content(judge, ims), oracle_labels)
 
     # 2. ROI-optimal images, judged, under each re-scaling of the synthetic patterns' predictions.
-    for rescale in args.rescale.split(","):
-        roi_tables(models, judge, rescale.strip(), args.seeds,
-                   Stage2Settings.for_tier(settings.tier).num_inference_steps)
+    rescales = [r.strip() for r in args.rescale.split(",") if r.strip()]
+    for rescale in rescales:
+        finals, probs = roi_tables(models, judge, rescale, args.seeds,
+                                   Stage2Settings.for_tier(settings.tier).num_inference_steps)
+        if args.grid and rescale == ("effect" if "effect" in rescales else rescales[-1]):
+            write_grid(args.grid, finals, probs, rescale)
 
     # 3. The regressors alone: does a region's pattern predict its category's direction in feature space?
     try:

@@ -45,7 +45,7 @@ def test_quick_run_on_a_tiny_simulated_world(tmp_path, capsys):
     """Simulate, prepare, extract and fit one subject (12 test, 48 training images), then run --quick end to end."""
     from braindiff_app.cli import main
     from braindiff_app.config import load_settings
-    from braindiff_app.demo.simulate import VoxelModel
+    from braindiff_app.demo.simulate import load_voxel_model
     from braindiff_app.demo.simulated_nsd import simulation_dir
     from braindiff_app.reconstruct import load_test_set
 
@@ -65,8 +65,7 @@ def test_quick_run_on_a_tiny_simulated_world(tmp_path, capsys):
     ijk = np.load(settings.subject_dir("prepared", 1) / "voxel_ijk.npy")
     clean = bench.noiseless_fmri(settings, "1", test.trial_ids, ijk)
     assert clean.shape == test.fmri.shape and np.isfinite(clean).all()
-    with np.load(simulation_dir(settings.nsd_dir) / "subj01_voxels.npz") as data:
-        model = VoxelModel(**{k: data[k] for k in data.files})
+    model = load_voxel_model(simulation_dir(settings.nsd_dir) / "subj01_voxels.npz")
     order = {tuple(v): i for i, v in enumerate(model.ijk.tolist())}
     noise_sd = model.noise_sd[[order[tuple(v)] for v in ijk.tolist()]] * 300
     residual = np.asarray(test.fmri) - clean

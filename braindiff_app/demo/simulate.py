@@ -34,6 +34,8 @@ __all__ = [
     "KIND_NAMES",
     "SURFACE_CHANNELS",
     "VoxelModel",
+    "ENCODING_MODEL_VERSION",
+    "load_voxel_model",
     "StimulusFeatures",
     "make_voxel_model",
     "stimulus_features",
@@ -51,6 +53,9 @@ BAND_SIGMAS = (0.75, 1.5, 3.0)  # DoG centre sigmas at FEATURE_SIZE, pixels: V1 
 ECC_BANDS = (0.5, 1.0, 2.0, 4.0)  # deg; NSD prf-eccrois: ecc0pt5, ecc1, ecc2, ecc4, ecc4+
 KIND_NAMES = ("other", "V1", "V2", "V3", "faces", "places", "bodies")
 SURFACE_CHANNELS = ("light", "dark", "red", "green", "blue", "yellow")
+#: 1: contrast energy and category coverage; 2: plus surface colour. Recorded in a simulation's parameters.json, so a
+#: folder simulated by another version is refused rather than resumed with mixed data.
+ENCODING_MODEL_VERSION = 2
 # Per kind: pRF size (sigma = a + b * ecc, deg), SF band, energy weight, target SNR of a well-driven voxel.
 _PRF = {1: (0.15, 0.10), 2: (0.25, 0.15), 3: (0.4, 0.22)}
 _SNR = {0: 0.25, 1: 0.8, 2: 0.75, 3: 0.7, 4: 0.65, 5: 0.65, 6: 0.6}
@@ -348,6 +353,25 @@ def make_voxel_model(anatomy: Anatomy, reference: StimulusFeatures, seed: int, j
         if sel.any():
             scale[sel] = max(float(np.percentile(sd[sel], 90)), 1e-6)
     return _replace(model, drive_mean=raw.mean(axis=0).astype(np.float32), drive_scale=scale)
+
+
+def load_voxel_model(path) -> VoxelModel:
+    """A subject's saved :class:`VoxelModel` (``braindiff_simulation/subjXX_voxels.npz``).
+
+    Raises
+    ------
+    ValueError
+        The file lacks fields of this version's model (written by an older braindiff: simulate again).
+    """
+    from dataclasses import fields
+
+    with np.load(path, allow_pickle=False) as npz:
+        missing = [f.name for f in fields(VoxelModel) if f.name not in npz.files]
+        if missing:
+            raise ValueError(f"{path}: simulated voxels without {', '.join(missing)} (written by an older braindiff, "
+                             f"encoding model version < {ENCODING_MODEL_VERSION}); run `braindiff demo simulate` "
+                             "into a new folder.")
+        return VoxelModel(**{f.name: npz[f.name] for f in fields(VoxelModel)})
 
 
 def select_voxels(model: VoxelModel, index: np.ndarray) -> VoxelModel:

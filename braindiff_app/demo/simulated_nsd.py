@@ -30,10 +30,12 @@ from braindiff_app.atomic import atomic_path, atomic_save_npz, atomic_write_json
 from braindiff_app.data import nsd_layout
 from braindiff_app.demo.anatomy import load_anatomy
 from braindiff_app.demo.simulate import (
+    ENCODING_MODEL_VERSION,
     FEATURE_SIZE,
     KIND_NAMES,
     VoxelModel,
     eccentricity_rois,
+    load_voxel_model,
     make_voxel_model,
     noise_ceiling,
     simulate_trials,
@@ -149,7 +151,8 @@ def build_simulated_nsd(out: str | os.PathLike, seed: int = 0, n_test: int = 100
     root = Path(out)
     truth_dir = simulation_dir(root)
     params = {"seed": int(seed), "n_test": int(n_test), "n_train": int(n_train), "n_reps": int(n_reps),
-              "trials_per_session": per_session, "image_size": int(image_size)}
+              "trials_per_session": per_session, "image_size": int(image_size),
+              "encoding_model": ENCODING_MODEL_VERSION}
     _check_resume(truth_dir / "parameters.json", params)
     anatomy = load_anatomy(anatomy_dir)
     masterordering, subjectim, sharedix = _design(seed, n_test, n_train, n_reps)
@@ -301,8 +304,7 @@ def true_responses(root: str | os.PathLike, subject: int, nsd_ids, voxel_ijk: np
     path = truth / f"subj{int(subject):02d}_voxels.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no simulated ground truth; run `braindiff demo simulate` first.")
-    with np.load(path, allow_pickle=False) as npz:
-        model = VoxelModel(**{k: npz[k] for k in npz.files})
+    model = load_voxel_model(path)
     if seed is None:
         seed = int(json.loads((truth / "parameters.json").read_text())["seed"])
     drive = voxel_drive(model, _features(seed, np.asarray(nsd_ids, dtype=np.int64)))

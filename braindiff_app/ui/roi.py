@@ -341,8 +341,10 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     # The models load when the app starts (launch_app) or, at the latest, when the tab is first opened; ``input``
     # (the user's own choice) rather than ``change``: a programmatic subject would otherwise reset the canvas.
     tab.select(open_subject, [subject, bands], [subject, status, canvas, pattern, *slider_list], api_name=False)
+    # "always_last": a switch made while the previous one is still pending (the editor re-uploading its layers)
+    # runs after it; the default ("once") dropped it, leaving the dropdown on a subject the studio never loaded.
     subject.input(on_subject, [subject, bands, canvas], [canvas, pattern, status, *slider_list],
-                  api_name="roi_select_subject")
+                  api_name="roi_select_subject", trigger_mode="always_last")
     outputs = [vdvae, final, pattern, recipe_file, history, runs, link]
     # Generate and replay share the models: their events wait together on the handlers' micro-batcher.
     generate.click(run, [subject, seed, canvas, painted_weight, runs, restored], outputs,
@@ -361,7 +363,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     painted_weight.change(lambda w: gr.update(brush=gr.Brush(default_size=12, colors=[brush_colour(w)],
                                                              color_mode="fixed")),
                           [painted_weight], [canvas], api_name=False)
-    bands.input(on_bands, [subject, bands, canvas], [canvas], api_name=False)
+    bands.input(on_bands, [subject, bands, canvas], [canvas], api_name=False, trigger_mode="always_last")
     presets.input(preset, [presets, subject], [status, *slider_list], api_name=False)
     pattern.select(name_region, [subject], [where], api_name=False)
     copy.click(make_link, [subject, seed, canvas, painted_weight, restored, candidates, *slider_list], [link, status],

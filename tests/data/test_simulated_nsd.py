@@ -265,6 +265,31 @@ def test_errors(tmp_path):
     assert choose_trials_per_session(4800) == 600
 
 
+def test_a_simulation_of_an_older_encoding_model_is_refused_not_mixed(nsd, tmp_path):
+    """Voxels saved without the surface-colour weights, and a folder whose parameters predate the colour term:
+    each refused with a message naming the file, never loaded or resumed as if current."""
+    from dataclasses import asdict
+
+    from braindiff_app.demo.simulate import load_voxel_model
+
+    root, _ = nsd
+    model = load_voxel_model(simulation_dir(root) / "subj01_voxels.npz")
+    assert model.surface_weight.shape == (model.n_voxels, len(SURFACE_CHANNELS))
+    old = {k: v for k, v in asdict(model).items() if k != "surface_weight"}
+    np.savez(tmp_path / "old_voxels.npz", **old)
+    with pytest.raises(ValueError, match=r"old_voxels\.npz: simulated voxels without surface_weight.*demo simulate"):
+        load_voxel_model(tmp_path / "old_voxels.npz")
+
+    older = tmp_path / "older_nsd"
+    params_path = simulation_dir(older) / "parameters.json"
+    params_path.parent.mkdir(parents=True)
+    params_path.write_text(json.dumps({"seed": 0, "n_test": N_TEST, "n_train": N_TRAIN, "n_reps": REPS,
+                                       "trials_per_session": T, "image_size": 64}))
+    with pytest.raises(ValueError, match="parameters.json: this folder holds a simulation with other parameters"):
+        _build(older)
+    assert not (simulation_dir(older) / "subj01_voxels.npz").exists()
+
+
 def test_cli_reports_bad_sizes_in_one_line(tmp_path, capsys):
     from braindiff_app.cli import main
 
