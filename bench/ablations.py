@@ -25,6 +25,26 @@ from braindiff_app.bundles import open_bundle  # noqa: E402
 from braindiff_app.evaluation import METRICS, bootstrap_interval  # noqa: E402
 
 
+def _cell(values: np.ndarray, metric: str, signed: bool) -> str:
+    """Mean and 95% bootstrap interval of per-trial ``values``; identification in percent (points when signed)."""
+    percent = METRICS[metric].method == "identification"
+    scale = 100.0 if percent else 1.0
+    low, high = bootstrap_interval(values)
+    sign = "+" if signed else ""
+    digits = 1 if percent else 3
+    unit = "%" if percent and not signed else ""
+    return (f"{scale * values.mean():{sign}.{digits}f}{unit} "
+            f"[{scale * low:{sign}.{digits}f}, {scale * high:{sign}.{digits}f}]")
+
+
+def _table(title: str, names: list[str], rows: dict[str, list[str]]) -> None:
+    print(f"\n## {title}\n")
+    print("| method | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for method, cells in rows.items():
+        print(f"| {method} | " + " | ".join(cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundles", nargs="*", help="bundle folders (default: precomputed/demo-*)")
@@ -33,44 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = [Path(b) for b in args.bundles] or sorted((ROOT / "braindiff_app" / "precomputed").glob("demo-*"))
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        print(f"--metrics: unknown {', '.join(unknown)}; expected names from {', '.join(METRICS)}", file=sys.stderr)
+        return 2
     for path in paths:
         bundle = open_bundle(path)
-        metrics = bundle.metrics
+        metrics = {m: {k: np.asarray(v, float) for k, v in scores.items()} for m, scores in bundle.metrics.items()}
         if "final" not in metrics:
             print(f"{path}: no final-reconstruction metrics; run `braindiff evaluate {path}` first", file=sys.stderr)
             return 1
-        print(f"\n## {bundle.name}: mean over {bundle.n_trials} trials [95% CI]\n")
-        print("| method | " + " | ".join(names) + " |")
-        print("|---|" + "---|" * len(names))
-        for method in metrics:
-            cells = []
-            for name in names:
-                values = np.asarray(metrics[method].get(name, []), float)
-                if not len(values):
-                    cells.append("-")
-                    continue
-                scale = 100.0 if METRICS[name].method == "identification" else 1.0
-                low, high = bootstrap_interval(values)
-                cells.append(f"{values.mean():.3f} [{low:.3f}, {high:.3f}]" if scale == 1
-                             else f"{scale * values.mean():.1f}% [{scale * low:.1f}, {scale * high:.1f}]")
-            print(f"| {method} | " + " | ".join(cells) + " |")
-        print(f"\n## {bundle.name}: method - final, mean over {bundle.n_trials} trials [95% CI]\n")
-        print("| method | " + " | ".join(names) + " |")
-        print("|---|" + "---|" * len(names))
-        for method in metrics:
-            if method == "final":
-                continue
-            cells = []
-            for name in names:
-                if name not in metrics[method] or name not in metrics["final"]:
-                    cells.append("-")
-                    continue
-                diff = np.asarray(metrics[method][name], float) - np.asarray(metrics["final"][name], float)
-                scale = 100.0 if METRICS[name].method == "identification" else 1.0
-                low, high = bootstrap_interval(diff)
-                cells.append(f"{scale * diff.mean():+.3f} [{scale * low:+.3f}, {scale * high:+.3f}]" if scale == 1
-                             else f"{scale * diff.mean():+.1f} [{scale * low:+.1f}, {scale * high:+.1f}]")
-            print(f"| {method} | " + " | ".join(cells) + " |")
+        final = metrics["final"]
+        _table(f"{bundle.name}: mean over {bundle.n_trials} trials [95% CI]", names,
+               {method: [_cell(scores[n], n, False) if n in scores else "-" for n in names]
+                for method, scores in metrics.items()})
+        _table(f"{bundle.name}: method - final, mean over {bundle.n_trials} trials [95% CI]", names,
+               {method: [_cell(scores[n] - final[n], n, True) if n in scores and n in final else "-" for n in names]
+                for method, scores in metrics.items() if method != "final"})
     return 0
 
 
