@@ -1,13 +1,17 @@
 """Train the demo tier's Versatile Diffusion components on the demo stimulus world (``braindiff demo train-diffusion``).
 
-Three stages, each seeded and saved on completion (a rerun resumes after the last finished stage):
+Four stages, each seeded and saved on completion (a rerun resumes after the last finished stage):
 
 1. CLIP-like encoders, contrastively (InfoNCE) on images and one random caption of each per step;
 2. the AutoKL as an autoencoder (L1 + a small KL term) on random 32 px crops of the 64 px images;
 3. the dual UNet on AutoKL latents, epsilon prediction, conditioned on the encoders' token features, with the
    vision/text mixing weight drawn per step (0, 1 or uniform) and condition dropout (each branch replaced by its
    unconditional features with probability ``p_uncond``) so that classifier-free guidance works; the saved UNet
-   is the exponential moving average of its weights over the steps (decay ``unet_ema``).
+   is the exponential moving average of its weights over the steps (decay ``unet_ema``);
+4. the same UNet trained on for ``unet_tail_steps`` at a lower learning rate, averaged over a shorter window
+   (``unet_tail_lr``, ``unet_tail_ema``): the 4000 steps of stage 3 left it undertrained (docs/legibility.md: this
+   tail raised 4-way identification of subject 1's reconstructions from 52.9% to about 60%; the same tail with the
+   conditioning corrupted like a ridge prediction did no better).
 """
 
 from __future__ import annotations
@@ -32,12 +36,12 @@ from braindiff_app.models.clip_features import (
 from braindiff_app.models.versatile import VersatileComponents, save_versatile_diffusion
 from braindiff_app.stage2 import TIER_DIFFUSION_STEPS
 
-__all__ = ["TrainConfig", "identification_from_features", "train_demo_vd"]
+__all__ = ["TrainConfig", "identification_from_features", "stages_from_folder", "train_demo_vd"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Steps, batch sizes and learning rates of the three stages (defaults: about 35 min on 2 idle CPU cores)."""
+    """Steps, batch sizes and learning rates of the four stages (defaults: about 41 min on 2 idle CPU cores)."""
 
     seed: int = 0
     vocab_size: int = 1000
@@ -52,6 +56,9 @@ class TrainConfig:
     unet_lr: float = 1e-3
     unet_ema: float = 0.999
     p_uncond: float = 0.1
+    unet_tail_steps: int = 1500
+    unet_tail_lr: float = 3e-4
+    unet_tail_ema: float = 0.995
 
 
 def _adam(params, lr: float):
@@ -118,23 +125,27 @@ def _encode_latents(vae, images: np.ndarray, batch_size: int = 64) -> tuple[torc
 
 
 def _train_unet(c: VersatileComponents, images: np.ndarray, captions: list[list[str]], cfg: TrainConfig,
-                rng: np.random.Generator, progress: bool) -> list[float]:
-    """Epsilon-prediction loss of the dual UNet on (latent, vision tokens, text tokens) triples."""
+                rng: np.random.Generator, progress: bool, tail: bool = False) -> list[float]:
+    """Epsilon-prediction loss of the dual UNet on (latent, vision tokens, text tokens) triples (with ``tail``, the
+    ``unet_tail_*`` steps, learning rate and averaging)."""
     means, stds = _encode_latents(c.vae, images)
-    scale = float(1.0 / means.std())
-    c.vae.register_to_config(scaling_factor=scale)
+    if not tail:  # the tail keeps the latent scale its UNet was trained with
+        c.vae.register_to_config(scaling_factor=float(1.0 / means.std()))
+    scale = float(c.vae.config.scaling_factor)
     device = c.image_unet.device
     vision = torch.from_numpy(clip_vision_features(c.image_encoder, images, batch_size=64)).to(device)
     text = torch.from_numpy(clip_text_features(c.text_encoder, c.tokenizer, captions, batch_size=64)).to(device)
     vision_uncond, text_uncond = (torch.from_numpy(u).to(device) for u in unconditional_features(
         c.image_encoder, c.text_encoder, c.tokenizer))
     unet = make_dual_unet(c.image_unet, c.text_unet).train().requires_grad_(True)
-    opt = _adam(unet.parameters(), cfg.unet_lr)
+    steps, lr, ema_decay = ((cfg.unet_tail_steps, cfg.unet_tail_lr, cfg.unet_tail_ema) if tail
+                            else (cfg.unet_steps, cfg.unet_lr, cfg.unet_ema))
+    opt = _adam(unet.parameters(), lr)
     params = list(unet.parameters())
     ema = [p.detach().clone() for p in params]
     n_train = c.scheduler.config.num_train_timesteps
     losses = []
-    for step in tqdm(range(cfg.unet_steps), desc="UNet", disable=not progress):
+    for step in tqdm(range(steps), desc="UNet, low-rate tail" if tail else "UNet", disable=not progress):
         idx = torch.from_numpy(rng.choice(len(images), cfg.unet_batch, replace=False)).to(device)
         eps = torch.from_numpy(rng.standard_normal(tuple(means[idx].shape), np.float32)).to(device)
         latents = (means[idx] + stds[idx] * eps) * scale
@@ -152,7 +163,7 @@ def _train_unet(c: VersatileComponents, images: np.ndarray, captions: list[list[
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        decay = min(cfg.unet_ema, (1 + step) / (10 + step))  # short warm-up: early weights fade fast
+        decay = min(ema_decay, (1 + step) / (10 + step))  # short warm-up: early weights fade fast
         with torch.no_grad():
             for average, p in zip(ema, params, strict=True):
                 average.lerp_(p, 1 - decay)
@@ -165,6 +176,44 @@ def _train_unet(c: VersatileComponents, images: np.ndarray, captions: list[list[
 
 def _stage_path(work: Path, stage: str) -> Path:
     return work / f"{stage}.pt"
+
+
+#: The stages a saved folder holds (its components, in the order the stage checkpoints store them).
+_FOLDER_STAGES = (("clip", ("image_encoder", "text_encoder")), ("vae", ("vae",)),
+                  ("unet", ("image_unet", "text_unet")))
+
+
+def stages_from_folder(folder: str | Path, work_dir: str | Path) -> list[str]:
+    """Write the first three stages' checkpoints from a saved demo folder, so :func:`train_demo_vd` resumes after
+    them and trains only what the folder lacks (the UNet's low-rate tail).
+
+    The folder's fp16 weights become float32 checkpoints; each stage's recorded loss is the folder's
+    ``training.json`` final loss. Stages already in ``work_dir`` are left alone.
+
+    Returns
+    -------
+    list of str
+        The stages written.
+    """
+    import json
+
+    from braindiff_app.models.versatile import load_versatile_diffusion
+
+    folder, work = Path(folder), Path(work_dir)
+    summary = json.loads((folder / "training.json").read_text())
+    c = load_versatile_diffusion(folder, dtype=torch.float32)
+    work.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stage, names in _FOLDER_STAGES:
+        path = _stage_path(work, stage)
+        if path.exists():
+            continue
+        with atomic_path(path) as tmp:
+            torch.save({"weights": [getattr(c, n).state_dict() for n in names],
+                        "losses": [float(summary["final_losses"][stage])],
+                        "scaling_factor": float(c.vae.config.scaling_factor)}, tmp)
+        written.append(stage)
+    return written
 
 
 def train_demo_vd(images: np.ndarray, captions: list[list[str]], out_dir: str | Path, work_dir: str | Path,
@@ -204,14 +253,18 @@ def train_demo_vd(images: np.ndarray, captions: list[list[str]], out_dir: str | 
     stages = (("clip", (c.image_encoder, c.text_encoder), lambda: _train_clip(c, images, captions, config, rng,
                                                                             progress)),
               ("vae", (c.vae,), lambda: _train_vae(c.vae, images, config, rng, progress)),
-              ("unet", (c.image_unet, c.text_unet), lambda: _train_unet(c, images, captions, config, rng, progress)))
+              ("unet", (c.image_unet, c.text_unet), lambda: _train_unet(c, images, captions, config, rng, progress)),
+              ("unet_tail", (c.image_unet, c.text_unet),
+               lambda: _train_unet(c, images, captions, config, rng, progress, tail=True)))
+    if config.unet_tail_steps <= 0:
+        stages = stages[:3]
     for stage, modules, train in stages:
         path = _stage_path(work, stage)
         if path.exists():
             state = torch.load(path, weights_only=True, map_location=device or "cpu")
             for module, weights in zip(modules, state["weights"], strict=True):
                 module.load_state_dict(weights)
-            if stage == "unet":
+            if stage.startswith("unet"):
                 c.vae.register_to_config(scaling_factor=state["scaling_factor"])
             log[stage] = state["losses"]
             rng = np.random.default_rng([config.seed, len(log)])

@@ -2,10 +2,11 @@ import shutil
 from dataclasses import replace
 
 import pytest
+import torch
 
-from braindiff_app.demo.train_vd import TrainConfig, train_demo_vd
+from braindiff_app.demo.train_vd import TrainConfig, stages_from_folder, train_demo_vd
 from braindiff_app.demo.vd import train_clip_tokenizer
-from tests.models.conftest import CAPTIONS
+from tests.models.conftest import CAPTIONS, _make_vd_folder
 
 
 def test_tokenizer_is_clip_compatible_and_round_trips(tmp_path):
@@ -28,9 +29,10 @@ def test_training_resumes_and_saves_a_loadable_folder(tmp_path):
     from braindiff_app.models.versatile import load_versatile_diffusion
 
     images, _, captions = render_scenes(64, seed=1, size=64)
-    config = TrainConfig(clip_steps=2, vae_steps=2, unet_steps=2, clip_batch=8, vae_batch=4, unet_batch=4)
+    config = TrainConfig(clip_steps=2, vae_steps=2, unet_steps=2, unet_tail_steps=2, clip_batch=8, vae_batch=4,
+                         unet_batch=4)
     train_demo_vd(images, captions, tmp_path / "vd", tmp_path / "work", config, progress=False)
-    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["clip.pt", "unet.pt", "vae.pt"]
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["clip.pt", "unet.pt", "unet_tail.pt", "vae.pt"]
     first = (tmp_path / "vd" / "image_unet" / "diffusion_pytorch_model.safetensors").read_bytes()
     train_demo_vd(images, captions, tmp_path / "vd", tmp_path / "work", config, progress=False)  # resumes
     assert (tmp_path / "vd" / "image_unet" / "diffusion_pytorch_model.safetensors").read_bytes() == first
@@ -44,3 +46,28 @@ def test_training_resumes_and_saves_a_loadable_folder(tmp_path):
     train_demo_vd(images, captions, tmp_path / "vd_last", last_work, replace(config, unet_ema=0.0), progress=False)
     last = (tmp_path / "vd_last" / "image_unet" / "diffusion_pytorch_model.safetensors").read_bytes()
     assert len(last) == len(first) and last != first
+
+
+def test_a_saved_folder_stands_in_for_the_first_three_stages(tmp_path):
+    """stages_from_folder: clip/vae/unet checkpoints holding the folder's weights (what train_demo_vd loads to
+    resume), each with the folder's recorded final loss; existing checkpoints are kept."""
+    import json
+
+    from braindiff_app.models.versatile import load_versatile_diffusion
+
+    folder = _make_vd_folder(tmp_path / "vd", seed=3)
+    (folder / "training.json").write_text(json.dumps({"final_losses": {"clip": 0.9, "vae": 0.1, "unet": 0.05}}))
+    work = tmp_path / "work"
+    assert stages_from_folder(folder, work) == ["clip", "vae", "unet"]
+    saved = load_versatile_diffusion(folder, dtype=torch.float32)
+    for stage, names in (("clip", ("image_encoder", "text_encoder")), ("vae", ("vae",)),
+                         ("unet", ("image_unet", "text_unet"))):
+        state = torch.load(work / f"{stage}.pt", weights_only=True)
+        assert state["losses"] == [{"clip": 0.9, "vae": 0.1, "unet": 0.05}[stage]]
+        assert state["scaling_factor"] == saved.vae.config.scaling_factor
+        for name, weights in zip(names, state["weights"], strict=True):
+            expected = getattr(saved, name).state_dict()
+            assert weights.keys() == expected.keys()
+            assert all(torch.equal(weights[k], expected[k]) for k in expected)
+    before = (work / "unet.pt").read_bytes()
+    assert stages_from_folder(folder, work) == [] and (work / "unet.pt").read_bytes() == before
