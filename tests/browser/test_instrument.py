@@ -52,6 +52,10 @@ def _shown(page, subject: str, image_id: int) -> None:
     page.get_by_text(re.compile(rf"{subject} · trial \d+ of 100 · image id {image_id}( · protocol \w+)?$")).wait_for()
     page.wait_for_function(f"() => (document.querySelector('#browse-final img') || {{}}).alt === "
                            f"'Final reconstruction, subject {subject[-1]}, image {image_id}'")
+    # Both main images decoded and laid out (the seen image can arrive after the final's alt text is set).
+    page.wait_for_function("() => ['#browse-ground_truth img', '#browse-final img'].every(s => {"
+                           " const e = document.querySelector(s);"
+                           " return e && e.complete && e.naturalWidth > 0 && e.getBoundingClientRect().width > 0; })")
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -32,8 +32,11 @@ def test_images_generated_from_true_features_are_identified_far_above_chance(dem
 
     images, captions = held_out
     scores = identification_from_features(demo_vd, images, captions, num_inference_steps=10)["two_way_identification"]
-    assert scores["no_init"] > 0.65  # chance 0.5; training.json records 0.74 on 64 scenes at 20 steps
-    assert scores["blurred_init_strength_0.75"] > 0.75
+    # Chance 0.5. Measured here (24 scenes, 10 steps) with the committed models: 0.93 / 0.92; with the UNet before
+    # its low-rate tail 0.86 / 0.92 (training.json: 0.92 / 0.93 on 64 scenes at 20 steps, before the tail 0.85 /
+    # 0.91). The first bound fails without the tail.
+    assert scores["no_init"] > 0.89
+    assert scores["blurred_init_strength_0.75"] > 0.85
 
 
 def test_strength_zero_gives_back_nearly_the_init_image(demo_vd, held_out):
