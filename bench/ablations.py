@@ -29,11 +29,11 @@ def _cell(values: np.ndarray, metric: str, signed: bool) -> str:
     """Mean and 95% bootstrap interval of per-trial ``values``; identification in percent (points when signed)."""
     percent = METRICS[metric].method == "identification"
     scale = 100.0 if percent else 1.0
-    low, high = bootstrap_interval(values)
+    low, high = bootstrap_interval(values)  # leaves NaN trials out, as the mean below does
     sign = "+" if signed else ""
     digits = 1 if percent else 3
     unit = "%" if percent and not signed else ""
-    return (f"{scale * values.mean():{sign}.{digits}f}{unit} "
+    return (f"{scale * np.nanmean(values):{sign}.{digits}f}{unit} "
             f"[{scale * low:{sign}.{digits}f}, {scale * high:{sign}.{digits}f}]")
 
 

@@ -14,7 +14,7 @@ simulate`, `prepare`, `extract vdvae|clip` per subject, e.g. under --home)::
    against the single image of the same recipe and seed (candidate 0), paired, with a bootstrap 95% interval of the
    mean difference. Scored by the simulator's TRUE response of the target region's voxels (its model of each voxel,
    run on the generated image; the category drive needs the image's category coverage, which generated images
-   lack, so for faces/places/bodies the true response is that of the voxels' contrast-energy and low-frequency
+   lack, so for faces/places/bodies the true response is that of the voxels' contrast-energy and surface-colour
    terms only, and the content judge's probability of the category is reported beside it).
 3. Round trip: 2-way identification (demo CLIP) of decode(predict(image)) against the input, on the test images,
    beside the decoding of the measured test betas (the bundles' final images).

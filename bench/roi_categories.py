@@ -233,11 +233,14 @@ def write_grid(path: Path, finals: dict, probs: dict, rescale: str, side: int = 
     from braindiff_app.atomic import atomic_write_bytes
     from braindiff_app.demo.stimuli import CATEGORIES
 
+    if not finals:
+        print(f"\n{path}: not written (no region produced images)")
+        return
     n_cols = max(len(v) for v in finals.values())
     margin, head, caption, pad = 110, 22, 14, 4
     sheet = Image.new("RGB", (margin + n_cols * (side + pad), head + len(finals) * (side + caption + pad)), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((margin, 4), f"ROI-optimal final images (rescale {rescale!r}), 4 subjects x seeds; caption: judge's "
+    draw.text((margin, 4), f"ROI-optimal final images (rescale {rescale!r}), each subject x seed; caption: judge's "
               "P(row's category)", fill="black")
     for r, (region, ims) in enumerate(finals.items()):
         category = region if region in JUDGED else "words"

@@ -20,7 +20,7 @@ def register(subparsers, demo_subparsers) -> None:
         description="Train small models of Versatile Diffusion's classes on the demo stimulus world, save them "
         "(fp16, diffusers layout) to assets/demo/models/vd, and measure 2-way identification of images generated "
         "from ground-truth CLIP features. Seeded; resumes after the last finished stage (CLIP, AutoKL, UNet, then "
-        "the UNet's low-rate tail). About 40 minutes on 2 idle CPU cores; uses a GPU if --device "
+        "the UNet's low-rate tail). About 41 minutes on 2 idle CPU cores; uses a GPU if --device "
         "picks one.",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: assets/demo/models/vd)")
@@ -33,8 +33,8 @@ def register(subparsers, demo_subparsers) -> None:
     for stage in ("clip", "vae", "unet"):
         parser.add_argument(f"--{stage}-steps", type=int, help=f"{stage} stage steps (overrides --steps-scale)")
     parser.add_argument("--resume-from", type=Path,
-                        help="a saved demo folder (e.g. the committed one) whose CLIP, AutoKL and UNet stand in for "
-                        "the first three stages, so only the last stage trains")
+                        help="a saved demo folder whose stages (CLIP, AutoKL, UNet and, if it has one, the UNet's "
+                        "tail) stand in for the trained ones, so only the stages it lacks train")
     parser.add_argument("--unet-tail-steps", type=int,
                         help="steps of the last stage, the UNet trained on at a lower learning rate (overrides "
                         "--steps-scale; 0 skips it)")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     config = replace(base, **{k: getattr(args, k) or max(1, round(getattr(base, k) * args.steps_scale))
                               for k in ("clip_steps", "vae_steps", "unet_steps")},
                      unet_tail_steps=args.unet_tail_steps if args.unet_tail_steps is not None
-                     else round(base.unet_tail_steps * args.steps_scale))
+                     else max(1, round(base.unet_tail_steps * args.steps_scale)))
     if args.resume_from is not None:
         written = stages_from_folder(args.resume_from, work)
         print(f"stages {', '.join(written) or 'none'} taken from {args.resume_from} into {work}")

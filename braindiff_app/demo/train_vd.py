@@ -180,37 +180,51 @@ def _stage_path(work: Path, stage: str) -> Path:
 
 #: The stages a saved folder holds (its components, in the order the stage checkpoints store them).
 _FOLDER_STAGES = (("clip", ("image_encoder", "text_encoder")), ("vae", ("vae",)),
-                  ("unet", ("image_unet", "text_unet")))
+                  ("unet", ("image_unet", "text_unet")), ("unet_tail", ("image_unet", "text_unet")))
 
 
 def stages_from_folder(folder: str | Path, work_dir: str | Path) -> list[str]:
-    """Write the first three stages' checkpoints from a saved demo folder, so :func:`train_demo_vd` resumes after
-    them and trains only what the folder lacks (the UNet's low-rate tail).
+    """Write the checkpoints of the stages a saved demo folder holds, so :func:`train_demo_vd` resumes after them
+    and trains only what the folder lacks (a folder saved before the UNet's low-rate tail existed: the tail).
 
-    The folder's fp16 weights become float32 checkpoints; each stage's recorded loss is the folder's
-    ``training.json`` final loss. Stages already in ``work_dir`` are left alone.
+    The folder's stages are those its ``training.json`` lists under ``final_losses`` (clip, vae, unet, and unet_tail
+    once trained: then its UNet is the tailed one, and nothing is left to train). The folder's fp16 weights become
+    float32 checkpoints, each with the recorded final loss. Stages already in ``work_dir`` are left alone.
 
     Returns
     -------
     list of str
         The stages written.
+
+    Raises
+    ------
+    ValueError
+        The folder has no readable ``training.json``, or it lacks one of the first three stages.
     """
     import json
 
     from braindiff_app.models.versatile import load_versatile_diffusion
 
     folder, work = Path(folder), Path(work_dir)
-    summary = json.loads((folder / "training.json").read_text())
+    try:
+        losses = json.loads((folder / "training.json").read_text())["final_losses"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{folder / 'training.json'}: no readable final_losses ({type(exc).__name__}); expected a "
+                         "folder written by `braindiff demo train-diffusion`.") from None
+    missing = [stage for stage, _ in _FOLDER_STAGES[:3] if stage not in losses]
+    if missing:
+        raise ValueError(f"{folder / 'training.json'}: no {', '.join(missing)} stage; expected a folder written by "
+                         "`braindiff demo train-diffusion`.")
     c = load_versatile_diffusion(folder, dtype=torch.float32)
     work.mkdir(parents=True, exist_ok=True)
     written = []
     for stage, names in _FOLDER_STAGES:
         path = _stage_path(work, stage)
-        if path.exists():
+        if path.exists() or stage not in losses:
             continue
         with atomic_path(path) as tmp:
             torch.save({"weights": [getattr(c, n).state_dict() for n in names],
-                        "losses": [float(summary["final_losses"][stage])],
+                        "losses": [float(losses[stage])],
                         "scaling_factor": float(c.vae.config.scaling_factor)}, tmp)
         written.append(stage)
     return written

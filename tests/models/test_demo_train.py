@@ -38,7 +38,7 @@ def test_training_resumes_and_saves_a_loadable_folder(tmp_path):
     assert (tmp_path / "vd" / "image_unet" / "diffusion_pytorch_model.safetensors").read_bytes() == first
     assert load_versatile_diffusion(tmp_path / "vd").image_encoder.config.image_size == 32
     # The same UNet stage (same seed, same CLIP and AutoKL) without averaging saves the last weights instead of
-    # their moving average: the files differ only by the average.
+    # their moving average (the tail then starts from them): the files differ.
     last_work = tmp_path / "work_last"
     last_work.mkdir()
     for stage in ("clip.pt", "vae.pt"):
@@ -56,9 +56,14 @@ def test_a_saved_folder_stands_in_for_the_first_three_stages(tmp_path):
     from braindiff_app.models.versatile import load_versatile_diffusion
 
     folder = _make_vd_folder(tmp_path / "vd", seed=3)
+    with pytest.raises(ValueError, match=r"training\.json: no readable final_losses"):
+        stages_from_folder(folder, tmp_path / "none")
+    (folder / "training.json").write_text(json.dumps({"final_losses": {"clip": 0.9, "unet": 0.05}}))
+    with pytest.raises(ValueError, match=r"training\.json: no vae stage"):
+        stages_from_folder(folder, tmp_path / "none")
     (folder / "training.json").write_text(json.dumps({"final_losses": {"clip": 0.9, "vae": 0.1, "unet": 0.05}}))
     work = tmp_path / "work"
-    assert stages_from_folder(folder, work) == ["clip", "vae", "unet"]
+    assert stages_from_folder(folder, work) == ["clip", "vae", "unet"]  # saved before the tail: the tail trains
     saved = load_versatile_diffusion(folder, dtype=torch.float32)
     for stage, names in (("clip", ("image_encoder", "text_encoder")), ("vae", ("vae",)),
                          ("unet", ("image_unet", "text_unet"))):
@@ -71,3 +76,10 @@ def test_a_saved_folder_stands_in_for_the_first_three_stages(tmp_path):
             assert all(torch.equal(weights[k], expected[k]) for k in expected)
     before = (work / "unet.pt").read_bytes()
     assert stages_from_folder(folder, work) == [] and (work / "unet.pt").read_bytes() == before
+    # A folder whose UNet already had its tail stands in for all four stages: nothing is left to train.
+    (folder / "training.json").write_text(json.dumps({"final_losses": {"clip": 0.9, "vae": 0.1, "unet": 0.05,
+                                                                       "unet_tail": 0.04}}))
+    assert stages_from_folder(folder, tmp_path / "work4") == ["clip", "vae", "unet", "unet_tail"]
+    tail = torch.load(tmp_path / "work4" / "unet_tail.pt", weights_only=True)
+    assert tail["losses"] == [0.04] and torch.equal(tail["weights"][0]["conv_in.weight"],
+                                                    saved.image_unet.state_dict()["conv_in.weight"])
