@@ -72,6 +72,16 @@ def pearson_matrix(a: np.ndarray, b: np.ndarray, chunk: int = 8192) -> np.ndarra
         return dot / np.outer(norm_a, norm_b)
 
 
+def _paired_rows(ground_truth_features, reconstruction_features) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature arrays as (n_images, n_features) rows, checked to have the same shape."""
+    gt = _as_rows(ground_truth_features, "ground_truth_features")
+    rec = _as_rows(reconstruction_features, "reconstruction_features")
+    if gt.shape != rec.shape:
+        raise ValueError(f"reconstruction_features: expected shape {gt.shape} (as the ground truth's), "
+                         f"got {rec.shape}.")
+    return gt, rec
+
+
 def n_way_identification(ground_truth_features: np.ndarray, reconstruction_features: np.ndarray,
                          ways: int = 2) -> np.ndarray:
     """Per-trial n-way identification: the chance that a reconstruction picks its own image among ``ways``.
@@ -97,11 +107,7 @@ def n_way_identification(ground_truth_features: np.ndarray, reconstruction_featu
     array of shape (n_images,), float32 in [0, 1]
         Chance is ``1 / ways``.
     """
-    gt = _as_rows(ground_truth_features, "ground_truth_features")
-    rec = _as_rows(reconstruction_features, "reconstruction_features")
-    if gt.shape != rec.shape:
-        raise ValueError(f"reconstruction_features: expected shape {gt.shape} (as the ground truth's), "
-                         f"got {rec.shape}.")
+    gt, rec = _paired_rows(ground_truth_features, reconstruction_features)
     n = len(gt)
     if isinstance(ways, bool) or not isinstance(ways, int | np.integer) or ways < 2:
         raise ValueError(f"ways: expected an integer >= 2, got {ways!r}.")
@@ -150,10 +156,6 @@ def correlation_distance(ground_truth_features: np.ndarray, reconstruction_featu
     -------
     array of shape (n_images,), float32 in [0, 2]
     """
-    gt = _as_rows(ground_truth_features, "ground_truth_features")
-    rec = _as_rows(reconstruction_features, "reconstruction_features")
-    if gt.shape != rec.shape:
-        raise ValueError(f"reconstruction_features: expected shape {gt.shape} (as the ground truth's), "
-                         f"got {rec.shape}.")
+    gt, rec = _paired_rows(ground_truth_features, reconstruction_features)
     r = np.array([pearson_matrix(g[None], p[None])[0, 0] for g, p in zip(gt, rec, strict=True)])
     return (1.0 - r).astype(np.float32)

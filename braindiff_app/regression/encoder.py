@@ -88,6 +88,18 @@ def _needs(feature_set: str) -> tuple[bool, bool]:
     return feature_set != "vdvae", "vdvae" in feature_set
 
 
+def _needed_input(values, name: str, shape: str, feature_set: str, what: str, extract: str) -> np.ndarray:
+    """``values`` as float32 of the documented ``shape``; a clear error when a feature set needs them and they are
+    missing or of another rank."""
+    if values is None:
+        raise ValueError(f"{name}: feature set {feature_set!r} needs {what} {shape}; extract them with "
+                         f"`braindiff extract {extract}`.")
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != shape.count(",") + 1:
+        raise ValueError(f"{name}: expected shape {shape}, got {array.shape}.")
+    return array
+
+
 def encoder_features(feature_set: str, clip_vision: np.ndarray | None = None,
                      vdvae: np.ndarray | None = None) -> np.ndarray:
     """The encoder's input features of images.
@@ -115,12 +127,8 @@ def encoder_features(feature_set: str, clip_vision: np.ndarray | None = None,
     use_clip, use_vdvae = _needs(feature_set)
     parts = []
     if use_clip:
-        if clip_vision is None:
-            raise ValueError(f"clip_vision: feature set {feature_set!r} needs CLIP-vision tokens (n_images, "
-                             "n_tokens, clip_dim); extract them with `braindiff extract clip`.")
-        tokens = np.asarray(clip_vision, dtype=np.float32)
-        if tokens.ndim != 3:
-            raise ValueError(f"clip_vision: expected shape (n_images, n_tokens, clip_dim), got {tokens.shape}.")
+        tokens = _needed_input(clip_vision, "clip_vision", "(n_images, n_tokens, clip_dim)", feature_set,
+                               "CLIP-vision tokens", "clip")
         if feature_set == "clip_mean":
             parts.append(tokens[:, 1:].mean(axis=1))
         else:
@@ -134,13 +142,7 @@ def encoder_features(feature_set: str, clip_vision: np.ndarray | None = None,
             grid = tokens[:, 1:].reshape(len(tokens), _GRID, b, _GRID, b, -1).mean(axis=(2, 4))
             parts.append(grid.reshape(len(tokens), -1))
     if use_vdvae:
-        if vdvae is None:
-            raise ValueError(f"vdvae: feature set {feature_set!r} needs VDVAE latents (n_images, n_latent); "
-                             "extract them with `braindiff extract vdvae`.")
-        latents = np.asarray(vdvae, dtype=np.float32)
-        if latents.ndim != 2:
-            raise ValueError(f"vdvae: expected shape (n_images, n_latent), got {latents.shape}.")
-        parts.append(latents)
+        parts.append(_needed_input(vdvae, "vdvae", "(n_images, n_latent)", feature_set, "VDVAE latents", "vdvae"))
     rows = {len(p) for p in parts}
     if len(rows) != 1:
         raise ValueError(f"clip_vision, vdvae: expected the same number of images, got {sorted(rows)}.")
