@@ -13,7 +13,8 @@ process, on the demo world's training scenes (world seed 1, as ``braindiff demo 
 For each it prints the epsilon loss on 512 training scenes and on 512 held-out scenes (the same noise, timesteps
 100 / 300 / 600 / 900 and mixing 0.6 for every lever), 4-way / 2-way identification (demo CLIP, as ``braindiff
 evaluate``) of images generated with no init from the TRUE features of ``--n-eval`` held-out scenes (the tier's 20
-DDIM steps, guidance 7.5, mixing 0.6), and the seconds per training step as a ratio to the ``steps`` lever.
+DDIM steps, guidance 7.5, mixing 0.6), and the seconds per training step (encoding the scenes once at the start
+included) with their ratio to the first lever trained (``steps`` by default).
 
 ``--sheet PNG`` instead writes what the committed models make of 16 held-out scenes, one row each: the scenes,
 images generated (no init) from their true features with seeds 0 and 100, and their AutoKL round trips (128 px per

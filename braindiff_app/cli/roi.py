@@ -23,7 +23,9 @@ def register(subparsers, demo_subparsers) -> None:
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--regions", help="weighted regions, e.g. 'V1:+1,faces:+1,V2:-1' or '+V1 +hV4 -bodies'")
-    what.add_argument("--recipe", help="a recipe JSON written by an earlier run (re-creates its images)")
+    what.add_argument("--recipe", help="a recipe JSON written by an earlier run or the ROI studio (re-creates its "
+                      "images; a best-of-N recipe ranks its N candidates again with the subject's encoder and writes "
+                      "the best)")
     what.add_argument("--paper", action="store_true", help="write the Figure 5 and Figure 7 grids")
     parser.add_argument("--subject", default="1", help="subject number or 'average' (default 1)")
     parser.add_argument("--painted", help="a .npy file of painted voxel indices (int) added with weight 1")
@@ -49,6 +51,29 @@ def _write_png(path, image) -> None:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def _check_encoder(settings, recipe, n: int, source: str) -> None:
+    """A best-of-N recipe needs its subject's encoder to rank the candidates: a ValueError naming the fix if none."""
+    from braindiff_app.encoding import subjects_with_encoders
+
+    if recipe.subject != "average" and recipe.subject not in subjects_with_encoders(settings):
+        raise ValueError(f"{source}: a best-of-{n} recipe ranks its candidates by subject {recipe.subject}'s "
+                         f"encoder, and {settings.workspace / 'encoders'} has none; run `braindiff fit-encoder "
+                         f"--subject {recipe.subject}`, or set the recipe's settings.candidates to 1.")
+
+
+def _best_of_n(settings, models, recipe, n: int):
+    """The best of ``n`` candidates (seeds ``recipe.seed ...``), ranked by the subject's encoder as the ROI studio
+    ranks them: (VDVAE guess, final image, the recipe with its new ranking)."""
+    from dataclasses import replace
+
+    from braindiff_app.encoding import load_encoding_models
+
+    ranked = load_encoding_models(settings, roi=models).best_of_n(replace(recipe, ranking=()), n)
+    print("candidates ranked by the encoder's predicted activation of the regions: " + ", ".join(
+        f"seed {seed} {score:+.3f}" for seed, score in ranked.recipe.ranking))
+    return ranked.vdvaes[0], ranked.finals[0], ranked.recipe
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,16 +113,24 @@ def run(args: argparse.Namespace) -> int:
         painted = np.load(args.painted, allow_pickle=False) if args.painted else ()
         recipe = Recipe(subject=args.subject, regions=parse_regions(args.regions), painted=painted,
                         seed=args.seed, settings={**stage2, "tier": settings.tier, "protocol": args.protocol})
+    candidates = int(recipe.settings.get("candidates", 1))
+    if candidates > 1:
+        _check_encoder(settings, recipe, candidates, args.recipe)
     subjects = None if recipe.subject == "average" else [recipe.subject]
     models = load_roi_models(settings, subjects)
     # A recipe carries its protocol (the default when it names none): replaying it re-creates the same image.
     models.pipeline.protocol = get_protocol(recipe.settings.get("protocol", DEFAULT_PROTOCOL))
-    result = models.generate(recipe)
     stem = f"{settings.tier}-{subject_folder(recipe.subject)}-" + "_".join(
         f"{name}{weight:+g}" for name, weight in recipe.regions.items()) + (
-        f"_painted{len(recipe.painted)}" if recipe.painted else "") + f"-seed{recipe.seed}"
-    _write_png(out / f"{stem}_vdvae.png", result.vdvae[0])
-    _write_png(out / f"{stem}_final.png", result.final[0])
+        f"_painted{len(recipe.painted)}" if recipe.painted else "") + f"-seed{recipe.seed}" + (
+        f"-best{candidates}" if candidates > 1 else "")
+    if candidates > 1:  # a best-of-N recipe (the ROI studio's): rank its candidates again, as the studio does
+        vdvae, final, recipe = _best_of_n(settings, models, recipe, candidates)
+    else:
+        result = models.generate(recipe)
+        vdvae, final = result.vdvae[0], result.final[0]
+    _write_png(out / f"{stem}_vdvae.png", vdvae)
+    _write_png(out / f"{stem}_final.png", final)
     recipe.save(out / f"{stem}_recipe.json")
     print(f"written: {out / stem}_{{vdvae.png,final.png,recipe.json}}  ({recipe.label})")
     return 0

@@ -77,3 +77,49 @@ def test_parse_ablations():
     assert parse_ablations("no_text, no_vdvae,no_text") == ("no_text", "no_vdvae")
     with pytest.raises(ValueError, match="--ablations: expected one of"):
         parse_ablations("no_brain")
+
+
+def test_roi_cli_ranks_a_best_of_n_recipe_again_and_writes_the_best(tmp_path, capsys):
+    """A studio best-of-3 recipe on the committed demo workspace (demo models, the subject's encoder): the CLI writes
+    the top-ranked candidate, which is the image its own seed makes alone, and the recipe with the new ranking."""
+    from dataclasses import replace
+
+    home, out = tmp_path / "home", tmp_path / "out"
+    recipe = Recipe(subject="1", regions={"faces": 1.0}, seed=5,
+                    settings={"candidates": 3, "num_inference_steps": 8, "tier": "demo"})
+    recipe.save(tmp_path / "studio.json")
+    assert main(["roi", "--recipe", str(tmp_path / "studio.json"), "--home", str(home), "--out", str(out)]) == 0
+    assert "candidates ranked" in capsys.readouterr().out
+    stem = "demo-subj01-faces+1-seed5-best3"
+    written = Recipe.load(out / f"{stem}_recipe.json")
+    seeds, scores = [s for s, _ in written.ranking], [v for _, v in written.ranking]
+    assert sorted(seeds) == [5, 6, 7] and scores == sorted(scores, reverse=True)
+    assert written.settings["candidates"] == 3 and written.seed == 5
+    best = np.asarray(Image.open(out / f"{stem}_final.png")).astype(int)
+    own = replace(written, seed=seeds[0], ranking=(),
+                  settings={k: v for k, v in written.settings.items() if k != "candidates"})
+    own.save(tmp_path / "own.json")
+    assert main(["roi", "--recipe", str(tmp_path / "own.json"), "--home", str(home), "--out", str(out)]) == 0
+    alone = np.asarray(Image.open(out / f"demo-subj01-faces+1-seed{seeds[0]}_final.png")).astype(int)
+    assert np.abs(best - alone).max() <= 2  # batched vs single: within rounding
+    for seed in seeds[1:]:  # and it is not simply another candidate's image
+        other = replace(own, seed=seed)
+        other.save(tmp_path / f"seed{seed}.json")
+        assert main(["roi", "--recipe", str(tmp_path / f"seed{seed}.json"), "--home", str(home), "--out",
+                     str(out)]) == 0
+        image = np.asarray(Image.open(out / f"demo-subj01-faces+1-seed{seed}_final.png")).astype(int)
+        assert np.abs(best - image).mean() > 2
+
+
+def test_roi_cli_best_of_n_recipe_without_an_encoder_is_one_line(tmp_path, capsys, monkeypatch):
+    import braindiff_app.encoding as encoding
+
+    monkeypatch.setattr(encoding, "subjects_with_encoders", lambda settings: [])
+    Recipe(subject="1", regions={"faces": 1.0}, settings={"candidates": 4, "tier": "demo"}).save(tmp_path / "r.json")
+    out = tmp_path / "out"
+    assert main(["roi", "--recipe", str(tmp_path / "r.json"), "--home", str(tmp_path / "home"), "--out",
+                 str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("braindiff roi: error: ") and "r.json: a best-of-4 recipe" in err
+    assert "braindiff fit-encoder --subject 1" in err and "\n" not in err
+    assert not out.exists() or not any(out.iterdir())
