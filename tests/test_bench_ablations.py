@@ -1,20 +1,15 @@
 """bench/ablations.py: means with intervals and paired differences, read from a bundle's metrics.json."""
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._bench import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("ablations", ROOT / "bench" / "ablations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("ablations")
 
 
 def test_paired_differences_match_the_per_trial_scores(tmp_path, capsys):

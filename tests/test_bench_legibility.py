@@ -1,6 +1,5 @@
 """bench/legibility.py: the contact sheet, the noiseless responses and a --quick run on a tiny simulated world."""
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -8,15 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests._bench import load_bench
+
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "braindiff_app" / "precomputed" / "demo-subj01"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("legibility", ROOT / "bench" / "legibility.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("legibility")
 
 
 @pytest.mark.skipif(not (BUNDLE / "manifest.json").exists(), reason="no committed demo bundle")

@@ -1,18 +1,12 @@
 """bench/unet_levers.py: growing cross-attention into the UNet's top up block starts from the same UNet."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._bench import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("unet_levers", ROOT / "bench" / "unet_levers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("unet_levers")
 
 
 def _eps(c, latents, t, context):
