@@ -11,10 +11,12 @@ process, on the demo world's training scenes (world seed 1, as ``braindiff demo 
   branch); its output projection starts at zero, so the grown UNet starts as the committed one.
 
 For each it prints the epsilon loss on 512 training scenes and on 512 held-out scenes (the same noise, timesteps
-100 / 300 / 600 / 900 and mixing 0.6 for every lever), 4-way / 2-way identification (demo CLIP, as ``braindiff
-evaluate``) of images generated with no init from the TRUE features of ``--n-eval`` held-out scenes (the tier's 20
-DDIM steps, guidance 7.5, mixing 0.6), and the seconds per training step (encoding the scenes once at the start
-included) with their ratio to the first lever trained (``steps`` by default).
+100 / 300 / 600 / 900 and mixing 0.6 for every lever); 4-way / 2-way identification of images generated with no
+init from the TRUE features of ``--n-eval`` held-out scenes (the tier's 20 DDIM steps, guidance 7.5, mixing 0.6),
+by the demo CLIP embedding images as ``training.json``'s identification does
+(:func:`~braindiff_app.demo.train_vd.clip_image_embeddings`: a bicubic resize, where ``braindiff evaluate`` resizes
+bilinearly); and the seconds per training step (encoding the scenes once at the start included) with their ratio
+to the first lever trained (``steps`` by default).
 
 ``--sheet PNG`` instead writes what the committed models make of 16 held-out scenes, one row each: the scenes,
 images generated (no init) from their true features with seeds 0 and 100, and their AutoKL round trips (128 px per
@@ -40,16 +42,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from braindiff_app.cli.train_diffusion import EVAL_START, WORLD_SEED  # noqa: E402
 from braindiff_app.config import DEMO_ASSETS_DIR  # noqa: E402
 from braindiff_app.demo.stimuli import render_scenes  # noqa: E402
-from braindiff_app.demo.train_vd import TrainConfig, _encode_latents, _train_unet  # noqa: E402
+from braindiff_app.demo.train_vd import (  # noqa: E402
+    TrainConfig,
+    _encode_latents,
+    _train_unet,
+    clip_image_embeddings,
+    generate_from_true_features,
+)
 from braindiff_app.evaluation.identification import n_way_identification  # noqa: E402
 from braindiff_app.models._vd_compat import make_dual_unet, revert_dual_unet, set_dual_condition  # noqa: E402
 from braindiff_app.models.clip_features import (  # noqa: E402
-    clip_pixel_values,
     clip_text_features,
     clip_vision_features,
-    unconditional_features,
 )
-from braindiff_app.models.img2img import DualGuidedImg2Img  # noqa: E402
 from braindiff_app.models.versatile import VersatileComponents, load_versatile_diffusion  # noqa: E402
 
 LEVERS = ("committed", "steps", "scenes", "attention16")
@@ -102,18 +107,6 @@ def eps_loss(c: VersatileComponents, images: np.ndarray, captions: list[list[str
 
 
 @torch.no_grad()
-def generate_from_true(c: VersatileComponents, images: np.ndarray, captions: list[list[str]],
-                       seed: int = 0) -> np.ndarray:
-    """Images generated with no init from the scenes' true CLIP features (20 DDIM steps, tier defaults)."""
-    vision = clip_vision_features(c.image_encoder, images)
-    text = clip_text_features(c.text_encoder, c.tokenizer, captions)
-    vision_uncond, text_uncond = unconditional_features(c.image_encoder, c.text_encoder, c.tokenizer)
-    pipe = DualGuidedImg2Img(c.vae, c.image_unet, c.text_unet, c.scheduler)
-    return pipe(None, vision, text, vision_uncond=vision_uncond, text_uncond=text_uncond, num_inference_steps=20,
-                seeds=np.arange(len(images)) + seed, batch_size=25).images
-
-
-@torch.no_grad()
 def write_sheet(c: VersatileComponents, images: np.ndarray, captions: list[list[str]], path: Path) -> None:
     """Rows: the scenes, generated from their true features (seeds 0 and 100), their AutoKL round trips."""
     from PIL import Image
@@ -123,7 +116,8 @@ def write_sheet(c: VersatileComponents, images: np.ndarray, captions: list[list[
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     round_trip = c.vae.decode(c.vae.encode(x).latent_dist.mean).sample
     round_trip = ((round_trip.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    kinds = [images, generate_from_true(c, images, captions), generate_from_true(c, images, captions, 100),
+    kinds = [images, generate_from_true_features(c, images, captions, batch_size=25),
+             generate_from_true_features(c, images, captions, seed=100, batch_size=25),
              round_trip]
     side = images.shape[1]
     sheet = np.full((len(kinds) * (side + 4) - 4, len(images) * (side + 4) - 4, 3), 255, np.uint8)
@@ -137,14 +131,8 @@ def write_sheet(c: VersatileComponents, images: np.ndarray, captions: list[list[
 @torch.no_grad()
 def identification(c: VersatileComponents, images: np.ndarray, captions: list[list[str]]) -> tuple[float, float]:
     """4-way and 2-way identification of images generated (no init) from the scenes' true features."""
-    generated = generate_from_true(c, images, captions)
-
-    def embed(x: np.ndarray) -> np.ndarray:
-        pixels = clip_pixel_values(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255,
-                                   c.image_encoder.config.image_size)
-        return c.image_encoder(pixel_values=pixels).image_embeds.numpy()
-
-    truth, rec = embed(images), embed(generated)
+    generated = generate_from_true_features(c, images, captions, batch_size=25)
+    truth, rec = clip_image_embeddings(c, images), clip_image_embeddings(c, generated)
     return (float(n_way_identification(truth, rec, ways=4).mean()),
             float(n_way_identification(truth, rec, ways=2).mean()))
 

@@ -36,7 +36,8 @@ from braindiff_app.models.clip_features import (
 from braindiff_app.models.versatile import VersatileComponents, save_versatile_diffusion
 from braindiff_app.stage2 import TIER_DIFFUSION_STEPS
 
-__all__ = ["TrainConfig", "identification_from_features", "stages_from_folder", "train_demo_vd"]
+__all__ = ["TrainConfig", "clip_image_embeddings", "generate_from_true_features", "identification_from_features",
+           "stages_from_folder", "train_demo_vd"]
 
 
 @dataclass(frozen=True)
@@ -300,21 +301,16 @@ def train_demo_vd(images: np.ndarray, captions: list[list[str]], out_dir: str | 
     return c
 
 
-def identification_from_features(c: VersatileComponents, images: np.ndarray, captions: list[list[str]],
-                                 num_inference_steps: int = TIER_DIFFUSION_STEPS["demo"], seed: int = 0,
-                                 batch_size: int = 16) -> dict:
-    """How recognisable images generated from ground-truth CLIP features are (2-way identification, demo CLIP).
-
-    Generates each image from its own vision and text features twice: with no init image (full denoising) and
-    from a blurred init (the image at 8 px, upsampled; a stand-in for the VDVAE guess) at strength 0.75, both with
-    the paper's mixing (0.6 vision) and guidance (7.5); the blurred inits themselves are scored as a baseline.
-    Identification compares pooled CLIP image embeddings (Pearson r) with
-    :func:`braindiff_app.evaluation.two_way_identification`.
+def generate_from_true_features(c: VersatileComponents, images: np.ndarray, captions: list[list[str]],
+                                init: np.ndarray | None = None, seed: int = 0,
+                                num_inference_steps: int = TIER_DIFFUSION_STEPS["demo"],
+                                batch_size: int = 16) -> np.ndarray:
+    """Images generated from the scenes' own CLIP vision and text features (the paper's mixing 0.6 vision, guidance
+    7.5), with no init image (full denoising) or from ``init`` at strength 0.75; seeds ``seed + i``.
 
     Returns
     -------
-    dict
-        Mean 2-way identification per condition (chance 0.5) and the settings used.
+    array of shape (n_images, 64, 64, 3), uint8
     """
     from braindiff_app.models.img2img import DualGuidedImg2Img
 
@@ -322,23 +318,44 @@ def identification_from_features(c: VersatileComponents, images: np.ndarray, cap
     text = clip_text_features(c.text_encoder, c.tokenizer, captions)
     vision_uncond, text_uncond = unconditional_features(c.image_encoder, c.text_encoder, c.tokenizer)
     pipe = DualGuidedImg2Img(c.vae, c.image_unet, c.text_unet, c.scheduler)
+    return pipe(init, vision, text, vision_uncond=vision_uncond, text_uncond=text_uncond,
+                num_inference_steps=num_inference_steps, seeds=np.arange(len(images)) + seed,
+                batch_size=batch_size).images
+
+
+@torch.no_grad()
+def clip_image_embeddings(c: VersatileComponents, images: np.ndarray) -> np.ndarray:
+    """Pooled CLIP image embeddings (n_images, projection_dim) of uint8 images, as training scores them (bicubic
+    resize, :func:`~braindiff_app.models.clip_features.clip_pixel_values`)."""
+    pixels = clip_pixel_values(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255,
+                               c.image_encoder.config.image_size)
+    return c.image_encoder(pixel_values=pixels).image_embeds.numpy()
+
+
+def identification_from_features(c: VersatileComponents, images: np.ndarray, captions: list[list[str]],
+                                 num_inference_steps: int = TIER_DIFFUSION_STEPS["demo"], seed: int = 0,
+                                 batch_size: int = 16) -> dict:
+    """How recognisable images generated from ground-truth CLIP features are (2-way identification, demo CLIP).
+
+    Generates each image from its own vision and text features twice (:func:`generate_from_true_features`): with no
+    init image, and from a blurred init (the image at 8 px, upsampled; a stand-in for the VDVAE guess); the blurred
+    inits themselves are scored as a baseline. Identification compares pooled CLIP image embeddings
+    (:func:`clip_image_embeddings`, Pearson r) with :func:`braindiff_app.evaluation.two_way_identification`.
+
+    Returns
+    -------
+    dict
+        Mean 2-way identification per condition (chance 0.5) and the settings used.
+    """
     small = torch.nn.functional.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float(), size=8,
                                             mode="area")
     blurred = torch.nn.functional.interpolate(small, size=images.shape[1], mode="bicubic").clamp(0, 255)
     blurred = blurred.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    seeds = np.arange(len(images)) + seed
-    common = dict(vision_uncond=vision_uncond, text_uncond=text_uncond, num_inference_steps=num_inference_steps,
-                  seeds=seeds, batch_size=batch_size)
-    generated = {"no_init": pipe(None, vision, text, **common).images,
-                 "blurred_init_strength_0.75": pipe(blurred, vision, text, **common).images,
+    common = dict(seed=seed, num_inference_steps=num_inference_steps, batch_size=batch_size)
+    generated = {"no_init": generate_from_true_features(c, images, captions, **common),
+                 "blurred_init_strength_0.75": generate_from_true_features(c, images, captions, blurred, **common),
                  "blurred_init_itself": blurred}
-
-    def embed(x):
-        with torch.no_grad():
-            size = c.image_encoder.config.image_size
-            pixels = clip_pixel_values(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, size)
-            return c.image_encoder(pixel_values=pixels).image_embeds.numpy()
-
-    truth = embed(images)
-    scores = {k: float(two_way_identification(truth, embed(v)).mean()) for k, v in generated.items()}
+    truth = clip_image_embeddings(c, images)
+    scores = {k: float(two_way_identification(truth, clip_image_embeddings(c, v)).mean())
+              for k, v in generated.items()}
     return {"two_way_identification": scores, "n_images": len(images), "num_inference_steps": num_inference_steps}
