@@ -54,18 +54,25 @@ class MicroBatcher:
 
     def submit(self, key: Hashable, item: Any) -> Any:
         """Run ``item`` in a batch of its ``key``; block until done; return its result or raise its error."""
-        pending = _Pending(item)
+        return self.submit_many(key, [item])[0]
+
+    def submit_many(self, key: Hashable, items: Sequence[Any]) -> list[Any]:
+        """Queue ``items`` together (so up to ``max_batch`` of them share one batch); block until all are done;
+        return their results in order or raise the first error."""
+        pendings = [_Pending(item) for item in items]
         with self._cond:
-            self._queue.setdefault(key, []).append(pending)
+            self._queue.setdefault(key, []).extend(pendings)
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=_work, args=(weakref.ref(self),), daemon=True,
                                                 name="braindiff-microbatcher")
                 self._worker.start()
             self._cond.notify()
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.result
+        for pending in pendings:
+            pending.done.wait()
+        for pending in pendings:
+            if pending.error is not None:
+                raise pending.error
+        return [pending.result for pending in pendings]
 
     def _next_batch(self, timeout: float) -> tuple[Hashable, list[_Pending]] | None:
         with self._cond:

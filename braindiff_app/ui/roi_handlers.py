@@ -24,8 +24,7 @@ import threading
 import time
 import uuid
 import weakref
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -310,6 +309,14 @@ class ROIHandlers:
             A bad recipe, or one asking more DDIM steps than :meth:`max_steps` (run it with ``braindiff roi
             --recipe``).
         """
+        output = self._run_seeds(recipe, 1, callback)[0]
+        path = self.session_folder(session) / f"roi-{recipe.subject}-{recipe.content_id}.json"
+        recipe.save(path)
+        return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
+
+    def _run_seeds(self, recipe: Recipe, n: int, callback=None) -> list[ReconstructionOutput]:
+        """Check ``recipe`` for the studio, then make its images with seeds ``seed ... seed + n - 1``, queued
+        together so that they share one micro-batch (``callback`` follows the batch)."""
         if recipe.settings.get("protocol", DEFAULT_PROTOCOL) != DEFAULT_PROTOCOL:
             raise ValueError(f"settings.protocol: the studio runs the braindiff protocol, the recipe asks "
                              f"{recipe.settings['protocol']!r}; run it with `braindiff roi --recipe FILE`.")
@@ -319,11 +326,10 @@ class ROIHandlers:
                              f"({MAX_STEPS_FACTOR}x the {tier} tier's {TIER_DIFFUSION_STEPS[tier]}), the recipe "
                              f"asks {steps}; run it with `braindiff roi --recipe FILE`.")
         features = self.models().features(recipe)  # errors of this recipe stay its own
-        output = self.batcher.submit(recipe.stage2, (features, recipe.seed, callback))
+        outputs = self.batcher.submit_many(recipe.stage2, [(features, recipe.seed + k, callback if k == 0 else None)
+                                                           for k in range(n)])
         self._sweep()
-        path = self.session_folder(session) / f"roi-{recipe.subject}-{recipe.content_id}.json"
-        recipe.save(path)
-        return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
+        return outputs
 
     def default_candidates(self) -> int:
         """The studio's default number of best-of-N candidates: 4 when subjects have an encoder, else 1."""
@@ -339,25 +345,20 @@ class ROIHandlers:
 
     def generate_ranked(self, recipe: Recipe, candidates: int, callback=None,
                         session: str | None = None) -> tuple[ROIResult, Ranked | None]:
-        """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1`` (the recipe's own seed through
-        :meth:`generate`, which checks the recipe, then the other N - 1 together in one micro-batch), ranked by the
-        encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`). The
-        saved recipe records N and the ranking; the result shows the best candidate. A subject without an encoder
-        gets the recipe's own image and None."""
-        first = self.generate(recipe, callback, session)  # checks the recipe; the seed's own image
+        """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1``, made in one micro-batch and ranked by
+        the encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`, as
+        :meth:`~braindiff_app.encoding.EncodingModels.best_of_n` does). The saved recipe records N and the ranking;
+        the result shows the best candidate. A subject without an encoder gets the recipe's own image and None."""
         if recipe.subject != "average" and recipe.subject not in subjects_with_encoders(self.settings):
-            return first, None  # no encoder to rank by: the one image (the status says so)
-        features = self.models().features(recipe)
-        with ThreadPoolExecutor(candidates - 1) as pool:  # submitted together: one batch
-            outs = list(pool.map(lambda k: self.batcher.submit(recipe.stage2, (features, recipe.seed + k, None)),
-                                 range(1, candidates)))
-        finals = np.stack([first.final, *[o.final[0] for o in outs]])
-        vdvaes = np.stack([first.vdvae, *[o.vdvae[0] for o in outs]])
+            return self.generate(recipe, callback, session), None  # no encoder to rank by (the status says so)
+        outs = self._run_seeds(recipe, candidates, callback)
+        finals = np.concatenate([o.final for o in outs])
+        vdvaes = np.concatenate([o.vdvae for o in outs])
         ranked = self.encoders().rank(recipe, finals, vdvaes, recipe.seed + np.arange(candidates))
         path = self.session_folder(session) / f"roi-{recipe.subject}-{ranked.recipe.content_id}.json"
         ranked.recipe.save(path)
-        return replace(first, recipe=ranked.recipe, vdvae=ranked.vdvaes[0], final=ranked.finals[0],
-                       recipe_path=str(path)), ranked
+        return ROIResult(ranked.recipe, ranked.vdvaes[0], ranked.finals[0], self.pattern_image(recipe),
+                         str(path)), ranked
 
     def _run_batch(self, stage2: Stage2Settings, items: list) -> list[ReconstructionOutput]:
         """One pipeline call for requests sharing stage-2 settings: items are (features (1, ...), seed, callback)."""

@@ -152,6 +152,20 @@ def test_the_tab_shares_the_roi_studios_models_and_flatmaps(demo_settings):
     assert handlers.flatmap("1") is roi.flatmap("1")  # the studio's cached flatmap, not a second read
 
 
+def test_the_studios_best_of_n_is_one_batch_ranked_as_the_library_ranks(demo_settings):
+    from braindiff_app.ui.roi_handlers import ROIHandlers
+
+    handlers = ROIHandlers(AppState(demo_settings))
+    recipe = handlers.recipe("1", {"faces": 1.0, "places": -0.5}, None, painted_weight=1.0, seed=5)
+    result, ranked = handlers.generate_ranked(recipe, 4)
+    assert handlers.batcher.batch_sizes == [4]  # the four candidates in one pipeline call
+    library = handlers.encoders().best_of_n(recipe, 4)  # the CLI's and the bench's call
+    assert ranked.seeds.tolist() == library.seeds.tolist() and sorted(ranked.seeds.tolist()) == [5, 6, 7, 8]
+    np.testing.assert_allclose(ranked.scores, library.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(result.final, library.finals[0])  # the studio shows the best candidate
+    assert result.final.std() > 5
+
+
 def _png_declaring(width: int, height: int) -> bytes:
     """A PNG header that declares ``width`` x ``height`` (what a decompression bomb looks like before decoding)."""
     import struct
