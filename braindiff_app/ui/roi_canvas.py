@@ -50,16 +50,20 @@ def brush_colour(weight: float | None) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def curvature_base(image: np.ndarray) -> np.ndarray:
+def curvature_base(image: np.ndarray, lookup: np.ndarray | None = None) -> np.ndarray:
     """The flatmap's curvature shading without the outlines and names drawn into it when it was built.
 
     The builders shade curvature in greys between 90 and 210 (``braindiff_app.data._flatmap_draw``); coloured,
-    white or black pixels (and a 2-pixel halo of their anti-aliasing) are filled from the nearest grey pixel.
+    white or black pixels (and a 2-pixel halo of their anti-aliasing) are filled from the nearest grey pixel. Pixels
+    off the cortex become fully transparent white: the builders' names left translucent pixels, hidden colour and,
+    with ``lookup``, opaque islands over no voxel there (beside the V1 label), which showed as a grey smudge.
 
     Parameters
     ----------
     image : array of shape (height, width, 4), uint8
         RGBA flatmap, transparent off the cortex.
+    lookup : array of shape (height, width), int, optional
+        Voxel under each pixel (-1 none): opaque islands with no voxel under them are dropped.
 
     Returns
     -------
@@ -68,7 +72,11 @@ def curvature_base(image: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     rgb = image[..., :3].astype(np.int16)
-    opaque = image[..., 3] > 0
+    opaque = image[..., 3] == 255  # the cortex; translucent pixels are remnants of the builders' names
+    if lookup is not None:
+        islands, n = ndimage.label(opaque)
+        over_voxels = np.bincount(islands[np.asarray(lookup) >= 0], minlength=n + 1) > 0
+        opaque &= over_voxels[islands]
     spread = rgb.max(-1) - rgb.min(-1)
     ink = opaque & ((spread > 6) | (rgb.min(-1) < 88) | (rgb.max(-1) > 212))
     ink = ndimage.binary_dilation(ink, iterations=2) & opaque
@@ -76,6 +84,7 @@ def curvature_base(image: np.ndarray) -> np.ndarray:
     if ink.any() and (opaque & ~ink).any():
         _, (rows, cols) = ndimage.distance_transform_edt(ink | ~opaque, return_indices=True)
         out[ink, :3] = image[rows[ink], cols[ink], :3]
+    out[~opaque] = (255, 255, 255, 0)
     return out
 
 
@@ -164,7 +173,7 @@ def studio_map(image: np.ndarray, lookup: np.ndarray, atlas: ROIAtlas) -> Studio
     width = lookup.shape[1]
     middle = width // 3 + int(np.argmin(columns[width // 3: 2 * width // 3]))
     side = np.where(valid, np.where(np.arange(width)[None, :] < middle, 1, 2), 0).astype(np.int8)
-    return StudioMap(base=curvature_base(image), lookup=lookup, regions=regions, side=side)
+    return StudioMap(base=curvature_base(image, lookup), lookup=lookup, regions=regions, side=side)
 
 
 def _outline(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from braindiff_app.config import load_settings
 from braindiff_app.data._flatmap_draw import ROI_COLORS
@@ -89,6 +90,23 @@ def test_map_outlines_come_from_the_atlas_in_the_palette(demo_map):
     assert (bands[..., :3] == ECCENTRICITY_COLOUR).all(-1).sum() > (drawn[..., :3] == 0).all(-1).sum() + 1000
     # Names at LABEL_FONT_PX: the canvas draws the 900-pixel map at >= 54 % (measured in the browser tests).
     assert LABEL_FONT_PX * 0.54 >= 12 and drawn.shape == image.shape
+
+
+def test_off_cortex_pixels_keep_no_remnant_of_the_builders_names(demo_map):
+    """The committed flatmap has translucent, grey pixels off the cortex (the build-time "V1" names, which showed
+    as a grey smudge beside the studio's own V1 label); the studio's base keeps none of them."""
+    _, _, image, lookup, smap = demo_map
+    translucent = (image[..., 3] > 0) & (image[..., 3] < 255)
+    assert translucent.sum() > 50 and (lookup[translucent] < 0).all()  # the remnants, all off the cortex
+    assert not ((smap.base[..., 3] > 0) & (smap.base[..., 3] < 255)).any()
+    clear = smap.base[..., 3] == 0
+    assert clear[translucent].all() and (smap.base[clear, :3] == 255).all()  # no hidden colour to blend back
+    # One opaque island of the build-time names lies over no voxel: gone; the cortex itself stays opaque.
+    islands, n = ndimage.label(image[..., 3] == 255)
+    sizes = np.bincount(islands.ravel())[1:]
+    assert n == 2 and sizes.min() < 500 and not (lookup[islands == 1 + int(np.argmin(sizes))] >= 0).any()
+    assert (smap.base[islands == 1 + int(np.argmin(sizes)), 3] == 0).all()
+    assert (smap.base[islands == 1 + int(np.argmax(sizes)), 3] == 255).all()
 
 
 def test_orientation_labels_match_the_demo_geometry(demo_map):
