@@ -20,7 +20,7 @@ def register(subparsers, demo_subparsers) -> None:
         description="Train small models of Versatile Diffusion's classes on the demo stimulus world, save them "
         "(fp16, diffusers layout) to assets/demo/models/vd, and measure 2-way identification of images generated "
         "from ground-truth CLIP features. Seeded; resumes after the last finished stage (CLIP, AutoKL, UNet, then "
-        "the UNet's low-rate tail). About 41 minutes on 2 idle CPU cores; uses a GPU if --device "
+        "the UNet's low-rate tail). About 65 minutes on 2 CPU cores; uses a GPU if --device "
         "picks one.",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: assets/demo/models/vd)")

@@ -25,7 +25,7 @@ _CLIP_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 # Sizes by name. "demo": the committed demo models: 64 px images, an AutoKL of factor 4 (not VD's 8: at 64 px an
 # 8x8x4 latent cannot hold a standing figure or a word, a 16x16x4 one can), cross-attention at the UNet's 8x8 level
-# only (at 16x16 it doubles the training time); sized to train in about 41 minutes on 2 CPU cores.
+# only (at 16x16 it doubles the training time); sized to train in about 65 minutes on 2 CPU cores.
 # "tiny": tests (16 px images, 8x8x4 latents, cross-attention at the top level as in VD).
 SIZES: dict[str, dict] = {
     "demo": dict(clip_dim=64, clip_width=48, clip_layers=2, clip_heads=4, vae_channels=(32, 64, 64),

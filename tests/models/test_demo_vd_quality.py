@@ -8,6 +8,7 @@ import pytest
 from braindiff_app.cli.train_diffusion import EVAL_START
 from braindiff_app.config import DEMO_ASSETS_DIR
 from braindiff_app.demo.stimuli import render_scenes
+from braindiff_app.stage2 import TIER_DIFFUSION_STEPS
 
 VD = DEMO_ASSETS_DIR / "models" / "vd"
 
@@ -31,11 +32,12 @@ def test_images_generated_from_true_features_are_identified_far_above_chance(dem
     from braindiff_app.demo.train_vd import identification_from_features
 
     images, captions = held_out
-    scores = identification_from_features(demo_vd, images, captions, num_inference_steps=10)["two_way_identification"]
-    # Chance 0.5. Measured here (24 scenes, 10 steps) with the committed models: 0.93 / 0.92; with the UNet before
-    # its low-rate tail 0.86 / 0.92 (training.json: 0.92 / 0.93 on 64 scenes at 20 steps, before the tail 0.85 /
-    # 0.91). The first bound fails without the tail.
-    assert scores["no_init"] > 0.89
+    scores = identification_from_features(demo_vd, images, captions,
+                                          num_inference_steps=TIER_DIFFUSION_STEPS["demo"])["two_way_identification"]
+    # Chance 0.5. Measured here (24 scenes, the tier's 20 steps): the committed models (UNet with its 5500-step
+    # low-rate tail) 0.929 / 0.922; with the 1500-step tail 0.908 / 0.929; before any tail 0.868 / 0.929
+    # (training.json: 0.94 / 0.92 on 64 scenes). The first bound fails with either earlier UNet.
+    assert scores["no_init"] > 0.915
     assert scores["blurred_init_strength_0.75"] > 0.85
 
 
