@@ -56,14 +56,16 @@ def curvature_base(image: np.ndarray, lookup: np.ndarray | None = None) -> np.nd
     The builders shade curvature in greys between 90 and 210 (``braindiff_app.data._flatmap_draw``); coloured,
     white or black pixels (and a 2-pixel halo of their anti-aliasing) are filled from the nearest grey pixel. Pixels
     off the cortex become fully transparent white: the builders' names left translucent pixels, hidden colour and,
-    with ``lookup``, opaque islands over no voxel there (beside the V1 label), which showed as a grey smudge.
+    with ``lookup``, small opaque islands (under 0.1% of the map's cortex) over no voxel there (beside the V1 label),
+    which showed as a grey smudge. Larger islands without voxels stay: on an NSD subject's map that is cortex outside
+    nsdgeneral.
 
     Parameters
     ----------
     image : array of shape (height, width, 4), uint8
         RGBA flatmap, transparent off the cortex.
     lookup : array of shape (height, width), int, optional
-        Voxel under each pixel (-1 none): opaque islands with no voxel under them are dropped.
+        Voxel under each pixel (-1 none): small opaque islands with no voxel under them are dropped.
 
     Returns
     -------
@@ -76,7 +78,8 @@ def curvature_base(image: np.ndarray, lookup: np.ndarray | None = None) -> np.nd
     if lookup is not None:
         islands, n = ndimage.label(opaque)
         over_voxels = np.bincount(islands[np.asarray(lookup) >= 0], minlength=n + 1) > 0
-        opaque &= over_voxels[islands]
+        small = np.bincount(islands.ravel(), minlength=n + 1) < 0.001 * opaque.sum()
+        opaque &= ~(small & ~over_voxels)[islands]
     spread = rgb.max(-1) - rgb.min(-1)
     ink = opaque & ((spread > 6) | (rgb.min(-1) < 88) | (rgb.max(-1) > 212))
     ink = ndimage.binary_dilation(ink, iterations=2) & opaque

@@ -316,7 +316,7 @@ class ROIHandlers:
 
     def _run_seeds(self, recipe: Recipe, n: int, callback=None) -> list[ReconstructionOutput]:
         """Check ``recipe`` for the studio, then make its images with seeds ``seed ... seed + n - 1``, queued
-        together so that they share one micro-batch (``callback`` follows the batch)."""
+        together so that they share a micro-batch (``callback`` follows the first seed's)."""
         if recipe.settings.get("protocol", DEFAULT_PROTOCOL) != DEFAULT_PROTOCOL:
             raise ValueError(f"settings.protocol: the studio runs the braindiff protocol, the recipe asks "
                              f"{recipe.settings['protocol']!r}; run it with `braindiff roi --recipe FILE`.")
@@ -345,10 +345,14 @@ class ROIHandlers:
 
     def generate_ranked(self, recipe: Recipe, candidates: int, callback=None,
                         session: str | None = None) -> tuple[ROIResult, Ranked | None]:
-        """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1``, made in one micro-batch and ranked by
+        """Best-of-N: the recipe with seeds ``seed ... seed + candidates - 1`` (1 to :data:`MAX_APP_CANDIDATES`),
+        queued together (one pipeline call unless other requests join the batch) and ranked by
         the encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`, as
         :meth:`~braindiff_app.encoding.EncodingModels.best_of_n` does). The saved recipe records N and the ranking;
         the result shows the best candidate. A subject without an encoder gets the recipe's own image and None."""
+        if isinstance(candidates, bool) or not isinstance(candidates, int | np.integer) \
+                or not 1 <= candidates <= MAX_APP_CANDIDATES:
+            raise ValueError(text.ROI_BAD_CANDIDATES.format(limit=MAX_APP_CANDIDATES, got=candidates))
         if recipe.subject != "average" and recipe.subject not in subjects_with_encoders(self.settings):
             return self.generate(recipe, callback, session), None  # no encoder to rank by (the status says so)
         outs = self._run_seeds(recipe, candidates, callback)

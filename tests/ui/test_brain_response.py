@@ -164,6 +164,10 @@ def test_the_studios_best_of_n_is_one_batch_ranked_as_the_library_ranks(demo_set
     np.testing.assert_allclose(ranked.scores, library.scores, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(result.final, library.finals[0])  # the studio shows the best candidate
     assert result.final.std() > 5
+    for bad in (0, 9, 2.0, True):  # the handler checks N itself (API and library callers skip the slider)
+        with pytest.raises(ValueError, match="candidates: expected an integer from 1 to 8"):
+            handlers.generate_ranked(recipe, bad)
+    assert handlers.batcher.batch_sizes == [4]  # nothing ran for them
 
 
 def _png_declaring(width: int, height: int) -> bytes:
