@@ -46,11 +46,23 @@ def _check_free_space(folder: Path, weight_bytes: int, name: str) -> None:
                       "is free; free some space or choose another --home.")
 
 
+def _saved_alpha(path: Path) -> float | None:
+    """The alpha recorded in a saved regressor's header (None when it records none or cannot be read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            return float((f.metadata() or {})["alpha"])
+    except Exception:  # noqa: BLE001 - no alpha or an unreadable header (safetensors' own errors): refit
+        return None
+
+
 def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                 alphas: Mapping[str, float] | None = None, targets: tuple[str, ...] = tuple(TARGETS),
                 low_rank: int | None = None, overwrite: bool = False, log: Callable[[str], None] | None = None,
                 **ridge_options: Any) -> dict[str, dict[str, Any]]:
-    """Fit and save ``<target>.safetensors`` for each target; skip those already saved (resumable).
+    """Fit and save ``<target>.safetensors`` for each target; skip those already saved with the same alpha
+    (resumable; a file fitted with another alpha is refitted, so a changed alpha never reuses stale weights).
 
     Parameters
     ----------
@@ -92,8 +104,12 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
         stem, meta_name, command = TARGETS[name]
         path = out_dir / f"{name}.safetensors"
         if path.is_file() and not overwrite:
-            report[name] = {"path": str(path), "status": "exists"}
-            continue
+            saved = _saved_alpha(path)
+            if saved is None or np.isclose(saved, alphas[name], rtol=1e-9, atol=0):
+                report[name] = {"path": str(path), "status": "exists"}
+                continue
+            if log is not None:
+                log(f"{name}: {path} was fitted with alpha {saved:g}, {alphas[name]:g} is asked: refitting")
         features = _load(features_dir / f"{stem}_train.npy", f"extract the features first (`{command}`)")
         if features.shape[0] != fmri.shape[0]:
             raise ValueError(f"{features_dir / f'{stem}_train.npy'}: {features.shape[0]} rows, but "

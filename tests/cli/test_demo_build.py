@@ -25,6 +25,10 @@ def test_plan_orders_every_stage(tmp_path):
     reconstruct = [argv for _, argv in plan if argv[0] == "reconstruct"]
     assert reconstruct[-1][:3] == ["reconstruct", "--subject", "average"] and "all" in reconstruct[0]
     assert all(argv[argv.index("--batch-size") + 1] == "50" and "--overwrite" in argv for argv in reconstruct)
+    # The demo's alphas: the paper's (50000 / 60000 / 100000, chosen for 8859 training images) scaled to its 1500.
+    fit = [argv for _, argv in plan if argv[0] == "fit"][0]
+    for flag, paper in (("--alpha-vdvae", 50000), ("--alpha-vision", 60000), ("--alpha-text", 100000)):
+        assert float(fit[fit.index(flag) + 1]) == pytest.approx(paper * 1500 / 8859, rel=1e-3), flag
     retrain = demo_build.steps(_args(retrain=True, limit=5), load_settings(home=tmp_path))
     assert [argv[1] for _, argv in retrain[1:3]] == ["train-vdvae", "train-diffusion"]
     assert all("--limit" in argv for _, argv in retrain if argv[0] == "reconstruct")

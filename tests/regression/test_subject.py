@@ -32,11 +32,18 @@ def test_low_rank_and_resume(tmp_path):
     assert isinstance(reg.weights_, LowRankWeights) and reg.weights_.rank == 3
     assert reg.metadata["features_metadata"] == '{"model": "tiny"}' and reg.metadata["alpha"] == "5.0"
     assert not list(out.glob(".*"))  # scratch weights removed
-    again = fit_subject(prepared, features, out, targets=("clip_text",))
+    again = fit_subject(prepared, features, out, targets=("clip_text",), alphas={"clip_text": 5.0})
     assert again["clip_text"]["status"] == "exists"
-    refit = fit_subject(prepared, features, out, targets=("clip_text",), overwrite=True)
+    refit = fit_subject(prepared, features, out, targets=("clip_text",), alphas={"clip_text": 5.0}, overwrite=True)
     assert refit["clip_text"]["status"] == "fitted"
     assert isinstance(load_regressor(out / "clip_text.safetensors").weights_, np.memmap)
+    # Another alpha is never served by the saved file: the resumed fit refits, and says so.
+    lines = []
+    other = fit_subject(prepared, features, out, targets=("clip_text",), log=lines.append)  # the paper's 100000
+    assert other["clip_text"]["status"] == "fitted" and other["clip_text"]["alpha"] == 100000.0
+    assert load_regressor(out / "clip_text.safetensors").metadata["alpha"] == "100000.0"
+    assert "was fitted with alpha 5, 100000 is asked: refitting" in lines[0]
+    assert fit_subject(prepared, features, out, targets=("clip_text",))["clip_text"]["status"] == "exists"
 
 
 def test_errors(tmp_path):
