@@ -14,7 +14,8 @@ settings (``Stage2Settings.for_tier("demo")``), from features of three origins, 
     refitted (the same alphas) on the noiseless responses to the subject's training images, predicting from the
     noiseless test response: what a linear read-out of the simulated brain gives with no trial noise at all;
     ``refit`` (c2) refits them on the prepared training fMRI and reads the prepared test fMRI; both use the paper's
-    alphas times ``--alpha-scale`` (an alpha sweep without touching the workspace's regressors);
+    alphas times ``--alpha-scale`` (an alpha sweep without touching the workspace's regressors; the workspace's own,
+    used by (b) and (c), were fitted with the tier's alphas: on the demo the paper's x 1500/8859);
 (c) ``fmri``: features predicted from the prepared test fMRI (mean over repetitions), as ``braindiff reconstruct``
     does (transductive re-scaling, seeds from the NSD ids): the final reconstructions; the committed bundle's
     images (``committed``) are scored too, with the ground truth the bundle holds.

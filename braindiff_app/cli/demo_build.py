@@ -3,8 +3,8 @@
 Each step is a ``braindiff`` command line run in this process (so the demo is built exactly as a user would build
 their own data), and each of those commands resumes where it stopped, so rerunning ``demo build`` after a stop
 continues. Steps: simulate the NSD-shaped subjects -> (train the demo models, only with --retrain) -> prepare ->
-extract VDVAE and CLIP features -> fit the regressors (the paper's alphas scaled to the demo's 1500 training images:
-the same penalty per image) -> reconstruct every test trial of the four subjects and
+extract VDVAE and CLIP features -> fit the regressors (the demo tier's alphas: the paper's scaled to its 1500 training
+images, the same penalty per image) -> reconstruct every test trial of the four subjects and
 their average with all ablations into ``precomputed/`` -> evaluate -> export the ROI studio's compact assets ->
 write the measured tables into the docs that quote them (README.md's Table 1 and Table 2, between
 ``<!-- braindiff:NAME -->`` markers), so no number there is edited by hand.
@@ -22,8 +22,6 @@ from pathlib import Path
 from braindiff_app.cli import add_settings_arguments, settings_from_args
 
 SUBJECTS = ("1", "2", "5", "7")
-#: NSD subject 1's training images, for which the paper chose its ridge alphas.
-PAPER_TRAIN_IMAGES = 8859
 #: Generated blocks of the docs: marker name -> the report file (under the report folder) whose table fills it.
 DOC_TABLES = {"table1": "table1.md", "table2": "table2_demo-average.md"}
 
@@ -65,15 +63,12 @@ def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
     if args.retrain:
         plan += [("train the demo VDVAE", ["demo", "train-vdvae", *common]),
                  ("train the demo diffusion models", ["demo", "train-diffusion", *common])]
-    alphas = demo_alphas(args.n_train)
     for s in SUBJECTS:
         plan += [
             (f"prepare subject {s}", ["prepare", "--subject", s, *common]),
             (f"VDVAE features, subject {s}", ["extract", "vdvae", "--subject", s, *common]),
             (f"CLIP features, subject {s}", ["extract", "clip", "--subject", s, *common]),
-            (f"fit regressors, subject {s}", ["fit", "--subject", s, "--alpha-vdvae", f"{alphas['vdvae']:g}",
-                                              "--alpha-vision", f"{alphas['clip_vision']:g}",
-                                              "--alpha-text", f"{alphas['clip_text']:g}", *common]),
+            (f"fit regressors, subject {s}", ["fit", "--subject", s, *common]),
         ]
     limit = ["--limit", str(args.limit)] if args.limit else []
     for s in (*SUBJECTS, "average"):
@@ -85,16 +80,6 @@ def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
                                           "--out", f"{out}/report", *common]))
     plan.append(("export the ROI studio's assets", ["demo", "export-roi", "--rank", str(args.roi_rank), *common]))
     return plan
-
-
-def demo_alphas(n_train: int) -> dict[str, float]:
-    """The demo's ridge alphas: the paper's, scaled by ``n_train`` / 8859, so each training image carries the
-    penalty it carries in the paper (a ridge's data term grows with the number of training images; the demo
-    subjects have 1500). Measured on subject 1 (docs/legibility.md): final 4-way 62.7% -> 69.3% with these
-    alphas against the paper's, paired +6.5 points [+1.6, +11.1]."""
-    from braindiff_app.regression.subject import DEFAULT_ALPHAS
-
-    return {name: float(f"{alpha * n_train / PAPER_TRAIN_IMAGES:.4g}") for name, alpha in DEFAULT_ALPHAS.items()}
 
 
 def run(args: argparse.Namespace) -> int:

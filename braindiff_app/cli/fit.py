@@ -21,9 +21,13 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--features", metavar="DIR", help="features folder (default <workspace>/features/subjXX)")
     parser.add_argument("--targets", nargs="+", choices=FEATURE_NAMES,
                         default=list(FEATURE_NAMES), help="which regressors (default all)")
-    parser.add_argument("--alpha-vdvae", type=float, default=50000.0, help="ridge alpha for VDVAE (50000)")
-    parser.add_argument("--alpha-vision", type=float, default=60000.0, help="ridge alpha for CLIP-vision (60000)")
-    parser.add_argument("--alpha-text", type=float, default=100000.0, help="ridge alpha for CLIP-text (100000)")
+    tiers = ("real tier: the paper's {paper:g}; demo tier: {paper:g} x training images / 8859, the same penalty per "
+             "image")
+    parser.add_argument("--alpha-vdvae", type=float, help="ridge alpha for VDVAE (" + tiers.format(paper=50000) + ")")
+    parser.add_argument("--alpha-vision", type=float,
+                        help="ridge alpha for CLIP-vision (" + tiers.format(paper=60000) + ")")
+    parser.add_argument("--alpha-text", type=float,
+                        help="ridge alpha for CLIP-text (" + tiers.format(paper=100000) + ")")
     parser.add_argument("--n-targets-batch", type=int, default=4096,
                         help="targets solved per batch: lower it to use less memory (default 4096)")
     parser.add_argument("--backend", choices=("auto", "numpy", "torch"), default="auto",
@@ -37,7 +41,9 @@ def register(subparsers, demo_subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from braindiff_app.regression.subject import fit_subject
+    import numpy as np
+
+    from braindiff_app.regression.subject import fit_subject, tier_alphas
 
     settings = settings_from_args(args)
     backend, device = args.backend, None
@@ -50,9 +56,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             backend = "numpy"
     features = args.features or settings.subject_dir("features", args.subject)
+    prepared = settings.subject_dir("prepared", args.subject)
+    given = {"vdvae": args.alpha_vdvae, "clip_vision": args.alpha_vision, "clip_text": args.alpha_text}
+    alphas = {name: alpha for name, alpha in given.items() if alpha is not None}
+    if len(alphas) < len(given) and settings.tier == "demo" and (prepared / "fmri_train.npy").is_file():
+        n_train = len(np.load(prepared / "fmri_train.npy", mmap_mode="r", allow_pickle=False))
+        alphas = {**tier_alphas("demo", n_train), **alphas}
     report = fit_subject(
-        settings.subject_dir("prepared", args.subject), features, settings.subject_dir("regressors", args.subject),
-        alphas={"vdvae": args.alpha_vdvae, "clip_vision": args.alpha_vision, "clip_text": args.alpha_text},
+        prepared, features, settings.subject_dir("regressors", args.subject),
+        alphas=alphas,
         targets=tuple(args.targets), low_rank=args.low_rank, overwrite=args.overwrite, log=print,
         n_targets_batch=args.n_targets_batch, backend=backend, device=device,
         progress=not args.no_progress,

@@ -74,5 +74,6 @@ def export_roi_workspace(settings: Settings, subjects: Sequence[str] = ("1", "2"
                 full = dense.predict(fmri_test).reshape(len(fmri_test), -1)
                 approx = compact.predict(fmri_test).reshape(len(fmri_test), -1)
                 errors[f"subj{number:02d}/{name}"] = float(np.linalg.norm(full - approx) / np.linalg.norm(full))
-                save_regressor(compact, dst / f"{name}.safetensors")
+                alpha = dense.metadata.get("alpha")  # what it was fitted with (fit_subject records it)
+                save_regressor(compact, dst / f"{name}.safetensors", {"alpha": alpha} if alpha else None)
     return errors

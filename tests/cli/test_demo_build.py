@@ -25,10 +25,8 @@ def test_plan_orders_every_stage(tmp_path):
     reconstruct = [argv for _, argv in plan if argv[0] == "reconstruct"]
     assert reconstruct[-1][:3] == ["reconstruct", "--subject", "average"] and "all" in reconstruct[0]
     assert all(argv[argv.index("--batch-size") + 1] == "50" and "--overwrite" in argv for argv in reconstruct)
-    # The demo's alphas: the paper's (50000 / 60000 / 100000, chosen for 8859 training images) scaled to its 1500.
     fit = [argv for _, argv in plan if argv[0] == "fit"][0]
-    for flag, paper in (("--alpha-vdvae", 50000), ("--alpha-vision", 60000), ("--alpha-text", 100000)):
-        assert float(fit[fit.index(flag) + 1]) == pytest.approx(paper * 1500 / 8859, rel=1e-3), flag
+    assert not any(a.startswith("--alpha") for a in fit)  # the demo tier's own alphas (tests/cli/test_cli_fit.py)
     retrain = demo_build.steps(_args(retrain=True, limit=5), load_settings(home=tmp_path))
     assert [argv[1] for _, argv in retrain[1:3]] == ["train-vdvae", "train-diffusion"]
     assert all("--limit" in argv for _, argv in retrain if argv[0] == "reconstruct")
@@ -105,6 +103,20 @@ def test_readme_tables_are_the_committed_report(tmp_path):
     assert copy.read_text() == readme.read_text(), "README's tables differ from precomputed/report: do not edit them"
 
 
+def test_the_committed_roi_regressors_record_the_demo_tiers_alphas():
+    """The studio's compact regressors were fitted with the paper's alphas x 1500 / 8859 (the demo's training
+    images), as `braindiff demo build` fits them."""
+    from braindiff_app.config import PACKAGE_DIR
+    from braindiff_app.regression import load_regressor
+
+    folder = PACKAGE_DIR / "assets" / "demo" / "home" / "demo" / "regressors"
+    for subject in ("subj01", "subj02", "subj05", "subj07"):
+        for name, paper in (("vdvae", 50000), ("clip_vision", 60000), ("clip_text", 100000)):
+            reg = load_regressor(folder / subject / f"{name}.safetensors")
+            assert float(reg.metadata["alpha"]) == pytest.approx(paper * 1500 / 8859, rel=1e-3), (subject, name)
+            assert float(reg.alpha_[0]) == pytest.approx(paper * 1500 / 8859, rel=1e-3)
+
+
 def test_export_roi_replaces_the_workspace_whole_or_not_at_all(tmp_path, monkeypatch):
     import hashlib
 
@@ -129,15 +141,20 @@ def test_export_roi_replaces_the_workspace_whole_or_not_at_all(tmp_path, monkeyp
 
     errors = export_roi_workspace(settings, subjects=("1", "2"), rank=2, out=out)
     assert set(errors) == {f"subj0{s}/{n}" for s in (1, 2) for n in regression.FEATURE_NAMES}
+    for s in ("1", "2"):  # each compact regressor records the alpha its dense one was fitted with
+        for n in regression.FEATURE_NAMES:
+            dense = regression.load_regressor(settings.subject_dir("regressors", s) / f"{n}.safetensors")
+            compact = regression.load_regressor(out / "demo" / "regressors" / f"subj0{s}" / f"{n}.safetensors")
+            assert compact.metadata.get("alpha") == dense.metadata.get("alpha")
     before = snapshot()
     assert len(before) == 2 * (1 + 1 + 3)  # per subject: ROI file, voxel order, three regressors
     real_save, saved = regression.save_regressor, []
 
-    def save_then_die(reg, path):  # killed after subject 1 and part of subject 2 were written
+    def save_then_die(reg, path, metadata=None):  # killed after subject 1 and part of subject 2 were written
         if len(saved) == 4:
             raise OSError(28, "No space left on device")
         saved.append(path)
-        real_save(reg, path)
+        real_save(reg, path, metadata)
 
     monkeypatch.setattr(regression, "save_regressor", save_then_die)
     for s in (1, 2):  # a new simulation: other ROI files

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from braindiff_app.cli import main
 from braindiff_app.regression import load_regressor
@@ -54,3 +55,33 @@ def test_prepare_without_nsd_root_uses_demo_nsd_dir(tmp_path, capsys, make_nsd):
     assert not (home / "demo" / "prepared" / "subj01" / "ncsnr.npy").exists()
     assert main(["prepare", "--subject", "2", "--no-progress", "--home", str(home), "--tier", "demo"]) == 1
     assert "nsdgeneral.nii.gz not found" in capsys.readouterr().err
+
+
+def test_fit_defaults_to_the_tiers_alphas(tmp_path, capsys):
+    """Real tier: the paper's alphas; demo tier: the paper's x training images / 8859 (the same penalty per image,
+    the paper's being chosen for NSD subject 1's 8859); a flag overrides one target; a changed alpha refits."""
+    home, n = tmp_path / "home", 40
+    rng = np.random.default_rng(1)
+    for tier in ("real", "demo"):
+        prepared, features = home / tier / "prepared" / "subj01", home / tier / "features" / "subj01"
+        prepared.mkdir(parents=True)
+        features.mkdir(parents=True)
+        np.save(prepared / "fmri_train.npy", rng.normal(0, 300, (n, 16)).astype(np.float32))
+        (prepared / "meta.json").write_text("{}")
+        np.save(features / "clip_text_train.npy", rng.normal(size=(n, 77, 2)).astype(np.float32))
+        np.save(features / "vdvae_train.npy", rng.normal(size=(n, 6)).astype(np.float32))
+
+    def alpha(tier, name):
+        return float(load_regressor(home / tier / "regressors" / "subj01" / f"{name}.safetensors").alpha_[0])
+
+    base = ["fit", "--subject", "1", "--targets", "clip_text", "vdvae", "--no-progress", "--backend", "numpy",
+            "--home", str(home)]
+    assert main([*base, "--tier", "real"]) == 0
+    assert alpha("real", "clip_text") == 100000.0 and alpha("real", "vdvae") == 50000.0
+    assert main([*base, "--tier", "demo", "--alpha-vdvae", "7"]) == 0
+    assert alpha("demo", "clip_text") == pytest.approx(100000 * n / 8859, rel=1e-3) and alpha("demo", "vdvae") == 7
+    capsys.readouterr()
+    assert main([*base, "--tier", "demo"]) == 0  # vdvae was fitted with 7: refitted with the tier's alpha
+    out = capsys.readouterr().out
+    assert "vdvae: " in out and "was fitted with alpha 7" in out and "clip_text: " in out and "exists" in out
+    assert alpha("demo", "vdvae") == pytest.approx(50000 * n / 8859, rel=1e-3)
