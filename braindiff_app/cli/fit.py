@@ -41,9 +41,7 @@ def register(subparsers, demo_subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from braindiff_app.regression.subject import fit_subject, tier_alphas
+    from braindiff_app.regression.subject import fit_subject
 
     settings = settings_from_args(args)
     backend, device = args.backend, None
@@ -56,15 +54,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             backend = "numpy"
     features = args.features or settings.subject_dir("features", args.subject)
-    prepared = settings.subject_dir("prepared", args.subject)
     given = {"vdvae": args.alpha_vdvae, "clip_vision": args.alpha_vision, "clip_text": args.alpha_text}
-    alphas = {name: alpha for name, alpha in given.items() if alpha is not None}
-    if len(alphas) < len(given) and settings.tier == "demo" and (prepared / "fmri_train.npy").is_file():
-        n_train = len(np.load(prepared / "fmri_train.npy", mmap_mode="r", allow_pickle=False))
-        alphas = {**tier_alphas("demo", n_train), **alphas}
     report = fit_subject(
-        prepared, features, settings.subject_dir("regressors", args.subject),
-        alphas=alphas,
+        settings.subject_dir("prepared", args.subject), features, settings.subject_dir("regressors", args.subject),
+        alphas={name: alpha for name, alpha in given.items() if alpha is not None}, tier=settings.tier,
         targets=tuple(args.targets), low_rank=args.low_rank, overwrite=args.overwrite, log=print,
         n_targets_batch=args.n_targets_batch, backend=backend, device=device,
         progress=not args.no_progress,

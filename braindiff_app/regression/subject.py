@@ -12,7 +12,7 @@ import numpy as np
 
 from braindiff_app.regression.lowrank import low_rank_fidelity, to_low_rank
 from braindiff_app.regression.ridge import RidgeRegressor
-from braindiff_app.regression.storage import save_regressor
+from braindiff_app.regression.storage import load_regressor, save_regressor
 from braindiff_app.regression.workspace import FEATURE_NAMES
 
 __all__ = ["TARGETS", "DEFAULT_ALPHAS", "PAPER_TRAIN_IMAGES", "fit_subject", "tier_alphas"]
@@ -62,19 +62,17 @@ def _check_free_space(folder: Path, weight_bytes: int, name: str) -> None:
 
 
 def _saved_alpha(path: Path) -> float | None:
-    """The alpha recorded in a saved regressor's header (None when it records none or cannot be read)."""
-    from safetensors import safe_open
-
+    """The alpha recorded in a saved regressor (None when it records none or cannot be read: refit it)."""
     try:
-        with safe_open(str(path), "np") as f:
-            return float((f.metadata() or {})["alpha"])
-    except Exception:  # noqa: BLE001 - no alpha or an unreadable header (safetensors' own errors): refit
+        return float(load_regressor(path).metadata["alpha"])  # weights memory-mapped: the header is all it reads
+    except Exception:  # noqa: BLE001 - no alpha, another format, a damaged file (safetensors' own errors)
         return None
 
 
 def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-                alphas: Mapping[str, float] | None = None, targets: tuple[str, ...] = tuple(TARGETS),
-                low_rank: int | None = None, overwrite: bool = False, log: Callable[[str], None] | None = None,
+                alphas: Mapping[str, float] | None = None, tier: str = "real",
+                targets: tuple[str, ...] = tuple(TARGETS), low_rank: int | None = None, overwrite: bool = False,
+                log: Callable[[str], None] | None = None,
                 **ridge_options: Any) -> dict[str, dict[str, Any]]:
     """Fit and save ``<target>.safetensors`` for each target; skip those already saved with the same alpha
     (resumable; a file fitted with another alpha is refitted, so a changed alpha never reuses stale weights).
@@ -88,7 +86,10 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
     out_dir : path
         Destination of the regressor files.
     alphas : mapping of str to float, optional
-        Per target; defaults to the paper's (VDVAE 50000, CLIP-vision 60000, CLIP-text 100000).
+        Per target; the others take the tier's (:func:`tier_alphas` of the training trials: on the real tier the
+        paper's VDVAE 50000, CLIP-vision 60000, CLIP-text 100000).
+    tier : str, default "real"
+        Whose default alphas the targets not in ``alphas`` take ("demo" scales the paper's to the training trials).
     targets : tuple of str, default all three
     low_rank : int, optional
         Save the rank-``low_rank`` form instead of the dense weights (fidelity on the test betas is reported).
@@ -106,7 +107,6 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
         Per target: ``{"path", "status" ("fitted" or "exists"), "alpha", "shape"[, fidelity]}``.
     """
     prepared_dir, features_dir, out_dir = Path(prepared_dir), Path(features_dir), Path(out_dir)
-    alphas = {**DEFAULT_ALPHAS, **dict(alphas or {})}
     for name in targets:
         if name not in TARGETS:
             raise ValueError(f"targets: expected names among {', '.join(TARGETS)}, got {name!r}.")
@@ -114,6 +114,7 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
         raise FileNotFoundError(f"{prepared_dir / 'meta.json'}: not found, so this subject's preparation is missing "
                                 "or did not finish; rerun `braindiff prepare` (it resumes) before fitting.")
     fmri = np.asarray(_load(prepared_dir / "fmri_train.npy", "prepare the subject first (`braindiff prepare`)"))
+    alphas = {**tier_alphas(tier, len(fmri)), **dict(alphas or {})}
     report: dict[str, dict[str, Any]] = {}
     for name in targets:
         stem, meta_name, command = TARGETS[name]

@@ -15,7 +15,6 @@ The handlers are :class:`~braindiff_app.ui.roi_handlers.ROIHandlers` (plain Pyth
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import replace
 
@@ -35,6 +34,7 @@ from braindiff_app.ui.roi_handlers import (
     ROIResult,
     _mask_from_editor,
     _session,
+    check_candidates,
 )
 from braindiff_app.ui.state import AppState
 
@@ -230,17 +230,18 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             raise gr.Error(text.ROI_NO_MODELS)
         weights = {r: inputs.get(REGION_PARAMS[r], 0) for r in region_names}
         n = inputs.get("candidates", 1)  # best-of-N; API callers without it get one image
-        n = 1 if n is None else n
-        if isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n) or n != int(n) \
-                or not 1 <= n <= MAX_APP_CANDIDATES:
-            raise gr.Error(text.ROI_BAD_CANDIDATES.format(limit=MAX_APP_CANDIDATES, got=n), print_exception=False)
+        n = 1 if n is None else int(n) if isinstance(n, float) and n.is_integer() else n  # the slider sends 2.0
+        try:
+            n = check_candidates(n)
+        except ValueError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
         try:
             recipe = handlers.recipe(subject, weights, _mask_from_editor(canvas),
                                      1.0 if paint_weight is None else paint_weight, 0 if seed is None else seed,
                                      settings=own_settings(settings))
             progress(0, desc=text.ROI_RUNNING)
             callback = lambda stage, i, total: progress((i, total), desc=stage)  # noqa: E731
-            return generated(recipe, int(n), callback, request, history_runs)
+            return generated(recipe, n, callback, request, history_runs)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             raise gr.Error(str(exc)) from None
 

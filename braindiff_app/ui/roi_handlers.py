@@ -297,6 +297,12 @@ class ROIHandlers:
         """DDIM steps a recipe may ask of the app: :data:`MAX_STEPS_FACTOR` times the tier's default."""
         return MAX_STEPS_FACTOR * TIER_DIFFUSION_STEPS[self.settings.tier]
 
+    def _save_recipe(self, recipe: Recipe, session: str | None) -> str:
+        """Save ``recipe`` in the session's folder, named by its content id; the path."""
+        path = self.session_folder(session) / f"roi-{recipe.subject}-{recipe.content_id}.json"
+        recipe.save(path)
+        return str(path)
+
     def generate(self, recipe: Recipe, callback=None, session: str | None = None) -> ROIResult:
         """Run a recipe through the regressors and both stages; the recipe JSON is saved for download, named by
         the recipe's content id in the session's folder (:meth:`session_folder`), written atomically.
@@ -310,9 +316,8 @@ class ROIHandlers:
             --recipe``).
         """
         output = self._run_seeds(recipe, 1, callback)[0]
-        path = self.session_folder(session) / f"roi-{recipe.subject}-{recipe.content_id}.json"
-        recipe.save(path)
-        return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe), str(path))
+        return ROIResult(recipe, output.vdvae[0], output.final[0], self.pattern_image(recipe),
+                         self._save_recipe(recipe, session))
 
     def _run_seeds(self, recipe: Recipe, n: int, callback=None) -> list[ReconstructionOutput]:
         """Check ``recipe`` for the studio, then make its images with seeds ``seed ... seed + n - 1``, queued
@@ -350,19 +355,15 @@ class ROIHandlers:
         the encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`, as
         :meth:`~braindiff_app.encoding.EncodingModels.best_of_n` does). The saved recipe records N and the ranking;
         the result shows the best candidate. A subject without an encoder gets the recipe's own image and None."""
-        if isinstance(candidates, bool) or not isinstance(candidates, int | np.integer) \
-                or not 1 <= candidates <= MAX_APP_CANDIDATES:
-            raise ValueError(text.ROI_BAD_CANDIDATES.format(limit=MAX_APP_CANDIDATES, got=candidates))
+        candidates = check_candidates(candidates)
         if recipe.subject != "average" and recipe.subject not in subjects_with_encoders(self.settings):
             return self.generate(recipe, callback, session), None  # no encoder to rank by (the status says so)
         outs = self._run_seeds(recipe, candidates, callback)
         finals = np.concatenate([o.final for o in outs])
         vdvaes = np.concatenate([o.vdvae for o in outs])
         ranked = self.encoders().rank(recipe, finals, vdvaes, recipe.seed + np.arange(candidates))
-        path = self.session_folder(session) / f"roi-{recipe.subject}-{ranked.recipe.content_id}.json"
-        ranked.recipe.save(path)
         return ROIResult(ranked.recipe, ranked.vdvaes[0], ranked.finals[0], self.pattern_image(recipe),
-                         str(path)), ranked
+                         self._save_recipe(ranked.recipe, session)), ranked
 
     def _run_batch(self, stage2: Stage2Settings, items: list) -> list[ReconstructionOutput]:
         """One pipeline call for requests sharing stage-2 settings: items are (features (1, ...), seed, callback)."""
@@ -395,6 +396,19 @@ class ROIHandlers:
                     shutil.rmtree(folder, ignore_errors=True)
             except OSError:
                 pass
+
+
+def check_candidates(n) -> int:
+    """The number of best-of-N candidates the app makes: an integer from 1 to :data:`MAX_APP_CANDIDATES`.
+
+    Raises
+    ------
+    ValueError
+        Anything else, named in the message.
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= MAX_APP_CANDIDATES:
+        raise ValueError(text.ROI_BAD_CANDIDATES.format(limit=MAX_APP_CANDIDATES, got=n))
+    return int(n)
 
 
 def _session(request) -> str | None:
