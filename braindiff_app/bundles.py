@@ -420,6 +420,8 @@ class Bundle:
     tier = property(lambda self: self.manifest.tier)
     n_trials = property(lambda self: self.manifest.n_trials)
     kinds = property(lambda self: self.manifest.kinds)
+    #: "predicted" (from the subject's fMRI) or "true" (from the seen images' own features: the models' ceiling).
+    features = property(lambda self: self.manifest.settings.get("features", "predicted"))
 
     def image_path(self, index: int, kind: str) -> Path:
         """Path of trial ``index``'s image of ``kind`` (not checked for existence); BundleError if it is a link

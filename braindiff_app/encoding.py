@@ -30,7 +30,7 @@ from braindiff_app.pipeline import BrainDiffuserPipeline, predict_features
 from braindiff_app.regression import FEATURE_NAMES
 from braindiff_app.regression.encoder import ENCODER_FILE, EncodingModel, encoder_features, load_encoder
 from braindiff_app.roi import ROIModels, load_roi_models, predict_pattern_features, synthetic_pattern
-from braindiff_app.roi_recipe import MAX_CANDIDATES, Recipe
+from braindiff_app.roi_recipe import MAX_CANDIDATES, Recipe, check_candidates
 
 __all__ = [
     "MAX_CANDIDATES",
@@ -226,9 +226,7 @@ class EncodingModels:
 
         See :meth:`rank` for the score. Each candidate is the image a single generate with its seed makes.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= int(n) <= MAX_CANDIDATES:
-            raise ValueError(f"candidates: expected an integer from 1 to {MAX_CANDIDATES}, got {n!r}.")
-        n = int(n)
+        n = check_candidates(n)
         features = self.roi.features(recipe)
         seeds = recipe.seed + np.arange(n, dtype=np.int64)
         batch = {name: np.repeat(features[name], n, axis=0) for name in FEATURE_NAMES}

@@ -7,6 +7,10 @@ trials are split between processes (one per GPU) with accelerate's ``PartialStat
 
 The subject average (``subject="average"``) is the mean of the features each subject's own regressors predict
 from its own fMRI, matched by NSD image id across the subjects that have regressors.
+
+``features="true"`` reconstructs from the seen test images' own features (``braindiff extract``'s ``*_test.npy``)
+instead of predicted ones: no fMRI or regressor enters, so the bundle measures the image models' ceiling, what a
+perfect brain read-out would give, and is named ``{tier}-subj01-true-features``.
 """
 
 from __future__ import annotations
@@ -29,11 +33,15 @@ from braindiff_app.pipeline import (
     trial_seeds,
 )
 from braindiff_app.protocol import Protocol, get_protocol
-from braindiff_app.provenance import model_identities
+from braindiff_app.provenance import files_fingerprint, model_identities
 from braindiff_app.regression import FEATURE_NAMES, RESCALE_MODES, load_regressors, subjects_with_regressors
 from braindiff_app.stage2 import Stage2Settings
 
-__all__ = ["TestSet", "load_test_set", "predict_test_features", "bundle_name", "reconstruct_subject"]
+__all__ = ["FEATURE_SOURCES", "TestSet", "load_test_set", "predict_test_features", "true_test_features",
+           "bundle_name", "reconstruct_subject"]
+
+#: Where a bundle's features come from: the subject's regressors reading its fMRI, or the seen images themselves.
+FEATURE_SOURCES = ("predicted", "true")
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,50 @@ def predict_test_features(settings: Settings, subject: int | str, rescale: str =
     return first, features, subjects
 
 
+def true_test_features(settings: Settings, subject: int | str) -> tuple[TestSet, dict[str, np.ndarray], list[str]]:
+    """The seen test images' own features, as ``braindiff extract`` wrote them: the image models' ceiling.
+
+    Parameters
+    ----------
+    settings : Settings
+    subject : int or str
+        A subject number (its prepared test images and extracted features; not ``"average"``).
+
+    Returns
+    -------
+    test : TestSet
+    features : dict of str to array of shape (n_trials, ...), float32 (memory-mapped)
+        ``vdvae_test.npy``, ``clip_vision_test.npy`` and ``clip_text_test.npy``, one row per test trial.
+    subjects : list of str
+        The subject.
+
+    Raises
+    ------
+    FileNotFoundError
+        A feature file is missing (naming it and the command that writes it).
+    ValueError
+        ``subject`` is not a number, or a feature file's rows do not match the test trials.
+    """
+    if str(subject) == "average":
+        raise ValueError("subject: true features are a subject's own test images' features; expected a subject "
+                         "number like 1, got 'average'.")
+    test = load_test_set(settings, subject)
+    folder = settings.subject_dir("features", subject)
+    features = {}
+    for name in FEATURE_NAMES:
+        path = folder / f"{name}_test.npy"
+        if not path.is_file():
+            command = "vdvae" if name == "vdvae" else "clip"
+            raise FileNotFoundError(f"{path}: missing; run `braindiff extract {command} --subject {subject}` (tier "
+                                    f"{settings.tier}) first.")
+        values = np.load(path, mmap_mode="r", allow_pickle=False)
+        if values.ndim < 2 or len(values) != len(test.trial_ids):
+            raise ValueError(f"{path}: expected one row per test trial ({len(test.trial_ids)} rows), got shape "
+                             f"{values.shape}; rerun `braindiff extract` for subject {subject}.")
+        features[name] = values
+    return test, features, [str(int(subject))]
+
+
 def _check_writable(folder: Path) -> None:
     """Raise OSError naming ``folder`` unless it can be created and written (checked with a small file)."""
     import tempfile
@@ -152,9 +204,11 @@ def _check_writable(folder: Path) -> None:
                       "or --home.") from None
 
 
-def bundle_name(settings: Settings, subject: int | str) -> str:
-    """Bundle folder name: ``{tier}-subj01`` or ``{tier}-average``."""
-    return f"{settings.tier}-{subject_folder(subject)}"
+def bundle_name(settings: Settings, subject: int | str, features: str = "predicted") -> str:
+    """Bundle folder name: ``{tier}-subj01``, ``{tier}-average``, or ``{tier}-subj01-true-features`` for
+    reconstructions from the seen images' own features."""
+    check_in_allowed(features, FEATURE_SOURCES, "features")
+    return f"{settings.tier}-{subject_folder(subject)}" + ("-true-features" if features == "true" else "")
 
 
 def reconstruct_subject(
@@ -172,6 +226,7 @@ def reconstruct_subject(
     progress: bool = True,
     pipeline: BrainDiffuserPipeline | None = None,
     protocol: str | Protocol | None = None,
+    features: str = "predicted",
 ) -> Path:
     """Run the pipeline over every test trial of a subject (or the average) and write a bundle.
 
@@ -205,15 +260,25 @@ def reconstruct_subject(
     protocol : str in {"braindiff", "reference"} or Protocol, optional
         Procedural choices (:mod:`braindiff_app.protocol`), recorded in the manifest's settings. Default: the given
         pipeline's, else "braindiff".
+    features : str in {"predicted", "true"}, default "predicted"
+        "predicted": the subject's regressors read its test fMRI (the paper's reconstructions). "true": the seen
+        images' own extracted features (:func:`true_test_features`): the image models' ceiling, in a bundle named
+        ``{tier}-subj01-true-features`` whose manifest records ``settings["features"] = "true"``; no regressor or
+        fMRI is read, ``rescale`` does not apply.
 
     Returns
     -------
     Path
-        The finished bundle folder ``out / "{tier}-subj01"`` (or ``-average``).
+        The finished bundle folder ``out / "{tier}-subj01"`` (or ``-average``, ``-subj01-true-features``).
     """
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
+    check_in_allowed(features, FEATURE_SOURCES, "features")
+    true = features == "true"
+    if true and str(subject) == "average":
+        raise ValueError("subject: true features are a subject's own test images' features; expected a subject "
+                         "number like 1, got 'average'.")
     stage2 = Stage2Settings() if stage2 is None else stage2
     if not isinstance(stage2, Stage2Settings):
         raise TypeError(f"stage2: expected a Stage2Settings, got {type(stage2).__name__}; build one with "
@@ -223,24 +288,35 @@ def reconstruct_subject(
     _check_writable(root)  # before any model work: a read-only home once failed only after 28 s of it
     # One process per GPU under `accelerate launch` (or torchrun); CPU processes need accelerate told so.
     state = PartialState(cpu=resolve_device(settings.device).type == "cpu")
+    if true:  # checked before any model is loaded
+        test, values, subjects = true_test_features(settings, subject)
     if pipeline is None:
-        pipeline = load_pipeline(settings, subject, device=state.device if state.num_processes > 1 else None,
-                                 protocol=protocol)
+        pipeline = load_pipeline(settings, None if true else subject,
+                                 device=state.device if state.num_processes > 1 else None, protocol=protocol)
     elif protocol is not None:
         pipeline.protocol = get_protocol(protocol)
-    regressors = pipeline.regressors if str(subject) != "average" and pipeline.regressors else None
-    test, features, subjects = predict_test_features(settings, subject, rescale, regressors=regressors)
+    if not true:
+        regressors = pipeline.regressors if str(subject) != "average" and pipeline.regressors else None
+        test, values, subjects = predict_test_features(settings, subject, rescale, regressors=regressors)
     n = len(test.trial_ids) if limit is None else min(int(limit), len(test.trial_ids))
     if n < 1:
         raise ValueError(f"limit: expected a positive number of trials, got {limit}.")
     params = stage2.to_json()  # the pipeline's keyword arguments, and the manifest's first settings
+    models = model_identities(settings, [] if true else subjects)
+    if true:  # the feature files made the images: a re-extraction makes the bundle out of date
+        folder = settings.subject_dir("features", subject)
+        models["fingerprints"].update({f"features {subject_folder(subject)} {name}_test": files_fingerprint(
+            folder / f"{name}_test.npy") for name in FEATURE_NAMES})
     manifest = Manifest(
-        name=bundle_name(settings, subject), subject="average" if str(subject) == "average" else str(int(subject)),
+        name=bundle_name(settings, subject, features),
+        subject="average" if str(subject) == "average" else str(int(subject)),
         tier=settings.tier, n_trials=n, kinds=REQUIRED_KINDS + tuple(dict.fromkeys(ablations)),
-        settings={**params, "mixing": stage2.mixing, "seed": int(seed),
-                  "rescale": rescale, "vdvae_layers": pipeline.vdvae_layers, "subjects": subjects,
-                  "alphas": _alphas(settings, subjects, regressors), "protocol": pipeline.protocol.name},
-        models=model_identities(settings, subjects), image_size=pipeline.image_size,
+        # Predicted bundles' settings are key for key what they were before true features could be chosen.
+        settings={**params, "mixing": stage2.mixing, "seed": int(seed), **({} if true else {"rescale": rescale}),
+                  "vdvae_layers": pipeline.vdvae_layers, "subjects": subjects,
+                  **({} if true else {"alphas": _alphas(settings, subjects, regressors)}),
+                  "protocol": pipeline.protocol.name, **({"features": "true"} if true else {})},
+        models=models, image_size=pipeline.image_size,
     )
     recover_bundle(root, manifest.name)  # a publish killed between its renames is completed or rolled back
     existing = root / manifest.name / "manifest.json"
@@ -273,7 +349,7 @@ def reconstruct_subject(
                                                                                       state.is_main_process))
         for start in range(0, len(mine), batch_size):
             rows = np.asarray(mine[start:start + batch_size], dtype=np.int64)
-            result = pipeline(features={k: features[k][rows] for k in FEATURE_NAMES},
+            result = pipeline(features={k: np.asarray(values[k][rows]) for k in FEATURE_NAMES},
                               seeds=trial_seeds(test.trial_ids[rows], seed), ablations=manifest.kinds[3:],
                               batch_size=batch_size, **params)
             for j, i in enumerate(rows):

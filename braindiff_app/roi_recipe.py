@@ -25,7 +25,7 @@ from braindiff_app.protocol import DEFAULT_PROTOCOL, PROTOCOLS
 from braindiff_app.stage2 import STAGE2_FIELDS, Stage2Settings
 
 __all__ = ["RECIPE_FORMAT", "RECIPE_VERSION", "MAX_RECIPE_BYTES", "MAX_WEIGHT", "MAX_SEED", "PATTERN_RESCALES",
-           "MAX_CANDIDATES", "MAX_LINK_CHARS", "Recipe", "format_regions"]
+           "MAX_CANDIDATES", "MAX_LINK_CHARS", "Recipe", "check_candidates", "format_regions"]
 
 #: How predictions of synthetic patterns are re-scaled (see :func:`braindiff_app.roi.predict_pattern_features`).
 PATTERN_RESCALES = ("effect", "norm")
@@ -43,6 +43,19 @@ MAX_LINK_CHARS = 40_000
 MAX_SEED = 2**63 - 1
 #: Most best-of-N candidates a recipe may ask for (``settings["candidates"]``, see :mod:`braindiff_app.encoding`).
 MAX_CANDIDATES = 16
+
+
+def check_candidates(n: Any, limit: int = MAX_CANDIDATES, name: str = "candidates") -> int:
+    """``n`` as a number of best-of-N candidates: an integer from 1 to ``limit``.
+
+    Raises
+    ------
+    ValueError
+        Anything else (a bool, a float, a number out of range), naming ``name``, the range and the value.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= int(n) <= limit:
+        raise ValueError(f"{name}: expected an integer from 1 to {limit}, got {n!r}.")
+    return int(n)
 
 
 def _check_weight(value: Any, name: str) -> float:
@@ -270,10 +283,7 @@ def _recipe_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         check_in_allowed(tier, TIERS, "settings.tier")
     protocol = settings.pop("protocol", DEFAULT_PROTOCOL)
     check_in_allowed(protocol, PROTOCOLS, "settings.protocol")
-    candidates = settings.pop("candidates", 1)
-    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) \
-            or not 1 <= int(candidates) <= MAX_CANDIDATES:
-        raise ValueError(f"settings.candidates: expected an integer from 1 to {MAX_CANDIDATES}, got {candidates!r}.")
+    candidates = check_candidates(settings.pop("candidates", 1), name="settings.candidates")
     unknown = [key for key in settings if key not in STAGE2_FIELDS]
     if unknown:
         raise ValueError(f"settings: unknown key(s) {unknown}; expected some of "

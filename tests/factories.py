@@ -32,10 +32,12 @@ def make_bundle(
     n_trials: int = 6,
     size: int = 32,
     kinds: tuple[str, ...] = IMAGE_KINDS,
+    settings: dict | None = None,
 ) -> Bundle:
-    """Write and return a complete bundle of synthetic images with captions like 'a photo of a face 3'."""
+    """Write and return a complete bundle of synthetic images with captions like 'a photo of a face 3'
+    (``settings`` are added to the manifest's)."""
     manifest = Manifest(name=name, subject=subject, tier=tier, n_trials=n_trials, kinds=kinds, image_size=size,
-                        settings={"seed": 0}, models={"source": "synthetic"})
+                        settings={"seed": 0, **(settings or {})}, models={"source": "synthetic"})
     writer = BundleWriter(root, manifest)
     for i in writer.pending():
         word = CAPTION_WORDS[i % len(CAPTION_WORDS)]

@@ -5,7 +5,9 @@ their own data), and each of those commands resumes where it stopped, so rerunni
 continues. Steps: simulate the NSD-shaped subjects -> (train the demo models, only with --retrain) -> prepare ->
 extract VDVAE and CLIP features -> fit the regressors (the demo tier's alphas: the paper's scaled to its 1500 training
 images, the same penalty per image) -> reconstruct every test trial of the four subjects and
-their average with all ablations into ``precomputed/`` -> evaluate -> export the ROI studio's compact assets ->
+their average with all ablations into ``precomputed/`` -> reconstruct subject 1's test images from their true
+features, with and without the VDVAE guess (the image models' ceiling, a row of Table 1) -> evaluate -> export the
+ROI studio's compact assets ->
 write the measured tables into the docs that quote them (README.md's Table 1 and Table 2, between
 ``<!-- braindiff:NAME -->`` markers), so no number there is edited by hand.
 """
@@ -75,7 +77,11 @@ def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
         plan.append((f"reconstruct subject {s}", ["reconstruct", "--subject", s, "--ablations", "all",
                                                   "--batch-size", str(args.batch_size),
                                                   "--overwrite", "--out", out, *limit, *common]))
+    plan.append(("reconstruct subject 1 from true features (the image models' ceiling)",
+                 ["reconstruct", "--subject", SUBJECTS[0], "--features", "true", "--ablations", "no_vdvae",
+                  "--batch-size", str(args.batch_size), "--overwrite", "--out", out, *limit, *common]))
     names = [f"demo-{'average' if s == 'average' else f'subj{int(s):02d}'}" for s in (*SUBJECTS, "average")]
+    names.append(f"demo-subj{int(SUBJECTS[0]):02d}-true-features")
     plan.append(("evaluate the bundles", ["evaluate", *(f"{out}/{n}" for n in names),
                                           "--out", f"{out}/report", *common]))
     plan.append(("export the ROI studio's assets", ["demo", "export-roi", "--rank", str(args.roi_rank), *common]))

@@ -31,6 +31,10 @@ def register(subparsers, demo_subparsers) -> None:
                         "the trial's NSD id (default 0)")
     parser.add_argument("--rescale", default="transductive", choices=("transductive", "train", "none"),
                         help="re-scaling of predictions (default transductive, as the paper)")
+    parser.add_argument("--features", default="predicted", choices=("predicted", "true"),
+                        help="'predicted' (default): the subject's regressors read its test fMRI. 'true': the seen "
+                        "test images' own features from `braindiff extract` (no fMRI, no regressors): the image "
+                        "models' ceiling, in a bundle named <tier>-subj01-true-features")
     add_stage2_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="trials per batch (default 8)")
     add_protocol_argument(parser)
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         path = reconstruct_subject(
             settings, args.subject, parse_ablations(args.ablations), limit=args.limit, overwrite=args.overwrite,
             out=args.out, seed=args.seed, rescale=args.rescale, stage2=stage2_from_args(args, settings.tier),
-            batch_size=args.batch_size, protocol=args.protocol,
+            batch_size=args.batch_size, protocol=args.protocol, features=args.features,
         )
     except FileExistsError as exc:
         print(f"braindiff reconstruct: {exc}", file=sys.stderr)

@@ -39,6 +39,7 @@ SSIM_VARIANTS = ("2d", "reference")
 # ITU-R 601-ish luminance weights used by scikit-image's rgb2gray (the reference's conversion).
 _GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
 _SSIM_TRUNCATE = 3.5  # scikit-image's Gaussian window: 2 * int(3.5 * sigma + 0.5) + 1 taps (11 at sigma 1.5)
+_SSIM_CHUNK_PIXELS = 2**18  # pixels per SSIM stack: 2 MB per float64 array (64 demo images, 1 NSD image), in cache
 
 
 def _check_pair(ground_truth: np.ndarray, reconstructions: np.ndarray) -> None:
@@ -126,18 +127,42 @@ def ssim_single(image_a: np.ndarray, image_b: np.ndarray, variant: str = "2d", s
     b = np.asarray(image_b, dtype=np.float64)
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"image_a, image_b: expected two 2-D arrays of the same shape, got {a.shape} and {b.shape}.")
+    return float(_ssim_stack(a[None], b[None], variant, sigma, data_range)[0])
+
+
+def _ssim_stack(a: np.ndarray, b: np.ndarray, variant: str, sigma: float = 1.5,
+                data_range: float = 1.0) -> np.ndarray:
+    """SSIM of each pair of a stack of grayscale images, shape (n, height, width) float64 -> (n,) float64.
+
+    scikit-image's ``structural_similarity`` (Gaussian weights, population covariances), computed for the whole
+    stack at once: the same separable Gaussian filter (scipy's, mode "reflect", truncated at 3.5 sigma) along the
+    filtered axes, the same SSIM map, the mean over it leaving out half a window along each filtered axis. For
+    "reference" only the rows are filtered, so each column is a 1-D SSIM and the mean over the cropped map is the
+    mean over the columns of their means (what scikit-image's loop over the columns as channels computes, one
+    column at a time: the reason this is written out here, about 60 times faster for 64-pixel images).
+    """
+    from scipy.ndimage import gaussian_filter1d
+
     pad = int(_SSIM_TRUNCATE * sigma + 0.5)
-    filtered_axes = (0, 1) if variant == "2d" else (0,)
+    filtered_axes = (1, 2) if variant == "2d" else (1,)
     if any(a.shape[ax] < 2 * pad + 1 for ax in filtered_axes):
         raise ValueError(f"image_a: SSIM with sigma {sigma} needs at least {2 * pad + 1} pixels along each "
-                         f"filtered axis, got shape {a.shape}.")
-    from skimage.metrics import structural_similarity
+                         f"filtered axis, got shape {a.shape[1:]}.")
 
-    # "reference": the columns as channels, so the Gaussian window slides down each column only (1-D SSIM per
-    # column, each column's mean leaving out half a window at both ends, then the mean over columns).
-    channels = {"channel_axis": -1} if variant == "reference" else {}
-    return float(structural_similarity(a, b, gaussian_weights=True, sigma=sigma,
-                                       use_sample_covariance=False, data_range=data_range, **channels))
+    def smooth(x: np.ndarray) -> np.ndarray:
+        for axis in filtered_axes:
+            x = gaussian_filter1d(x, sigma, axis=axis, mode="reflect", truncate=_SSIM_TRUNCATE)
+        return x
+
+    ux, uy = smooth(a), smooth(b)
+    vx = smooth(a * a) - ux * ux
+    vy = smooth(b * b) - uy * uy
+    vxy = smooth(a * b) - ux * uy
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    rows = slice(pad, s_map.shape[1] - pad)
+    cols = slice(pad, s_map.shape[2] - pad) if variant == "2d" else slice(None)
+    return s_map[:, rows, cols].mean(axis=(1, 2))
 
 
 def ssim(ground_truth: np.ndarray, reconstructions: np.ndarray, variant: str = "2d",
@@ -161,5 +186,7 @@ def ssim(ground_truth: np.ndarray, reconstructions: np.ndarray, variant: str = "
     """
     check_in_allowed(variant, SSIM_VARIANTS, "variant")
     gt, rec = _at_ground_truth_size(ground_truth, reconstructions, size)
-    values = [ssim_single(to_grayscale(r), to_grayscale(g), variant=variant) for g, r in zip(gt, rec, strict=True)]
-    return np.asarray(values, dtype=np.float32)
+    chunk = max(1, _SSIM_CHUNK_PIXELS // (gt.shape[1] * gt.shape[2]))
+    values = [_ssim_stack(to_grayscale(rec[i:i + chunk]), to_grayscale(gt[i:i + chunk]), variant)
+              for i in range(0, len(gt), chunk)]
+    return np.concatenate(values).astype(np.float32)

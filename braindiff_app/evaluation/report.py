@@ -112,7 +112,8 @@ def evaluate_bundle(bundle: Bundle | str | os.PathLike, backbones: Backbones | N
 
 def _subject_label(bundle: Bundle) -> str:
     subject = bundle.subject
-    return f"Subject {int(subject)}" if subject.isdigit() else f"Subject {subject}"
+    label = f"Subject {int(subject)}" if subject.isdigit() else f"Subject {subject}"
+    return f"{label}, true features (ceiling)" if bundle.features == "true" else label
 
 
 def table_columns(bundles: Sequence[Bundle], kinds: Iterable[str] = ("final",)) -> list[str]:
@@ -149,7 +150,9 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
     list of dict
         Each row: ``label``, ``bundle`` (name, "" for the average), ``n_trials`` and one mean per metric
         (NaN where not computed). The ``Average`` row (mean of the per-subject means) is added when two or
-        more bundles of numbered subjects are given; a subject-``average`` bundle keeps its own row.
+        more bundles of numbered subjects are given; a subject-``average`` bundle keeps its own row, and so does
+        a bundle made from true features (the image models' ceiling), which the average leaves out and which
+        comes last.
     """
     columns = table_columns(bundles, (kind,)) if metrics is None else list(check_metrics(metrics))
     labels = [_subject_label(b) for b in bundles]
@@ -159,14 +162,15 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
             label = f"{label} ({bundle.name})"
         rows.append({"label": label, "bundle": bundle.name, "n_trials": bundle.n_trials,
                      **_means(bundle, kind, columns)})
-    subject_rows = [r for r, b in zip(rows, bundles, strict=True) if b.subject.isdigit()]
+    subject_rows = [r for r, b in zip(rows, bundles, strict=True) if b.subject.isdigit() and b.features != "true"]
     if len(subject_rows) >= 2:
         average = {m: float(np.nanmean([r[m] for r in subject_rows])) if any(np.isfinite(r[m])
                                                                            for r in subject_rows) else float("nan")
                    for m in columns}
         rows.append({"label": "Average", "bundle": "", "n_trials": sum(r["n_trials"] for r in subject_rows),
                      **average})
-    return rows
+    ceiling = {b.name for b in bundles if b.features == "true"}  # last: a bound, not one more subject
+    return [r for r in rows if r["bundle"] not in ceiling] + [r for r in rows if r["bundle"] in ceiling]
 
 
 def ablation_table(bundle: Bundle, metrics: Iterable[str] | None = None) -> list[dict[str, Any]]:

@@ -137,7 +137,8 @@ class BrowseHandlers:
     def across_subjects(self, bundle_name: str, trial_id: int) -> list[tuple[str, str]]:
         """One image across the subjects (the paper's Figure 3): the seen image, then each subject's guess and final.
 
-        Every bundle of the same tier that holds image ``trial_id`` contributes two items, in subject order.
+        Every bundle of the same tier that holds image ``trial_id`` contributes two items, in subject order; bundles
+        made from true features (no subject's brain) are left out.
         """
         bundle = self.state.bundle(bundle_name)
         index = self.index_of(bundle_name, trial_id)
@@ -145,7 +146,7 @@ class BrowseHandlers:
             return []
         items = [(_shown(bundle, index, "ground_truth"), text.alt_text("ground_truth", None, trial_id))]
         for other in self.state.bundles:
-            if other.tier != bundle.tier:
+            if other.tier != bundle.tier or other.features == "true":
                 continue
             i = self.index_of(other.key, trial_id)
             if i is None:

@@ -34,7 +34,7 @@ from braindiff_app.ui.roi_handlers import (
     ROIResult,
     _mask_from_editor,
     _session,
-    check_candidates,
+    check_app_candidates,
 )
 from braindiff_app.ui.state import AppState
 
@@ -232,7 +232,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         n = inputs.get("candidates", 1)  # best-of-N; API callers without it get one image
         n = 1 if n is None else int(n) if isinstance(n, float) and n.is_integer() else n  # the slider sends 2.0
         try:
-            n = check_candidates(n)
+            n = check_app_candidates(n)
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         try:

@@ -37,6 +37,7 @@ from braindiff_app.pipeline import ReconstructionOutput
 from braindiff_app.protocol import DEFAULT_PROTOCOL
 from braindiff_app.regression import FEATURE_NAMES, subjects_with_regressors
 from braindiff_app.roi import Recipe, ROIModels, load_roi_models, load_subject_flatmap, painted_voxels, roi_settings
+from braindiff_app.roi_recipe import check_candidates
 from braindiff_app.stage2 import TIER_DIFFUSION_STEPS, Stage2Settings
 from braindiff_app.ui import text
 from braindiff_app.ui._batching import MicroBatcher
@@ -355,7 +356,7 @@ class ROIHandlers:
         the encoder's predicted activation of its regions (:meth:`braindiff_app.encoding.EncodingModels.rank`, as
         :meth:`~braindiff_app.encoding.EncodingModels.best_of_n` does). The saved recipe records N and the ranking;
         the result shows the best candidate. A subject without an encoder gets the recipe's own image and None."""
-        candidates = check_candidates(candidates)
+        candidates = check_app_candidates(candidates)
         if recipe.subject != "average" and recipe.subject not in subjects_with_encoders(self.settings):
             return self.generate(recipe, callback, session), None  # no encoder to rank by (the status says so)
         outs = self._run_seeds(recipe, candidates, callback)
@@ -398,17 +399,10 @@ class ROIHandlers:
                 pass
 
 
-def check_candidates(n) -> int:
-    """The number of best-of-N candidates the app makes: an integer from 1 to :data:`MAX_APP_CANDIDATES`.
-
-    Raises
-    ------
-    ValueError
-        Anything else, named in the message.
-    """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= MAX_APP_CANDIDATES:
-        raise ValueError(text.ROI_BAD_CANDIDATES.format(limit=MAX_APP_CANDIDATES, got=n))
-    return int(n)
+def check_app_candidates(n) -> int:
+    """The number of best-of-N candidates the app makes: the library's rule (:func:`~braindiff_app.roi_recipe.
+    check_candidates`) with the app's limit, :data:`MAX_APP_CANDIDATES` (a CPU makes 8 in a few seconds)."""
+    return check_candidates(n, MAX_APP_CANDIDATES)
 
 
 def _session(request) -> str | None:

@@ -95,7 +95,7 @@ class AppState:
         """Dropdown label of ``bundle``: subject, tier and name, and where it lives when its name is shared."""
         from braindiff_app.ui import text
 
-        label = text.subject_label(bundle.subject, bundle.tier, bundle.name)
+        label = text.subject_label(bundle.subject, bundle.tier, bundle.name, bundle.features)
         shared = sum(b.name == bundle.name for b in self.bundles) > 1
         return f"{label} ({bundle.origin})" if shared else label
 
@@ -106,9 +106,9 @@ class AppState:
     @property
     def default_bundle(self) -> str | None:
         """Key of the bundle the app opens on: the tier's subject 1 when present (of several, the first folder's, as
-        for a bare name), else the first listed."""
+        for a bare name; not one made from true features), else the first listed."""
         for b in self._scan_order:
-            if b.tier == self.settings.tier and b.subject == "1":
+            if b.tier == self.settings.tier and b.subject == "1" and b.features != "true":
                 return b.key
         return self.bundles[0].key if self.bundles else None
 

@@ -67,9 +67,11 @@ def plain(value: str) -> str:
     return re.sub(r"([\\`*_\[\]])", r"\\\1", html.escape(value, quote=False))
 
 
-def subject_label(subject: str, tier: str, name: str) -> str:
-    """Dropdown label of a bundle, e.g. 'Subject 1 (simulated subject (demo))'."""
+def subject_label(subject: str, tier: str, name: str, features: str = "predicted") -> str:
+    """Dropdown label of a bundle, e.g. 'Subject 1 · simulated subject (demo) · demo-subj01'; a bundle made from the
+    seen images' true features says so ('Subject 1, true features (ceiling) · ...')."""
     who = "Average of subjects" if subject == "average" else f"Subject {subject}"
+    who += ", true features (ceiling)" if features == "true" else ""
     return f"{who} · {TIER_LABEL.get(tier, tier)} · {name}"
 
 def protocol_label(name: str) -> str:
@@ -296,5 +298,4 @@ BR_STEER_NOTE = ("_The image's CLIP features (predicted from its predicted respo
 
 # ROI studio, best-of-N (issue 18)
 ROI_CANDIDATES = "Candidates (best-of-N, ranked by the encoder)"
-ROI_BAD_CANDIDATES = "candidates: expected an integer from 1 to {limit}, got {got!r}."
 ROI_RANKED = "{caption} · rank {rank} ({score:+.2f})"

@@ -139,3 +139,67 @@ def test_reconstruct_names_the_field_of_a_damaged_existing_manifest(settings, ca
     assert re.search(message, err), err
     assert main(args + ["--overwrite"]) == 0  # replaced by a sound bundle
     assert open_bundle(settings.home / "bundles" / "demo-subj01").n_trials == 2
+
+
+def _write_true_features(settings, subject=1, n=5, rows=None):
+    """Extracted test features of the stand-in sizes, one row per test trial (``rows`` to break that)."""
+    import numpy as np
+
+    from tests._standins import CLIP_DIM, N_LATENT, N_TOKENS_T, N_TOKENS_V
+
+    folder = settings.subject_dir("features", subject)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    shapes = {"vdvae": (N_LATENT,), "clip_vision": (N_TOKENS_V, CLIP_DIM), "clip_text": (N_TOKENS_T, CLIP_DIM)}
+    values = {name: rng.normal(size=(rows or n, *shape)).astype(np.float32) for name, shape in shapes.items()}
+    for name, array in values.items():
+        np.save(folder / f"{name}_test.npy", array)
+    return values
+
+
+def test_reconstruct_from_true_features_uses_the_extracted_features_and_no_regressor(settings, monkeypatch):
+    import numpy as np
+
+    from braindiff_app.pipeline import trial_seeds
+    from tests._standins import decode_latents
+
+    true = _write_true_features(settings)
+    loaded = []
+    monkeypatch.setattr(reconstruct_module, "load_pipeline", lambda settings, subject, device=None, protocol=None: (
+        loaded.append(subject) or stand_in_pipeline({})))
+    args = ["reconstruct", "--subject", "1", "--features", "true", "--ablations", "no_vdvae",
+            "--home", str(settings.home)]
+    assert main(args) == 0
+    assert loaded == [None]  # no regressors loaded
+    bundle = open_bundle(settings.home / "bundles" / "demo-subj01-true-features")
+    assert bundle.features == "true" and bundle.subject == "1" and bundle.n_trials == 5
+    assert bundle.kinds == ("ground_truth", "vdvae", "final", "no_vdvae")
+    assert "alphas" not in bundle.manifest.settings and "rescale" not in bundle.manifest.settings
+    assert "regressors subj01" not in bundle.manifest.models["fingerprints"]
+    assert len(bundle.manifest.models["fingerprints"]["features subj01 vdvae_test"]) == 16
+    # The VDVAE guess is the stand-in decoder of the file's own latents with each trial's seed.
+    ids = np.array([100, 101, 102, 103, 104])
+    expected = decode_latents(None, true["vdvae"], seeds=trial_seeds(ids, 0))
+    for i in range(5):
+        np.testing.assert_array_equal(bundle.image(i, "vdvae"), expected[i])
+    predicted = open_bundle(reconstruct_module.reconstruct_subject(settings, 1, limit=5, progress=False))
+    assert predicted.features == "predicted" and predicted.name == "demo-subj01"
+    assert not np.array_equal(predicted.image(0, "vdvae"), bundle.image(0, "vdvae"))
+    assert main(args) == 0  # up to date
+    _write_true_features(settings, n=5)  # the same again: still up to date
+    np.save(settings.subject_dir("features", 1) / "vdvae_test.npy", true["vdvae"] + 1)  # re-extracted: outdated
+    assert main(args) == 1
+
+
+def test_reconstruct_from_true_features_refuses_bad_requests(settings, capsys):
+    home = ["--home", str(settings.home)]
+    assert main(["reconstruct", "--subject", "average", "--features", "true", *home]) == 1
+    assert "true features are a subject's own test images' features" in capsys.readouterr().err
+    assert main(["reconstruct", "--subject", "1", "--features", "true", *home]) == 1
+    err = capsys.readouterr().err
+    assert "vdvae_test.npy: missing; run `braindiff extract vdvae --subject 1`" in err
+    _write_true_features(settings, rows=3)
+    assert main(["reconstruct", "--subject", "1", "--features", "true", *home]) == 1
+    err = capsys.readouterr().err
+    assert "vdvae_test.npy: expected one row per test trial (5 rows), got shape (3, 192)" in err
+    assert not (settings.home / "bundles" / "demo-subj01-true-features").exists()

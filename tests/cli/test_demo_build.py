@@ -19,11 +19,17 @@ def test_plan_orders_every_stage(tmp_path):
     plan = demo_build.steps(_args(), load_settings(home=tmp_path))
     commands = [argv[0] if argv[0] != "demo" else f"demo {argv[1]}" for _, argv in plan]
     assert commands[0] == "demo simulate" and commands[-1] == "demo export-roi"
-    assert commands.count("prepare") == 4 and commands.count("fit") == 4 and commands.count("reconstruct") == 5
+    assert commands.count("prepare") == 4 and commands.count("fit") == 4 and commands.count("reconstruct") == 6
     assert "demo train-vdvae" not in commands
     assert commands.index("fit") < commands.index("reconstruct") < commands.index("evaluate")
     reconstruct = [argv for _, argv in plan if argv[0] == "reconstruct"]
-    assert reconstruct[-1][:3] == ["reconstruct", "--subject", "average"] and "all" in reconstruct[0]
+    assert reconstruct[-2][:3] == ["reconstruct", "--subject", "average"] and "all" in reconstruct[0]
+    ceiling = reconstruct[-1]  # subject 1 from its test images' true features, with and without the VDVAE guess
+    assert ceiling[:5] == ["reconstruct", "--subject", "1", "--features", "true"]
+    assert ceiling[ceiling.index("--ablations") + 1] == "no_vdvae"
+    evaluate = [argv for _, argv in plan if argv[0] == "evaluate"][0]
+    assert [a.rsplit("/", 1)[-1] for a in evaluate if "/demo-" in a] == [
+        "demo-subj01", "demo-subj02", "demo-subj05", "demo-subj07", "demo-average", "demo-subj01-true-features"]
     assert all(argv[argv.index("--batch-size") + 1] == "50" and "--overwrite" in argv for argv in reconstruct)
     fit = [argv for _, argv in plan if argv[0] == "fit"][0]
     assert not any(a.startswith("--alpha") for a in fit)  # the demo tier's own alphas (tests/cli/test_cli_fit.py)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_BUNDLES = ("demo-subj01", "demo-subj02", "demo-subj05", "demo-subj07", "demo-average")
+DEMO_BUNDLES = ("demo-subj01", "demo-subj02", "demo-subj05", "demo-subj07", "demo-average",
+                "demo-subj01-true-features")
 
 
 def _can_build_offline() -> str | None:
@@ -97,7 +98,9 @@ def test_installed_package_runs_from_another_folder(installed):
 
     out = _run_installed(installed, "-m", "braindiff_app", "bundles")
     for name in DEMO_BUNDLES:
-        subject = name.removeprefix("demo-subj").lstrip("0") if "subj" in name else "average"
+        subject = name.removeprefix("demo-subj")[:2].lstrip("0") if "subj" in name else "average"
+        if name.endswith("-true-features"):
+            subject += " (from true features: the image models' ceiling)"
         assert f"  {name}  subject {subject}  tier demo  100 trials  metrics: PixCorr, SSIM, SSIM-ref, demo-CLIP" in out
         assert f"      {package / 'precomputed' / name}\n" in out
-    assert "5 bundle(s):" in out and "could not be opened" not in out
+    assert "6 bundle(s):" in out and "could not be opened" not in out

@@ -147,6 +147,18 @@ def test_ssim_batch_matches_scikit_image_called_directly(make_images):
     np.testing.assert_allclose(ssim(gt, rec, variant="reference"), columns, rtol=1e-6)
 
 
+def test_ssim_in_chunks_equals_scikit_image_image_by_image(make_images, monkeypatch):
+    import braindiff_app.evaluation.pixel as pixel
+
+    gt, rec = make_images(7, 24, seed=3), make_images(7, 24, seed=4)
+    monkeypatch.setattr(pixel, "_SSIM_CHUNK_PIXELS", 3 * 24 * 24)  # stacks of 3, 3 and 1 images
+    for variant, extra in (("2d", {}), ("reference", {"channel_axis": -1})):
+        expected = [structural_similarity(to_grayscale(r), to_grayscale(g), **SKIMAGE_ARGS, **extra)
+                    for g, r in zip(gt, rec, strict=True)]
+        np.testing.assert_allclose(ssim(gt, rec, variant=variant), expected, rtol=1e-6)
+        assert len(set(np.round(expected, 6))) == 7  # seven different pairs, each in its place
+
+
 def test_ssim_window_larger_than_image():
     a, b = _gray_pair(shape=(10, 30))
     with pytest.raises(ValueError, match="needs at least 11 pixels along each filtered axis"):

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from braindiff_app.bundles import open_bundle
+from braindiff_app.bundles import open_bundle, write_metrics
 from braindiff_app.evaluation import (
     ablation_table,
     compute_metrics,
@@ -65,9 +65,21 @@ def test_summary_and_ablation_tables(tmp_path):
     assert float(parsed[2]["PixCorr"]) == pytest.approx(ablations[2]["PixCorr"], rel=1e-5)
 
 
-def test_identification_formatted_as_percent(tmp_path):
-    from braindiff_app.bundles import write_metrics
+def test_true_features_bundle_is_labelled_and_left_out_of_the_average(tmp_path):
+    paths = [make_bundle(tmp_path, "s1", "1", n_trials=5, kinds=KINDS).path,
+             make_bundle(tmp_path, "s1-true", "1", n_trials=4, kinds=KINDS, settings={"features": "true"}).path,
+             make_bundle(tmp_path, "s2", "2", n_trials=6, kinds=KINDS).path]
+    for p, value in zip(paths, (0.2, 0.9, 0.4), strict=True):
+        write_metrics(p, {"final": {"PixCorr": [value] * open_bundle(p).n_trials}})
+    bundles = [open_bundle(p) for p in paths]
+    assert [b.features for b in bundles] == ["predicted", "true", "predicted"]
+    rows = summary_table(bundles)
+    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Average", "Subject 1, true features (ceiling)"]
+    assert rows[3]["PixCorr"] == pytest.approx(0.9)
+    assert rows[2]["PixCorr"] == pytest.approx(0.3) and rows[2]["n_trials"] == 11  # subjects 1 and 2 only
 
+
+def test_identification_formatted_as_percent(tmp_path):
     path = make_bundle(tmp_path, n_trials=4).path
     write_metrics(path, {"final": {"AlexNet(2)": [1.0, 1.0, 0.5, 0.0]}})
     assert "| Subject 1 | 62.5% |" in table_markdown(summary_table([open_bundle(path)]))

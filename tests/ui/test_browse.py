@@ -165,3 +165,17 @@ def test_rescan_refreshes_every_tab_s_bundle_picker_live(live_app, tmp_path):
     kept = client.predict("demo-subj05", ["demo-subj05"], "demo-subj05", "demo-subj05", api_name="/rescan_bundles")
     assert kept[0]["value"] == kept[3]["value"] == kept[4]["value"] == "demo-subj05" and kept[2]["value"] == [
         "demo-subj05"]
+
+
+def test_a_true_features_bundle_is_labelled_never_the_default_and_not_a_subject_across(tmp_path):
+    make_bundle(tmp_path / "a", name="demo-subj01-true-features", n_trials=6, size=16, settings={"features": "true"})
+    make_bundle(tmp_path / "b", name="demo-subj01", n_trials=6, size=16)
+    handlers = BrowseHandlers(AppState(load_settings(extra_bundle_dirs=(tmp_path / "a", tmp_path / "b"))))
+    assert handlers.state.default_bundle == "demo-subj01"  # the first folder's subject 1, yet not the default
+    labels = dict((key, label) for label, key in handlers.subjects())
+    assert labels["demo-subj01-true-features"].startswith("Subject 1, true features (ceiling) · ")
+    assert labels["demo-subj01"].startswith("Subject 1 · ")
+    items = handlers.across_subjects("demo-subj01", 1021)
+    assert [label for _, label in items] == ["Seen image, image 1021", "VDVAE guess, subject 1, image 1021",
+                                             "Final reconstruction, subject 1, image 1021"]
+    assert all("true-features" not in path for path, _ in items[1:])
