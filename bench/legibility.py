@@ -15,7 +15,8 @@ settings (``Stage2Settings.for_tier("demo")``), from features of three origins, 
     noiseless test response: what a linear read-out of the simulated brain gives with no trial noise at all;
     ``refit`` (c2) refits them on the prepared training fMRI and reads the prepared test fMRI; both use the paper's
     alphas times ``--alpha-scale`` (an alpha sweep without touching the workspace's regressors; the workspace's own,
-    used by (b) and (c), were fitted with the tier's alphas: on the demo the paper's x 1500/8859);
+    used by (b) and (c), were fitted with the tier's alphas: on the demo the paper's x 1500/8859), or with
+    ``--alpha-grid`` each target's alpha among several by leave-one-out error on the training trials;
 (c) ``fmri``: features predicted from the prepared test fMRI (mean over repetitions), as ``braindiff reconstruct``
     does (transductive re-scaling, seeds from the NSD ids): the final reconstructions; the committed bundle's
     images (``committed``) are scored too, with the ground truth the bundle holds.
@@ -37,7 +38,7 @@ steps took 15-60 s on a quiet 2-core machine and up to about 6 min when others s
 their seconds).
 
 Usage: python bench/legibility.py --home DIR [--subjects 1,2] [--stages true,noiseless,fmri] [--levers steps50,...]
-       [--alpha-scale 0.1] [--features-only] [--quick]
+       [--alpha-scale 0.1 | --alpha-grid 0.03,0.1,0.3,1] [--features-only] [--quick]
        python bench/legibility.py --contact-sheet docs/img/contact_before.png
 """
 
@@ -117,8 +118,16 @@ def refit_regressors(settings, subject: str, fmri_train: np.ndarray, alphas: dic
     from braindiff_app.regression.ridge import RidgeRegressor
 
     folder = settings.subject_dir("features", subject)
-    return {name: RidgeRegressor(alphas[name]).fit(fmri_train, np.load(folder / f"{name}_train.npy", mmap_mode="r"))
-            for name in FEATURE_NAMES}
+    regressors = {name: RidgeRegressor(alphas[name]).fit(fmri_train, np.load(folder / f"{name}_train.npy",
+                                                                             mmap_mode="r"))
+                  for name in FEATURE_NAMES}
+    for name, reg in regressors.items():
+        chosen = np.asarray(reg.alpha_, dtype=float).reshape(-1)
+        if np.ptp(chosen) > 0:  # chosen per target (leave-one-out): how the choice fell
+            values, counts = np.unique(chosen, return_counts=True)
+            print(f"  {name}: alphas chosen by leave-one-out error: "
+                  + ", ".join(f"{v:.4g} x {100 * c / chosen.size:.0f}%" for v, c in zip(values, counts, strict=True)))
+    return regressors
 
 
 class Runner:
@@ -204,7 +213,9 @@ def subject_tables(settings, subject: str, args, backbones) -> None:
         from braindiff_app.pipeline import predict_features
         from braindiff_app.regression.subject import DEFAULT_ALPHAS
 
-        alphas = {name: alpha * args.alpha_scale for name, alpha in DEFAULT_ALPHAS.items()}
+        grid = args.alpha_grid or [args.alpha_scale]  # several: each target's alpha by leave-one-out error
+        alphas = {name: [alpha * g for g in grid] if len(grid) > 1 else alpha * grid[0]
+                  for name, alpha in DEFAULT_ALPHAS.items()}
         if "refit" in args.stages:
             train = np.load(prepared / "fmri_train.npy", allow_pickle=False)
             predicted["refit"] = predict_features(refit_regressors(settings, subject, train, alphas), fmri,
@@ -222,7 +233,8 @@ def subject_tables(settings, subject: str, args, backbones) -> None:
         print(f"  feature r with the true {name:11s} (mean over images): "
               + ", ".join(f"{k} {v:.3f}" for k, v in corr.items()))
     print("  identification in feature space (predicted vs true features, no image model), 4-way / 2-way"
-          + (f"; refitted stages with the paper's alphas x {args.alpha_scale:g}:" if args.alpha_scale != 1 else ":"))
+          + (f"; refitted stages with the paper's alphas x {args.alpha_grid or args.alpha_scale}:"
+             if args.alpha_grid or args.alpha_scale != 1 else ":"))
     for name in FEATURE_NAMES:
         ident = {k: identification(true[name], f[name]) for k, f in predicted.items()}
         print(f"    {name:11s}: " + ", ".join(f"{k} {100 * v[4].mean():.1f}% / {100 * v[2].mean():.1f}%"
@@ -243,7 +255,8 @@ def subject_tables(settings, subject: str, args, backbones) -> None:
         for kind, scores in committed.items():
             print(row(f"(c) committed bundle: {kind}", scores))
     if "refit" in results and "fmri" in results:
-        print(change(f"(c2) - (c), alphas x {args.alpha_scale:g}", results["refit"]["final"], results["fmri"]["final"])
+        print(change(f"(c2) - (c), alphas x {args.alpha_grid or args.alpha_scale}", results["refit"]["final"],
+                     results["fmri"]["final"])
               + "   (paired per image)")
     print(f"  (diffusion + scoring: {runner.seconds:.0f} s)", flush=True)
 
@@ -333,6 +346,10 @@ def main(argv: list[str] | None = None) -> None:
                              "both with the paper's alphas x --alpha-scale)")
     parser.add_argument("--alpha-scale", type=float, default=1.0,
                         help="factor on the paper's ridge alphas for the refitted stages (noiseless-fit, refit)")
+    parser.add_argument("--alpha-grid", type=lambda t: [float(v) for v in t.split(",")],
+                        help="comma-separated factors on the paper's alphas: the refitted stages choose each "
+                             "target's alpha among them by leave-one-out error on the training trials (overrides "
+                             "--alpha-scale)")
     parser.add_argument("--features-only", action="store_true",
                         help="print the feature-space diagnostics of the predicted features and generate nothing")
     parser.add_argument("--quick", action="store_true",

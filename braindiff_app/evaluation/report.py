@@ -148,11 +148,11 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
     Returns
     -------
     list of dict
-        Each row: ``label``, ``bundle`` (name, "" for the average), ``n_trials`` and one mean per metric
-        (NaN where not computed). The ``Average`` row (mean of the per-subject means) is added when two or
-        more bundles of numbered subjects are given; a subject-``average`` bundle keeps its own row, and so does
-        a bundle made from true features (the image models' ceiling), which the average leaves out and which
-        comes last.
+        Each row: ``label``, ``bundle`` (name, "" for the average), ``n_trials``, ``features`` ("predicted", or
+        "true" for the ceiling) and one mean per metric (NaN where not computed). The ``Average`` row (mean of the
+        per-subject means) is added when two or more bundles of numbered subjects are given; a subject-``average``
+        bundle keeps its own row, and so does a bundle made from true features (the image models' ceiling), which
+        the average leaves out and which comes last.
     """
     columns = table_columns(bundles, (kind,)) if metrics is None else list(check_metrics(metrics))
     labels = [_subject_label(b) for b in bundles]
@@ -160,7 +160,7 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
     for bundle, label in zip(bundles, labels, strict=True):
         if labels.count(label) > 1:
             label = f"{label} ({bundle.name})"
-        rows.append({"label": label, "bundle": bundle.name, "n_trials": bundle.n_trials,
+        rows.append({"label": label, "bundle": bundle.name, "n_trials": bundle.n_trials, "features": bundle.features,
                      **_means(bundle, kind, columns)})
     subject_rows = [r for r, b in zip(rows, bundles, strict=True) if b.subject.isdigit() and b.features != "true"]
     if len(subject_rows) >= 2:
@@ -168,9 +168,9 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
                                                                            for r in subject_rows) else float("nan")
                    for m in columns}
         rows.append({"label": "Average", "bundle": "", "n_trials": sum(r["n_trials"] for r in subject_rows),
-                     **average})
-    ceiling = {b.name for b in bundles if b.features == "true"}  # last: a bound, not one more subject
-    return [r for r in rows if r["bundle"] not in ceiling] + [r for r in rows if r["bundle"] in ceiling]
+                     "features": "predicted", **average})
+    # The ceiling last: a bound, not one more subject.
+    return [r for r in rows if r["features"] != "true"] + [r for r in rows if r["features"] == "true"]
 
 
 def ablation_table(bundle: Bundle, metrics: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -236,12 +236,15 @@ def figure_metric_bars(rows: Sequence[dict[str, Any]], title: str = ""):
     fig = Figure(figsize=(3.2 * ncols, 2.8 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     labels = [str(r["label"]) for r in rows]
-    colors = ["#4c72b0" if r.get("label") != "Average" and r.get("kind", "") != "final" else "#dd8452"
-              for r in rows]
+    # Orange: the average (Table 1) or the full model (Table 2); grey, hatched: the ceiling from true features.
+    colors = ["#8c8c8c" if r.get("features") == "true" else "#dd8452" if r.get("label") == "Average"
+              or r.get("kind") == "final" else "#4c72b0" for r in rows]
+    hatches = ["//" if r.get("features") == "true" else "" for r in rows]
     for ax, metric in zip(axes, columns, strict=False):
         values = [r[metric] for r in rows]
         scale = 100.0 if METRICS[metric].method == "identification" else 1.0
-        ax.bar(range(len(rows)), np.nan_to_num(np.asarray(values) * scale), color=colors)
+        ax.bar(range(len(rows)), np.nan_to_num(np.asarray(values) * scale), color=colors, hatch=hatches,
+               edgecolor="white")
         if METRICS[metric].method == "identification":
             ax.axhline(100 / METRICS[metric].ways, color="gray", lw=0.8, ls="--")  # chance
             ax.set_ylim(0, 100)

@@ -64,12 +64,16 @@ class MetricsHandlers:
         if evaluated:
             rows = summary_table(evaluated)
             table1, bars1 = table_markdown(rows, text.TABLE1), figure_metric_bars(rows)
-            entries = [(row["label"], b.metrics["final"]) for row, b in zip(rows, evaluated, strict=False)]
-            with_ci = interval_rows(entries)
-            if len(rows) > len(evaluated):  # the average over subjects: a mean of means, no interval
-                with_ci.append({"label": rows[-1]["label"],
-                                **{m: (rows[-1].get(m, float("nan")), float("nan"), float("nan"))
-                                   for m in with_ci[0] if m != "label"}})
+            # summary_table keeps the bundles' order but puts the ceiling (true features) last, after the average
+            ordered = [b for b in evaluated if b.features != "true"] + [b for b in evaluated if b.features == "true"]
+            bundle_rows = [row for row in rows if row["bundle"]]  # the average over subjects has no bundle
+            with_ci = interval_rows([(row["label"], b.metrics["final"])
+                                     for row, b in zip(bundle_rows, ordered, strict=True)])
+            for i, row in enumerate(rows):
+                if not row["bundle"]:  # the average: a mean of means, no interval, in its table-1 place
+                    nan = float("nan")
+                    with_ci.insert(i, {"label": row["label"],
+                                       **{m: (row.get(m, nan), nan, nan) for m in with_ci[0] if m != "label"}})
             intervals1 = interval_markdown(with_ci, text.TABLE1, first_column="Subject")
         table2, bars2, distributions, intervals2 = "", None, None, ""
         if ablation_bundle:

@@ -41,3 +41,20 @@ def test_without_metrics_says_what_to_run(handlers):
     assert view.bars1 is None and view.bars2 is None
     with pytest.raises(ValueError, match="no bundle named 'x'"):
         handlers.view(["x"], None)
+
+
+def test_the_ceiling_comes_last_with_its_own_interval_and_the_average_keeps_its_place(handlers, tmp_path):
+    root = tmp_path / "b"
+    ceiling = make_bundle(root, name="demo-subj01-true-features", n_trials=4, size=8, settings={"features": "true"})
+    write_metrics(ceiling.path, {"final": {"PixCorr": np.array([0.7, 0.8, 0.9, 0.6]), "SSIM": np.full(4, 0.9)}})
+    handlers.state.refresh()
+    view = handlers.view(["demo-subj01-true-features", "demo-subj01", "demo-subj02"], None)
+    lines = [line for line in view.table1.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [line.split(" | ")[0] for line in lines] == ["| Subject 1", "| Subject 2", "| Average",
+                                                        "| Subject 1, true features (ceiling)"]
+    assert "| Average | 0.300 | 0.400 |" in view.table1  # the ceiling's 0.75 is not in it
+    ci = [line for line in view.intervals1.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [line.split(" | ")[0] for line in ci] == ["| Subject 1", "| Subject 2", "| Average",
+                                                     "| Subject 1, true features (ceiling)"]
+    assert ci[0].split(" | ")[1].startswith("0.200") and ci[3].split(" | ")[1].startswith("0.750")
+    assert "[" not in ci[2]  # the average: a mean of means, no interval
