@@ -95,6 +95,11 @@ class BrowseHandlers:
                   f"{bundle.n_trials} · image id {record.trial_id} · "
                   f"{text.protocol_label(bundle.manifest.settings.get('protocol', 'braindiff'))}")
         header += "".join(f"\n\n{text.IMAGE_PROBLEM.format(problem=text.plain(p))}" for p in problems.values() if p)
+        if bundle.features == "true":
+            header += f"\n\n{text.CEILING_NOTE}"
+        absent = [text.KIND_LABELS[k] for k in IMAGE_KINDS if k not in bundle.kinds]
+        if absent:  # their panels stay empty: say why
+            header += f"\n\n{text.NOT_STORED.format(kinds=', '.join(absent))}"
         alt = {k: text.alt_text(k, bundle.subject, record.trial_id) for k in IMAGE_KINDS}
         return TrialView(index, images, header, captions, names, rows, int(record.trial_id), alt)
 

@@ -71,6 +71,8 @@ class QuizHandlers:
             If the bundle has fewer than four trials.
         """
         bundle = self.state.bundle(bundle_name)
+        if bundle.features == "true":
+            raise ValueError(text.QUIZ_NOT_DECODED.format(bundle=bundle.name))
         if bundle.n_trials < N_CHOICES:
             raise ValueError(f"bundle: the quiz needs at least {N_CHOICES} trials, {bundle.name} has "
                              f"{bundle.n_trials}.")
@@ -202,7 +204,7 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
     Keys (while the tab is on screen): 1-4 vote, N next question, F projector mode (Esc leaves it).
     """
     handlers = QuizHandlers(state)
-    choices = state.choices()
+    choices = state.choices(decoded_only=True)  # the quiz asks what a brain saw
 
     with gr.Tab(text.CLASSROOM_TAB, id="classroom"), gr.Column(elem_id="classroom"):
         gr.Markdown(text.QUIZ_INTRO, elem_classes="bd-quiz-intro")
@@ -280,7 +282,8 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
 
     def classroom_picker(current: str | None):
         """After a rescan (:meth:`AppState.rescan`): the new choices, the same bundle when still there."""
-        return [gr.update(choices=state.choices(), value=state.key_of(current) or state.default_bundle)]
+        return [gr.update(choices=state.choices(decoded_only=True), value=state.key_of(current) or
+                          state.default_bundle)]
 
     state.pickers.append(([subject], [subject], classroom_picker))  # "Rescan bundles" (Browse) refreshes it
 

@@ -75,6 +75,8 @@ class MetricsHandlers:
                     with_ci.insert(i, {"label": row["label"],
                                        **{m: (row.get(m, nan), nan, nan) for m in with_ci[0] if m != "label"}})
             intervals1 = interval_markdown(with_ci, text.TABLE1, first_column="Subject")
+            if any(row["features"] == "true" for row in rows):
+                intervals1 += f"\n\n{text.METRICS_CEILING}"
         table2, bars2, distributions, intervals2 = "", None, None, ""
         if ablation_bundle:
             bundle = self.state.bundle(ablation_bundle)
@@ -117,7 +119,7 @@ class MetricsHandlers:
 def build_metrics_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Component]:
     """Build the Metrics tab inside ``app``; returns its components keyed ``metrics.<name>``."""
     handlers = MetricsHandlers(state)
-    names = [b.key for b in state.bundles]
+    names = state.choices()  # (label, key): the labels say which bundle is a subject, an average or the ceiling
     with gr.Tab(text.METRICS_TAB, id="metrics"):
         gr.Markdown(text.METRICS_INTRO)
         with gr.Row():
@@ -141,10 +143,10 @@ def build_metrics_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.component
 
     def metrics_picker(bundle_names, ablation_name):
         """After a rescan (:meth:`AppState.rescan`): the new choices, keeping the chosen bundles still there."""
-        keys = [b.key for b in state.bundles]
+        choices = state.choices()
         kept = list(dict.fromkeys(k for k in map(state.key_of, bundle_names or []) if k))
-        return [gr.update(choices=keys, value=kept or handlers.default_selection()),
-                gr.update(choices=keys, value=state.key_of(ablation_name) or state.default_bundle)]
+        return [gr.update(choices=choices, value=kept or handlers.default_selection()),
+                gr.update(choices=choices, value=state.key_of(ablation_name) or state.default_bundle)]
 
     state.pickers.append(([chosen, ablation], [chosen, ablation], metrics_picker))  # "Rescan bundles" (Browse)
     outputs = [table1, bars1, table2, bars2, distributions, missing]

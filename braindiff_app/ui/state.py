@@ -99,9 +99,10 @@ class AppState:
         shared = sum(b.name == bundle.name for b in self.bundles) > 1
         return f"{label} ({bundle.origin})" if shared else label
 
-    def choices(self) -> list[tuple[str, str]]:
-        """Dropdown choices (label, key) of every bundle found."""
-        return [(self.label(b), b.key) for b in self.bundles]
+    def choices(self, decoded_only: bool = False) -> list[tuple[str, str]]:
+        """Dropdown choices (label, key) of every bundle found; ``decoded_only``: only bundles decoded from brain
+        activity (not those made from the seen images' true features)."""
+        return [(self.label(b), b.key) for b in self.bundles if not (decoded_only and b.features == "true")]
 
     @property
     def default_bundle(self) -> str | None:

@@ -40,6 +40,13 @@ METRICS = "This trial's metrics"
 NOT_EVALUATED = "_No metrics in this bundle yet: run `braindiff evaluate {path}`._"
 NO_MATCH = "No trial of {bundle} matches {query!r}."
 UNKNOWN_ID = "Image id {trial_id} is not among {bundle}'s test trials."
+CEILING_NOTE = ("_Made from the seen image's own VDVAE and CLIP features, with no brain data: what these image "
+                "models draw from a perfect read-out of the brain, the ceiling for every subject's reconstructions._")
+NOT_STORED = "_Not stored in this bundle: {kinds}._"
+QUIZ_NOT_DECODED = ("{bundle}: made from the seen images' own features, not decoded from brain activity; the quiz "
+                    "shows reconstructions from a subject's brain: choose a subject.")
+METRICS_CEILING = ("_\"True features (ceiling)\": images made from the seen images' own features (no brain data), "
+                   "the best these image models can do; not part of the average._")
 SEARCH_HITS = "{n} trial(s) match {query!r} (every word, whole words)."
 SEARCH_PAGE = "Showing {first}–{last} of {n} · page {page} of {pages}"
 PREV_PAGE = "◀ Previous"

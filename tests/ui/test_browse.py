@@ -179,3 +179,15 @@ def test_a_true_features_bundle_is_labelled_never_the_default_and_not_a_subject_
     assert [label for _, label in items] == ["Seen image, image 1021", "VDVAE guess, subject 1, image 1021",
                                              "Final reconstruction, subject 1, image 1021"]
     assert all("true-features" not in path for path, _ in items[1:])
+    ceiling = handlers.trial("demo-subj01-true-features", 0).header
+    assert "with no brain data" in ceiling and "Not stored in this bundle" not in ceiling  # every kind stored
+    assert "with no brain data" not in handlers.trial("demo-subj01", 0).header
+
+
+def test_the_header_names_the_image_kinds_a_bundle_does_not_store(tmp_path):
+    make_bundle(tmp_path / "b", name="demo-subj01", n_trials=3, size=16,
+                kinds=("ground_truth", "vdvae", "final", "no_vdvae"))
+    handlers = BrowseHandlers(AppState(load_settings(extra_bundle_dirs=(tmp_path / "b",))))
+    view = handlers.trial("demo-subj01", 1)
+    assert view.images["no_text"] is None and view.images["no_vdvae"] is not None
+    assert "Not stored in this bundle: No CLIP-text, No CLIP-vision." in view.header

@@ -88,3 +88,15 @@ def test_shipped_demo_quiz_states_its_odds():
     expected = 100 * np.mean(per_trial["final"]["demo-CLIP 4-way"])
     assert 25 < expected < 100  # above chance: the shipped demo is a real reconstruction
     assert f"**{expected:.0f}%**" in line and "over 100 trials" in line
+
+
+def test_the_quiz_offers_and_asks_only_bundles_decoded_from_a_brain(tmp_path):
+    make_bundle(tmp_path / "b", name="demo-subj01", n_trials=6, size=8)
+    make_bundle(tmp_path / "b", name="demo-subj01-true-features", n_trials=6, size=8, settings={"features": "true"})
+    state = AppState(load_settings(extra_bundle_dirs=(tmp_path / "b",)))
+    assert [key for _, key in state.choices()] == ["demo-subj01", "demo-subj01-true-features"]
+    assert [key for _, key in state.choices(decoded_only=True)] == ["demo-subj01"]
+    quiz = QuizHandlers(state)
+    with pytest.raises(ValueError, match="demo-subj01-true-features: made from the seen images' own features"):
+        quiz.question("demo-subj01-true-features", 1)
+    assert quiz.question("demo-subj01", 1).bundle == "demo-subj01"

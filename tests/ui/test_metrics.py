@@ -58,3 +58,5 @@ def test_the_ceiling_comes_last_with_its_own_interval_and_the_average_keeps_its_
                                                      "| Subject 1, true features (ceiling)"]
     assert ci[0].split(" | ")[1].startswith("0.200") and ci[3].split(" | ")[1].startswith("0.750")
     assert "[" not in ci[2]  # the average: a mean of means, no interval
+    assert "the best these image models can do; not part of the average" in view.intervals1
+    assert "not part of the average" not in handlers.view(["demo-subj01", "demo-subj02"], None).intervals1
