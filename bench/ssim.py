@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--size", type=int, default=64, help="side of the images in pixels (default 64)")
-    parser.add_argument("--threads", type=int, help="torch/numpy threads (OMP_NUM_THREADS is read at start)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     shape = (args.pairs, args.size, args.size, 3)

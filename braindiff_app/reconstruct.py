@@ -10,7 +10,7 @@ from its own fMRI, matched by NSD image id across the subjects that have regress
 
 ``features="true"`` reconstructs from the seen test images' own features (``braindiff extract``'s ``*_test.npy``)
 instead of predicted ones: no fMRI or regressor enters, so the bundle measures the image models' ceiling, what a
-perfect brain read-out would give, and is named ``{tier}-subj01-true-features``.
+perfect brain read-out would give, and is named ``{tier}-subjNN-true-features`` (NN: the subject).
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.bundles import REQUIRED_KINDS, BundleError, BundleWriter, Manifest, read_manifest, recover_bundle
+from braindiff_app.bundles import (
+    FEATURE_SOURCES,
+    REQUIRED_KINDS,
+    BundleError,
+    BundleWriter,
+    Manifest,
+    read_manifest,
+    recover_bundle,
+)
 from braindiff_app.config import Settings, check_in_allowed, resolve_device, subject_folder
 from braindiff_app.pipeline import (
     BrainDiffuserPipeline,
@@ -40,8 +48,6 @@ from braindiff_app.stage2 import Stage2Settings
 __all__ = ["FEATURE_SOURCES", "TestSet", "load_test_set", "predict_test_features", "true_test_features",
            "bundle_name", "reconstruct_subject"]
 
-#: Where a bundle's features come from: the subject's regressors reading its fMRI, or the seen images themselves.
-FEATURE_SOURCES = ("predicted", "true")
 
 
 @dataclass(frozen=True)
@@ -263,7 +269,7 @@ def reconstruct_subject(
     features : str in {"predicted", "true"}, default "predicted"
         "predicted": the subject's regressors read its test fMRI (the paper's reconstructions). "true": the seen
         images' own extracted features (:func:`true_test_features`): the image models' ceiling, in a bundle named
-        ``{tier}-subj01-true-features`` whose manifest records ``settings["features"] = "true"``; no regressor or
+        ``{tier}-subjNN-true-features`` whose manifest records ``settings["features"] = "true"``; no regressor or
         fMRI is read, ``rescale`` does not apply.
 
     Returns
@@ -276,9 +282,9 @@ def reconstruct_subject(
 
     check_in_allowed(features, FEATURE_SOURCES, "features")
     true = features == "true"
-    if true and str(subject) == "average":
-        raise ValueError("subject: true features are a subject's own test images' features; expected a subject "
-                         "number like 1, got 'average'.")
+    if true and rescale != "transductive":
+        raise ValueError(f"rescale: re-scales predicted features; with features='true' nothing is predicted, got "
+                         f"rescale={rescale!r} (leave it at its default).")
     stage2 = Stage2Settings() if stage2 is None else stage2
     if not isinstance(stage2, Stage2Settings):
         raise TypeError(f"stage2: expected a Stage2Settings, got {type(stage2).__name__}; build one with "

@@ -34,7 +34,7 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--features", default="predicted", choices=("predicted", "true"),
                         help="'predicted' (default): the subject's regressors read its test fMRI. 'true': the seen "
                         "test images' own features from `braindiff extract` (no fMRI, no regressors): the image "
-                        "models' ceiling, in a bundle named <tier>-subj01-true-features")
+                        "models' ceiling, in a bundle named <tier>-subjNN-true-features (NN: the subject)")
     add_stage2_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="trials per batch (default 8)")
     add_protocol_argument(parser)

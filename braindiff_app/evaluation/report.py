@@ -148,7 +148,8 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
     Returns
     -------
     list of dict
-        Each row: ``label``, ``bundle`` (name, "" for the average), ``n_trials``, ``features`` ("predicted", or
+        Each row: ``label``, ``bundle`` (name, "" for the average), ``key`` (the bundle's :attr:`Bundle.key`, ""
+        for the average), ``n_trials``, ``features`` ("predicted", or
         "true" for the ceiling) and one mean per metric (NaN where not computed). The ``Average`` row (mean of the
         per-subject means) is added when two or more bundles of numbered subjects are given; a subject-``average``
         bundle keeps its own row, and so does a bundle made from true features (the image models' ceiling), which
@@ -160,14 +161,14 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
     for bundle, label in zip(bundles, labels, strict=True):
         if labels.count(label) > 1:
             label = f"{label} ({bundle.name})"
-        rows.append({"label": label, "bundle": bundle.name, "n_trials": bundle.n_trials, "features": bundle.features,
-                     **_means(bundle, kind, columns)})
+        rows.append({"label": label, "bundle": bundle.name, "key": bundle.key, "n_trials": bundle.n_trials,
+                     "features": bundle.features, **_means(bundle, kind, columns)})
     subject_rows = [r for r, b in zip(rows, bundles, strict=True) if b.subject.isdigit() and b.features != "true"]
     if len(subject_rows) >= 2:
         average = {m: float(np.nanmean([r[m] for r in subject_rows])) if any(np.isfinite(r[m])
                                                                            for r in subject_rows) else float("nan")
                    for m in columns}
-        rows.append({"label": "Average", "bundle": "", "n_trials": sum(r["n_trials"] for r in subject_rows),
+        rows.append({"label": "Average", "bundle": "", "key": "", "n_trials": sum(r["n_trials"] for r in subject_rows),
                      "features": "predicted", **average})
     # The ceiling last: a bound, not one more subject.
     return [r for r in rows if r["features"] != "true"] + [r for r in rows if r["features"] == "true"]

@@ -82,8 +82,8 @@ class BrainResponseHandlers:
     def _test_images(self, subject: str) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         if subject not in self._tests:
             ids = self.models().encoder(subject).evaluation.get("test_nsd_ids", np.zeros(0, np.int64))
-            bundle = next((b for b in self.state.bundles if b.subject == subject and b.tier == self.settings.tier),
-                          None)
+            bundle = next((b for b in self.state.bundles if b.subject == subject and b.tier == self.settings.tier
+                           and b.features != "true"), None)
             rows, images, captions = [], [], []
             if bundle is not None:
                 by_id = {int(t.trial_id): i for i, t in enumerate(bundle.trials)}

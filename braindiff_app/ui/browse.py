@@ -100,7 +100,7 @@ class BrowseHandlers:
         absent = [text.KIND_LABELS[k] for k in IMAGE_KINDS if k not in bundle.kinds]
         if absent:  # their panels stay empty: say why
             header += f"\n\n{text.NOT_STORED.format(kinds=', '.join(absent))}"
-        alt = {k: text.alt_text(k, bundle.subject, record.trial_id) for k in IMAGE_KINDS}
+        alt = {k: text.alt_text(k, bundle.subject, record.trial_id, bundle.features) for k in IMAGE_KINDS}
         return TrialView(index, images, header, captions, names, rows, int(record.trial_id), alt)
 
     def index_of(self, bundle_name: str, trial_id: int) -> int | None:

@@ -206,13 +206,16 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
     handlers = QuizHandlers(state)
     choices = state.choices(decoded_only=True)  # the quiz asks what a brain saw
 
+    def default(choices: list[tuple[str, str]]) -> str | None:  # the app's default when the quiz offers it
+        return state.default_bundle if state.default_bundle in [key for _, key in choices] else None
+
     with gr.Tab(text.CLASSROOM_TAB, id="classroom"), gr.Column(elem_id="classroom"):
         gr.Markdown(text.QUIZ_INTRO, elem_classes="bd-quiz-intro")
         with gr.Row(elem_classes="bd-quiz-controls"):
-            subject = gr.Dropdown(choices=choices, value=state.default_bundle, label=text.SUBJECT, scale=3)
+            subject = gr.Dropdown(choices=choices, value=default(choices), label=text.SUBJECT, scale=3)
             kind = gr.Radio([(text.QUIZ_FINAL, "final"), (text.QUIZ_VDVAE, "vdvae")], value="final",
                             label=text.QUIZ_SHOW, scale=2)
-        odds = gr.Markdown(handlers.odds(state.default_bundle), elem_classes="bd-quiz-intro",
+        odds = gr.Markdown(handlers.odds(default(choices)), elem_classes="bd-quiz-intro",
                            elem_id="classroom-odds")
         with gr.Row(elem_classes="bd-quiz-bar"):
             new = gr.Button(text.QUIZ_NEXT, variant="primary", scale=1, elem_id="classroom-next")
@@ -282,8 +285,9 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
 
     def classroom_picker(current: str | None):
         """After a rescan (:meth:`AppState.rescan`): the new choices, the same bundle when still there."""
-        return [gr.update(choices=state.choices(decoded_only=True), value=state.key_of(current) or
-                          state.default_bundle)]
+        choices = state.choices(decoded_only=True)
+        kept = state.key_of(current)
+        return [gr.update(choices=choices, value=kept if kept in [key for _, key in choices] else default(choices))]
 
     state.pickers.append(([subject], [subject], classroom_picker))  # "Rescan bundles" (Browse) refreshes it
 

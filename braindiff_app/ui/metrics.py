@@ -64,13 +64,10 @@ class MetricsHandlers:
         if evaluated:
             rows = summary_table(evaluated)
             table1, bars1 = table_markdown(rows, text.TABLE1), figure_metric_bars(rows)
-            # summary_table keeps the bundles' order but puts the ceiling (true features) last, after the average
-            ordered = [b for b in evaluated if b.features != "true"] + [b for b in evaluated if b.features == "true"]
-            bundle_rows = [row for row in rows if row["bundle"]]  # the average over subjects has no bundle
-            with_ci = interval_rows([(row["label"], b.metrics["final"])
-                                     for row, b in zip(bundle_rows, ordered, strict=True)])
+            by_key = {b.key: b for b in evaluated}  # the rows' order is summary_table's (the ceiling last)
+            with_ci = interval_rows([(row["label"], by_key[row["key"]].metrics["final"]) for row in rows if row["key"]])
             for i, row in enumerate(rows):
-                if not row["bundle"]:  # the average: a mean of means, no interval, in its table-1 place
+                if not row["key"]:  # the average over subjects: a mean of means, no interval, in its table-1 place
                     nan = float("nan")
                     with_ci.insert(i, {"label": row["label"],
                                        **{m: (row.get(m, nan), nan, nan) for m in with_ci[0] if m != "label"}})

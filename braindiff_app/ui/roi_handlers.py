@@ -26,6 +26,7 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -399,7 +400,7 @@ class ROIHandlers:
                 pass
 
 
-def check_app_candidates(n) -> int:
+def check_app_candidates(n: Any) -> int:
     """The number of best-of-N candidates the app makes: the library's rule (:func:`~braindiff_app.roi_recipe.
     check_candidates`) with the app's limit, :data:`MAX_APP_CANDIDATES` (a CPU makes 8 in a few seconds)."""
     return check_candidates(n, MAX_APP_CANDIDATES)

@@ -107,11 +107,13 @@ class AppState:
     @property
     def default_bundle(self) -> str | None:
         """Key of the bundle the app opens on: the tier's subject 1 when present (of several, the first folder's, as
-        for a bare name; not one made from true features), else the first listed."""
+        for a bare name; not one made from true features), else the first listed decoded from a brain, else the
+        first listed."""
         for b in self._scan_order:
             if b.tier == self.settings.tier and b.subject == "1" and b.features != "true":
                 return b.key
-        return self.bundles[0].key if self.bundles else None
+        decoded = [b for b in self.bundles if b.features != "true"]
+        return (decoded or self.bundles)[0].key if self.bundles else None
 
 
 def served_paths(state: AppState) -> tuple[list[str], list[str]]:

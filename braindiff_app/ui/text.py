@@ -55,11 +55,13 @@ COPY_LINK = "Copy link"
 ACROSS_SUBJECTS = "This image across subjects (seen image, then each subject's VDVAE guess and final reconstruction)"
 
 
-def alt_text(kind: str, subject: str | None, image_id: int) -> str:
-    """Alt text of an image, e.g. 'Final reconstruction, subject 1, image 97' ('Seen image, image 97')."""
+def alt_text(kind: str, subject: str | None, image_id: int, features: str = "predicted") -> str:
+    """Alt text of an image, e.g. 'Final reconstruction, subject 1, image 97' ('Seen image, image 97'; from a
+    bundle made from true features: 'Final reconstruction, subject 1's true features (ceiling), image 97')."""
     if subject is None or kind == "ground_truth":
         return f"{KIND_LABELS[kind]}, image {image_id}"
     who = "average of subjects" if subject == "average" else f"subject {subject}"
+    who += "'s true features (ceiling)" if features == "true" else ""
     return f"{KIND_LABELS[kind]}, {who}, image {image_id}"
 
 

@@ -184,6 +184,7 @@ def test_reconstruct_from_true_features_uses_the_extracted_features_and_no_regre
         np.testing.assert_array_equal(bundle.image(i, "vdvae"), expected[i])
     predicted = open_bundle(reconstruct_module.reconstruct_subject(settings, 1, limit=5, progress=False))
     assert predicted.features == "predicted" and predicted.name == "demo-subj01"
+    assert "features" not in predicted.manifest.settings  # predicted manifests as they were before the choice
     assert not np.array_equal(predicted.image(0, "vdvae"), bundle.image(0, "vdvae"))
     assert main(args) == 0  # up to date
     _write_true_features(settings, n=5)  # the same again: still up to date
@@ -203,3 +204,15 @@ def test_reconstruct_from_true_features_refuses_bad_requests(settings, capsys):
     err = capsys.readouterr().err
     assert "vdvae_test.npy: expected one row per test trial (5 rows), got shape (3, 192)" in err
     assert not (settings.home / "bundles" / "demo-subj01-true-features").exists()
+    _write_true_features(settings)
+    assert main(["reconstruct", "--subject", "1", "--features", "true", "--rescale", "train", *home]) == 1
+    assert "rescale: re-scales predicted features" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [True, "True", "measured"])
+def test_a_manifest_s_features_field_is_checked(tmp_path, value):
+    from braindiff_app.bundles import BundleError, Manifest
+
+    with pytest.raises(BundleError, match=r"settings.features: expected one of \['predicted', 'true'\], got"):
+        Manifest(name="demo-subj01", subject="1", tier="demo", n_trials=2, settings={"features": value})
+    assert Manifest(name="x", subject="1", tier="demo", n_trials=2, settings={"features": "true"})

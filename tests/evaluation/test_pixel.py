@@ -155,8 +155,15 @@ def test_ssim_in_chunks_equals_scikit_image_image_by_image(make_images, monkeypa
     for variant, extra in (("2d", {}), ("reference", {"channel_axis": -1})):
         expected = [structural_similarity(to_grayscale(r), to_grayscale(g), **SKIMAGE_ARGS, **extra)
                     for g, r in zip(gt, rec, strict=True)]
-        np.testing.assert_allclose(ssim(gt, rec, variant=variant), expected, rtol=1e-6)
+        np.testing.assert_array_equal(ssim(gt, rec, variant=variant), np.asarray(expected, dtype=np.float32))
         assert len(set(np.round(expected, 6))) == 7  # seven different pairs, each in its place
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (97, 40), (200, 150)])
+def test_ssim_single_equals_scikit_image_to_the_bit_in_float64(shape):
+    a, b = _gray_pair(seed=11, shape=shape)
+    assert ssim_single(a, b, "2d") == structural_similarity(a, b, **SKIMAGE_ARGS)
+    assert ssim_single(a, b, "reference") == structural_similarity(a, b, **SKIMAGE_ARGS, channel_axis=-1)
 
 
 def test_ssim_window_larger_than_image():

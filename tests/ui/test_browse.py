@@ -184,6 +184,24 @@ def test_a_true_features_bundle_is_labelled_never_the_default_and_not_a_subject_
     assert "with no brain data" not in handlers.trial("demo-subj01", 0).header
 
 
+def test_the_default_is_a_decoded_bundle_even_without_subject_1_and_the_quiz_never_defaults_to_the_ceiling(tmp_path):
+    from braindiff_app.ui.classroom import build_classroom_tab
+
+    make_bundle(tmp_path / "b", name="demo-subj01-true-features", n_trials=6, size=16, settings={"features": "true"})
+    make_bundle(tmp_path / "b", name="demo-subj02", subject="2", n_trials=6, size=16)
+    state = AppState(load_settings(extra_bundle_dirs=(tmp_path / "b",)))
+    assert state.bundles[0].name == "demo-subj01-true-features" and state.default_bundle == "demo-subj02"
+    alone = tmp_path / "c"
+    make_bundle(alone, name="demo-subj01-true-features", n_trials=6, size=16, settings={"features": "true"})
+    state = AppState(load_settings(extra_bundle_dirs=(alone,)))
+    assert state.default_bundle == "demo-subj01-true-features"  # the only bundle: Browse still opens it
+    import gradio as gr
+
+    with gr.Blocks():
+        parts = build_classroom_tab(gr.Blocks(), state)
+    assert parts["classroom.subject"].value is None and parts["classroom.subject"].choices == []
+
+
 def test_the_header_names_the_image_kinds_a_bundle_does_not_store(tmp_path):
     make_bundle(tmp_path / "b", name="demo-subj01", n_trials=3, size=16,
                 kinds=("ground_truth", "vdvae", "final", "no_vdvae"))
