@@ -90,6 +90,18 @@ def check_int(value: Any, source: str, field: str, minimum: int = 0) -> int:
     return value
 
 
+#: ``settings["features"]`` (absent: "predicted" by regressors from fMRI; "true": the seen images' own, the ceiling).
+FEATURE_SOURCES = ("predicted", "true")
+
+
+def check_feature_source(settings: Any) -> str:
+    """A manifest's ``settings["features"]`` (absent: "predicted"), one of :data:`FEATURE_SOURCES`."""
+    features = settings.get("features", "predicted") if isinstance(settings, Mapping) else "predicted"
+    if features not in FEATURE_SOURCES:
+        raise BundleError(f"settings.features: expected one of {list(FEATURE_SOURCES)}, got {_show(features)}.")
+    return features
+
+
 def check_captions(value: Any, source: str, field: str) -> tuple[str, ...]:
     """A list of caption strings (valid text, at most 2000 characters each)."""
     if not isinstance(value, list):

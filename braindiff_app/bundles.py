@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 
 from braindiff_app._bundle_io import (
+    FEATURE_SOURCES,
     OLD_SUFFIX,
     BundleError,
     BundleLockedError,
     WriterLock,
     check_captions,
+    check_feature_source,
     check_int,
     check_metrics,
     inside,
@@ -55,8 +57,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
     "IMAGE_KINDS",
-    "ABLATION_KINDS",
-    "FEATURE_SOURCES",
+    "ABLATION_KINDS", "FEATURE_SOURCES",
     "KIND_LABELS",
     "BundleError",
     "BundleLockedError",
@@ -81,10 +82,6 @@ ABLATION_KINDS = ("no_vdvae", "no_text", "no_vision")
 #: Rows of metrics.json that are not images of the bundle: baselines a metric is read against (evaluation/baselines).
 BASELINE_KINDS = ("baseline_flat", "baseline_mean", "baseline_lowpass")
 IMAGE_KINDS = REQUIRED_KINDS + ABLATION_KINDS
-#: Where a bundle's features came from (``settings["features"]``, absent = "predicted"): the subject's regressors
-#: reading its fMRI, or the seen images' own features (the image models' ceiling, ``braindiff reconstruct --features
-#: true``).
-FEATURE_SOURCES = ("predicted", "true")
 KIND_LABELS = {
     "ground_truth": "Seen image",
     "vdvae": "VDVAE guess",
@@ -147,9 +144,7 @@ class Manifest:
             raise BundleError(f"kinds: a bundle needs {list(REQUIRED_KINDS)}; {missing} missing.")
         if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, (int, np.integer)) or self.n_trials < 1:
             raise BundleError(f"n_trials: expected a positive count, got {self.n_trials}.")
-        features = self.settings.get("features", "predicted") if isinstance(self.settings, dict) else "predicted"
-        if not isinstance(features, str) or features not in FEATURE_SOURCES:
-            raise BundleError(f"settings.features: expected one of {list(FEATURE_SOURCES)}, got {features!r}.")
+        check_feature_source(self.settings)
 
     @property
     def stage2(self):
@@ -428,7 +423,6 @@ class Bundle:
     tier = property(lambda self: self.manifest.tier)
     n_trials = property(lambda self: self.manifest.n_trials)
     kinds = property(lambda self: self.manifest.kinds)
-    #: "predicted" (from the subject's fMRI) or "true" (from the seen images' own features: the models' ceiling).
     features = property(lambda self: self.manifest.settings.get("features", "predicted"))
 
     def image_path(self, index: int, kind: str) -> Path:

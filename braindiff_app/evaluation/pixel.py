@@ -140,7 +140,7 @@ def _ssim_stack(a: np.ndarray, b: np.ndarray, variant: str, sigma: float = 1.5,
     filtered axes, the same SSIM map, the mean over it leaving out half a window along each filtered axis. For
     "reference" only the rows are filtered, so each column is a 1-D SSIM and the mean over the cropped map is the
     mean over the columns of their means (what scikit-image's loop over the columns as channels computes, one
-    column at a time: the reason this is written out here; ``bench/ssim.py``: 114 times faster at 64 px, 12 at
+    column at a time: the reason this is written out here; ``bench/ssim.py``: 114 times faster at 64 px, 11 at
     425). The means are summed in scikit-image's order, so the float64 values are the same to the bit.
     """
     from scipy.ndimage import gaussian_filter1d
