@@ -141,7 +141,7 @@ def round_trip(models, settings, stage2: dict, n_images: int) -> None:
     print("| subject | images | decode(predict(image)) | decode(measured betas) (the bundle's final) |")
     print("|---|---|---|---|")
     for s in models.subjects:
-        bundle = next(b for b in bundles if b.subject == s and b.tier == "demo" and b.features != "true")
+        bundle = next(b for b in bundles if b.subject == s and b.tier == "demo" and b.decoded)
         count = min(n_images, bundle.manifest.n_trials)
         seen = np.stack([bundle.image(i, "ground_truth") for i in range(count)])
         measured = np.stack([bundle.image(i, "final") for i in range(count)])

@@ -182,14 +182,13 @@ def change(label: str, new: dict[int, np.ndarray], base: dict[int, np.ndarray]) 
 def subject_tables(settings, subject: str, args, backbones) -> None:
     from braindiff_app.pipeline import load_pipeline, trial_seeds
     from braindiff_app.provenance import model_identities
-    from braindiff_app.reconstruct import load_test_set
+    from braindiff_app.reconstruct import true_test_features
     from braindiff_app.regression import FEATURE_NAMES
 
-    test = load_test_set(settings, subject)
+    test, true, _ = true_test_features(settings, subject)  # the seen images' own features, checked against the trials
     n = min(args.limit or len(test.trial_ids), len(test.trial_ids))
     rows = np.arange(n)
-    folder = settings.subject_dir("features", subject)
-    true = {name: np.load(folder / f"{name}_test.npy", allow_pickle=False)[rows] for name in FEATURE_NAMES}
+    true = {name: np.asarray(values[rows]) for name, values in true.items()}
     pipeline = load_pipeline(settings, subject)
     base = Stage2Settings.for_tier("demo").with_overrides(num_inference_steps=args.steps)
     clip = backbones.clip_metric

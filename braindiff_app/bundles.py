@@ -409,8 +409,7 @@ class Bundle:
         self.manifest = manifest
         self.trials = trials
         self._metrics: dict[str, dict[str, np.ndarray]] | None = None
-        #: Unique identity among the bundles the app found (:func:`find_bundles`): the name, or the name and the
-        #: folder it lives in when another folder holds a bundle of the same name.
+        #: Unique among the bundles found (:func:`find_bundles`): the name, or the name and its folder when names clash.
         self.key: str = manifest.name
         #: Where it lives, for people: "shipped", "yours" or the folder (:func:`find_bundles`'s ``labels``).
         self.origin: str = str(path.parent)
@@ -424,6 +423,7 @@ class Bundle:
     n_trials = property(lambda self: self.manifest.n_trials)
     kinds = property(lambda self: self.manifest.kinds)
     features = property(lambda self: self.manifest.settings.get("features", "predicted"))
+    decoded = property(lambda self: self.features != "true")  # from a brain, not the seen images' own features
 
     def image_path(self, index: int, kind: str) -> Path:
         """Path of trial ``index``'s image of ``kind`` (not checked for existence); BundleError if it is a link

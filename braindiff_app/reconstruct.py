@@ -49,7 +49,6 @@ __all__ = ["FEATURE_SOURCES", "TestSet", "load_test_set", "predict_test_features
            "bundle_name", "reconstruct_subject"]
 
 
-
 @dataclass(frozen=True)
 class TestSet:
     """A prepared subject's test trials (its prepared-subject files), one row per image.

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(bundles)} bundle(s)" + (":" if bundles else "; write one with `braindiff reconstruct` or "
                                          "`braindiff demo build`."))
     for bundle in bundles:
-        source = " (from true features: the image models' ceiling)" if bundle.features == "true" else ""
+        source = " (from true features: the image models' ceiling)" if not bundle.decoded else ""
         print(f"  {bundle.name}  subject {bundle.subject}{source}  tier {bundle.tier}  {bundle.n_trials} trials  "
               f"metrics: {_metric_names(bundle)}  kinds: {', '.join(bundle.kinds)}")
         print(f"      {bundle.path}")

@@ -54,6 +54,7 @@ def register(subparsers, demo_subparsers) -> None:
 def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
     """The command lines of the build, in order, each labelled."""
     from braindiff_app.config import PRECOMPUTED_DIR
+    from braindiff_app.reconstruct import bundle_name
 
     threads = ["--threads", str(args.threads)] if getattr(args, "threads", None) else []
     common = ["--home", str(settings.home), "--tier", "demo", *threads]
@@ -80,8 +81,7 @@ def steps(args: argparse.Namespace, settings) -> list[tuple[str, list[str]]]:
     plan.append(("reconstruct subject 1 from true features (the image models' ceiling)",
                  ["reconstruct", "--subject", SUBJECTS[0], "--features", "true", "--ablations", "no_vdvae",
                   "--batch-size", str(args.batch_size), "--overwrite", "--out", out, *limit, *common]))
-    names = [f"demo-{'average' if s == 'average' else f'subj{int(s):02d}'}" for s in (*SUBJECTS, "average")]
-    names.append(f"demo-subj{int(SUBJECTS[0]):02d}-true-features")
+    names = [*(bundle_name(settings, s) for s in (*SUBJECTS, "average")), bundle_name(settings, SUBJECTS[0], "true")]
     plan.append(("evaluate the bundles", ["evaluate", *(f"{out}/{n}" for n in names),
                                           "--out", f"{out}/report", *common]))
     plan.append(("export the ROI studio's assets", ["demo", "export-roi", "--rank", str(args.roi_rank), *common]))

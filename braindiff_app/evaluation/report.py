@@ -113,7 +113,7 @@ def evaluate_bundle(bundle: Bundle | str | os.PathLike, backbones: Backbones | N
 def _subject_label(bundle: Bundle) -> str:
     subject = bundle.subject
     label = f"Subject {int(subject)}" if subject.isdigit() else f"Subject {subject}"
-    return f"{label}, true features (ceiling)" if bundle.features == "true" else label
+    return f"{label}, true features (ceiling)" if not bundle.decoded else label
 
 
 def table_columns(bundles: Sequence[Bundle], kinds: Iterable[str] = ("final",)) -> list[str]:
@@ -163,7 +163,7 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
             label = f"{label} ({bundle.name})"
         rows.append({"label": label, "bundle": bundle.name, "key": bundle.key, "n_trials": bundle.n_trials,
                      "features": bundle.features, **_means(bundle, kind, columns)})
-    subject_rows = [r for r, b in zip(rows, bundles, strict=True) if b.subject.isdigit() and b.features != "true"]
+    subject_rows = [r for r, b in zip(rows, bundles, strict=True) if b.subject.isdigit() and b.decoded]
     if len(subject_rows) >= 2:
         average = {m: float(np.nanmean([r[m] for r in subject_rows])) if any(np.isfinite(r[m])
                                                                            for r in subject_rows) else float("nan")

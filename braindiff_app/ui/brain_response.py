@@ -83,7 +83,7 @@ class BrainResponseHandlers:
         if subject not in self._tests:
             ids = self.models().encoder(subject).evaluation.get("test_nsd_ids", np.zeros(0, np.int64))
             bundle = next((b for b in self.state.bundles if b.subject == subject and b.tier == self.settings.tier
-                           and b.features != "true"), None)
+                           and b.decoded), None)
             rows, images, captions = [], [], []
             if bundle is not None:
                 by_id = {int(t.trial_id): i for i, t in enumerate(bundle.trials)}

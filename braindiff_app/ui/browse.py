@@ -95,7 +95,7 @@ class BrowseHandlers:
                   f"{bundle.n_trials} · image id {record.trial_id} · "
                   f"{text.protocol_label(bundle.manifest.settings.get('protocol', 'braindiff'))}")
         header += "".join(f"\n\n{text.IMAGE_PROBLEM.format(problem=text.plain(p))}" for p in problems.values() if p)
-        if bundle.features == "true":
+        if not bundle.decoded:
             header += f"\n\n{text.CEILING_NOTE}"
         absent = [text.KIND_LABELS[k] for k in IMAGE_KINDS if k not in bundle.kinds]
         if absent:  # their panels stay empty: say why
@@ -151,7 +151,7 @@ class BrowseHandlers:
             return []
         items = [(_shown(bundle, index, "ground_truth"), text.alt_text("ground_truth", None, trial_id))]
         for other in self.state.bundles:
-            if other.tier != bundle.tier or other.features == "true":
+            if other.tier != bundle.tier or not other.decoded:
                 continue
             i = self.index_of(other.key, trial_id)
             if i is None:

@@ -71,7 +71,7 @@ class QuizHandlers:
             If the bundle has fewer than four trials.
         """
         bundle = self.state.bundle(bundle_name)
-        if bundle.features == "true":
+        if not bundle.decoded:
             raise ValueError(text.QUIZ_NOT_DECODED.format(bundle=bundle.name))
         if bundle.n_trials < N_CHOICES:
             raise ValueError(f"bundle: the quiz needs at least {N_CHOICES} trials, {bundle.name} has "
@@ -206,8 +206,8 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
     handlers = QuizHandlers(state)
     choices = state.choices(decoded_only=True)  # the quiz asks what a brain saw
 
-    def default(choices: list[tuple[str, str]]) -> str | None:  # the app's default when the quiz offers it
-        return state.default_bundle if state.default_bundle in [key for _, key in choices] else None
+    def default(choices: list[tuple[str, str]]) -> str | None:  # the app's default is decoded when any bundle is
+        return state.default_bundle if choices else None
 
     with gr.Tab(text.CLASSROOM_TAB, id="classroom"), gr.Column(elem_id="classroom"):
         gr.Markdown(text.QUIZ_INTRO, elem_classes="bd-quiz-intro")
@@ -286,8 +286,7 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
     def classroom_picker(current: str | None):
         """After a rescan (:meth:`AppState.rescan`): the new choices, the same bundle when still there."""
         choices = state.choices(decoded_only=True)
-        kept = state.key_of(current)
-        return [gr.update(choices=choices, value=kept if kept in [key for _, key in choices] else default(choices))]
+        return [gr.update(choices=choices, value=state.key_of(current) or default(choices))]
 
     state.pickers.append(([subject], [subject], classroom_picker))  # "Rescan bundles" (Browse) refreshes it
 

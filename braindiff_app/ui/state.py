@@ -102,7 +102,7 @@ class AppState:
     def choices(self, decoded_only: bool = False) -> list[tuple[str, str]]:
         """Dropdown choices (label, key) of every bundle found; ``decoded_only``: only bundles decoded from brain
         activity (not those made from the seen images' true features)."""
-        return [(self.label(b), b.key) for b in self.bundles if not (decoded_only and b.features == "true")]
+        return [(self.label(b), b.key) for b in self.bundles if b.decoded or not decoded_only]
 
     @property
     def default_bundle(self) -> str | None:
@@ -110,9 +110,9 @@ class AppState:
         for a bare name; not one made from true features), else the first listed decoded from a brain, else the
         first listed."""
         for b in self._scan_order:
-            if b.tier == self.settings.tier and b.subject == "1" and b.features != "true":
+            if b.tier == self.settings.tier and b.subject == "1" and b.decoded:
                 return b.key
-        decoded = [b for b in self.bundles if b.features != "true"]
+        decoded = [b for b in self.bundles if b.decoded]
         return (decoded or self.bundles)[0].key if self.bundles else None
 
 
