@@ -7,7 +7,7 @@ import re
 import gradio as gr
 
 from braindiff_app.config import Settings
-from braindiff_app.ui import text
+from braindiff_app.ui import bounded, text
 from braindiff_app.ui.about import build_about_tab
 from braindiff_app.ui.brain_response import build_brain_response_tab
 from braindiff_app.ui.browse import build_browse_tab
@@ -25,6 +25,8 @@ CSS = CLASSROOM_CSS + ROI_CSS + """
 .bd-main img { image-rendering: pixelated; }
 .bd-small img { image-rendering: pixelated; }
 #browse-across .thumbnail-item img, #browse-across img { image-rendering: pixelated; }
+#browse-across .caption-label { white-space: normal; }  /* a narrow window wraps a caption, never cuts it */
+#browse-metrics th, #browse-metrics th * { word-break: normal; overflow-wrap: normal; }  /* "PixCorr", not "PixCor r" */
 """
 # The URL's ?tab= values, in tab order (the tab labels are in ui/text.py).
 TAB_IDS = {"browse": text.BROWSE_TAB, "roi": text.ROI_TAB, "brain": text.BR_TAB, "metrics": text.METRICS_TAB,
@@ -106,6 +108,7 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
         for block in app.blocks.values():  # the ROI studio's tab gets its URL id here (ui/roi.py builds it)
             if isinstance(block, gr.Tab) and block.label == text.ROI_TAB and block.id is None:
                 block.id = "roi"
+        bounded.keep_boxes_in_range(app)
 
         def tab_from_url(request: gr.Request):
             wanted = dict(request.query_params).get("tab") if request is not None else None

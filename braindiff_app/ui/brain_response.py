@@ -24,7 +24,7 @@ from braindiff_app.encoding import EncodingModels, load_encoding_models, subject
 from braindiff_app.regression.workspace import subjects_with_regressors
 from braindiff_app.roi import load_subject_flatmap, roi_settings
 from braindiff_app.stage2 import Stage2Settings
-from braindiff_app.ui import text
+from braindiff_app.ui import bounded, text
 from braindiff_app.ui.state import AppState
 
 __all__ = ["BrainResponseHandlers", "build_brain_response_tab", "STEER_DIALS"]
@@ -248,8 +248,9 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
         status = gr.Markdown(text.BR_NO_MODELS if not subjects else "")
         with gr.Row():
             subject = gr.Dropdown(subjects, value=subjects[0] if subjects else None, label=text.SUBJECT, scale=1)
-            test_index = gr.Number(0, precision=0, minimum=0, label=text.BR_TEST_IMAGE, scale=1)
-            seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1)
+            test_index = bounded.Number(0, precision=0, minimum=0, label=text.BR_TEST_IMAGE, scale=1,
+                                        elem_id="br-test-image")
+            seed = bounded.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="br-seed")
             upload = gr.File(label=text.BR_UPLOAD, type="filepath", scale=2, height=120)
             run = gr.Button(text.BR_RUN, variant="primary", scale=1)
         summary = gr.Markdown()
@@ -271,7 +272,7 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
         gr.Markdown(f"### {text.BR_STEER}\n{text.BR_STEER_NOTE}")
         with gr.Row():
             region = gr.Dropdown(list(BAR_REGIONS), value="faces", label=text.BR_REGION, scale=1)
-            dial = gr.Slider(-1, 1, value=0.5, step=0.25, label=text.BR_DIAL, scale=2)
+            dial = bounded.Slider(-1, 1, value=0.5, step=0.25, label=text.BR_DIAL, scale=2, elem_id="br-dial")
             steer_run = gr.Button(text.BR_STEER_RUN, scale=1)
         with gr.Row():
             steered = gr.Image(label=text.BR_STEERED, interactive=False, format="png", height=256,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from braindiff_app.bundles import ABLATION_KINDS, IMAGE_KINDS
-from braindiff_app.ui import text
+from braindiff_app.ui import bounded, text
 from braindiff_app.ui.state import AppState
 
 __all__ = ["GALLERY_PAGE", "BrowseHandlers", "TrialView", "build_browse_tab", "caption_words"]
@@ -149,7 +149,7 @@ class BrowseHandlers:
         index = self.index_of(bundle_name, trial_id)
         if index is None:
             return []
-        items = [(_shown(bundle, index, "ground_truth"), text.alt_text("ground_truth", None, trial_id))]
+        items = [(_shown(bundle, index, "ground_truth"), text.across_caption("ground_truth", None, trial_id))]
         for other in self.state.bundles:
             if other.tier != bundle.tier or not other.decoded:
                 continue
@@ -158,7 +158,7 @@ class BrowseHandlers:
                 continue
             for kind in ("vdvae", "final"):
                 if kind in other.kinds and not other.image_problem(i, kind):
-                    items.append((str(other.image_path(i, kind)), text.alt_text(kind, other.subject, trial_id)))
+                    items.append((str(other.image_path(i, kind)), text.across_caption(kind, other.subject, trial_id)))
         return [item for item in items if item[0] is not None]
 
 
@@ -204,7 +204,8 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
             subject = gr.Dropdown(choices=choices, value=default, label=text.SUBJECT, scale=3)
             refresh = gr.Button(text.REFRESH, scale=0, size="sm")
         with gr.Row():
-            trial = gr.Slider(1, max(n_trials, 2), value=1, step=1, label=text.TRIAL, scale=4)
+            trial = bounded.Slider(1, max(n_trials, 2), value=1, step=1, label=text.TRIAL, scale=4,
+                                   elem_id="browse-trial")
             jump_id = gr.Textbox(label=text.JUMP_ID, placeholder=text.JUMP_PLACEHOLDER, scale=1, max_lines=1,
                                  elem_id="browse-jump-id")
             jump = gr.Button(text.JUMP, scale=0, size="sm")
@@ -227,7 +228,8 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
                 show_ablations = gr.Checkbox(value=True, label=text.SHOW_ABLATIONS)
         with gr.Row():
             captions = gr.Markdown(label=text.CAPTION)
-            metrics = gr.Dataframe(label=text.METRICS, interactive=False, wrap=True, visible=False)
+            metrics = gr.Dataframe(label=text.METRICS, interactive=False, wrap=True, visible=False,
+                                   elem_id="browse-metrics")
         with gr.Accordion(text.ACROSS_SUBJECTS, open=True):
             across = gr.Gallery(label=text.ACROSS_SUBJECTS, show_label=False, columns=9, height="auto",
                                 allow_preview=True, object_fit="contain", elem_id="browse-across",

@@ -22,7 +22,7 @@ import gradio as gr
 
 from braindiff_app.data.atlas import ALL_REGIONS, CATEGORY_REGIONS, ECCENTRICITY_REGIONS, REGION_LABELS, VISUAL_REGIONS
 from braindiff_app.roi import Recipe
-from braindiff_app.ui import text
+from braindiff_app.ui import bounded, text
 from braindiff_app.ui.roi_canvas import REGION_COLOURS, brush_colour, painted_mask
 from braindiff_app.ui.roi_handlers import (
     MAX_APP_CANDIDATES,
@@ -112,8 +112,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         with gr.Row():
             subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2,
                                   elem_id="roi-subject")
-            seed = gr.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="roi-seed")
-            candidates = gr.Slider(1, MAX_APP_CANDIDATES, value=handlers.default_candidates(), step=1,
+            seed = bounded.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="roi-seed")
+            candidates = bounded.Slider(1, MAX_APP_CANDIDATES, value=handlers.default_candidates(), step=1,
                                    label=text.ROI_CANDIDATES, scale=1, elem_id="roi-candidates")
             generate = gr.Button(text.ROI_GENERATE, variant="primary", scale=1, elem_id="roi-generate")
             copy = gr.Button(text.ROI_COPY_LINK, scale=0, elem_id="roi-copy-link")
@@ -126,7 +126,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                                         eraser=gr.Eraser(default_size=16), layers=False, height=640,
                                         elem_id="roi-canvas")
                 with gr.Row():
-                    painted_weight = gr.Slider(-1, 1, value=1, step=0.5, label=text.ROI_PAINT_WEIGHT, scale=2,
+                    painted_weight = bounded.Slider(-1, 1, value=1, step=0.5, label=text.ROI_PAINT_WEIGHT, scale=2,
                                                elem_id="roi-paint-weight")
                     bands = gr.Checkbox(False, label=text.ROI_SHOW_BANDS, scale=1)
                 gr.HTML(_legend())
@@ -140,7 +140,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                             for region in group[pair:pair + 2]:
                                 label = region if region not in ECCENTRICITY_REGIONS else \
                                     f"{region} ({REGION_LABELS[region]})"
-                                sliders[region] = gr.Slider(-1, 1, value=0, step=0.5, label=label, min_width=180,
+                                sliders[region] = bounded.Slider(-1, 1, value=0, step=0.5, label=label, min_width=180,
                                                             info=text.ROI_PAPER_UNIONS.get(region),
                                                             elem_id=f"roi-slider-{REGION_PARAMS[region]}")
                 clear = gr.Button(text.ROI_CLEAR, size="sm")

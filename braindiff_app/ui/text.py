@@ -40,6 +40,8 @@ METRICS = "This trial's metrics"
 NOT_EVALUATED = "_No metrics in this bundle yet: run `braindiff evaluate {path}`._"
 NO_MATCH = "No trial of {bundle} matches {query!r}."
 UNKNOWN_ID = "Image id {trial_id} is not among {bundle}'s test trials."
+OUT_OF_RANGE = "{label}: {value} is outside {low}..{high}; {used} was used."
+OUT_OF_RANGE_EMPTY = "{label}: the box was empty; {used} was used."
 CEILING_NOTE = ("_Made from the seen image's own VDVAE and CLIP features, with no brain data: what these image "
                 "models draw from a perfect read-out of the brain, the ceiling for every subject's reconstructions._")
 NOT_STORED = "_Not stored in this bundle: {kinds}._"
@@ -52,7 +54,8 @@ SEARCH_PAGE = "Showing {first}–{last} of {n} · page {page} of {pages}"
 PREV_PAGE = "◀ Previous"
 NEXT_PAGE = "Next ▶"
 COPY_LINK = "Copy link"
-ACROSS_SUBJECTS = "This image across subjects (seen image, then each subject's VDVAE guess and final reconstruction)"
+ACROSS_SUBJECTS = ("This image across subjects: the seen image, then each subject's VDVAE guess (\"guess\") and "
+                   "final reconstruction (\"final\")")
 
 
 def alt_text(kind: str, subject: str | None, image_id: int, features: str = "predicted") -> str:
@@ -65,6 +68,16 @@ def alt_text(kind: str, subject: str | None, image_id: int, features: str = "pre
     return f"{KIND_LABELS[kind]}, {who}, image {image_id}"
 
 
+def across_caption(kind: str, subject: str | None, image_id: int) -> str:
+    """Caption (and alt text) of a thumbnail in Browse's across-subjects row, short enough for it: 'Seen, image
+    97', 'Subject 1 · guess', 'Average · final' (the row's heading, ACROSS_SUBJECTS, names the two kinds)."""
+    if subject is None or kind == "ground_truth":
+        return f"Seen, image {image_id}"
+    who = "Average" if subject == "average" else f"Subject {subject}"
+    return f"{who} · {ACROSS_KINDS[kind]}"
+
+
+ACROSS_KINDS = {"vdvae": "guess", "final": "final"}
 IMAGE_PROBLEM = "⚠ {problem}"
 
 

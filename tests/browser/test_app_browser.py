@@ -22,6 +22,15 @@ def test_browse_pick_trial(live_app, page):
     page.get_by_text("trial 4 of 5").wait_for()
     page.locator("img[src$='00003.png']").nth(5).wait_for()  # the six panels of trial 4
     assert page.locator("img[src$='00000.png']").count() <= 1  # only the gallery's thumbnail remains
+    # A trial number typed beyond the last is brought back to it, in the box and in the panels (Gradio's own
+    # slider failed the event: every panel showed "Error").
+    box = page.locator("#browse-trial input[type=number]")
+    box.fill("999")
+    box.press("Enter")
+    page.get_by_text("trial 5 of 5").wait_for()
+    page.locator("img[src$='00004.png']").nth(5).wait_for()
+    assert box.input_value() == "5"
+    assert page.locator("#browse-panels .error").count() == 0
     page.get_by_label("Search captions").fill("person")
     page.get_by_role("button", name="Search captions").click()
     page.get_by_text("1 trial(s) match 'person'").wait_for()

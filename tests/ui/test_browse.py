@@ -132,8 +132,8 @@ def test_user_errors_are_one_line_in_the_server_log(live_app, capfd):
 
 def test_one_image_across_subjects_of_the_same_tier(handlers):
     items = handlers.across_subjects("demo-subj01", 1021)
-    assert [label for _, label in items] == ["Seen image, image 1021", "VDVAE guess, subject 1, image 1021",
-                                             "Final reconstruction, subject 1, image 1021"]  # real-subj02: other tier
+    # real-subj02 is of the other tier
+    assert [label for _, label in items] == ["Seen, image 1021", "Subject 1 · guess", "Subject 1 · final"]
     assert items[2][0].endswith("final/00003.png")
     assert handlers.index_of("demo-subj01", 1021) == 3 and handlers.index_of("demo-subj01", 5) is None
     view = handlers.trial("demo-subj01", 3)
@@ -176,8 +176,7 @@ def test_a_true_features_bundle_is_labelled_never_the_default_and_not_a_subject_
     assert labels["demo-subj01-true-features"].startswith("Subject 1, true features (ceiling) · ")
     assert labels["demo-subj01"].startswith("Subject 1 · ")
     items = handlers.across_subjects("demo-subj01", 1021)
-    assert [label for _, label in items] == ["Seen image, image 1021", "VDVAE guess, subject 1, image 1021",
-                                             "Final reconstruction, subject 1, image 1021"]
+    assert [label for _, label in items] == ["Seen, image 1021", "Subject 1 · guess", "Subject 1 · final"]
     assert all("true-features" not in path for path, _ in items[1:])
     ceiling = handlers.trial("demo-subj01-true-features", 0).header
     assert "with no brain data" in ceiling and "Not stored in this bundle" not in ceiling  # every kind stored
