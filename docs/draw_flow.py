@@ -1,5 +1,8 @@
 """Draw the About tab's figure: the paper's two-stage flow (Figures 1-2), in plain boxes and arrows.
 
+It names no size, step count or weight: those differ between the tiers, and the About text beneath the figure
+quotes the loaded tier's own (ui/about.py ``about_settings``).
+
 Usage: python docs/draw_flow.py   (writes braindiff_app/assets/about_flow.png)
 """
 
@@ -21,13 +24,13 @@ BOXES = {
     "r_vdvae": (2.5, 3.6, 1.7, 0.8, "#f9e0b5", "ridge →\nVDVAE latents"),
     "r_vis": (2.5, 2.2, 1.7, 0.8, "#f9e0b5", "ridge →\nCLIP-vision"),
     "r_txt": (2.5, 0.8, 1.7, 0.8, "#f9e0b5", "ridge →\nCLIP-text"),
-    "vdvae": (4.8, 3.5, 2.3, 1.0, "#d9f2d0", "Stage 1: VDVAE\ndecoder → 64×64 guess"),
+    "vdvae": (4.8, 3.5, 2.3, 1.0, "#d9f2d0", "Stage 1: VDVAE\ndecoder → blurry\nfirst guess"),
     "vd": (7.6, 1.9, 2.1, 1.4, "#e6d9f5", "Stage 2: Versatile\nDiffusion img2img\n(guided by CLIP)"),
-    "out": (10.1, 2.1, 1.6, 1.0, "#fbd3d3", "reconstruction\n512×512"),
+    "out": (10.1, 2.1, 1.6, 1.0, "#fbd3d3", "final\nreconstruction"),
 }
 ARROWS = [
     ("fmri", "r_vdvae"), ("fmri", "r_vis"), ("fmri", "r_txt"), ("r_vdvae", "vdvae"),
-    ("vdvae", "vd", "  noised to\n  step 37 of 50"), ("r_vis", "vd", "0.6"), ("r_txt", "vd", "0.4"), ("vd", "out"),
+    ("vdvae", "vd", "  noised\n  part-way"), ("r_vis", "vd"), ("r_txt", "vd"), ("vd", "out"),
 ]
 
 

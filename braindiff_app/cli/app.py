@@ -13,8 +13,9 @@ def register(subparsers, demo_subparsers) -> None:
     parser = subparsers.add_parser(
         "app",
         help="start the app (http://127.0.0.1:7860), on the embedded demo by default",
-        description="Start the braindiff app: Browse, ROI studio, Metrics, Classroom and About. It browses the "
-        "shipped bundles, $BRAINDIFF_HOME/bundles and any --bundles folder; it needs no GPU and no network.",
+        description="Start the braindiff app: Browse, ROI studio, Brain response, Metrics, Classroom and About. It "
+                    "browses the shipped bundles, $BRAINDIFF_HOME/bundles and any --bundles folder; it needs no GPU "
+                    "and no network.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")

@@ -319,14 +319,16 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
         return image, pd.DataFrame(points, columns=["dial", "activation"])
 
     outputs = [summary, shown, vdvae, final, predicted, reference, bars]
+    # Progress and a failure show on the summary line alone (the toast says why); the panels keep what they had.
     run.click(on_run, [subject, test_index, upload, seed], outputs, api_name="brain_response",
-              concurrency_id="brain_models", concurrency_limit=1)
+              concurrency_id="brain_models", concurrency_limit=1, show_progress_on=[summary])
     predicted.select(on_click, [subject], [tuning_md, top_measured, top_predicted], api_name=False,
                      concurrency_id="brain_models", concurrency_limit=1)
     tuning_button.click(tuning_api, [subject, x_in, y_in], [tuning_md, top_measured, top_predicted],
                         api_name="voxel_tuning")
     steer_run.click(on_steer, [subject, test_index, upload, region, dial, seed], [steered, curve],
-                    api_name="brain_steer", concurrency_id="brain_models", concurrency_limit=1)
+                    api_name="brain_steer", concurrency_id="brain_models", concurrency_limit=1,
+                    show_progress_on=[steered])
     del tab, status
     return {f"brain.{k}": v for k, v in {"subject": subject, "test_index": test_index, "upload": upload,
                                           "run": run, "predicted": predicted, "reference": reference,

@@ -293,15 +293,24 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
 
     def do_jump(bundle_name: str | None, trial_id: str | float | None):
         """API: the 0-based index of the trial showing image ``trial_id``."""
-        if not bundle_name or trial_id is None or not str(trial_id).strip().isdigit():
-            raise gr.Error(text.UNKNOWN_ID.format(trial_id=trial_id, bundle=bundle_name), print_exception=False)
+        typed = "" if trial_id is None else str(trial_id).strip()
+        if not typed.isdigit():
+            raise gr.Error(text.JUMP_NOT_A_NUMBER.format(typed=typed), print_exception=False)
+        if not bundle_name:
+            raise gr.Error(text.UNKNOWN_ID.format(trial_id=typed, bundle=bundle_name), print_exception=False)
         try:
-            return handlers.jump(bundle_name, int(trial_id))
+            return handlers.jump(bundle_name, int(typed))
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
     def jump_number(bundle_name: str | None, trial_id: str | float | None):
-        return do_jump(bundle_name, trial_id) + 1
+        """The slider's trial number for image ``trial_id``; an id that is not there leaves the slider where it was
+        (a warning says why: a raised error would mark the slider itself as failed)."""
+        try:
+            return do_jump(bundle_name, trial_id) + 1
+        except gr.Error as exc:
+            gr.Warning(exc.message)
+            return gr.update()
 
     def do_search(bundle_name: str | None, q: str):
         if not bundle_name:
@@ -336,8 +345,10 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     subject.change(select, [subject, image_id], select_outputs, api_name="select_subject").then(
         show_number, [subject, trial], [*trial_outputs, image_id, across], api_name=False).then(
         None, [subject, header], None, js=URL_JS, api_name=False)
+    # A trial that cannot be shown (a damaged bundle) marks the header alone; the toast names the problem.
     trial.change(show_number, [subject, trial], [*trial_outputs, image_id, across], api_name="show_trial_number",
-                 trigger_mode="always_last").then(None, [subject, header], None, js=URL_JS, api_name=False)
+                 trigger_mode="always_last", show_progress_on=[header]).then(
+        None, [subject, header], None, js=URL_JS, api_name=False)
     api_button.click(show, [subject, api_index], trial_outputs, api_name="show_trial")
     api_button.click(do_jump, [subject, jump_id], [api_index], api_name="jump_to_trial")
     show_ablations.change(toggle, [show_ablations], [images[k] for k in ABLATION_KINDS],

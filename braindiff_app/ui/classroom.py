@@ -111,14 +111,16 @@ class QuizHandlers:
         return ""
 
     def answer(self, question: Question, choice: int, score: Score, round_index: int) -> tuple[bool, str]:
-        """Check a choice; a round counts once towards the score. Returns (right, message)."""
+        """Check a choice; a round counts once towards the score (a later vote in it is answered "already
+        answered"). Returns (right, message)."""
         if not 0 <= int(choice) < N_CHOICES:
             raise ValueError(f"choice: expected 0..{N_CHOICES - 1}, got {choice}.")
         right = int(choice) == question.answer
-        if round_index not in score.answered:
-            score.answered.add(round_index)
-            score.asked += 1
-            score.right += int(right)
+        if round_index in score.answered:  # a second vote changes nothing: the answer is already shown
+            return right, f"{text.QUIZ_ALREADY.format(n=question.answer + 1)} {score.line()}"
+        score.answered.add(round_index)
+        score.asked += 1
+        score.right += int(right)
         verdict = text.QUIZ_RIGHT if right else text.QUIZ_WRONG.format(n=question.answer + 1)
         return right, f"{verdict} {score.line()}"
 
@@ -257,8 +259,11 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
 
     def choose(choice: int):
         def handler(q, current_round, current_score):
-            if q is None:
-                raise gr.Error(text.QUIZ_NO_QUESTION, print_exception=False)
+            unchanged = [gr.update()] * (2 * N_CHOICES)
+            if q is None:  # a vote (key or button) before the first question: say so, leave the panels alone
+                return [text.QUIZ_NO_QUESTION, current_score, gr.update(), *unchanged]
+            if int(current_round) in current_score.answered:  # the first vote stands, its marks stay
+                return [text.QUIZ_ALREADY.format(n=q.answer + 1), current_score, gr.update(), *unchanged]
             right, _ = handlers.answer(q, choice, current_score, int(current_round))
             message = text.QUIZ_RIGHT if right else text.QUIZ_WRONG.format(n=q.answer + 1)
             marks = []
@@ -274,7 +279,7 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
         return handler
 
     outputs = [round_index, question, shown, *candidates, verdict]
-    new.click(ask, [subject, kind, round_index], outputs, api_name="quiz_next").then(
+    new.click(ask, [subject, kind, round_index], outputs, api_name="quiz_next", show_progress_on=[shown]).then(
         unmark, None, [*candidates, *buttons], api_name=False)
     for control in (subject, kind):
         control.change(handlers.odds, [subject, kind], [odds], api_name=False)

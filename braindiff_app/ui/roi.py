@@ -350,11 +350,12 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     # Generate and replay share the models: their events wait together on the handlers' micro-batcher.
     generate.click(run, [subject, seed, canvas, painted_weight, runs, restored], outputs,
                    inputs_kwargs={**{REGION_PARAMS[r]: sliders[r] for r in region_names}, "candidates": candidates},
-                   api_name="roi_generate",
+                   api_name="roi_generate", show_progress_on=[final],
                    concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models").then(
         None, [link], [link], js=LINK_JS, api_name=False)
     load_recipe.upload(replay, [load_recipe, runs, bands], outputs + restore_outputs, api_name="roi_replay_recipe",
-                       concurrency_limit=ROI_CONCURRENCY, concurrency_id="roi_models").then(
+                       show_progress_on=[final], concurrency_limit=ROI_CONCURRENCY,
+                       concurrency_id="roi_models").then(
         None, [link], [link], js=LINK_JS, api_name=False)
     history.select(pick, [runs, bands], [recipe_file, link, status, *restore_outputs],
                    api_name="roi_pick_history").then(None, [link], [link], js=LINK_JS, api_name=False)

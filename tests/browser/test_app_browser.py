@@ -31,6 +31,10 @@ def test_browse_pick_trial(live_app, page):
     page.locator("img[src$='00004.png']").nth(5).wait_for()
     assert box.input_value() == "5"
     assert page.locator("#browse-panels .error").count() == 0
+    page.get_by_label("Jump to image id").fill("abc")  # a bad id: a warning, the slider untouched
+    page.get_by_role("button", name="Go", exact=True).click()
+    page.get_by_text("'abc' is not an image id").wait_for()
+    assert page.locator("#browse-trial .error").count() == 0 and box.input_value() == "5"
     page.get_by_label("Search captions").fill("person")
     page.get_by_role("button", name="Search captions").click()
     page.get_by_text("1 trial(s) match 'person'").wait_for()
@@ -41,12 +45,20 @@ def test_classroom_and_about_tabs(live_app, page):
     url, _ = live_app
     page.goto(url)
     page.get_by_role("tab", name="Classroom").click()
+    page.get_by_role("button", name="2", exact=True).click()  # a vote before any question: said, nothing fails
+    page.get_by_text("there is no question to answer yet").wait_for()
+    assert page.locator("#classroom-stage .error").count() == 0
     page.get_by_role("button", name="Next question").click()
     page.get_by_text("Which one did the person see?").wait_for()
     page.get_by_role("button", name="1", exact=True).click()
     page.get_by_text("Score:").wait_for()
     page.locator("#classroom .classroom-choice.bd-right").wait_for()
     assert page.locator("#classroom .classroom-choice.bd-right").count() == 1  # the answer is revealed
+    score = page.locator("#classroom-score").inner_text()
+    page.get_by_role("button", name="2", exact=True).click()  # a second vote: the first stands
+    page.get_by_text("Already answered").wait_for()
+    assert page.locator("#classroom-score").inner_text() == score
+    assert page.locator("#classroom .classroom-choice.bd-right").count() == 1
     page.screenshot(path=str(OUTPUT / "classroom.png"), full_page=True)
     page.get_by_role("button", name="Full screen").click()  # classroom mode: only the quiz, filling the screen
     page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'classroom'")

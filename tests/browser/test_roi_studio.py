@@ -205,6 +205,23 @@ def test_average_is_refused_at_once_and_presets_work_by_keyboard(browser, studio
     page.close()
 
 
+def test_a_weight_typed_out_of_range_and_a_generate_with_nothing_selected(browser, studio_url):
+    page = _open(browser, studio_url + "?tab=roi")
+    box = page.locator("#roi-slider-V1 input[type=number]")
+    box.fill("5")  # Gradio's own slider failed the next event with "Value 5 is greater than maximum value 1"
+    box.press("Tab")
+    page.wait_for_function("() => document.querySelector('#roi-slider-V1 input[type=number]').value === '1'")
+    box.fill("0")
+    box.press("Tab")
+    page.wait_for_function("() => document.querySelector('#roi-slider-V1 input[type=number]').value === '0'")
+    page.locator("#roi-generate").click()
+    page.get_by_text(text.ROI_EMPTY.split(":")[0]).first.wait_for()  # the toast says why
+    page.locator("#roi-final .error").wait_for()  # the one panel that marks the failure
+    for panel in ("#roi-pattern", "#roi-history", "#roi-link", "#roi-subject", "#roi-slider-V1"):
+        assert page.locator(f"{panel} .error").count() == 0, panel
+    page.close()
+
+
 def test_replayed_recipe_and_history_item_restore_the_controls(browser, studio_url, tmp_path):
     from braindiff_app.config import load_settings
     from braindiff_app.roi import load_subject_atlas, roi_settings

@@ -36,3 +36,17 @@ def test_app_py_and_braindiff_app_show_the_same_flags(monkeypatch, capsys):
     flags = _flags(direct)
     assert set(SETTINGS_FLAGS + APP_FLAGS) <= flags
     assert flags == set(SETTINGS_FLAGS + APP_FLAGS + ("--help",))
+
+
+def test_help_and_readme_name_every_tab_of_the_app(monkeypatch, capsys):
+    from braindiff_app.ui import TAB_IDS
+
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    described = " ".join(capsys.readouterr().out.split())
+    missing = [label for label in TAB_IDS.values() if label not in described]
+    assert not missing, f"`braindiff app --help` leaves out the tabs {missing}"
+    words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"opens {words[len(TAB_IDS)]} tabs" in " ".join(readme.split())
