@@ -6,6 +6,7 @@ only reads bundles, so it runs on any laptop with no GPU.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -126,18 +127,22 @@ class QuizHandlers:
 
 
 # Projector mode: the Classroom's own column fills the screen (the browser's Fullscreen API, from a click), its
-# controls hidden, the decoded image at least 60% of the screen's height and the four choices in one row beside it.
+# controls hidden, the decoded image at least 60% of the screen's height and the four choices two by two beside it.
+# The button says which way it goes ("Full screen" / "Leave full screen").
 FULLSCREEN_JS = """() => {
   const room = document.getElementById('classroom');
   if (!room) return;
+  const button = document.getElementById('classroom-fullscreen');
   if (room.classList.contains('bd-projector')) {
     room.classList.remove('bd-projector');
+    if (button) button.textContent = __ENTER__;
     if (document.fullscreenElement) document.exitFullscreen();
   } else {
     room.classList.add('bd-projector');
+    if (button) button.textContent = __LEAVE__;
     if (room.requestFullscreen) room.requestFullscreen().catch(() => {});
   }
-}"""
+}""".replace("__ENTER__", json.dumps(text.QUIZ_FULLSCREEN)).replace("__LEAVE__", json.dumps(text.QUIZ_LEAVE_FULLSCREEN))
 
 # Keys while the Classroom is on screen: 1-4 vote, N asks the next question, F toggles projector mode.
 KEYS_JS = """() => {
@@ -145,7 +150,11 @@ KEYS_JS = """() => {
   window.bdQuizKeys = true;
   document.addEventListener('fullscreenchange', () => {
     const room = document.getElementById('classroom');
-    if (room && !document.fullscreenElement) room.classList.remove('bd-projector');
+    if (room && !document.fullscreenElement) {
+      room.classList.remove('bd-projector');
+      const button = document.getElementById('classroom-fullscreen');
+      if (button) button.textContent = __ENTER__;
+    }
   });
   document.addEventListener('keydown', (event) => {
     const room = document.getElementById('classroom');
@@ -160,7 +169,7 @@ KEYS_JS = """() => {
     const button = id && document.getElementById(id);
     if (button) { event.preventDefault(); button.click(); }
   });
-}"""
+}""".replace("__ENTER__", json.dumps(text.QUIZ_FULLSCREEN))
 
 CSS = """
 .bd-panel img, .classroom-big img, .classroom-choice img {
@@ -185,14 +194,19 @@ CSS = """
 #classroom.bd-projector #classroom-shown .image-container { height: 88vh !important; max-height: none !important; }
 #classroom.bd-projector .classroom-big img { max-height: 84vh !important; height: 84vh !important; }
 #classroom.bd-projector #classroom-side { flex: 1 1 0 !important; min-width: 0 !important; }
-#classroom.bd-projector #classroom-choices, #classroom.bd-projector #classroom-votes { flex-wrap: nowrap !important; }
+#classroom.bd-projector #classroom-votes { flex-wrap: nowrap !important; }
+/* the four choices two by two: each about twice as large as in one row beside the decoded image */
+#classroom.bd-projector #classroom-choices {
+  display: grid !important; grid-template-columns: 1fr 1fr; gap: 1vh 1vw;
+}
 #classroom.bd-projector .classroom-choice { min-width: 0 !important; }
 #classroom.bd-projector .classroom-choice, #classroom.bd-projector .classroom-choice > div,
-#classroom.bd-projector .classroom-choice .image-container { height: 30vh !important; max-height: none !important; }
-#classroom.bd-projector .classroom-choice img { max-height: 28vh !important; height: 28vh !important; }
-#classroom.bd-projector #classroom-votes button { font-size: 2rem; min-height: 8vh; min-width: 0; }
-#classroom.bd-projector #classroom-score { font-size: 3.5rem; line-height: 1.2; }
-#classroom.bd-projector #classroom-verdict { font-size: 2rem; }
+#classroom.bd-projector .classroom-choice .image-container { height: 27vh !important; max-height: none !important; }
+#classroom.bd-projector .classroom-choice img { max-height: 25vh !important; height: 25vh !important; }
+#classroom.bd-projector .classroom-choice label { font-size: 1.6rem; }
+#classroom.bd-projector #classroom-votes button { font-size: 2rem; min-height: 6vh; min-width: 0; }
+#classroom.bd-projector #classroom-score { font-size: min(3rem, 6.5vh); line-height: 1.1; }
+#classroom.bd-projector #classroom-verdict { font-size: min(2rem, 4.5vh); }
 #classroom.bd-projector #classroom-verdict .prose,
 #classroom.bd-projector #classroom-score .prose { font-size: inherit; }
 #classroom.bd-projector .bd-projector-help { display: block !important; }

@@ -63,8 +63,10 @@ def test_classroom_and_about_tabs(live_app, page):
     page.get_by_role("button", name="Full screen").click()  # classroom mode: only the quiz, filling the screen
     page.wait_for_function("() => document.fullscreenElement && document.fullscreenElement.id === 'classroom'")
     page.screenshot(path=str(OUTPUT / "classroom_fullscreen.png"))
-    page.get_by_role("button", name="Full screen").click()
+    assert page.locator("#classroom-fullscreen").inner_text() == "Leave full screen"
+    page.get_by_role("button", name="Leave full screen").click()
     page.wait_for_function("() => !document.fullscreenElement")
+    assert page.locator("#classroom-fullscreen").inner_text() == "Full screen"
     page.get_by_role("tab", name="About").click()
     page.get_by_text("How a picture is read back from the brain").wait_for()
     page.get_by_text("You are looking at the demo tier").wait_for()

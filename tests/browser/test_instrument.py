@@ -166,9 +166,14 @@ def test_classroom_projector_mode_by_keyboard(browser, demo_url, size):
     boxes = _quiz_boxes(page)
     assert boxes["shown"]["height"] >= 0.6 * height, boxes["shown"]
     assert boxes["shown"]["y"] + boxes["shown"]["height"] <= height
-    tops = {round(boxes[f"c{i}"]["y"]) for i in range(1, 5)}
-    assert len(tops) == 1, f"choices not in one row: {tops}"
+    tops = sorted({round(boxes[f"c{i}"]["y"]) for i in range(1, 5)})
+    lefts = sorted({round(boxes[f"c{i}"]["x"]) for i in range(1, 5)})
+    assert len(tops) == 2 and len(lefts) == 2, f"choices not two by two: tops {tops}, lefts {lefts}"
     assert all(boxes[f"c{i}"]["x"] + boxes[f"c{i}"]["width"] <= width for i in range(1, 5))
+    # each choice large enough to read across a classroom: about a quarter of the screen's height (one row of four
+    # left them about 215 px on a 1920x1080 projector)
+    assert all(min(boxes[f"c{i}"]["width"], boxes[f"c{i}"]["height"]) >= 0.24 * height for i in range(1, 5)), boxes
+    assert boxes["score"]["y"] + boxes["score"]["height"] <= height, boxes["score"]
     assert page.locator("#classroom-score").evaluate("e => parseFloat(getComputedStyle(e).fontSize)") >= 40
     page.screenshot(path=str(OUTPUT / f"classroom_projector_{width}x{height}.png"))
     page.keyboard.press("n")  # N again: the next question, highlights cleared
