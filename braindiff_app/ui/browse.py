@@ -33,6 +33,19 @@ def caption_words(caption: str) -> set[str]:
     return set(re.findall(r"[\w'-]+", caption.lower()))
 
 
+def _with_plurals(words: set[str]) -> set[str]:
+    """``words`` and their forms one English "-s" / "-es" away ("face" <-> "faces", "bus" <-> "buses"), so a search
+    for "faces" finds captions that say "a face" and the other way round."""
+    forms = set(words)
+    for w in words:
+        forms |= {w + "s", w + "es"}
+        if len(w) > 3 and w.endswith("es"):
+            forms.add(w[:-2])
+        if len(w) > 2 and w.endswith("s"):
+            forms.add(w[:-1])
+    return forms
+
+
 @dataclass(frozen=True)
 class TrialView:
     """Everything the tab shows for one trial.
@@ -120,8 +133,8 @@ class BrowseHandlers:
     def search(self, bundle_name: str, query: str) -> list[int]:
         """Trials whose captions hold every word of ``query`` as a whole word, or whose image id is ``query``.
 
-        "red" matches "a red bus", not "colored"; "red bus" needs both words in one caption. An empty query
-        matches every trial.
+        "red" matches "a red bus", not "colored"; "red bus" needs both words in one caption; "faces" matches "a
+        face" and "face" matches "two faces" (plurals in -s / -es). An empty query matches every trial.
         """
         bundle = self.state.bundle(bundle_name)
         query = (query or "").strip()
@@ -129,7 +142,7 @@ class BrowseHandlers:
         if not words:
             return list(range(bundle.n_trials))
         return [t.index for t in bundle.trials
-                if query == str(t.trial_id) or any(words <= caption_words(c) for c in t.captions)]
+                if query == str(t.trial_id) or any(words <= _with_plurals(caption_words(c)) for c in t.captions)]
 
     def thumbnails(self, bundle_name: str, indices: list[int], page: int = 0) -> list[tuple[str, str]]:
         """Gallery items (ground-truth path, label) of page ``page`` (0-based) of ``indices``."""
@@ -316,7 +329,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         if not bundle_name:
             return [], [], ""
         indices = handlers.search(bundle_name, q)
-        info = (text.SEARCH_HITS.format(n=len(indices), query=q) if indices
+        info = (text.search_hits(len(indices), q) if indices
                 else text.NO_MATCH.format(bundle=bundle_name, query=q))
         return indices, handlers.thumbnails(bundle_name, indices), info
 

@@ -50,7 +50,12 @@ QUIZ_NOT_DECODED = ("{bundle}: made from the seen images' own features, not deco
                     "shows reconstructions from a subject's brain: choose a subject.")
 METRICS_CEILING = ("_\"True features (ceiling)\": images made from the seen images' own features (no brain data), "
                    "the best these image models can do; not part of the average._")
-SEARCH_HITS = "{n} trial(s) match {query!r} (every word, whole words)."
+SEARCH_HITS = "{n} {trials} {query!r} (every word, whole words or their plurals)."
+
+
+def search_hits(n: int, query: str) -> str:
+    """'1 trial matches 'face' (...)' / '47 trials match ...'."""
+    return SEARCH_HITS.format(n=n, trials="trial matches" if n == 1 else "trials match", query=query)
 SEARCH_PAGE = "Showing {first}–{last} of {n} · page {page} of {pages}"
 PREV_PAGE = "◀ Previous"
 NEXT_PAGE = "Next ▶"

@@ -37,7 +37,7 @@ def test_browse_pick_trial(live_app, page):
     assert page.locator("#browse-trial .error").count() == 0 and box.input_value() == "5"
     page.get_by_label("Search captions").fill("person")
     page.get_by_role("button", name="Search captions").click()
-    page.get_by_text("1 trial(s) match 'person'").wait_for()
+    page.get_by_text("1 trial matches 'person'").wait_for()
     page.screenshot(path=str(OUTPUT / "browse.png"), full_page=True)
 
 

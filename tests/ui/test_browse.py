@@ -96,7 +96,7 @@ def test_show_trial_endpoint_live(live_app):
     assert [p["visible"] for p in hidden] == [False, False, False]
     assert client.predict("demo-subj01", 1014, api_name="/jump_to_trial") == 2
     gallery, info = client.predict("demo-average", "face", api_name="/search_captions")
-    assert len(gallery) == 1 and "1 trial(s) match" in info
+    assert len(gallery) == 1 and "1 trial matches 'face'" in info
 
 
 def test_search_matches_whole_words_only(handlers):
@@ -108,6 +108,9 @@ def test_search_matches_whole_words_only(handlers):
     assert handlers.search("demo-subj01", word[:-1] + "zz") == []
     assert handlers.search("demo-subj01", "a photo of") == handlers.search("demo-subj01", "photo a")  # every word
     assert handlers.search("demo-subj01", "1021") == [3]  # an image id
+    assert handlers.search("demo-subj01", "photos") == handlers.search("demo-subj01", "photo") == list(range(6))
+    assert handlers.search("demo-subj01", "images number") == list(range(6))  # "image number 3"
+    assert handlers.search("demo-subj01", "phot") == []  # plurals, not prefixes
     assert handlers.search("demo-subj01", "  ") == list(range(6))
 
 
