@@ -110,6 +110,11 @@ def evaluate_bundle(bundle: Bundle | str | os.PathLike, backbones: Backbones | N
     return computed
 
 
+# Table 1's row of the mean over the numbered subjects' rows (the paper's average); the bundle reconstructed from the
+# subjects' averaged features is the row "Subject average".
+MEAN_LABEL = "Mean of subjects"
+
+
 def _subject_label(bundle: Bundle) -> str:
     subject = bundle.subject
     label = f"Subject {int(subject)}" if subject.isdigit() else f"Subject {subject}"
@@ -150,10 +155,10 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
     list of dict
         Each row: ``label``, ``bundle`` (name, "" for the average), ``key`` (the bundle's :attr:`Bundle.key`, ""
         for the average), ``n_trials``, ``features`` ("predicted", or
-        "true" for the ceiling) and one mean per metric (NaN where not computed). The ``Average`` row (mean of the
-        per-subject means) is added when two or more bundles of numbered subjects are given; a subject-``average``
-        bundle keeps its own row, and so does a bundle made from true features (the image models' ceiling), which
-        the average leaves out and which comes last.
+        "true" for the ceiling) and one mean per metric (NaN where not computed). The :data:`MEAN_LABEL` row
+        (mean of the per-subject means) is added when two or more bundles of numbered subjects are given; a
+        subject-``average`` bundle keeps its own row, and so does a bundle made from true features (the image
+        models' ceiling), which the mean leaves out and which comes last.
     """
     columns = table_columns(bundles, (kind,)) if metrics is None else list(check_metrics(metrics))
     labels = [_subject_label(b) for b in bundles]
@@ -168,7 +173,7 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
         average = {m: float(np.nanmean([r[m] for r in subject_rows])) if any(np.isfinite(r[m])
                                                                            for r in subject_rows) else float("nan")
                    for m in columns}
-        rows.append({"label": "Average", "bundle": "", "key": "", "n_trials": sum(r["n_trials"] for r in subject_rows),
+        rows.append({"label": MEAN_LABEL, "bundle": "", "key": "", "n_trials": sum(r["n_trials"] for r in subject_rows),
                      "features": "predicted", **average})
     # The ceiling last: a bound, not one more subject.
     return [r for r in rows if r["features"] != "true"] + [r for r in rows if r["features"] == "true"]
@@ -221,6 +226,18 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _panels(n: int):
+    """A figure with one panel per metric: up to five in one row, more in two rows (the demo's five metrics were
+    four and a lone fifth)."""
+    from matplotlib.figure import Figure
+
+    n = max(n, 1)
+    ncols = n if n <= 5 else -(-n // 2)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.8 * nrows + 0.6), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False).ravel()
+
+
 def figure_metric_bars(rows: Sequence[dict[str, Any]], title: str = ""):
     """Bar chart per metric (one panel each) of the rows' means: subjects (Table 1) or ablations (Table 2).
 
@@ -228,17 +245,11 @@ def figure_metric_bars(rows: Sequence[dict[str, Any]], title: str = ""):
     -------
     matplotlib.figure.Figure
     """
-    from matplotlib.figure import Figure
-
     columns = _metric_columns(rows)
-    n = max(len(columns), 1)
-    ncols = min(n, 4)
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(3.2 * ncols, 2.8 * nrows + 0.6), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = _panels(len(columns))
     labels = [str(r["label"]) for r in rows]
     # Orange: the average (Table 1) or the full model (Table 2); grey, hatched: the ceiling from true features.
-    colors = ["#8c8c8c" if r.get("features") == "true" else "#dd8452" if r.get("label") == "Average"
+    colors = ["#8c8c8c" if r.get("features") == "true" else "#dd8452" if r.get("label") == MEAN_LABEL
               or r.get("kind") == "final" else "#4c72b0" for r in rows]
     hatches = ["//" if r.get("features") == "true" else "" for r in rows]
     for ax, metric in zip(axes, columns, strict=False):
@@ -266,15 +277,9 @@ def figure_distributions(bundle: Bundle, kinds: Iterable[str] | None = None,
     -------
     matplotlib.figure.Figure
     """
-    from matplotlib.figure import Figure
-
     kinds = [k for k in (TABLE2_KINDS if kinds is None else kinds) if k in bundle.metrics]
     columns = table_columns([bundle], kinds) if metrics is None else list(check_metrics(metrics))
-    n = max(len(columns), 1)
-    ncols = min(n, 4)
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(3.2 * ncols, 2.8 * nrows + 0.6), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = _panels(len(columns))
     for ax, metric in zip(axes, columns, strict=False):
         data, labels = [], []
         for kind in kinds:

@@ -247,7 +247,8 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
         gr.Markdown(text.BR_INTRO)
         status = gr.Markdown(text.BR_NO_MODELS if not subjects else "")
         with gr.Row():
-            subject = gr.Dropdown(subjects, value=subjects[0] if subjects else None, label=text.SUBJECT, scale=1)
+            subject = gr.Dropdown(text.subject_choices(subjects), value=subjects[0] if subjects else None,
+                                  label=text.SUBJECT, scale=1)
             test_index = bounded.Number(0, precision=0, minimum=0, label=text.BR_TEST_IMAGE, scale=1,
                                         elem_id="br-test-image")
             seed = bounded.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="br-seed")

@@ -110,8 +110,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         warm_status = gr.Markdown(elem_id="roi-warm")
         status = gr.Markdown(elem_id="roi-status")
         with gr.Row():
-            subject = gr.Dropdown(handlers.listed_subjects(), value=None, label=text.SUBJECT, scale=2,
-                                  elem_id="roi-subject")
+            subject = gr.Dropdown(text.subject_choices(handlers.listed_subjects()), value=None, label=text.SUBJECT,
+                                  scale=2, elem_id="roi-subject")
             seed = bounded.Number(0, precision=0, minimum=0, label=text.ROI_SEED, scale=1, elem_id="roi-seed")
             candidates = bounded.Slider(1, MAX_APP_CANDIDATES, value=handlers.default_candidates(), step=1,
                                    label=text.ROI_CANDIDATES, scale=1, elem_id="roi-candidates")
@@ -195,8 +195,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             return [gr.update(choices=[], value=None), text.ROI_NO_MODELS, gr.update(), gr.update()] + skip[4:]
         value = choices[0]
         note = text.ROI_COMMITTED if handlers.committed else ""
-        return [gr.update(choices=choices, value=value), note, editor(value, show_bands), map_panel(value),
-                *slider_states(value)]
+        return [gr.update(choices=text.subject_choices(choices), value=value), note, editor(value, show_bands),
+                map_panel(value), *slider_states(value)]
 
     def on_subject(subject, show_bands, canvas):
         if not subject:
@@ -313,7 +313,8 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         if not choices:
             return [gr.update()] * (6 + len(slider_list)) + [f"{problem}\n\n{text.ROI_NO_MODELS}", gr.update()]
         value = choices[0]
-        return [gr.update(choices=choices, value=value), gr.update(), gr.update(), editor(value, show_bands), None,
+        return [gr.update(choices=text.subject_choices(choices), value=value), gr.update(), gr.update(),
+                editor(value, show_bands), None,
                 *slider_states(value), gr.update(), problem, map_panel(value)]
 
     def preset(name, subject):

@@ -49,7 +49,7 @@ NOT_STORED = "_Not stored in this bundle: {kinds}._"
 QUIZ_NOT_DECODED = ("{bundle}: made from the seen images' own features, not decoded from brain activity; the quiz "
                     "shows reconstructions from a subject's brain: choose a subject.")
 METRICS_CEILING = ("_\"True features (ceiling)\": images made from the seen images' own features (no brain data), "
-                   "the best these image models can do; not part of the average._")
+                   "the best these image models can do; not part of the mean of subjects._")
 SEARCH_HITS = "{n} {trials} {query!r} (every word, whole words or their plurals)."
 
 
@@ -95,10 +95,21 @@ def plain(value: str) -> str:
     return re.sub(r"([\\`*_\[\]])", r"\\\1", html.escape(value, quote=False))
 
 
+def subject_name(subject: str) -> str:
+    """'Subject 1', or 'Average of subjects' for ``average``."""
+    return "Average of subjects" if subject == "average" else f"Subject {subject}"
+
+
+def subject_choices(subjects: list[str]) -> list[tuple[str, str]]:
+    """Dropdown choices (label, value) for the ROI studio's and Brain response's subjects: ('Subject 1', '1');
+    the value stays the subject, as their API endpoints take it."""
+    return [(subject_name(s), s) for s in subjects]
+
+
 def subject_label(subject: str, tier: str, name: str, features: str = "predicted") -> str:
     """Dropdown label of a bundle, e.g. 'Subject 1 · simulated subject (demo) · demo-subj01'; a bundle made from the
     seen images' true features says so ('Subject 1, true features (ceiling) · ...')."""
-    who = "Average of subjects" if subject == "average" else f"Subject {subject}"
+    who = subject_name(subject)
     who += ", true features (ceiling)" if features == "true" else ""
     return f"{who} · {TIER_LABEL.get(tier, tier)} · {name}"
 
@@ -278,7 +289,7 @@ BR_INTRO = (
     "through the subject's regressors and both stages. Click a voxel on the predicted flatmap to see what it is tuned "
     "to; move the dial to push the image towards or away from a region."
 )
-BR_TEST_IMAGE = "Test image (index)"
+BR_TEST_IMAGE = "Test image (index, from 0)"
 BR_UPLOAD = "…or upload any image"
 BR_RUN = "Predict and decode"
 BR_INPUT = "Input image"

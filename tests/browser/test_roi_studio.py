@@ -193,12 +193,12 @@ def test_average_is_refused_at_once_and_presets_work_by_keyboard(browser, studio
     _stroke(page)
     painted = _red(_canvas_pixels(page))
     page.locator("#roi-subject input").click()
-    page.get_by_role("option", name="2").click()
+    page.get_by_role("option", name="Subject 2").click()
     page.get_by_text(text.ROI_PAINT_KEPT.format(subject="2")).wait_for(timeout=60_000)
     page.wait_for_timeout(2000)
     assert _red(_drawn_canvas(page)) > painted - 100 and _controls(page)["places"] == 1.0
     page.locator("#roi-subject input").click()
-    page.get_by_role("option", name="average").click()
+    page.get_by_role("option", name="Average of subjects").click()
     page.get_by_text(text.ROI_CANVAS_AVERAGE).wait_for(timeout=60_000)  # said on the switch, not after a generate
     page.get_by_text(text.ROI_PAINT_AVERAGE_DROPPED).wait_for()
     assert _controls(page)["places"] == 1.0  # the weights survive the subject switch
@@ -252,7 +252,7 @@ def test_replayed_recipe_and_history_item_restore_the_controls(browser, studio_u
 def test_a_bad_recipe_link_says_so_and_opens_the_studio(browser, studio_url):
     page = _open(browser, studio_url + "?tab=roi&recipe=not-a-recipe", ready="could not be read")
     page.locator("#roi-subject input").wait_for()
-    assert page.locator("#roi-subject input").input_value() == "1"
+    assert page.locator("#roi-subject input").input_value() == "Subject 1"  # the label of subject "1"
     page.close()
 
 
@@ -262,7 +262,7 @@ def test_recipe_link_opens_the_same_controls_and_image_as_the_cli(browser, studi
     recipe = Recipe(subject="2", regions={"V1": 1.0, "places": -0.5}, seed=11,
                     settings={**DEMO_SETTINGS, "strength": 0.6})  # a setting the studio has no control for
     page = _open(browser, studio_url + f"?tab=roi&recipe={recipe.to_link()}", ready=text.ROI_LINK_LOADED.split(":")[0])
-    assert page.locator("#roi-subject input").input_value() == "2"
+    assert page.locator("#roi-subject input").input_value() == "Subject 2"
     assert page.locator("#roi-seed input").input_value() == "11"
     controls = _controls(page)
     assert controls["V1"] == 1.0 and controls["places"] == -0.5 and sum(map(abs, controls.values())) == 1.5

@@ -51,7 +51,7 @@ def test_summary_and_ablation_tables(tmp_path):
         evaluate_bundle(p, metrics=["PixCorr", "SSIM"])
     bundles = [open_bundle(p) for p in paths]
     rows = summary_table(bundles)
-    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Average"]
+    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Mean of subjects"]
     assert rows[0]["PixCorr"] == pytest.approx(bundles[0].metrics["final"]["PixCorr"].mean())
     assert rows[2]["SSIM"] == pytest.approx((rows[0]["SSIM"] + rows[1]["SSIM"]) / 2)
     ablations = ablation_table(bundles[0])
@@ -74,7 +74,8 @@ def test_true_features_bundle_is_labelled_and_left_out_of_the_average(tmp_path):
     bundles = [open_bundle(p) for p in paths]
     assert [b.features for b in bundles] == ["predicted", "true", "predicted"]
     rows = summary_table(bundles)
-    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Average", "Subject 1, true features (ceiling)"]
+    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Mean of subjects",
+                                          "Subject 1, true features (ceiling)"]
     assert rows[3]["PixCorr"] == pytest.approx(0.9)
     assert rows[2]["PixCorr"] == pytest.approx(0.3) and rows[2]["n_trials"] == 11  # subjects 1 and 2 only
 
@@ -107,3 +108,19 @@ def test_metric_bars_draw_each_identification_metrics_chance_line():
     assert chance == {"PixCorr": [], "demo-CLIP": [50.0], "4-way": [25.0]}
     heights = {ax.get_title(): ax.patches[0].get_height() for ax in fig.axes if ax.get_visible()}
     assert heights["demo-CLIP 4-way ↑"] == pytest.approx(45.0)
+
+
+@pytest.mark.parametrize(("names", "grid"), [
+    (("PixCorr", "SSIM", "SSIM-ref", "demo-CLIP", "demo-CLIP 4-way"), (1, 5)),  # the demo's five: one row
+    (("PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "Inception", "CLIP", "EffNet-B", "SwAV"), (2, 4)),  # the paper's
+    (("PixCorr", "SSIM", "SSIM-ref"), (1, 3)),
+])
+def test_metric_panels_fill_their_rows(names, grid):
+    from braindiff_app.evaluation.report import figure_metric_bars
+
+    fig = figure_metric_bars([{"label": "Subject 1", **{m: 0.5 for m in names}}])
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == len(names)
+    rows = sorted({round(ax.get_position().y0, 3) for ax in fig.axes})
+    cols = sorted({round(ax.get_position().x0, 3) for ax in fig.axes})
+    assert (len(rows), len(cols)) == grid
