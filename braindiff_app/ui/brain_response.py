@@ -319,7 +319,19 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
             raise gr.Error(str(exc)) from None
         return image, pd.DataFrame(points, columns=["dial", "activation"])
 
+    def on_open(subject_value, index, upload_value, seed_value, summary_value, progress=gr.Progress()):
+        """The tab's first opening runs the loop on the chosen test image, so it opens on an example rather than
+        nine empty panels; later openings keep what is shown. A failure is said in the summary line."""
+        if summary_value or not subject_value:
+            return [gr.update()] * len(outputs)
+        try:
+            return on_run(subject_value, index, upload_value, seed_value, progress)
+        except gr.Error as exc:
+            return [f"_{exc.message}_", *[gr.update()] * (len(outputs) - 1)]
+
     outputs = [summary, shown, vdvae, final, predicted, reference, bars]
+    tab.select(on_open, [subject, test_index, upload, seed, summary], outputs, api_name=False,
+               concurrency_id="brain_models", concurrency_limit=1, show_progress_on=[summary])
     # Progress and a failure show on the summary line alone (the toast says why); the panels keep what they had.
     run.click(on_run, [subject, test_index, upload, seed], outputs, api_name="brain_response",
               concurrency_id="brain_models", concurrency_limit=1, show_progress_on=[summary])
@@ -330,7 +342,7 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
     steer_run.click(on_steer, [subject, test_index, upload, region, dial, seed], [steered, curve],
                     api_name="brain_steer", concurrency_id="brain_models", concurrency_limit=1,
                     show_progress_on=[steered])
-    del tab, status
+    del status
     return {f"brain.{k}": v for k, v in {"subject": subject, "test_index": test_index, "upload": upload,
                                           "run": run, "predicted": predicted, "reference": reference,
                                           "vdvae": vdvae, "final": final, "bars": bars, "tuning": tuning_md,

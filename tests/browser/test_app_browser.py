@@ -148,3 +148,19 @@ def test_browse_opens_on_the_demo(demo_app, page):
     page.get_by_text("VDVAE guess", exact=True).last.wait_for()  # a row of the trial's metrics table
     assert page.locator("#browse-final img").get_attribute("alt").startswith("Final reconstruction, subject 1, image")
     page.screenshot(path=str(OUTPUT / "browse_demo.png"), full_page=True)
+
+
+def test_brain_response_opens_on_an_example(demo_app, page):
+    page.goto(demo_app)
+    page.get_by_role("tab", name="Brain response").click()  # no click on "Predict and decode"
+    page.get_by_text(re.compile(r"Subject 1: encoder accuracy .* median r = ")).wait_for(timeout=120_000)
+    _wait_idle(page)
+    for label in (text.BR_INPUT, text.BR_FINAL):
+        block = page.locator(".block", has=page.get_by_text(label, exact=True)).last
+        assert block.locator("img").count() >= 1, label
+    assert page.locator(".block .error").count() == 0
+    summary = page.get_by_text("median r = ").first.inner_text()
+    page.get_by_role("tab", name="Browse").click()
+    page.get_by_role("tab", name="Brain response").click()  # a later opening keeps what is shown
+    page.wait_for_timeout(1000)
+    assert page.get_by_text("median r = ").first.inner_text() == summary
