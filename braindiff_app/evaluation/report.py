@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from braindiff_app.bundles import ABLATION_KINDS, KIND_LABELS, Bundle, open_bund
 from braindiff_app.evaluation.backbones import Backbones
 from braindiff_app.evaluation.metrics import PIXEL_METRICS, available_metrics, metrics_from_features, pixel_metrics
 from braindiff_app.evaluation.registry import METRICS, check_metrics, format_value
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "TABLE2_KINDS",
@@ -110,14 +113,16 @@ def evaluate_bundle(bundle: Bundle | str | os.PathLike, backbones: Backbones | N
     return computed
 
 
-# Table 1's row of the mean over the numbered subjects' rows (the paper's average); the bundle reconstructed from the
-# subjects' averaged features is the row "Subject average".
-MEAN_LABEL = "Mean of subjects"
+# Table 1's row of the mean over the numbered subjects' rows (the paper's average), e.g. "Mean of subjects 1, 2, 5,
+# 7"; the bundle reconstructed from the subjects' averaged features is the row "Average of subjects", as the app
+# names it.
+MEAN_LABEL = "Mean of subjects {numbers}"
 
 
 def _subject_label(bundle: Bundle) -> str:
     subject = bundle.subject
-    label = f"Subject {int(subject)}" if subject.isdigit() else f"Subject {subject}"
+    label = f"Subject {int(subject)}" if subject.isdigit() else \
+        "Average of subjects" if subject == "average" else f"Subject {subject}"
     return f"{label}, true features (ceiling)" if not bundle.decoded else label
 
 
@@ -173,8 +178,9 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
         average = {m: float(np.nanmean([r[m] for r in subject_rows])) if any(np.isfinite(r[m])
                                                                            for r in subject_rows) else float("nan")
                    for m in columns}
-        rows.append({"label": MEAN_LABEL, "bundle": "", "key": "", "n_trials": sum(r["n_trials"] for r in subject_rows),
-                     "features": "predicted", **average})
+        numbers = ", ".join(str(int(b.subject)) for b in bundles if b.subject.isdigit() and b.decoded)
+        rows.append({"label": MEAN_LABEL.format(numbers=numbers), "bundle": "", "key": "",
+                     "n_trials": sum(r["n_trials"] for r in subject_rows), "features": "predicted", **average})
     # The ceiling last: a bound, not one more subject.
     return [r for r in rows if r["features"] != "true"] + [r for r in rows if r["features"] == "true"]
 
@@ -226,7 +232,7 @@ def table_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _panels(n: int):
+def _panels(n: int) -> tuple[Figure, np.ndarray]:
     """A figure with one panel per metric: up to five in one row, more in two rows (the demo's five metrics were
     four and a lone fifth)."""
     from matplotlib.figure import Figure
@@ -248,8 +254,9 @@ def figure_metric_bars(rows: Sequence[dict[str, Any]], title: str = ""):
     columns = _metric_columns(rows)
     fig, axes = _panels(len(columns))
     labels = [str(r["label"]) for r in rows]
-    # Orange: the average (Table 1) or the full model (Table 2); grey, hatched: the ceiling from true features.
-    colors = ["#8c8c8c" if r.get("features") == "true" else "#dd8452" if r.get("label") == MEAN_LABEL
+    # Orange: the mean of subjects (Table 1, the one row of no bundle) or the full model (Table 2); grey, hatched:
+    # the ceiling from true features.
+    colors = ["#8c8c8c" if r.get("features") == "true" else "#dd8452" if r.get("bundle") == ""
               or r.get("kind") == "final" else "#4c72b0" for r in rows]
     hatches = ["//" if r.get("features") == "true" else "" for r in rows]
     for ax, metric in zip(axes, columns, strict=False):

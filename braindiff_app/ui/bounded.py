@@ -31,25 +31,31 @@ _CLAMP_JS = """(v) => {
 
 def clamp(label: str | None, value: float | None, minimum: float | None, maximum: float | None) -> float | None:
     """``value`` brought into ``minimum..maximum`` (either may be None: unbounded), with a ``gr.Warning`` when it
-    moved. An empty or non-finite value becomes ``minimum`` (stays None when there is none)."""
-    if value is None or not math.isfinite(float(value)):
+    moved; a value in range comes back unchanged (an int stays an int, exact at any size). An empty box (None)
+    becomes ``minimum``, a non-finite number ``minimum`` (else ``maximum``); None when the range has no end."""
+    name = label or "value"
+    if value is None:
         if minimum is not None:
-            gr.Warning(text.OUT_OF_RANGE_EMPTY.format(label=label or "value", used=_shown(minimum)))
+            gr.Warning(text.OUT_OF_RANGE_EMPTY.format(label=name, used=_shown(minimum)))
         return minimum
-    used = float(value)
-    if minimum is not None:
-        used = max(used, float(minimum))
-    if maximum is not None:
-        used = min(used, float(maximum))
-    if used != float(value):
-        gr.Warning(text.OUT_OF_RANGE.format(label=label or "value", value=_shown(value), used=_shown(used),
+    if isinstance(value, float) and not math.isfinite(value):
+        used = minimum if minimum is not None else maximum
+        gr.Warning(text.OUT_OF_RANGE_NOT_FINITE.format(label=name, value=value, used=_shown(used)))
+        return used
+    used = value
+    if minimum is not None and value < minimum:
+        used = minimum
+    elif maximum is not None and value > maximum:
+        used = maximum
+    if used is not value:
+        gr.Warning(text.OUT_OF_RANGE.format(label=name, value=_shown(value), used=_shown(used),
                                             low="" if minimum is None else _shown(minimum),
                                             high="" if maximum is None else _shown(maximum)))
     return used
 
 
-def _shown(x: float) -> str:
-    return f"{float(x):g}"
+def _shown(x: float | None) -> str:
+    return "nothing" if x is None else f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def keep_boxes_in_range(app: gr.Blocks) -> None:

@@ -217,7 +217,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
             subject = gr.Dropdown(choices=choices, value=default, label=text.SUBJECT, scale=3)
             refresh = gr.Button(text.REFRESH, scale=0, size="sm")
         with gr.Row():
-            trial = bounded.Slider(1, max(n_trials, 2), value=1, step=1, label=text.TRIAL, scale=4,
+            trial = bounded.Slider(1, max(n_trials, 2), value=1, step=1, precision=0, label=text.TRIAL, scale=4,
                                    elem_id="browse-trial")
             jump_id = gr.Textbox(label=text.JUMP_ID, placeholder=text.JUMP_PLACEHOLDER, scale=1, max_lines=1,
                                  elem_id="browse-jump-id")
@@ -366,7 +366,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
     api_button.click(do_jump, [subject, jump_id], [api_index], api_name="jump_to_trial")
     show_ablations.change(toggle, [show_ablations], [images[k] for k in ABLATION_KINDS],
                           api_name="toggle_ablations")
-    jump.click(jump_number, [subject, jump_id], [trial], api_name="jump_to_image")
+    jump.click(jump_number, [subject, jump_id], [trial], api_name=False)  # API clients: jump_to_trial
     jump_id.submit(jump_number, [subject, jump_id], [trial], api_name=False)
     search.click(do_search, [subject, query], [hits, gallery, hits_info], api_name="search_captions").then(
         first_page, [hits], [page, page_info], api_name=False)

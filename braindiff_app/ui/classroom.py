@@ -112,18 +112,18 @@ class QuizHandlers:
         return ""
 
     def answer(self, question: Question, choice: int, score: Score, round_index: int) -> tuple[bool, str]:
-        """Check a choice; a round counts once towards the score (a later vote in it is answered "already
-        answered"). Returns (right, message)."""
+        """Check a choice; a round counts once towards the score. Returns (right, verdict): "Right!", "Not this one:
+        ...", or, for a later vote in a round already answered, "Already answered: ..." (the score unchanged; the
+        app shows ``score.line()`` apart)."""
         if not 0 <= int(choice) < N_CHOICES:
             raise ValueError(f"choice: expected 0..{N_CHOICES - 1}, got {choice}.")
         right = int(choice) == question.answer
         if round_index in score.answered:  # a second vote changes nothing: the answer is already shown
-            return right, f"{text.QUIZ_ALREADY.format(n=question.answer + 1)} {score.line()}"
+            return right, text.QUIZ_ALREADY.format(n=question.answer + 1)
         score.answered.add(round_index)
         score.asked += 1
         score.right += int(right)
-        verdict = text.QUIZ_RIGHT if right else text.QUIZ_WRONG.format(n=question.answer + 1)
-        return right, f"{verdict} {score.line()}"
+        return right, text.QUIZ_RIGHT if right else text.QUIZ_WRONG.format(n=question.answer + 1)
 
 
 # Projector mode: the Classroom's own column fills the screen (the browser's Fullscreen API, from a click), its
@@ -276,10 +276,10 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
             unchanged = [gr.update()] * (2 * N_CHOICES)
             if q is None:  # a vote (key or button) before the first question: say so, leave the panels alone
                 return [text.QUIZ_NO_QUESTION, current_score, gr.update(), *unchanged]
-            if int(current_round) in current_score.answered:  # the first vote stands, its marks stay
-                return [text.QUIZ_ALREADY.format(n=q.answer + 1), current_score, gr.update(), *unchanged]
-            right, _ = handlers.answer(q, choice, current_score, int(current_round))
-            message = text.QUIZ_RIGHT if right else text.QUIZ_WRONG.format(n=q.answer + 1)
+            first_vote = int(current_round) not in current_score.answered
+            _, message = handlers.answer(q, choice, current_score, int(current_round))
+            if not first_vote:  # the first vote stands, its marks stay
+                return [message, current_score, gr.update(), *unchanged]
             marks = []
             for i in range(N_CHOICES):
                 classes = ["classroom-choice"]

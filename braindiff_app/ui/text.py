@@ -43,6 +43,7 @@ UNKNOWN_ID = "Image id {trial_id} is not among {bundle}'s test trials."
 JUMP_NOT_A_NUMBER = "Jump to image id: '{typed}' is not an image id (a whole number, e.g. 97)."
 OUT_OF_RANGE = "{label}: {value} is outside {low}..{high}; {used} was used."
 OUT_OF_RANGE_EMPTY = "{label}: the box was empty; {used} was used."
+OUT_OF_RANGE_NOT_FINITE = "{label}: {value} is not a finite number; {used} was used."
 CEILING_NOTE = ("_Made from the seen image's own VDVAE and CLIP features, with no brain data: what these image "
                 "models draw from a perfect read-out of the brain, the ceiling for every subject's reconstructions._")
 NOT_STORED = "_Not stored in this bundle: {kinds}._"
@@ -51,11 +52,6 @@ QUIZ_NOT_DECODED = ("{bundle}: made from the seen images' own features, not deco
 METRICS_CEILING = ("_\"True features (ceiling)\": images made from the seen images' own features (no brain data), "
                    "the best these image models can do; not part of the mean of subjects._")
 SEARCH_HITS = "{n} {trials} {query!r} (every word, whole words or their plurals)."
-
-
-def search_hits(n: int, query: str) -> str:
-    """'1 trial matches 'face' (...)' / '47 trials match ...'."""
-    return SEARCH_HITS.format(n=n, trials="trial matches" if n == 1 else "trials match", query=query)
 SEARCH_PAGE = "Showing {first}–{last} of {n} · page {page} of {pages}"
 PREV_PAGE = "◀ Previous"
 NEXT_PAGE = "Next ▶"
@@ -69,21 +65,27 @@ def alt_text(kind: str, subject: str | None, image_id: int, features: str = "pre
     bundle made from true features: 'Final reconstruction, subject 1's true features (ceiling), image 97')."""
     if subject is None or kind == "ground_truth":
         return f"{KIND_LABELS[kind]}, image {image_id}"
-    who = "average of subjects" if subject == "average" else f"subject {subject}"
-    who += "'s true features (ceiling)" if features == "true" else ""
+    who = subject_name(subject).lower() + ("'s true features (ceiling)" if features == "true" else "")
     return f"{KIND_LABELS[kind]}, {who}, image {image_id}"
+
+
+def search_hits(n: int, query: str) -> str:
+    """'1 trial matches 'face' (...)' / '47 trials match ...'."""
+    return SEARCH_HITS.format(n=n, trials="trial matches" if n == 1 else "trials match", query=query)
+
+
+ACROSS_KINDS = {"vdvae": "guess", "final": "final"}
 
 
 def across_caption(kind: str, subject: str | None, image_id: int) -> str:
     """Caption (and alt text) of a thumbnail in Browse's across-subjects row, short enough for it: 'Seen, image
-    97', 'Subject 1 · guess', 'Average · final' (the row's heading, ACROSS_SUBJECTS, names the two kinds)."""
+    97', 'Subject 1 · guess', 'Average of subjects · final' (the row's heading, ACROSS_SUBJECTS, names the two
+    kinds)."""
     if subject is None or kind == "ground_truth":
         return f"Seen, image {image_id}"
-    who = "Average" if subject == "average" else f"Subject {subject}"
-    return f"{who} · {ACROSS_KINDS[kind]}"
+    return f"{subject_name(subject)} · {ACROSS_KINDS[kind]}"
 
 
-ACROSS_KINDS = {"vdvae": "guess", "final": "final"}
 IMAGE_PROBLEM = "⚠ {problem}"
 
 
@@ -162,8 +164,8 @@ the internal codes of three image models:
    {image_size}×{image_size} pixels, guided {vision_pct}% by the predicted vision features and {text_pct}% by the
    predicted text features.
 
-These are the settings of the bundles shown here ({tier_label}); the paper's (and the figure's) are 64×64,
-37 of 50 steps, 512 px, 60% / 40%.
+These are the settings of the bundles shown here ({tier_label}); the paper's are 64×64, 37 of 50 steps, 512 px,
+60% / 40%.
 
 The **ablations** remove one ingredient: *only-VDVAE* is the first guess itself, *no VDVAE* starts stage 2 from
 pure noise (good meaning, wrong layout), *no CLIP-text* and *no CLIP-vision* drop one guide. The **metrics**

@@ -51,7 +51,7 @@ def test_summary_and_ablation_tables(tmp_path):
         evaluate_bundle(p, metrics=["PixCorr", "SSIM"])
     bundles = [open_bundle(p) for p in paths]
     rows = summary_table(bundles)
-    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Mean of subjects"]
+    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Mean of subjects 1, 2"]
     assert rows[0]["PixCorr"] == pytest.approx(bundles[0].metrics["final"]["PixCorr"].mean())
     assert rows[2]["SSIM"] == pytest.approx((rows[0]["SSIM"] + rows[1]["SSIM"]) / 2)
     ablations = ablation_table(bundles[0])
@@ -68,16 +68,18 @@ def test_summary_and_ablation_tables(tmp_path):
 def test_true_features_bundle_is_labelled_and_left_out_of_the_average(tmp_path):
     paths = [make_bundle(tmp_path, "s1", "1", n_trials=5, kinds=KINDS).path,
              make_bundle(tmp_path, "s1-true", "1", n_trials=4, kinds=KINDS, settings={"features": "true"}).path,
-             make_bundle(tmp_path, "s2", "2", n_trials=6, kinds=KINDS).path]
-    for p, value in zip(paths, (0.2, 0.9, 0.4), strict=True):
+             make_bundle(tmp_path, "s2", "2", n_trials=6, kinds=KINDS).path,
+             make_bundle(tmp_path, "avg", "average", n_trials=3, kinds=KINDS).path]
+    for p, value in zip(paths, (0.2, 0.9, 0.4, 0.7), strict=True):
         write_metrics(p, {"final": {"PixCorr": [value] * open_bundle(p).n_trials}})
     bundles = [open_bundle(p) for p in paths]
-    assert [b.features for b in bundles] == ["predicted", "true", "predicted"]
+    assert [b.features for b in bundles] == ["predicted", "true", "predicted", "predicted"]
     rows = summary_table(bundles)
-    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Mean of subjects",
+    # the averaged-features bundle is named as the app names it, apart from the mean of the subjects' rows
+    assert [r["label"] for r in rows] == ["Subject 1", "Subject 2", "Average of subjects", "Mean of subjects 1, 2",
                                           "Subject 1, true features (ceiling)"]
-    assert rows[3]["PixCorr"] == pytest.approx(0.9)
-    assert rows[2]["PixCorr"] == pytest.approx(0.3) and rows[2]["n_trials"] == 11  # subjects 1 and 2 only
+    assert rows[4]["PixCorr"] == pytest.approx(0.9)
+    assert rows[3]["PixCorr"] == pytest.approx(0.3) and rows[3]["n_trials"] == 11  # subjects 1 and 2 only
 
 
 def test_identification_formatted_as_percent(tmp_path):

@@ -15,15 +15,22 @@ def test_clamp_brings_values_into_range_and_warns():
         assert bounded.clamp("V1", -3, -1, 1) == -1
     with pytest.warns(UserWarning, match=r"Seed: the box was empty; 0 was used"):
         assert bounded.clamp("Seed", None, 0, None) == 0
-    with pytest.warns(UserWarning, match="the box was empty"):
+    with pytest.warns(UserWarning, match="Seed: nan is not a finite number; 0 was used"):
         assert bounded.clamp("Seed", float("nan"), 0, None) == 0
+    with pytest.warns(UserWarning, match="Dial: inf is not a finite number; -1 was used"):
+        assert bounded.clamp("Dial", float("inf"), -1, 1) == -1
     assert bounded.clamp("Seed", 10**9, 0, None) == 10**9  # no maximum: left alone
 
 
-def test_clamp_is_silent_inside_the_range(recwarn):
+def test_clamp_is_silent_inside_the_range_and_keeps_ints_exact(recwarn):
     assert bounded.clamp("x", 0.5, -1, 1) == 0.5
     assert bounded.clamp("x", None, None, None) is None
+    big = 2**63 - 1  # the largest seed: float() would round it to 2**63
+    assert bounded.clamp("Seed", big, 0, None) == big and isinstance(bounded.clamp("Seed", big, 0, None), int)
+    assert bounded.clamp("Seed", 12345678901234567, 0, big) == 12345678901234567
     assert not recwarn.list
+    with pytest.warns(UserWarning):
+        assert bounded.clamp("Seed", 2**70, 0, big) == big
 
 
 def test_slider_and_number_preprocess_clamp_and_round():

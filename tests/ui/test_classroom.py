@@ -36,12 +36,13 @@ def test_scoring_counts_each_round_once(quiz):
     q = quiz.question("demo-subj01", 1)
     wrong = (q.answer + 1) % 4
     right, message = quiz.answer(q, wrong, score, 1)
-    assert not right and f"saw image {q.answer + 1}" in message and "0 / 1" in message
+    assert not right and f"saw image {q.answer + 1}" in message and score.line() == "Score: 0 / 1."
     right, message = quiz.answer(q, q.answer, score, 1)  # a second vote in the same round counts for nothing
     assert right and message == f"Already answered: the person saw image {q.answer + 1}. Press **Next question** " \
-        "(or N) for another. Score: 0 / 1."
+        "(or N) for another."
+    assert score.line() == "Score: 0 / 1."
     q2 = quiz.question("demo-subj01", 2)
-    assert quiz.answer(q2, q2.answer, score, 2)[1].endswith("Score: 1 / 2.")
+    assert quiz.answer(q2, q2.answer, score, 2)[1] == "**Right!**" and score.line() == "Score: 1 / 2."
 
 
 def test_errors(quiz):

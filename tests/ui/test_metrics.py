@@ -29,7 +29,7 @@ def handlers(tmp_path):
 def test_tables_and_figures(handlers):
     view = handlers.view(["demo-subj01", "demo-subj02"], "demo-subj01")
     assert "| Subject 1 | 0.200 | 0.300 |" in view.table1
-    assert "| Mean of subjects | 0.300 | 0.400 |" in view.table1
+    assert "| Mean of subjects 1, 2 | 0.300 | 0.400 |" in view.table1
     assert "Table 2: ablations of demo-subj01" in view.table2
     assert "| VDVAE guess | 0.250 | 0.400 |" in view.table2
     assert view.bars1 is not None and len(view.bars1.axes) >= 2 and view.distributions is not None
@@ -50,11 +50,11 @@ def test_the_ceiling_comes_last_with_its_own_interval_and_the_average_keeps_its_
     handlers.state.refresh()
     view = handlers.view(["demo-subj01-true-features", "demo-subj01", "demo-subj02"], None)
     lines = [line for line in view.table1.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [line.split(" | ")[0] for line in lines] == ["| Subject 1", "| Subject 2", "| Mean of subjects",
+    assert [line.split(" | ")[0] for line in lines] == ["| Subject 1", "| Subject 2", "| Mean of subjects 1, 2",
                                                         "| Subject 1, true features (ceiling)"]
-    assert "| Mean of subjects | 0.300 | 0.400 |" in view.table1  # the ceiling's 0.75 is not in it
+    assert "| Mean of subjects 1, 2 | 0.300 | 0.400 |" in view.table1  # the ceiling's 0.75 is not in it
     ci = [line for line in view.intervals1.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [line.split(" | ")[0] for line in ci] == ["| Subject 1", "| Subject 2", "| Mean of subjects",
+    assert [line.split(" | ")[0] for line in ci] == ["| Subject 1", "| Subject 2", "| Mean of subjects 1, 2",
                                                      "| Subject 1, true features (ceiling)"]
     assert ci[0].split(" | ")[1].startswith("0.200") and ci[3].split(" | ")[1].startswith("0.750")
     assert "[" not in ci[2]  # the average: a mean of means, no interval
