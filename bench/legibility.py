@@ -5,7 +5,9 @@ settings (``Stage2Settings.for_tier("demo")``), from features of three origins, 
 
 (a) ``true``: the scenes' TRUE features (VDVAE latents, CLIP vision and text embeddings of the seen images, as
     ``braindiff extract`` wrote them): the image models' ceiling; with the true-latent VDVAE guess as init (the
-    full model) and without it (``no_vdvae``: random init latent, full denoising);
+    full model) and without it (``no_vdvae``: random init latent, full denoising); and (a0) the seen images
+    through the AutoKL alone (encoded as stage 2 encodes its init, decoded with no UNet step): the ceiling of any
+    denoiser in this latent space;
 (b) ``noiseless``: features the subject's regressors predict from the NOISELESS simulated response, i.e. the
     simulator's drive for the test images (:func:`braindiff_app.demo.simulate.voxel_drive` of the subject's saved
     :class:`~braindiff_app.demo.simulate.VoxelModel` on the scenes rendered as ``simulated_nsd`` renders them) plus
@@ -158,6 +160,26 @@ class Runner:
         return scores
 
 
+def autokl_round_trip(pipeline, images: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """``images`` encoded by the pipeline's AutoKL as stage 2 encodes its init image (resized to its size, one
+    posterior sample per seed) and decoded again, with no UNet step: the best any denoiser can give back.
+
+    Returns
+    -------
+    array of shape (n_images, size, size, 3), uint8
+    """
+    import torch
+
+    from braindiff_app.models.img2img import DualGuidedImg2Img
+
+    stage = DualGuidedImg2Img(vae=pipeline.vae, image_unet=pipeline.image_unet, text_unet=pipeline.text_unet,
+                              scheduler=pipeline.scheduler, image_size=pipeline.image_size)
+    with torch.no_grad():
+        return np.concatenate([stage.decode_latents(stage.prepare_latents(images[i:i + 50], seeds[i:i + 50],
+                                                                          torch.zeros(0, dtype=torch.long)))
+                               for i in range(0, len(images), 50)])
+
+
 def row(label: str, scores: dict[int, np.ndarray]) -> str:
     from braindiff_app.evaluation import bootstrap_interval
 
@@ -249,6 +271,9 @@ def subject_tables(settings, subject: str, args, backbones) -> None:
         for kind, label in (("final", "final"), ("no_vdvae", "no VDVAE init"), ("VDVAE guess", "VDVAE guess alone")):
             if kind in scores:
                 print(row(f"{STAGES[stage]}: {label}", scores[kind]))
+        if stage == "true":  # what any UNet could reach in this latent space: the seen image through the AutoKL
+            print(row("(a0) AutoKL round trip: seen image without UNet",
+                      runner.score(autokl_round_trip(pipeline, np.asarray(test.images)[rows], runner.seeds))))
     if "fmri" in args.stages:
         committed = committed_scores(args.bundles, subject, backbones, rows)
         for kind, scores in committed.items():

@@ -52,8 +52,11 @@ def test_quick_run_on_a_tiny_simulated_world(tmp_path, capsys):
     settings = load_settings(home=home, tier="demo")
     assert main(["demo", "simulate", "--out", str(settings.nsd_dir), "--n-test", "12", "--n-train", "48",
                  "--subjects", "1", "--image-size", "64"]) == 0
+    # The paper's alphas (the demo tier's default scales them to the training size): the bench's refit with
+    # --alpha-scale 1 must then give the very same regressors.
+    paper = ["--alpha-vdvae", "50000", "--alpha-vision", "60000", "--alpha-text", "100000"]
     for argv in (["prepare", "--subject", "1", "--no-progress"], ["extract", "vdvae", "--subject", "1"],
-                 ["extract", "clip", "--subject", "1"], ["fit", "--subject", "1"]):
+                 ["extract", "clip", "--subject", "1"], ["fit", "--subject", "1", *paper]):
         assert main([*argv, *common]) == 0, argv
     bench = _bench()
 
@@ -82,9 +85,22 @@ def test_quick_run_on_a_tiny_simulated_world(tmp_path, capsys):
         assert 0 <= float(rows[f"{stage}: final"]) <= 100 and f"{stage}: VDVAE guess alone" in rows
     # Refitted with the paper's alphas (x 1), the regressors are those `braindiff fit` wrote: the same images.
     assert rows["(c2) prepared fMRI, refitted: final"] == rows["(c) prepared fMRI: final"]
-    assert re.search(r"^  \(c2\) - \(c\), alphas x 1 +\+0\.0 \[", out, flags=re.M)
+    assert re.search(r"^  \(c2\) - \(c\), alphas x 1(\.0)? +\+0\.0 \[", out, flags=re.M)
     assert "(a) true features: no VDVAE init" in rows
     assert "(c) prepared fMRI: no VDVAE init" not in rows
     assert re.search(r"^  \(a\) true features: quick-steps4 +[+-]\d+\.\d \[", out, flags=re.M)
     assert re.search(r"^  \(c\) prepared fMRI: quick-steps4 +[+-]\d+\.\d \[", out, flags=re.M)
     assert "12 test images" in out
+    assert 0 <= float(rows["(a0) AutoKL round trip: seen image without UNet"]) <= 100
+
+    # The round trip gives each seen image back (blurred), not noise nor another image.
+    from braindiff_app.pipeline import load_pipeline
+
+    pipeline = load_pipeline(settings, "1")
+    images = np.asarray(test.images)[:6]
+    back = bench.autokl_round_trip(pipeline, images, np.arange(6))
+    side = pipeline.image_size
+    assert back.shape == (6, side, side, 3) and back.dtype == np.uint8
+    small = np.stack([np.asarray(Image.fromarray(im).resize((side, side), Image.BICUBIC)) for im in images]).astype(int)
+    own = np.abs(back - small).mean()
+    assert own < np.abs(back - small[::-1]).mean() and own < np.abs(back - 127).mean()
