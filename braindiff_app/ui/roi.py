@@ -145,11 +145,11 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                                                             elem_id=f"roi-slider-{REGION_PARAMS[region]}")
                 clear = gr.Button(text.ROI_CLEAR, size="sm")
         with gr.Row():
-            vdvae = gr.Image(label=text.ROI_VDVAE, interactive=False, height=256, elem_classes="bd-panel",
+            vdvae = gr.Image(label=text.ROI_VDVAE, interactive=False, height=384, elem_classes="bd-panel",
                              format="png")
-            final = gr.Image(label=text.ROI_FINAL, interactive=False, height=256, elem_classes="bd-panel",
+            final = gr.Image(label=text.ROI_FINAL, interactive=False, height=384, elem_classes="bd-panel",
                              format="png", elem_id="roi-final")
-            pattern = gr.Image(label=text.ROI_PATTERN, interactive=False, height=256, format="png",
+            pattern = gr.Image(label=text.ROI_PATTERN, interactive=False, height=384, format="png",
                                elem_id="roi-pattern")
         where = gr.Markdown(text.ROI_AT_HINT, elem_id="roi-where")
         with gr.Row():
