@@ -321,16 +321,19 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
 
     def on_open(subject_value, index, upload_value, seed_value, summary_value, progress=gr.Progress()):
         """The tab's first opening runs the loop on the chosen test image, so it opens on an example rather than
-        nine empty panels; later openings keep what is shown. A failure is said in the summary line."""
+        nine empty panels, and gives the test-image box its last index as maximum; later openings keep what is
+        shown. A failure is said in the summary line."""
         if summary_value or not subject_value:
-            return [gr.update()] * len(outputs)
+            return [gr.update()] * (len(outputs) + 1)
         try:
-            return on_run(subject_value, index, upload_value, seed_value, progress)
+            shown_now = list(on_run(subject_value, index, upload_value, seed_value, progress))
         except gr.Error as exc:
-            return [f"_{exc.message}_", *[gr.update()] * (len(outputs) - 1)]
+            return [f"_{exc.message}_", *[gr.update()] * len(outputs)]
+        n = len(handlers.test_images(subject_value)[0])
+        return [*shown_now, gr.update(maximum=n - 1) if n else gr.update()]
 
     outputs = [summary, shown, vdvae, final, predicted, reference, bars]
-    tab.select(on_open, [subject, test_index, upload, seed, summary], outputs, api_name=False,
+    tab.select(on_open, [subject, test_index, upload, seed, summary], [*outputs, test_index], api_name=False,
                concurrency_id="brain_models", concurrency_limit=1, show_progress_on=[summary])
     # Progress and a failure show on the summary line alone (the toast says why); the panels keep what they had.
     run.click(on_run, [subject, test_index, upload, seed], outputs, api_name="brain_response",

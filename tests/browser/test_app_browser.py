@@ -164,5 +164,9 @@ def test_brain_response_opens_on_an_example(demo_app, page):
     page.get_by_role("tab", name="Brain response").click()  # a later opening keeps what is shown
     page.wait_for_timeout(1000)
     assert page.get_by_text("median r = ").first.inner_text() == summary
+    box = page.locator("#br-test-image input")  # the opening gave the box its range: 999 comes back as 99
+    box.fill("999")
+    box.press("Enter")
+    page.wait_for_function("() => document.querySelector('#br-test-image input').value === '99'")
     page.goto(demo_app + "?tab=brain")  # opened by a link to the tab, not by a click on it
     page.get_by_text(re.compile(r"Subject 1: encoder accuracy .* median r = ")).wait_for(timeout=120_000)
