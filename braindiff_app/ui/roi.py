@@ -74,14 +74,14 @@ LINK_JS = """(token) => {
 
 
 def history_caption(number: int, recipe: Recipe) -> str:
-    """A history item's caption, short enough to read whole: ``"3 · S1 · V1+1 faces+1 · #0"``."""
+    """A history item's caption, short enough to read whole: ``"3 · S1 · V1+1 faces+1 · seed 0"``."""
     parts = [f"{name}{weight:+g}" for name, weight in recipe.regions.items()]
     if recipe.painted:
         parts.append(f"{len(recipe.painted)}px{recipe.painted_weight:+g}")
     who = "avg" if recipe.subject == "average" else f"S{recipe.subject}"
     regions = " ".join(parts)
     regions = regions if len(regions) <= 22 else regions[:21] + "…"
-    return f"{number} · {who} · {regions} · #{recipe.seed}"
+    return f"{number} · {who} · {regions} · seed {recipe.seed}"
 
 
 def _legend(subject_regions: set[str] | None = None) -> str:

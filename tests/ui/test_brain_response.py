@@ -133,7 +133,7 @@ def test_every_endpoint_through_gradio_client(demo_settings, tmp_path):
         assert scores == sorted(scores, reverse=True) and {s for s, _ in recipe.ranking} == {5, 6, 7}
         labels = [item[1] if isinstance(item, (list, tuple)) else item["caption"] for item in gallery]
         best_seed, best_score = recipe.ranking[0]
-        assert labels[0] == f"1 · S1 · faces+1 · #{best_seed} · rank 1 ({best_score:+.2f})"  # best first
+        assert labels[0] == f"1 · S1 · faces+1 · seed {best_seed} · rank 1 ({best_score:+.2f})"  # best first
         assert [label.split(" · rank ")[1][0] for label in labels] == ["1", "2", "3"]
         single = client.predict(subject="1", seed=5, canvas=None, paint_weight=1.0, faces=1.0, candidates=1,
                                 api_name="/roi_generate")

@@ -186,8 +186,8 @@ def test_controls_from_a_recipe_make_the_same_recipe(stand_in_handlers):  # noqa
 def test_history_captions_are_short_and_name_the_experiment():
     recipe = Recipe(subject="1", regions={r: 1.0 for r in ALL_REGIONS}, painted=(1, 2, 3), seed=123456)
     caption = history_caption(7, recipe)
-    assert len(caption) <= 48 and caption.startswith("7 · S1 · V1+1") and caption.endswith("#123456")
-    assert history_caption(1, Recipe(subject="average", regions={"faces": 1.0})) == "1 · avg · faces+1 · #0"
+    assert len(caption) <= 52 and caption.startswith("7 · S1 · V1+1") and caption.endswith("seed 123456")
+    assert history_caption(1, Recipe(subject="average", regions={"faces": 1.0})) == "1 · avg · faces+1 · seed 0"
 
 
 def test_api_names_every_roi_input_and_lists_no_stray_endpoint(live_app):
