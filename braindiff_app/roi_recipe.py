@@ -218,7 +218,8 @@ class Recipe:
                 raise ValueError(f"recipe link: inflates to more than {MAX_RECIPE_BYTES} bytes.")
             content = json.loads(data.decode("utf-8"))
         except (binascii.Error, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"recipe link: not a recipe token ({type(exc).__name__}: {exc}).") from None
+            raise ValueError(f"recipe link: not a recipe that the studio's Copy link wrote (cut short or changed? "
+                             f"{type(exc).__name__}: {exc})") from None
         except RecursionError:
             raise ValueError("recipe link: JSON nested too deeply; a recipe holds flat values.") from None
         return cls.from_json(content, "recipe link")

@@ -383,10 +383,15 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         params = dict(request.query_params) if request is not None else {}
         # a key, or a bare name (the first folder's bundle of that name: AppState.bundle)
         name = (state.key_of(params["subject"]) if "subject" in params else None) or current
+        if "subject" in params and not state.key_of(params["subject"]):  # a stale or mistyped link: say so
+            gr.Warning(text.URL_NO_BUNDLE.format(subject=params["subject"], shown=name or "nothing"))
         try:
             wanted = int(params["image"]) if "image" in params else None
         except ValueError:
             wanted = None
+            gr.Warning(text.URL_BAD_IMAGE.format(image=params["image"]))
+        if wanted is not None and name and handlers.index_of(name, wanted) is None:
+            gr.Warning(text.UNKNOWN_ID.format(trial_id=wanted, bundle=name) + " " + text.URL_FIRST_TRIAL)
         return name, wanted
 
     app.load(from_url, [subject], [subject, image_id], api_name=False).then(

@@ -166,6 +166,10 @@ KEYS_JS = """() => {
     if (['1', '2', '3', '4'].includes(event.key)) id = 'classroom-vote-' + event.key;
     else if (event.key === 'n' || event.key === 'N') id = 'classroom-next';
     else if (event.key === 'f' || event.key === 'F') id = 'classroom-fullscreen';
+    // Esc leaves projector mode also where the browser refused full screen (kiosk, an embedding page); in full
+    // screen the browser takes Esc itself and 'fullscreenchange' above leaves the mode.
+    else if (event.key === 'Escape' && room.classList.contains('bd-projector') && !document.fullscreenElement)
+      id = 'classroom-fullscreen';
     const button = id && document.getElementById(id);
     if (button) { event.preventDefault(); button.click(); }
   });
@@ -288,7 +292,9 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
                 elif i == choice:
                     classes.append("bd-wrong")
                 marks.append(gr.update(elem_classes=classes))
-            variants = [gr.update(variant="primary" if i == q.answer else "secondary") for i in range(N_CHOICES)]
+            # the right answer's button in the accent colour, a wrong vote's in red (as its image's dashed outline)
+            variants = [gr.update(variant="primary" if i == q.answer else "stop" if i == choice else "secondary")
+                        for i in range(N_CHOICES)]
             return [message, current_score, current_score.line(), *marks, *variants]
         return handler
 

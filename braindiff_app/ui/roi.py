@@ -77,7 +77,7 @@ def history_caption(number: int, recipe: Recipe) -> str:
     """A history item's caption, short enough to read whole: ``"3 · S1 · V1+1 faces+1 · seed 0"``."""
     parts = [f"{name}{weight:+g}" for name, weight in recipe.regions.items()]
     if recipe.painted:
-        parts.append(f"{len(recipe.painted)}px{recipe.painted_weight:+g}")
+        parts.append(f"{len(recipe.painted)}vox{recipe.painted_weight:+g}")
     who = "avg" if recipe.subject == "average" else f"S{recipe.subject}"
     regions = " ".join(parts)
     regions = regions if len(regions) <= 22 else regions[:21] + "…"
@@ -288,7 +288,9 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                                                                                                desc=stage),
                                 request, history_runs)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-            raise gr.Error(str(exc)) from None
+            # The upload's name, not the server's temporary path; the last result stays as it was.
+            gr.Warning(str(exc).replace(str(recipe_file), os.path.basename(str(recipe_file))))
+            return [gr.update()] * (7 + 6 + len(slider_list))
         return [*outputs, *restore(recipe, show_bands)]
 
     def make_link(subject, seed_value, canvas_value, paint_weight, settings, n, *weights):
@@ -318,11 +320,14 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                 *slider_states(value), gr.update(), problem, map_panel(value)]
 
     def preset(name, subject):
+        """The example's weights; regions the subject lacks stay 0 (said), and an example of nothing but such
+        regions is unselected again (it would set no weight at all)."""
         weights = {r: 0.0 for r in region_names} | PRESETS.get(name, {})
         reasons = handlers.availability(subject) if subject else {r: "" for r in region_names}
         absent = [r for r, w in weights.items() if w and reasons[r]]
         note = text.ROI_PRESET_ABSENT.format(subject=subject, regions=", ".join(absent)) if absent else ""
-        return [note] + [0.0 if reasons[r] else weights[r] for r in region_names]
+        kept = [0.0 if reasons[r] else weights[r] for r in region_names]
+        return [note, gr.update() if any(kept) else gr.update(value=None)] + kept
 
     def on_bands(subject, show_bands, value):
         if not subject:
@@ -367,7 +372,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                                                              color_mode="fixed")),
                           [painted_weight], [canvas], api_name=False)
     bands.input(on_bands, [subject, bands, canvas], [canvas], api_name=False, trigger_mode="always_last")
-    presets.input(preset, [presets, subject], [status, *slider_list], api_name=False)
+    presets.input(preset, [presets, subject], [status, presets, *slider_list], api_name=False)
     pattern.select(name_region, [subject], [where], api_name=False)
     copy.click(make_link, [subject, seed, canvas, painted_weight, restored, candidates, *slider_list], [link, status],
                api_name=False).then(None, [link], [link], js=LINK_JS, api_name=False)

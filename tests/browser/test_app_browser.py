@@ -41,6 +41,15 @@ def test_browse_pick_trial(live_app, page):
     page.screenshot(path=str(OUTPUT / "browse.png"), full_page=True)
 
 
+def test_a_stale_link_says_what_it_could_not_show(live_app, page):
+    url, _ = live_app
+    page.goto(url + "?tab=browse&subject=bogus&image=99999")
+    page.get_by_text("The link names the bundle 'bogus', which this app does not have").wait_for()
+    page.get_by_text("Image id 99999 is not among demo-subj01's test trials. Showing the first trial.").wait_for()
+    page.get_by_text("trial 1 of 5").wait_for()
+    assert page.locator(".block .error").count() == 0
+
+
 def test_classroom_and_about_tabs(live_app, page):
     url, _ = live_app
     page.goto(url)
@@ -54,6 +63,8 @@ def test_classroom_and_about_tabs(live_app, page):
     page.get_by_text("Score:").wait_for()
     page.locator("#classroom .classroom-choice.bd-right").wait_for()
     assert page.locator("#classroom .classroom-choice.bd-right").count() == 1  # the answer is revealed
+    wrong = page.locator("#classroom .classroom-choice.bd-wrong").count()
+    assert wrong == page.locator("#classroom-votes button.stop").count() <= 1  # a wrong vote's button in red
     score = page.locator("#classroom-score").inner_text()
     page.get_by_role("button", name="2", exact=True).click()  # a second vote: the first stands
     page.get_by_text("Already answered").wait_for()

@@ -143,7 +143,7 @@ def test_recipe_link_round_trip_and_refusals():
     back = Recipe.from_link(token)
     assert back == recipe and back.content_id == recipe.content_id
     assert len(token) < len(json.dumps(recipe.to_json()))  # compressed
-    with pytest.raises(ValueError, match="not a recipe token"):
+    with pytest.raises(ValueError, match="not a recipe that the studio.s Copy link wrote"):
         Recipe.from_link("not*base64")
     import base64
 
