@@ -422,7 +422,7 @@ class Bundle:
     tier = property(lambda self: self.manifest.tier)
     n_trials = property(lambda self: self.manifest.n_trials)
     kinds = property(lambda self: self.manifest.kinds)
-    features = property(lambda self: self.manifest.settings.get("features", "predicted"))
+    features = property(lambda self: check_feature_source(self.manifest.settings))  # one home for the default
     decoded = property(lambda self: self.features != "true")  # from a brain, not the seen images' own features
 
     def image_path(self, index: int, kind: str) -> Path:

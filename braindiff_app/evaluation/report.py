@@ -173,12 +173,13 @@ def summary_table(bundles: Sequence[Bundle], kind: str = "final",
             label = f"{label} ({bundle.name})"
         rows.append({"label": label, "bundle": bundle.name, "key": bundle.key, "n_trials": bundle.n_trials,
                      "features": bundle.features, **_means(bundle, kind, columns)})
-    subject_rows = [r for r, b in zip(rows, bundles, strict=True) if b.subject.isdigit() and b.decoded]
+    numbered = [(r, b) for r, b in zip(rows, bundles, strict=True) if b.subject.isdigit() and b.decoded]
+    subject_rows = [r for r, _ in numbered]
     if len(subject_rows) >= 2:
         average = {m: float(np.nanmean([r[m] for r in subject_rows])) if any(np.isfinite(r[m])
                                                                            for r in subject_rows) else float("nan")
                    for m in columns}
-        numbers = ", ".join(str(int(b.subject)) for b in bundles if b.subject.isdigit() and b.decoded)
+        numbers = ", ".join(str(int(b.subject)) for _, b in numbered)
         rows.append({"label": MEAN_LABEL.format(numbers=numbers), "bundle": "", "key": "",
                      "n_trials": sum(r["n_trials"] for r in subject_rows), "features": "predicted", **average})
     # The ceiling last: a bound, not one more subject.

@@ -382,8 +382,9 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         """Page load: the URL's ``subject`` (a bundle key) and ``image`` (an NSD image id), where valid."""
         params = dict(request.query_params) if request is not None else {}
         # a key, or a bare name (the first folder's bundle of that name: AppState.bundle)
-        name = (state.key_of(params["subject"]) if "subject" in params else None) or current
-        if "subject" in params and not state.key_of(params["subject"]):  # a stale or mistyped link: say so
+        linked = state.key_of(params["subject"]) if "subject" in params else None
+        name = linked or current
+        if "subject" in params and not linked:  # a stale or mistyped link: say so
             gr.Warning(text.URL_NO_BUNDLE.format(subject=params["subject"], shown=name or "nothing"))
         try:
             wanted = int(params["image"]) if "image" in params else None

@@ -280,18 +280,18 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
 
     def replay(recipe_file, history_runs, show_bands, request: gr.Request, progress=gr.Progress()):
         if not recipe_file:
-            return [gr.update()] * (7 + 6 + len(slider_list))
+            return [gr.update()] * (len(outputs) + len(restore_outputs))
         try:
             recipe = Recipe.load(recipe_file)
             n = min(int(recipe.settings.get("candidates", 1)), MAX_APP_CANDIDATES)  # best-of-N recipes rank again
-            outputs = generated(replace(recipe, ranking=()), n, lambda stage, i, total: progress((i, total),
-                                                                                               desc=stage),
-                                request, history_runs)
+            made = generated(replace(recipe, ranking=()), n, lambda stage, i, total: progress((i, total),
+                                                                                            desc=stage),
+                             request, history_runs)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             # The upload's name, not the server's temporary path; the last result stays as it was.
             gr.Warning(str(exc).replace(str(recipe_file), os.path.basename(str(recipe_file))))
-            return [gr.update()] * (7 + 6 + len(slider_list))
-        return [*outputs, *restore(recipe, show_bands)]
+            return [gr.update()] * (len(outputs) + len(restore_outputs))
+        return [*made, *restore(recipe, show_bands)]
 
     def make_link(subject, seed_value, canvas_value, paint_weight, settings, n, *weights):
         try:
