@@ -9,12 +9,13 @@ thin wrappers around them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from braindiff_app._bundle_io import read_json
+from braindiff_app.arrays import read_array
 from braindiff_app.atomic import atomic_path, atomic_save_npy, atomic_write_json
 from braindiff_app.config import Settings, check_in_allowed, resolve_device, resolve_dtype
 from braindiff_app.protocol import Protocol, get_protocol
@@ -130,7 +131,7 @@ def extract_vdvae_features(
         "protocol": protocol.name, "resize": protocol.vdvae_resize,
     }
     meta_path = out / "vdvae.json"
-    previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    previous = read_json(meta_path) if meta_path.is_file() else {}
     same = {k: previous.get(k) for k in identity} == identity
     out.mkdir(parents=True, exist_ok=True)
     if not same:
@@ -138,7 +139,7 @@ def extract_vdvae_features(
     counts = {}
     for split, source in sources.items():
         target = out / f"vdvae_{split}.npy"
-        images = np.load(source, mmap_mode="r", allow_pickle=False)
+        images = read_array(source)
         counts[split] = int(images.shape[0])
         if same and not overwrite and target.is_file():
             _log(log, f"{target} exists with the same model and options; skipped (--overwrite to redo)")
@@ -270,15 +271,15 @@ def extract_clip_features(
                 "transformers": transformers.__version__, "protocol": protocol.name,
                 "clip_resize": protocol.clip_resize}
     meta_path = out / "clip.json"
-    previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    previous = read_json(meta_path) if meta_path.is_file() else {}
     reuse = not overwrite and {k: previous.get(k) for k in identity} == identity
     out.mkdir(parents=True, exist_ok=True)
     if not reuse:
         atomic_write_json(meta_path, identity)  # written first, so an interrupted run resumes split by split
     for split in SPLITS:
         vision_path, text_path = out / f"clip_vision_{split}.npy", out / f"clip_text_{split}.npy"
-        images = np.load(prepared / f"images_{split}.npy", mmap_mode="r", allow_pickle=False)
-        captions = json.loads((prepared / f"captions_{split}.json").read_text())
+        images = read_array(prepared / f"images_{split}.npy")
+        captions = read_json(prepared / f"captions_{split}.json")
         jobs = [(vision_path, len(images), lambda a, b, images=images: clip_vision_features(
                     image_encoder, np.asarray(images[a:b]), batch_size, progress=progress,
                     resize=protocol.clip_resize)),

@@ -15,7 +15,6 @@ perfect brain read-out would give, and is named ``{tier}-subjNN-true-features`` 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from braindiff_app._bundle_io import read_json
+from braindiff_app.arrays import read_array
 from braindiff_app.bundles import (
     FEATURE_SOURCES,
     REQUIRED_KINDS,
@@ -84,10 +85,10 @@ def load_test_set(settings: Settings, subject: int | str) -> TestSet:
     if missing:
         raise FileNotFoundError(f"prepared test data missing: {', '.join(missing)}; run "
                                 f"`braindiff prepare --subject {subject}` (tier {settings.tier}) first.")
-    fmri = np.load(folder / "fmri_test.npy", mmap_mode="r", allow_pickle=False)
-    images = np.load(folder / "images_test.npy", mmap_mode="r", allow_pickle=False)
-    captions = json.loads((folder / "captions_test.json").read_text())
-    meta = json.loads((folder / "meta.json").read_text())
+    fmri = read_array(folder / "fmri_test.npy", finite=True)
+    images = read_array(folder / "images_test.npy")
+    captions = read_json(folder / "captions_test.json")
+    meta = read_json(folder / "meta.json")
     if "nsd_ids_test" not in meta:
         raise ValueError(f"{folder / 'meta.json'}: expected key 'nsd_ids_test' (the test images' NSD ids); "
                          "rerun `braindiff prepare` to rewrite it.")
@@ -188,7 +189,7 @@ def true_test_features(settings: Settings, subject: int | str) -> tuple[TestSet,
             command = "vdvae" if name == "vdvae" else "clip"
             raise FileNotFoundError(f"{path}: missing; run `braindiff extract {command} --subject {subject}` (tier "
                                     f"{settings.tier}) first.")
-        values = np.load(path, mmap_mode="r", allow_pickle=False)
+        values = read_array(path, finite=True)
         if values.ndim < 2 or len(values) != len(test.trial_ids):
             raise ValueError(f"{path}: expected one row per test trial ({len(test.trial_ids)} rows), got shape "
                              f"{values.shape}; rerun `braindiff extract` for subject {subject}.")

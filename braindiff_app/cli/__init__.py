@@ -19,11 +19,23 @@ import traceback
 from braindiff_app import __version__
 from braindiff_app.config import DTYPES, TIERS, set_cpu_threads
 
-__all__ = ["add_protocol_argument", "build_parser", "main"]
+__all__ = ["add_protocol_argument", "build_parser", "main", "positive_int"]
 
 # Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("app", "doctor", "bundles", "demo_data", "prepare", "extract", "extract_clip", "fit", "reconstruct",
             "evaluate", "roi", "encoder", "demo_build", "train_vdvae", "train_diffusion")
+
+
+def positive_int(value: str) -> int:
+    """argparse ``type`` for counts such as ``--batch-size``: a whole number >= 1 (0 or -2 said at once, not as
+    ``range() arg 3 must not be zero`` after the models have loaded)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return number
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

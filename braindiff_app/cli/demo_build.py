@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from braindiff_app.cli import add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_settings_arguments, positive_int, settings_from_args
 
 SUBJECTS = ("1", "2", "5", "7")
 #: Generated blocks of the docs: marker name -> the report file (under the report folder) whose table fills it.
@@ -41,7 +41,8 @@ def register(subparsers, demo_subparsers) -> None:
     parser.add_argument("--n-test", type=int, default=100, help="shared test images (default 100)")
     parser.add_argument("--n-train", type=int, default=1500, help="training images per subject (default 1500)")
     parser.add_argument("--limit", type=int, help="reconstruct only the first N test trials (quick look)")
-    parser.add_argument("--batch-size", type=int, default=50, help="trials per reconstruction batch (default 50)")
+    parser.add_argument("--batch-size", type=positive_int, default=50,
+                        help="trials per reconstruction batch (default 50)")
     parser.add_argument("--roi-rank", type=int, default=32,
                         help="rank of the compact regressors exported for the ROI studio (default 32)")
     parser.add_argument("--docs", nargs="*", default=None,

@@ -6,7 +6,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_protocol_argument, add_settings_arguments, positive_int, settings_from_args
 from braindiff_app.evaluation.registry import METRICS
 
 METRICS_HELP = ", ".join(f"'{m}'" if " " in m else m for m in METRICS) + (
@@ -40,7 +40,7 @@ def register(subparsers, demo_subparsers) -> None:
                         help="skip the baseline rows (flat mean colour, training mean image, low-pass seen image at "
                         "the "
                         "VDVAE's resolution), stored as extra kinds in metrics.json; computed unless --kinds is given")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per network pass (default 32)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="images per network pass (default 32)")
     add_protocol_argument(parser)
     add_settings_arguments(parser)
     parser.set_defaults(func=run)

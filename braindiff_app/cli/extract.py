@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_protocol_argument, add_settings_arguments, positive_int, settings_from_args
 from braindiff_app.extraction import VDVAE_MODES
 
 
@@ -39,7 +39,7 @@ def register(subparsers, demo_subparsers) -> None:
     vdvae.add_argument("--seed", type=int, default=0, help="seed for --mode sample")
     vdvae.add_argument("--n-layers", type=int, default=None,
                        help="leading decoder layers to keep (default: the model's, 31 for imagenet64)")
-    vdvae.add_argument("--batch-size", type=int, default=32)
+    vdvae.add_argument("--batch-size", type=positive_int, default=32)
     vdvae.add_argument("--overwrite", action="store_true", help="recompute splits that are already written")
     add_protocol_argument(vdvae)
     add_settings_arguments(vdvae)

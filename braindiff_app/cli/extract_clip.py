@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_protocol_argument, add_settings_arguments, positive_int, settings_from_args
 from braindiff_app.cli.extract import extract_subparsers
 
 
@@ -21,7 +21,7 @@ def register(subparsers, demo_subparsers) -> None:
         "--overwrite to redo); features made by anything else are recomputed.",
     )
     parser.add_argument("--subject", required=True, help="subject number (1, 2, 5, 7; demo: 1)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--overwrite", action="store_true", help="recompute splits that are already written")
     add_protocol_argument(parser)
     add_settings_arguments(parser)

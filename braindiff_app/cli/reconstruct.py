@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from braindiff_app.cli import add_protocol_argument, add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_protocol_argument, add_settings_arguments, positive_int, settings_from_args
 
 
 def register(subparsers, demo_subparsers) -> None:
@@ -36,7 +36,7 @@ def register(subparsers, demo_subparsers) -> None:
                         "test images' own features from `braindiff extract` (no fMRI, no regressors): the image "
                         "models' ceiling, in a bundle named <tier>-subjNN-true-features (NN: the subject)")
     add_stage2_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=8, help="trials per batch (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="trials per batch (default 8)")
     add_protocol_argument(parser)
     add_settings_arguments(parser)
     parser.set_defaults(func=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from braindiff_app.cli import add_settings_arguments, settings_from_args
+from braindiff_app.cli import add_settings_arguments, positive_int, settings_from_args
 
 DEFAULTS = {"steps": 450, "batch_size": 32, "kl_warmup": 150, "n_images": 6000, "world_seed": 1000, "eval_images": 128}
 
@@ -21,7 +21,7 @@ def register(subparsers, demo_subparsers) -> None:
     )
     parser.add_argument("--out", help="output folder (default: the repo's assets/demo/models/vdvae)")
     parser.add_argument("--steps", type=int, default=DEFAULTS["steps"], help="optimiser steps")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
     parser.add_argument("--n-images", type=int, default=DEFAULTS["n_images"], help="training scenes to render")
     parser.add_argument("--world-seed", type=int, default=DEFAULTS["world_seed"], help="stimulus world of training")
     parser.add_argument("--eval-images", type=int, default=DEFAULTS["eval_images"],

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from braindiff_app.arrays import read_array
 from braindiff_app.config import check_in_allowed
 from braindiff_app.data.nsd import NCSNR_FILE
 from braindiff_app.regression.lowrank import low_rank_weights
@@ -420,7 +421,7 @@ def _features_of(features_dir: Path, split: str, feature_set: str) -> np.ndarray
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; extract the features first (`braindiff extract "
                                         f"{command}`).")
-            loaded[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+            loaded[name] = read_array(path, finite=True)
     return encoder_features(feature_set, loaded.get("clip_vision"), loaded.get("vdvae"))
 
 
@@ -477,7 +478,7 @@ def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.
     for path in [*paths.values(), prepared_dir / "meta.json"]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; prepare the subject first (`braindiff prepare`).")
-    fmri = {k: np.load(p, allow_pickle=False) for k, p in paths.items()}
+    fmri = {k: read_array(p, finite=True, mmap=False) for k, p in paths.items()}
     X = {k: _features_of(features_dir, k, feature_set) for k in ("train", "test")}
     for k in X:
         if len(X[k]) != len(fmri[k]):

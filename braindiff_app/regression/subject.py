@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from braindiff_app.arrays import read_array
 from braindiff_app.regression.lowrank import low_rank_fidelity, to_low_rank
 from braindiff_app.regression.ridge import RidgeRegressor
 from braindiff_app.regression.storage import load_regressor, save_regressor
@@ -42,9 +43,7 @@ def tier_alphas(tier: str, n_train: int) -> dict[str, float]:
 
 
 def _load(path: Path, hint: str) -> np.ndarray:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; {hint}.")
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return read_array(path, hint, finite=True)  # a NaN in the inputs would fit (and save) an all-NaN regressor
 
 
 def _check_free_space(folder: Path, weight_bytes: int, name: str) -> None:
@@ -132,29 +131,42 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
             raise ValueError(f"{features_dir / f'{stem}_train.npy'}: {features.shape[0]} rows, but "
                              f"{prepared_dir / 'fmri_train.npy'} has {fmri.shape[0]} trials; re-extract features "
                              "for this prepared subject.")
+        n_targets = int(np.prod(features.shape[1:]))
+        if low_rank is not None and not 1 <= low_rank <= min(fmri.shape[1], n_targets):
+            raise ValueError(f"low_rank: expected 1 <= rank <= {min(fmri.shape[1], n_targets)} (the smaller of "
+                             f"{fmri.shape[1]} voxels and {name}'s {n_targets} targets), got {low_rank}.")
         # Weights go to a memory-mapped scratch file: a full-size CLIP-vision matrix (12.4 GB) never sits in RAM.
         scratch = out_dir / f".{name}.weights.npy"
         out_dir.mkdir(parents=True, exist_ok=True)
-        _check_free_space(out_dir, fmri.shape[1] * int(np.prod(features.shape[1:])) * 4, name)
-        weights = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32,
-                                            shape=(fmri.shape[1], int(np.prod(features.shape[1:]))))
-        reg = RidgeRegressor(alphas[name], **ridge_options).fit(fmri, features, weights_out=weights)
-        entry: dict[str, Any] = {"path": str(path), "status": "fitted", "alpha": alphas[name],
-                                 "shape": list(features.shape[1:])}
-        if low_rank is not None:
-            low = to_low_rank(reg, low_rank)
-            test = prepared_dir / "fmri_test.npy"
-            if test.is_file():
-                entry["fidelity"] = low_rank_fidelity(reg, low, np.load(test))
-            entry["rank"], reg = low_rank, low
-        meta_path = features_dir / meta_name
-        metadata = {"target": name, "alpha": repr(alphas[name]), "n_trials": str(fmri.shape[0]),
-                    "features_metadata": meta_path.read_text() if meta_path.is_file() else "{}"}
-        save_regressor(reg, path, metadata)
-        del reg, weights
-        scratch.unlink()
+        _check_free_space(out_dir, fmri.shape[1] * n_targets * 4, name)
+        try:
+            entry = _fit_one(name, fmri, features, scratch, path, alphas[name], ridge_options, low_rank,
+                             prepared_dir, features_dir / meta_name)
+        finally:
+            scratch.unlink(missing_ok=True)  # an error or Ctrl-C leaves no scratch weights (12.4 GB for NSD)
         report[name] = entry
         if log is not None:
             log(f"{name}: saved {path} ({', '.join(f'{k}={v}' for k, v in entry.items() if k != 'path')})")
         del features
     return report
+
+
+def _fit_one(name: str, fmri: np.ndarray, features: np.ndarray, scratch: Path, path: Path, alpha: float,
+             ridge_options: Mapping[str, Any], low_rank: int | None, prepared_dir: Path,
+             meta_path: Path) -> dict[str, Any]:
+    """Fit one target's regressor into ``scratch`` weights and save it at ``path``; its report entry."""
+    weights = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32,
+                                        shape=(fmri.shape[1], int(np.prod(features.shape[1:]))))
+    reg = RidgeRegressor(alpha, **ridge_options).fit(fmri, features, weights_out=weights)
+    entry: dict[str, Any] = {"path": str(path), "status": "fitted", "alpha": alpha, "shape": list(features.shape[1:])}
+    if low_rank is not None:
+        low = to_low_rank(reg, low_rank)
+        test = prepared_dir / "fmri_test.npy"
+        if test.is_file():
+            entry["fidelity"] = low_rank_fidelity(reg, low, read_array(test, finite=True))
+        entry["rank"], reg = low_rank, low
+    metadata = {"target": name, "alpha": repr(alpha), "n_trials": str(fmri.shape[0]),
+                "features_metadata": meta_path.read_text() if meta_path.is_file() else "{}"}
+    save_regressor(reg, path, metadata)
+    del reg, weights  # the memory map is closed before the caller removes the scratch file
+    return entry

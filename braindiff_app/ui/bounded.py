@@ -36,11 +36,11 @@ def clamp(label: str | None, value: float | None, minimum: float | None, maximum
     name = label or "value"
     if value is None:
         if minimum is not None:
-            gr.Warning(text.OUT_OF_RANGE_EMPTY.format(label=name, used=_shown(minimum)))
+            gr.Warning(text.toast(text.OUT_OF_RANGE_EMPTY.format(label=name, used=_shown(minimum))))
         return minimum
     if isinstance(value, float) and not math.isfinite(value):
         used = minimum if minimum is not None else maximum
-        gr.Warning(text.OUT_OF_RANGE_NOT_FINITE.format(label=name, value=value, used=_shown(used)))
+        gr.Warning(text.toast(text.OUT_OF_RANGE_NOT_FINITE.format(label=name, value=value, used=_shown(used))))
         return used
     used = value
     if minimum is not None and value < minimum:

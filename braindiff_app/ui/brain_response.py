@@ -286,12 +286,12 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
 
     def on_run(subject_value, index, upload_value, seed_value, progress=gr.Progress()):
         if not subject_value:
-            raise gr.Error(text.BR_NO_MODELS)
+            raise gr.Error(text.toast(text.BR_NO_MODELS))
         try:
             progress(0, desc=text.BR_RUNNING)
             out = handlers.respond(subject_value, index, upload_value, seed_value)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(text.toast(str(exc))) from None
         return (out["summary"], out["input"], out["vdvae"], out["final"], out["predicted"],
                 gr.update(value=out["reference"], label=out["reference_label"]), bars_image(out["bars"]))
 
@@ -307,16 +307,16 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
         try:
             return handlers.tuning(subject_value, int(x), int(y))
         except (ValueError, TypeError, FileNotFoundError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(text.toast(str(exc))) from None
 
     def on_steer(subject_value, index, upload_value, region_value, dial_value, seed_value):
         if not subject_value:
-            raise gr.Error(text.BR_NO_MODELS)
+            raise gr.Error(text.toast(text.BR_NO_MODELS))
         try:
             image, points = handlers.steer(subject_value, index, upload_value, region_value, float(dial_value),
                                            seed_value)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(text.toast(str(exc))) from None
         return image, pd.DataFrame(points, columns=["dial", "activation"])
 
     def on_open(subject_value, index, upload_value, seed_value, summary_value, progress=gr.Progress()):
@@ -338,6 +338,9 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
     # Progress and a failure show on the summary line alone (the toast says why); the panels keep what they had.
     run.click(on_run, [subject, test_index, upload, seed], outputs, api_name="brain_response",
               concurrency_id="brain_models", concurrency_limit=1, show_progress_on=[summary])
+    # Enter in the test-image box runs it too: the panels showed the previous image with no hint to press the button
+    test_index.submit(on_run, [subject, test_index, upload, seed], outputs, api_name=False,
+                      concurrency_id="brain_models", concurrency_limit=1, show_progress_on=[summary])
     predicted.select(on_click, [subject], [tuning_md, top_measured, top_predicted], api_name=False,
                      concurrency_id="brain_models", concurrency_limit=1)
     tuning_button.click(tuning_api, [subject, x_in, y_in], [tuning_md, top_measured, top_predicted],

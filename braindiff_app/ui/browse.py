@@ -272,7 +272,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         try:
             view = handlers.trial(bundle_name, int(index))
         except (ValueError, IndexError) as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(text.toast(str(exc)), print_exception=False) from None
         table = gr.update(value={"headers": ["image", *view.metric_names], "data": view.metric_rows},
                           visible=True) if view.metric_rows else gr.update(value=None, visible=False)
         captions_md = f"**{text.CAPTION}**\n\n{view.captions}"
@@ -308,13 +308,14 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         """API: the 0-based index of the trial showing image ``trial_id``."""
         typed = "" if trial_id is None else str(trial_id).strip()
         if not typed.isdigit():
-            raise gr.Error(text.JUMP_NOT_A_NUMBER.format(typed=typed), print_exception=False)
+            raise gr.Error(text.toast(text.JUMP_NOT_A_NUMBER.format(typed=typed)), print_exception=False)
         if not bundle_name:
-            raise gr.Error(text.UNKNOWN_ID.format(trial_id=typed, bundle=bundle_name), print_exception=False)
+            raise gr.Error(text.toast(text.UNKNOWN_ID.format(trial_id=typed, bundle=bundle_name)),
+                           print_exception=False)
         try:
             return handlers.jump(bundle_name, int(typed))
         except ValueError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(text.toast(str(exc)), print_exception=False) from None
 
     def jump_number(bundle_name: str | None, trial_id: str | float | None):
         """The slider's trial number for image ``trial_id``; an id that is not there leaves the slider where it was
@@ -322,7 +323,7 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         try:
             return do_jump(bundle_name, trial_id) + 1
         except gr.Error as exc:
-            gr.Warning(exc.message)
+            gr.Warning(exc.message)  # escaped where it was raised
             return gr.update()
 
     def do_search(bundle_name: str | None, q: str):
@@ -385,14 +386,14 @@ def build_browse_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components
         linked = state.key_of(params["subject"]) if "subject" in params else None
         name = linked or current
         if "subject" in params and not linked:  # a stale or mistyped link: say so
-            gr.Warning(text.URL_NO_BUNDLE.format(subject=params["subject"], shown=name or "nothing"))
+            gr.Warning(text.toast(text.URL_NO_BUNDLE.format(subject=params["subject"], shown=name or "nothing")))
         try:
             wanted = int(params["image"]) if "image" in params else None
         except ValueError:
             wanted = None
-            gr.Warning(text.URL_BAD_IMAGE.format(image=params["image"]))
+            gr.Warning(text.toast(text.URL_BAD_IMAGE.format(image=params["image"])))
         if wanted is not None and name and handlers.index_of(name, wanted) is None:
-            gr.Warning(text.UNKNOWN_ID.format(trial_id=wanted, bundle=name) + " " + text.URL_FIRST_TRIAL)
+            gr.Warning(text.toast(text.UNKNOWN_ID.format(trial_id=wanted, bundle=name) + " " + text.URL_FIRST_TRIAL))
         return name, wanted
 
     app.load(from_url, [subject], [subject, image_id], api_name=False).then(

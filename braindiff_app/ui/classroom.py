@@ -263,12 +263,13 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
 
     def ask(bundle_name, kind_value, current_round):
         if not bundle_name:
-            raise gr.Error(text.no_bundle(state.settings.tier, state.settings.bundle_dirs), print_exception=False)
+            raise gr.Error(text.toast(text.no_bundle(state.settings.tier, state.settings.bundle_dirs)),
+                           print_exception=False)
         next_round = int(current_round) + 1
         try:
             q = handlers.question(bundle_name, next_round, kind_value)
         except ValueError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(text.toast(str(exc)), print_exception=False) from None
         return [next_round, q, q.reconstruction, *q.candidates, text.QUIZ_ASK]
 
     def unmark():
@@ -301,8 +302,16 @@ def build_classroom_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.compone
     outputs = [round_index, question, shown, *candidates, verdict]
     new.click(ask, [subject, kind, round_index], outputs, api_name="quiz_next", show_progress_on=[shown]).then(
         unmark, None, [*candidates, *buttons], api_name=False)
+    def switch(bundle_name, kind_value, current_round, q):
+        """Another subject or kind: the question on screen was the old one's, so a new one; the score restarts."""
+        if q is None or not bundle_name:
+            return [gr.update()] * (len(outputs) + 2)
+        return [*ask(bundle_name, kind_value, current_round), Score(), ""]
+
     for control in (subject, kind):
-        control.change(handlers.odds, [subject, kind], [odds], api_name=False)
+        control.change(handlers.odds, [subject, kind], [odds], api_name=False).then(
+            switch, [subject, kind, round_index, question], [*outputs, score, score_line], api_name=False,
+            show_progress_on=[shown]).then(unmark, None, [*candidates, *buttons], api_name=False)
     fullscreen.click(None, js=FULLSCREEN_JS, api_name=False)  # browser-side only: nothing for an API client
     for i, button in enumerate(buttons):
         button.click(choose(i), [question, round_index, score], [verdict, score, score_line, *candidates, *buttons],

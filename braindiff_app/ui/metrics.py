@@ -135,7 +135,7 @@ def build_metrics_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.component
         try:
             view = handlers.view(list(bundle_names or []), ablation_name)
         except ValueError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(text.toast(str(exc)), print_exception=False) from None
         return view.intervals1, view.bars1, view.intervals2, view.bars2, view.distributions, view.missing
 
     def metrics_picker(bundle_names, ablation_name):

@@ -171,10 +171,10 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
         problem = handlers.flatmap_problem(subject)
         if problem:
             return gr.update(value=None, label=f"{text.ROI_CANVAS}: {problem}", interactive=False)
+        if subject == "average":  # no background: Gradio's editor fails in the browser on a locked canvas with one
+            return gr.update(value=None, label=text.ROI_CANVAS_AVERAGE, interactive=True)
         value = {"background": handlers.map_image(subject, show_bands), "layers": list(layers or []),
                  "composite": None}
-        if subject == "average":
-            return gr.update(value={**value, "layers": []}, label=text.ROI_CANVAS_AVERAGE, interactive=False)
         return gr.update(value=value, label=text.ROI_CANVAS, interactive=True)
 
     def slider_states(subject, weights=None):
@@ -227,14 +227,14 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     def run(request: gr.Request, subject, seed, canvas, paint_weight, history_runs, settings,
             progress=gr.Progress(), **inputs):
         if not subject:
-            raise gr.Error(text.ROI_NO_MODELS)
+            raise gr.Error(text.toast(text.ROI_NO_MODELS))
         weights = {r: inputs.get(REGION_PARAMS[r], 0) for r in region_names}
         n = inputs.get("candidates", 1)  # best-of-N; API callers without it get one image
         n = 1 if n is None else int(n) if isinstance(n, float) and n.is_integer() else n  # the slider sends 2.0
         try:
             n = check_app_candidates(n)
         except ValueError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(text.toast(str(exc)), print_exception=False) from None
         try:
             recipe = handlers.recipe(subject, weights, _mask_from_editor(canvas),
                                      1.0 if paint_weight is None else paint_weight, 0 if seed is None else seed,
@@ -243,7 +243,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             callback = lambda stage, i, total: progress((i, total), desc=stage)  # noqa: E731
             return generated(recipe, n, callback, request, history_runs)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(text.toast(str(exc))) from None
 
     def generated(recipe: Recipe, n: int, callback, request, history_runs):
         """Generate ``recipe`` with ``n`` candidates (best-of-N when n > 1) and show it."""
@@ -289,7 +289,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
                              request, history_runs)
         except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
             # The upload's name, not the server's temporary path; the last result stays as it was.
-            gr.Warning(str(exc).replace(str(recipe_file), os.path.basename(str(recipe_file))))
+            gr.Warning(text.toast(str(exc).replace(str(recipe_file), os.path.basename(str(recipe_file)))))
             return [gr.update()] * (len(outputs) + len(restore_outputs))
         return [*made, *restore(recipe, show_bands)]
 
@@ -310,7 +310,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             recipe = Recipe.from_link(token)
             return [*restore(recipe, show_bands), text.ROI_LINK_LOADED, map_panel(recipe.subject)]
         except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
-            problem = text.ROI_LINK_BAD.format(reason=exc)
+            problem = text.ROI_LINK_BAD.format(reason=text.plain(str(exc)))
         choices = handlers.subjects()  # a bad link: open the studio as the tab would (it left that to the link)
         if not choices:
             return [gr.update()] * (6 + len(slider_list)) + [f"{problem}\n\n{text.ROI_NO_MODELS}", gr.update()]

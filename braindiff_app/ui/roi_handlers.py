@@ -171,7 +171,13 @@ class ROIHandlers:
         for region in ALL_REGIONS:
             missing = [a.absent.get(region, f"subject {a.subject} has no {region} voxels") for a in atlases
                        if region not in a.regions]
-            reasons[region] = "" if len(missing) < len(list(atlases)) else missing[0]
+            if len(missing) < len(list(atlases)):
+                reasons[region] = ""
+            elif subject == "average":  # one subject's reason would read as if the average were that subject
+                names = ", ".join(str(a.subject) for a in atlases)
+                reasons[region] = f"none of subjects {names} has {region} voxels"
+            else:
+                reasons[region] = missing[0]
         return reasons
 
     def flatmap(self, subject: str) -> tuple[np.ndarray, np.ndarray]:

@@ -92,6 +92,14 @@ def across_caption(kind: str, subject: str | None, image_id: int) -> str:
 IMAGE_PROBLEM = "⚠ {problem}"
 
 
+def toast(message: object) -> str:
+    """``message`` for a ``gr.Error`` / ``gr.Warning`` toast, which renders HTML: markup escaped, so a link's or a
+    file's text (``?subject=<a href=...>``) shows as typed and never as a link or an image."""
+    import html
+
+    return html.escape(str(message), quote=False)
+
+
 def plain(value: str) -> str:
     """``value`` shown as text in Markdown: HTML and Markdown markup escaped (a caption's ``<img>`` stays text)."""
     import html

@@ -50,6 +50,37 @@ def test_a_stale_link_says_what_it_could_not_show(live_app, page):
     assert page.locator(".block .error").count() == 0
 
 
+def test_a_link_cannot_put_markup_into_a_warning(live_app, page):
+    from urllib.parse import quote
+
+    url, _ = live_app
+    bad = '<a href="https://example.org/x">click</a><img src=x><b>bold</b>'
+    page.goto(url + "?subject=" + quote(bad) + "&image=" + quote("<i>7</i>"))
+    page.get_by_text(f"The link names the bundle '{bad}'").wait_for()  # the typed text, shown as text
+    page.get_by_text("The link's image '<i>7</i>' is not an image id").wait_for()
+    assert page.locator("a[href='https://example.org/x']").count() == 0
+    assert page.locator(".toast-body img, .toast-body b, .toast-body i").count() == 0
+
+
+def test_classroom_asks_anew_when_the_quiz_changes(live_app, page):
+    # The question, its marks and the score stayed on screen after another subject or "Show" was chosen.
+    from braindiff_app.ui import text
+
+    url, _ = live_app
+    page.goto(url + "?tab=classroom")
+    page.get_by_role("button", name="Next question").click()
+    page.get_by_text(text.QUIZ_ASK).wait_for()
+    page.get_by_role("button", name="1", exact=True).click()
+    page.locator("#classroom .classroom-choice.bd-right").wait_for()
+    shown = page.locator("#classroom-shown img").get_attribute("src")
+    page.get_by_label(text.QUIZ_VDVAE).check()
+    page.get_by_text(text.QUIZ_ASK).wait_for()
+    page.wait_for_function("() => !document.querySelector('#classroom .classroom-choice.bd-right')")
+    assert page.locator("#classroom-score").inner_text().strip() == ""
+    assert page.locator("#classroom-shown img").get_attribute("src") != shown  # the guess, not the final
+    assert page.locator(".block .error").count() == 0
+
+
 def test_classroom_and_about_tabs(live_app, page):
     url, _ = live_app
     page.goto(url)
@@ -175,9 +206,15 @@ def test_brain_response_opens_on_an_example(demo_app, page):
     page.get_by_role("tab", name="Brain response").click()  # a later opening keeps what is shown
     page.wait_for_timeout(1000)
     assert page.get_by_text("median r = ").first.inner_text() == summary
+    seen = page.locator(".block", has=page.get_by_text(text.BR_INPUT, exact=True)).last.locator("img").first
+    before = seen.get_attribute("src")
     box = page.locator("#br-test-image input")  # the opening gave the box its range: 999 comes back as 99
     box.fill("999")
-    box.press("Enter")
+    box.press("Enter")  # ... and Enter runs the loop on it (the panels kept image 0 until the button was pressed)
     page.wait_for_function("() => document.querySelector('#br-test-image input').value === '99'")
+    page.wait_for_function("([el, src]) => el.getAttribute('src') !== src", arg=[seen.element_handle(), before],
+                           timeout=120_000)
+    _wait_idle(page)
+    assert page.locator(".block .error").count() == 0
     page.goto(demo_app + "?tab=brain")  # opened by a link to the tab, not by a click on it
     page.get_by_text(re.compile(r"Subject 1: encoder accuracy .* median r = ")).wait_for(timeout=120_000)

@@ -205,6 +205,26 @@ def test_average_is_refused_at_once_and_presets_work_by_keyboard(browser, studio
     page.close()
 
 
+def test_average_chosen_first_locks_the_canvas_and_generates(browser, studio_url):
+    # Gradio's editor threw "Cannot read properties of null (reading 'get_data')" on a locked canvas with a
+    # background: the switch never finished (the canvas spun on "processing") and Generate did nothing.
+    page = _open(browser, studio_url + "?tab=roi")
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.locator("#roi-subject input").click()
+    page.get_by_role("option", name="Average of subjects").click()
+    page.get_by_text(text.ROI_CANVAS_AVERAGE).wait_for(timeout=60_000)
+    page.get_by_text("none of subjects 1, 2, 5, 7 has hV4 voxels").wait_for()  # not "subject 1 has no ..."
+    page.locator("#roi-presets input[value='faces']").check()
+    page.wait_for_function("() => document.querySelector('#roi-slider-faces input[type=number]').value === '1'")
+    page.locator("#roi-generate").click()
+    page.get_by_text(re.compile(r"· avg · faces\+1 · seed 0")).first.wait_for()
+    src = page.locator("#roi-final img").first.get_attribute("src")
+    final = np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB")).astype(int)
+    assert final.std() > 5 and errors == []
+    page.close()
+
+
 def test_a_weight_typed_out_of_range_and_a_generate_with_nothing_selected(browser, studio_url):
     page = _open(browser, studio_url + "?tab=roi")
     box = page.locator("#roi-slider-V1 input[type=number]")

@@ -28,6 +28,18 @@ def test_threads_flag_sets_torch_and_rejects_nonsense(monkeypatch, capsys):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("command", [["reconstruct", "--subject", "1"], ["extract", "clip"], ["extract", "vdvae"],
+                                     ["evaluate", "somewhere"], ["demo", "build"], ["demo", "train-vdvae"]])
+@pytest.mark.parametrize("value", ["0", "-2", "x", "1.5"])
+def test_batch_sizes_are_whole_numbers_from_one_before_anything_runs(command, value, capsys):
+    # --batch-size 0 failed after the models had loaded ("range() arg 3 must not be zero"), -2 as a trial "not
+    # written yet", and left a partial bundle behind.
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--batch-size", value])
+    assert exit_.value.code == 2
+    assert f"argument --batch-size: expected a whole number >= 1, got '{value}'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command, load, expected", [(["doctor"], 0.1, 4), (["app"], 0.1, 3), (["app"], 3.7, 1),
                                                       (["app", "--threads", "4"], 0.1, 4)])
 def test_the_app_leaves_a_core_for_serving(monkeypatch, command, load, expected):

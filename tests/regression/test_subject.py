@@ -63,3 +63,46 @@ def test_refuses_a_half_prepared_subject(tmp_path):
     (prepared / "meta.json").unlink()
     with pytest.raises(FileNotFoundError, match="meta.json: not found.*rerun `braindiff prepare`"):
         fit_subject(prepared, features, tmp_path / "out", targets=("vdvae",))
+
+
+def test_refuses_nan_or_inf_in_its_inputs_and_saves_nothing(tmp_path):
+    # A single NaN in the betas used to be fitted, saved as an all-NaN regressor and reported "fitted".
+    prepared, features = _folders(tmp_path)
+    fmri = np.load(prepared / "fmri_train.npy")
+    fmri[3, 5] = np.nan
+    np.save(prepared / "fmri_train.npy", fmri)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"fmri_train\.npy: row 3 holds NaN or infinite values"):
+        fit_subject(prepared, features, out, targets=("vdvae",))
+    (tmp_path / "b").mkdir()
+    prepared, features = _folders(tmp_path / "b")
+    text = np.load(features / "clip_text_train.npy")
+    text[11, 40, 1] = np.inf
+    np.save(features / "clip_text_train.npy", text)
+    with pytest.raises(ValueError, match=r"clip_text_train\.npy: row 11 holds NaN or infinite values"):
+        fit_subject(prepared, features, out, targets=("clip_text",))
+    assert not out.exists() or not list(out.iterdir())  # no regressor, no scratch file
+
+
+def test_a_rank_out_of_range_is_refused_before_fitting_and_no_scratch_stays(tmp_path, monkeypatch):
+    from braindiff_app.regression import subject
+
+    prepared, features = _folders(tmp_path)
+    out = tmp_path / "out"
+    fitted = []
+    monkeypatch.setattr(subject, "_fit_one", lambda *a, **k: fitted.append(a) or {})
+    for rank in (0, 3 + 20):  # clip_text: 77 x 2 = 154 targets, 20 voxels
+        with pytest.raises(ValueError, match=r"low_rank: expected 1 <= rank <= 20 .*20 voxels and clip_text's 154 "
+                                             rf"targets\), got {rank}"):
+            subject.fit_subject(prepared, features, out, targets=("clip_text",), low_rank=rank)
+    assert fitted == []  # refused before the dense fit, not after it
+    monkeypatch.undo()
+
+    def interrupted(*args, **kwargs):
+        np.lib.format.open_memmap(args[3], mode="w+", dtype=np.float32, shape=(20, 154))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subject, "_fit_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        subject.fit_subject(prepared, features, out, targets=("clip_text",))
+    assert list(out.iterdir()) == []  # the scratch weights are removed on the way out

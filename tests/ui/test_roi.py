@@ -79,6 +79,11 @@ def test_regions_a_subject_lacks_are_disabled_with_the_reason(handlers):
     assert reasons["faces"].startswith("floc-faces.nii.gz is missing from")
     average = handlers.availability("average")  # available when any subject has it
     assert average["faces"] == "" and average["V1"] == ""
+    atlases = handlers.models().atlases.values()
+    nowhere = [r for r in average if all(r not in a.regions for a in atlases)]
+    assert nowhere  # (e.g. hV4: neither subject's ROI files hold it)
+    for region in nowhere:  # said of the subjects averaged, not as if the average were subject 1
+        assert average[region] == f"none of subjects 1, 2 has {region} voxels"
     assert all(reason == "" for region, reason in handlers.availability("1").items()
                if region in handlers.models().atlases["1"].regions)
 
