@@ -45,7 +45,6 @@ def register(subparsers, demo_subparsers) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from braindiff_app.encoding import encoder_path
     from braindiff_app.regression.encoder import fit_subject_encoder
@@ -59,12 +58,12 @@ def run_fit(args: argparse.Namespace) -> int:
     true_test = None
     if settings.tier == "demo" and settings.nsd_dir is not None \
             and (settings.nsd_dir / "braindiff_simulation").is_dir() and (prepared / "meta.json").is_file():
-        import json
-
+        from braindiff_app._bundle_io import read_json
+        from braindiff_app.arrays import read_array
         from braindiff_app.demo.simulated_nsd import true_responses
 
-        meta = json.loads((prepared / "meta.json").read_text())
-        ijk = np.load(prepared / "voxel_ijk.npy", allow_pickle=False)
+        meta = read_json(prepared / "meta.json")
+        ijk = read_array(prepared / "voxel_ijk.npy", mmap=False)
         true_test = true_responses(settings.nsd_dir, int(args.subject), meta["nsd_ids_test"], ijk)
     report = fit_subject_encoder(prepared, settings.subject_dir("features", args.subject), out,
                                  feature_set=args.feature_set, rank=args.rank or None, true_test=true_test,
@@ -117,6 +116,9 @@ def run_encode(args: argparse.Namespace) -> int:
     except (UnidentifiedImageError, OSError):
         raise ValueError(f"{path}: not an image PIL can read; choose a PNG or JPEG.") from None
     settings, _ = roi_settings(settings_from_args(args))
+    if not args.subject.strip().isdigit():
+        raise ValueError(f"--subject: expected a subject number with an encoder (1, 2, 5, 7), got {args.subject!r}"
+                         " (encoders are fitted per subject; there is none for the average).")
     subject = str(int(args.subject))
     models = load_encoding_models(settings, load_roi_models(settings, [subject]))
     response = models.predict(subject, image[None])[0]

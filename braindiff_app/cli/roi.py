@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `braindiff --help` stays fast
+    import numpy as np
 
 
 def register(subparsers, demo_subparsers) -> None:
@@ -79,7 +83,6 @@ def _best_of_n(settings, models, recipe, n: int):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
     from tqdm.auto import tqdm
 
     from braindiff_app.cli import settings_from_args
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.recipe:
         recipe = Recipe.load(args.recipe)
     else:
-        painted = np.load(args.painted, allow_pickle=False) if args.painted else ()
+        painted = _painted_voxels(args.painted) if args.painted else ()
         recipe = Recipe(subject=args.subject, regions=parse_regions(args.regions), painted=painted,
                         seed=args.seed, settings={**stage2, "tier": settings.tier, "protocol": args.protocol})
     candidates = int(recipe.settings.get("candidates", 1))
@@ -134,3 +137,14 @@ def run(args: argparse.Namespace) -> int:
     recipe.save(out / f"{stem}_recipe.json")
     print(f"written: {out / stem}_{{vdvae.png,final.png,recipe.json}}  ({recipe.label})")
     return 0
+
+
+def _painted_voxels(path: str) -> np.ndarray:
+    """``--painted FILE``: a 1-D .npy array of voxel indices; ValueError naming the file otherwise."""
+    from braindiff_app.arrays import read_array
+
+    values = read_array(path, "--painted expects a .npy file of voxel indices", mmap=False)
+    if values.ndim != 1 or values.dtype.kind not in "iu":
+        raise ValueError(f"{path}: --painted expects a 1-D array of whole voxel indices (numpy.save of an int "
+                         f"array), got shape {values.shape} of {values.dtype}.")
+    return values

@@ -27,7 +27,6 @@ passes them (the demo tier's simulator knows them), r against the true noiseless
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from braindiff_app._bundle_io import read_json
 from braindiff_app.arrays import read_array
 from braindiff_app.config import check_in_allowed
 from braindiff_app.data.nsd import NCSNR_FILE
@@ -489,7 +489,7 @@ def fit_subject_encoder(prepared_dir: str | os.PathLike, features_dir: str | os.
     predicted = model.predict(X["test"])
     evaluation = {"accuracy": pearson_per_voxel(predicted, measured).astype(np.float32),
                   "test_measured": measured.astype(np.float16)}
-    meta = json.loads((prepared_dir / "meta.json").read_text())
+    meta = read_json(prepared_dir / "meta.json")
     if "nsd_ids_test" in meta:
         evaluation["test_nsd_ids"] = np.asarray(meta["nsd_ids_test"], dtype=np.int64)
     report: dict[str, Any] = {"path": str(out_path), "feature_set": feature_set, "n_features": model.n_features,

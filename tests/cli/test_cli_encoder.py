@@ -89,6 +89,14 @@ def test_encode_writes_pattern_and_flatmap(tmp_path):
     assert drawn[lookup == bottom][:, 2].mean() > drawn[lookup == bottom][:, 0].mean() + 60  # least: blue
 
 
+def test_encode_for_the_average_says_encoders_are_per_subject(tmp_path, capsys):
+    path = tmp_path / "img.png"
+    Image.new("RGB", (16, 16)).save(path)
+    assert main(["encode", "--subject", "average", "--image", str(path), "--home", str(tmp_path / "h")]) == 1
+    err = capsys.readouterr().err  # was: "invalid literal for int() with base 10: 'average'"
+    assert "--subject: expected a subject number with an encoder (1, 2, 5, 7), got 'average'" in err
+
+
 @pytest.mark.parametrize(("content", "match"), [
     (b"not an image", "not an image PIL can read"),
     (None, "at least 8 x 8 pixels, got 1 x 1"),

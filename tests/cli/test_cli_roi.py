@@ -62,6 +62,17 @@ def test_roi_cli_bad_input_is_one_line(models, tmp_path, capsys):
                                                "number like +1 or -0.5, got 'x'.")
     assert main(["roi", "--regions", " ", "--home", str(tmp_path)]) == 1
     assert "empty selection" in capsys.readouterr().err
+    # --painted: a file that is no .npy array, or not a 1-D list of voxel indices, is named (numpy's own message
+    # advised allow_pickle=True and named no file).
+    (tmp_path / "notes.npy").write_text("V1 please")
+    np.save(tmp_path / "grid.npy", np.zeros((3, 4), np.int64))
+    for name, said in (("notes.npy", "notes.npy: not a readable .npy array"),
+                       ("grid.npy", "grid.npy: --painted expects a 1-D array of whole voxel indices (numpy.save of "
+                                    "an int array), got shape (3, 4) of int64."),
+                       ("none.npy", "none.npy: missing; --painted expects a .npy file of voxel indices.")):
+        assert main(["roi", "--regions", "", "--painted", str(tmp_path / name), "--home", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert said in err and "allow_pickle" not in err and "Traceback" not in err
 
 
 def test_roi_cli_paper_grids(models, tmp_path):

@@ -49,6 +49,11 @@ def test_prepare_split_average_mask_images_captions(tiny_nsd, tmp_path):
     stamp = (out / "fmri_train.npy").stat().st_mtime_ns
     nsd.prepare_subject(tiny_nsd.root, 1, out, progress=False)
     assert (out / "fmri_train.npy").stat().st_mtime_ns == stamp
+    # A damaged completion mark (an interrupted copy): the rerun prepares again instead of failing on its JSON.
+    with open(out / "meta.json", "r+b") as f:
+        f.truncate(30)
+    nsd.prepare_subject(tiny_nsd.root, 1, out, progress=False)
+    assert json.loads((out / "meta.json").read_text()) == meta
 
 
 def test_sessions_subset(tiny_nsd, tmp_path):
