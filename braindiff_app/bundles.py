@@ -63,6 +63,7 @@ __all__ = [
     "BundleLockedError",
     "Manifest",
     "TrialRecord",
+    "manifest_changes",
     # writing
     "BundleWriter",
     "write_metrics",
@@ -207,6 +208,15 @@ def _image_name(index: int) -> str:
 # --------------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------------
+def manifest_changes(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """What differs between two manifests' JSON (``Manifest.to_json``): ``"settings.strength: 0.75 -> 0.6"``, ..."""
+    changed = [f"{part}.{key}: {previous.get(part, {}).get(key)!r} -> {value!r}"
+               for part in ("settings", "models") for key, value in wanted.get(part, {}).items()
+               if previous.get(part, {}).get(key) != value]
+    return changed + [f"{key}: {previous.get(key)!r} -> {wanted.get(key)!r}" for key in ("n_trials", "kinds")
+                      if previous.get(key) != wanted.get(key)]
+
+
 class BundleWriter:
     """Write a bundle trial by trial, resumable, published only when complete.
 
@@ -251,9 +261,14 @@ class BundleWriter:
         except BundleError:
             previous = None
         if previous is not None and previous != manifest.to_json():
-            self.close()
-            raise BundleError(f"{self.partial_path}: a partial run with other settings is here; delete this "
-                              "folder to start over, or rerun with the same settings to resume it.")
+            if overwrite and lock:  # asked to replace: the other settings' trials are of no use
+                shutil.rmtree(self.partial_path)
+                previous = None
+            elif lock:
+                self.close()
+                changed = "; ".join(manifest_changes(previous, manifest.to_json())) or "another format"
+                raise BundleError(f"{self.partial_path}: a partial run with other settings is here ({changed}); "
+                                  "rerun with the same settings to resume it, or pass --overwrite to start over.")
         if previous is None and lock:
             atomic_write_json(manifest_path, manifest.to_json())
 

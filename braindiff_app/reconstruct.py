@@ -30,6 +30,7 @@ from braindiff_app.bundles import (
     BundleError,
     BundleWriter,
     Manifest,
+    manifest_changes,
     read_manifest,
     recover_bundle,
 )
@@ -337,11 +338,7 @@ def reconstruct_subject(
         if previous == wanted:
             return root / manifest.name  # made with the same settings and models: up to date
         if not overwrite:
-            changed = [f"{part}.{key}: {previous.get(part, {}).get(key)!r} -> {value!r}"
-                       for part in ("settings", "models") for key, value in wanted[part].items()
-                       if previous.get(part, {}).get(key) != value]
-            changed += [f"{key}: {previous.get(key)!r} -> {wanted[key]!r}" for key in ("n_trials", "kinds")
-                        if previous.get(key) != wanted[key]]
+            changed = manifest_changes(previous, wanted)
             raise FileExistsError(f"{root / manifest.name}: a bundle of this name exists, made with other settings "
                                   f"({'; '.join(changed) or 'another format'}); pass --overwrite to replace it.")
     # The main process creates (or checks) the partial bundle before the others open it.

@@ -125,10 +125,16 @@ def test_halfway_run_is_never_complete_and_resumes(tmp_path):
     assert find_bundles([tmp_path])[0][0].name == "run"
 
 
-def test_resume_with_other_settings_refused(tmp_path):
-    BundleWriter(tmp_path, _manifest(3))
-    with pytest.raises(BundleError, match="partial run with other settings"):
+def test_resume_with_other_settings_refused_unless_overwritten(tmp_path):
+    first = BundleWriter(tmp_path, _manifest(3))
+    first.write_trial(0, trial_id=5, captions=["x"], images=_images(0))
+    first.close()
+    with pytest.raises(BundleError, match=r"partial run with other settings is here \(n_trials: 3 -> 4\); rerun "
+                                          "with the same settings to resume it, or pass --overwrite"):
         BundleWriter(tmp_path, _manifest(4))
+    # --overwrite starts that partial run over (it failed the same way, though asked to replace)
+    again = BundleWriter(tmp_path, _manifest(4), overwrite=True)
+    assert again.pending() == [0, 1, 2, 3]
 
 
 def test_existing_bundle_needs_overwrite(tmp_path):

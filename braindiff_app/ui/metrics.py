@@ -148,6 +148,10 @@ def build_metrics_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.component
     state.pickers.append(([chosen, ablation], [chosen, ablation], metrics_picker))  # "Rescan bundles" (Browse)
     outputs = [table1, bars1, table2, bars2, distributions, missing]
     update.click(show, [chosen, ablation], outputs, api_name="metrics_tables", show_progress_on=[table1])
+    # Choosing applies at once, as every other picker of the app does (the tables stayed on the old bundles until
+    # Update was pressed); Update re-reads the bundles' metrics after a new `braindiff evaluate`.
+    chosen.change(show, [chosen, ablation], outputs, api_name=False, show_progress_on=[table1])
+    ablation.change(show, [chosen, ablation], outputs, api_name=False, show_progress_on=[table2])
     app.load(show, [chosen, ablation], outputs, api_name=False)
     return {f"metrics.{k}": v for k, v in {"chosen": chosen, "ablation": ablation, "table1": table1,
                                             "table2": table2}.items()}

@@ -159,6 +159,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             history = gr.Gallery(label=text.ROI_HISTORY, columns=4, height="auto", object_fit="contain",
                                  allow_preview=False, elem_id="roi-history")
             load_recipe = gr.File(label=text.ROI_LOAD, file_types=[".json"], type="filepath")
+        gr.Markdown(text.ROI_RANK_NOTE, elem_id="roi-rank-note")
         runs = gr.State(list)
         restored = gr.State(None)  # the settings of a restored recipe, for the next Generate
         timer = gr.Timer(1.0, active=True)

@@ -345,11 +345,18 @@ BR_REGION = "Region"
 BR_DIAL = "Dial: away from the region (−1) … towards it (+1)"
 BR_STEER_RUN = "Regenerate"
 BR_STEERED = "Regenerated from the image"
-BR_STEER_PLOT = "Encoder's predicted activation of the region against the dial"
+BR_STEER_PLOT = "Encoder's predicted activation of the region (mean z) against the dial"
 BR_STEER_NOTE = ("_The image's CLIP features (predicted from its predicted response) move along the region's "
-                 "direction; stage 2 starts from the image's own VDVAE latents. Dials −1, −0.5, 0, +0.5, +1 and "
-                 "yours are generated._")
+                 "direction; stage 2 starts from the image's own VDVAE latents. The image shown is your dial's; "
+                 "the curve is drawn from images made at −1, −0.5, 0, +0.5, +1 and yours. Its activation is the "
+                 "encoder's predicted mean response of the region's voxels (z-scored: 0 is their average response "
+                 "to the training images)._")
 
 # ROI studio, best-of-N (issue 18)
 ROI_CANDIDATES = "Candidates (best-of-N, ranked by the encoder)"
 ROI_RANKED = "{caption} · rank {rank} ({score:+.2f})"
+ROI_RANK_NOTE = ("_With several candidates, each history caption ends \"rank k (score)\": the subject's encoder "
+                 "predicts the chosen regions' response to that image (their weighted mean, z-scored: 0 is the "
+                 "voxels' average response to the training images), highest first. A negative best score means "
+                 "even the best candidate is predicted to drive the regions below their average: the decoder did "
+                 "not find an image that does._")

@@ -179,6 +179,11 @@ def test_metrics_tab(demo_app, page):
     page.get_by_role("cell", name="No CLIP-vision").first.wait_for()  # a row of the ablation table
     assert page.get_by_role("cell", name="Baseline: flat mean colour").count() == 1
     page.screenshot(path=str(OUTPUT / "metrics.png"), full_page=True)
+    before = page.locator("#metrics-table2").inner_text()
+    page.get_by_label(text.METRICS_ABLATION_BUNDLE).click()  # another bundle for Table 2: shown without Update
+    page.get_by_role("option").nth(1).click()
+    page.wait_for_function("(t) => document.querySelector('#metrics-table2').innerText !== t", arg=before)
+    assert "Table 2: ablations of" in page.locator("#metrics-table2").inner_text()
 
 
 def test_browse_opens_on_the_demo(demo_app, page):

@@ -297,3 +297,8 @@ def test_cli_reports_bad_sizes_in_one_line(tmp_path, capsys):
                  "--trials-per-session", "7"])
     assert code == 1
     assert "trials_per_session: expected a divisor" in capsys.readouterr().err
+    # A bad image size is refused before parameters.json records it: the corrected rerun is not refused.
+    out = tmp_path / "sized"
+    assert main(["demo", "simulate", "--out", str(out), "--n-test", "5", "--n-train", "10", "--image-size", "3"]) == 1
+    assert "image_size: expected an image side of at least 8 pixels, got 3" in capsys.readouterr().err
+    assert not (simulation_dir(out) / "parameters.json").exists()
