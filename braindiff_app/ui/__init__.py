@@ -27,6 +27,9 @@ CSS = CLASSROOM_CSS + ROI_CSS + """
 #browse-across .thumbnail-item img, #browse-across img { image-rendering: pixelated; }
 #browse-across .caption-label { white-space: normal; }  /* a narrow window wraps a caption, never cuts it */
 #browse-metrics th, #browse-metrics th * { word-break: normal; overflow-wrap: normal; }  /* "PixCorr", not "PixCor r" */
+/* Flatmaps: room above the map for the panel's floating label and buttons, which covered its hemisphere and
+   "dorsal" labels (a click still maps to the map's own pixels: Gradio measures the image element). */
+.bd-map .image-container { padding-top: 2.6em; box-sizing: border-box; }
 """
 # The URL's ?tab= values, in tab order (the tab labels are in ui/text.py).
 TAB_IDS = {"browse": text.BROWSE_TAB, "roi": text.ROI_TAB, "brain": text.BR_TAB, "metrics": text.METRICS_TAB,

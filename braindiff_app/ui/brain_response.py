@@ -260,8 +260,10 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
             vdvae = gr.Image(label=text.BR_VDVAE, interactive=False, format="png", height=256, elem_classes="bd-panel")
             final = gr.Image(label=text.BR_FINAL, interactive=False, format="png", height=256, elem_classes="bd-panel")
         with gr.Row():
-            predicted = gr.Image(label=text.BR_PREDICTED, interactive=False, format="png", height=420)
-            reference = gr.Image(label=text.BR_TRUE, interactive=False, format="png", height=420)
+            predicted = gr.Image(label=text.BR_PREDICTED, interactive=False, format="png", height=420,
+                                 elem_classes="bd-map")
+            reference = gr.Image(label=text.BR_TRUE, interactive=False, format="png", height=420,
+                                 elem_classes="bd-map")
         bars = gr.Image(label=text.BR_BARS, interactive=False, format="png", height=240)
         gr.Markdown(f"### {text.BR_TUNING}")
         tuning_md = gr.Markdown(text.BR_TUNING_HINT)

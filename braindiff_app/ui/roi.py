@@ -150,7 +150,7 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
             final = gr.Image(label=text.ROI_FINAL, interactive=False, height=384, elem_classes="bd-panel",
                              format="png", elem_id="roi-final")
             pattern = gr.Image(label=text.ROI_PATTERN, interactive=False, height=384, format="png",
-                               elem_id="roi-pattern")
+                               elem_id="roi-pattern", elem_classes="bd-map")
         where = gr.Markdown(text.ROI_AT_HINT, elem_id="roi-where")
         with gr.Row():
             recipe_file = gr.File(label=text.ROI_RECIPE, interactive=False, scale=1)

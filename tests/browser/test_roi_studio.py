@@ -205,6 +205,20 @@ def test_average_is_refused_at_once_and_presets_work_by_keyboard(browser, studio
     page.close()
 
 
+@pytest.mark.parametrize("size", [(1440, 900), (1920, 1080)])
+def test_the_activated_voxels_map_starts_below_its_panel_label(browser, studio_url, size):
+    # The floating label and buttons covered the map's "LEFT/RIGHT HEMISPHERE" and "dorsal (up)" labels.
+    page = _open(browser, studio_url + "?tab=roi", size=size)
+    image = page.locator("#roi-pattern img").first
+    image.wait_for()
+    image.scroll_into_view_if_needed()
+    label = page.locator("#roi-pattern label[data-testid='block-label']").bounding_box()
+    buttons = page.locator("#roi-pattern .icon-button-wrapper").bounding_box()
+    shown = image.bounding_box()
+    assert label["y"] + label["height"] <= shown["y"] + 1 and buttons["y"] + buttons["height"] <= shown["y"] + 1
+    page.close()
+
+
 def test_average_chosen_first_locks_the_canvas_and_generates(browser, studio_url):
     # Gradio's editor threw "Cannot read properties of null (reading 'get_data')" on a locked canvas with a
     # background: the switch never finished (the canvas spun on "processing") and Generate did nothing.
