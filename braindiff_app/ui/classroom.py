@@ -209,8 +209,14 @@ CSS = """
 #classroom.bd-projector .classroom-choice img { max-height: 25vh !important; height: 25vh !important; }
 #classroom.bd-projector .classroom-choice label { font-size: 1.6rem; }
 #classroom.bd-projector #classroom-votes button { font-size: 2rem; min-height: 6vh; min-width: 0; }
-#classroom.bd-projector #classroom-score { font-size: min(3rem, 6.5vh); line-height: 1.1; }
+#classroom.bd-projector #classroom-score { font-size: min(3rem, 7vh); line-height: 1.1; }
 #classroom.bd-projector #classroom-verdict { font-size: min(2rem, 4.5vh); }
+#classroom.bd-projector #classroom-side { gap: 1vh !important; }
+/* a short screen (a laptop at 150% zoom: 960 x 600 CSS pixels): the score stays on screen below the verdict */
+@media (max-height: 760px) {
+  #classroom.bd-projector #classroom-votes button { font-size: min(2rem, 4.5vh); min-height: 5vh; }
+  #classroom.bd-projector #classroom-verdict { font-size: min(2rem, 3.4vh); }
+}
 #classroom.bd-projector #classroom-verdict .prose,
 #classroom.bd-projector #classroom-score .prose { font-size: inherit; }
 #classroom.bd-projector .bd-projector-help { display: block !important; }

@@ -149,7 +149,7 @@ def _quiz_boxes(page):
              "score": "#classroom-score"}.items()}
 
 
-@pytest.mark.parametrize("size", [*SIZES, (1280, 720)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", [*SIZES, (1280, 720), (960, 600)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_classroom_projector_mode_by_keyboard(browser, demo_url, size):
     width, height = size
     page = _open(browser, size, demo_url + "?tab=classroom")
