@@ -115,6 +115,8 @@ def build_app(settings: Settings) -> tuple[gr.Blocks, AppState, dict[str, gr.com
 
         def tab_from_url(request: gr.Request):
             wanted = dict(request.query_params).get("tab") if request is not None else None
+            if wanted is not None and wanted not in TAB_IDS:  # a mistyped link: say so rather than open Browse mutely
+                gr.Warning(text.toast(text.URL_BAD_TAB.format(tab=wanted, tabs=", ".join(TAB_IDS))))
             return gr.Tabs(selected=wanted) if wanted in TAB_IDS else gr.Tabs()
 
         app.load(tab_from_url, None, [tabs], api_name=False)

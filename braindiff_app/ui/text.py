@@ -42,6 +42,7 @@ NO_MATCH = "No trial of {bundle} matches {query!r}."
 UNKNOWN_ID = "Image id {trial_id} is not among {bundle}'s test trials."
 URL_NO_BUNDLE = "The link names the bundle '{subject}', which this app does not have; showing {shown}."
 URL_BAD_IMAGE = "The link's image '{image}' is not an image id (a whole number)."
+URL_BAD_TAB = "The link's tab '{tab}' is not one of {tabs}; showing Browse."
 URL_FIRST_TRIAL = "Showing the first trial."
 JUMP_NOT_A_NUMBER = "Jump to image id: '{typed}' is not an image id (a whole number, e.g. 97)."
 OUT_OF_RANGE = "{label}: {value} is outside {low}..{high}; {used} was used."
@@ -128,7 +129,8 @@ def subject_label(subject: str, tier: str, name: str, features: str = "predicted
 
 def protocol_label(name: str) -> str:
     """The procedure a bundle was made with (docs/reproduce.md); bundles made before protocols were "braindiff"."""
-    return f"protocol {name}" + (" (the paper's code)" if name == "reference" else "")
+    return (f"protocol {name}" + (" (the paper's code)" if name == "reference" else
+                                  " (this project's procedure, docs/reproduce.md)" if name == "braindiff" else ""))
 
 
 CLASSROOM_TAB = "Classroom"
@@ -154,7 +156,7 @@ QUIZ_SCORE = "Score: {right} / {asked}."
 QUIZ_NO_QUESTION = "Press **Next question** first (or N): there is no question to answer yet."
 QUIZ_ALREADY = "Already answered: the person saw image {n}. Press **Next question** (or N) for another."
 QUIZ_ODDS = ("_How hard is this quiz? Comparing {metric} embeddings alone, a computer picks the seen image in "
-             "**{p:.0f}%** of such questions (chance: 25%; `braindiff evaluate`'s {name} over {n} trials)._")
+             "**{p:.0f}%** of such questions (chance: 25%; measured on all {n} test trials of this subject)._")
 
 ABOUT_TAB = "About"
 ABOUT_FIGURE_ALT = ("The two stages: fMRI activity predicts VDVAE latents (stage 1, a blurry first guess) and CLIP "
@@ -178,14 +180,17 @@ the internal codes of three image models:
 These are the settings of the bundles shown here ({tier_label}); the paper's are 64×64, 37 of 50 steps, 512 px,
 60% / 40%.
 
-The **ablations** remove one ingredient: *only-VDVAE* is the first guess itself, *no VDVAE* starts stage 2 from
+The **ablations** remove one ingredient: the *VDVAE guess* is the first guess itself, *no VDVAE* starts stage 2 from
 pure noise (good meaning, wrong layout), *no CLIP-text* and *no CLIP-vision* drop one guide. The **metrics**
 compare each reconstruction with the seen image: PixCorr and SSIM for pixels, AlexNet, Inception, CLIP,
 EfficientNet and SwAV features for increasingly abstract content (2-way identification: how often the
-reconstruction is closer to its own image than to another).
+reconstruction is closer to its own image than to another); the demo tier has the pixel metrics and its own small
+CLIP's (demo-CLIP).
 
 The **ROI studio** asks the reverse question: activate only one brain region (say, the face area) and look at the
-image the model decodes: the region's "preferred" picture.
+image the model decodes: the region's "preferred" picture. **Brain response** runs the loop the other way round:
+an image's predicted brain activity, decoded back. The **Classroom** turns the reconstructions into a quiz: which
+of four images did the person see?
 """
 TIER_NOTE = {
     "demo": ("**You are looking at the demo tier: a simulated subject.** Its 'brain' is a model of visual cortex "
