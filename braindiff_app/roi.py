@@ -426,8 +426,9 @@ def load_roi_models(settings: Settings, subjects: Sequence[int | str] | None = N
     if not subjects:
         raise FileNotFoundError(f"ROI: no subject has regressors under {settings.workspace / 'regressors'}; run "
                                 "`braindiff fit` first.")
-    atlases = {s: load_subject_atlas(settings, s) for s in subjects}
+    # Regressors first: a subject without them is told to fit them, not that its nsdgeneral mask is missing
     regressors = {s: load_regressors(settings, s) for s in subjects}
+    atlases = {s: load_subject_atlas(settings, s) for s in subjects}
     return ROIModels(pipeline=load_pipeline(settings, None), atlases=atlases, regressors=regressors,
                      tier=settings.tier)
 

@@ -81,6 +81,7 @@ def _best_of_n(settings, models, recipe, n: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from tqdm.auto import tqdm
@@ -89,7 +90,15 @@ def run(args: argparse.Namespace) -> int:
     from braindiff_app.cli._stage2 import stage2_from_args
     from braindiff_app.config import subject_folder
     from braindiff_app.protocol import DEFAULT_PROTOCOL, get_protocol
-    from braindiff_app.roi import PAPER_FIGURES, Recipe, load_roi_models, paper_figure, parse_regions, roi_settings
+    from braindiff_app.roi import (
+        PAPER_FIGURES,
+        PATTERN_RESCALES,
+        Recipe,
+        load_roi_models,
+        paper_figure,
+        parse_regions,
+        roi_settings,
+    )
 
     user_settings = settings_from_args(args)
     out = Path(args.out) if args.out else user_settings.home / "roi"
@@ -112,6 +121,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.recipe:
         recipe = Recipe.load(args.recipe)
+        ignored = [flag for flag, given in (
+            ("--subject", args.subject != "1"), ("--seed", args.seed != 0), ("--painted", bool(args.painted)),
+            ("--rescale", args.rescale != PATTERN_RESCALES[0]), ("--strength", args.strength is not None),
+            ("--steps", args.num_inference_steps is not None)) if given]
+        if ignored:  # the recipe is the experiment: its own subject, seed and settings make the same image again
+            print(f"note: --recipe replays the recipe's own subject, seed and settings; ignored: {', '.join(ignored)}",
+                  file=sys.stderr)
     else:
         painted = _painted_voxels(args.painted) if args.painted else ()
         recipe = Recipe(subject=args.subject, regions=parse_regions(args.regions), painted=painted,

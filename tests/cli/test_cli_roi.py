@@ -23,7 +23,7 @@ def models(monkeypatch):
     return models
 
 
-def test_roi_cli_writes_images_and_recipe_that_recreates_them(models, tmp_path):
+def test_roi_cli_writes_images_and_recipe_that_recreates_them(models, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["roi", "--regions", "V1:+1,faces:+1,V2:-1", "--seed", "3", "--home", str(tmp_path),
                  "--out", str(out)]) == 0
@@ -41,8 +41,11 @@ def test_roi_cli_writes_images_and_recipe_that_recreates_them(models, tmp_path):
     np.testing.assert_array_equal(models.generate(recipe).final[0], final)
     again = tmp_path / "again"
     assert main(["roi", "--recipe", str(out / f"{stem}_recipe.json"), "--home", str(tmp_path),
-                 "--out", str(again)]) == 0
+                 "--out", str(again), "--seed", "5", "--steps", "3"]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(again / f"{stem}_final.png")), final)
+    # the flags a recipe overrides are named, not silently dropped
+    assert "--recipe replays the recipe's own subject, seed and settings; ignored: --seed, --steps" in \
+        capsys.readouterr().err
 
 
 def test_roi_cli_reads_the_committed_demo_workspace_when_the_user_has_none(models, tmp_path, monkeypatch, capsys):
@@ -134,3 +137,13 @@ def test_roi_cli_best_of_n_recipe_without_an_encoder_is_one_line(tmp_path, capsy
     assert err.startswith("braindiff roi: error: ") and "r.json: a best-of-4 recipe" in err
     assert "braindiff fit-encoder --subject 1" in err and "\n" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_subject_without_regressors_is_told_to_fit_them(tmp_path):
+    # The nsdgeneral mask was blamed (and an API parameter suggested) for a subject that only lacked regressors.
+    from braindiff_app.config import load_settings
+    from braindiff_app.roi import load_roi_models
+
+    settings = load_settings(tier="demo", home=tmp_path, extra_bundle_dirs=())
+    with pytest.raises(FileNotFoundError, match=r"regressors of subj02 missing: .*run `braindiff fit --subject 2`"):
+        load_roi_models(settings, ["2"])
