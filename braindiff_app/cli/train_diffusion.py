@@ -32,6 +32,9 @@ def register(subparsers, demo_subparsers) -> None:
                         help="multiply every stage's number of steps (default 1.0; 0.05 for a smoke run)")
     for stage in ("clip", "vae", "unet"):
         parser.add_argument(f"--{stage}-steps", type=int, help=f"{stage} stage steps (overrides --steps-scale)")
+    parser.add_argument("--latent-channels", type=int, choices=(4, 8), default=4,
+                        help="channels of the AutoKL's latent (default 4, Versatile Diffusion's; 8 keeps more of the "
+                        "seen image, measured by bench/autokl_levers.py, and needs its UNet trained anew)")
     parser.add_argument("--resume-from", type=Path,
                         help="a saved demo folder whose stages (CLIP, AutoKL, UNet and, if it has one, the UNet's "
                         "tail) stand in for the trained ones, so only the stages it lacks train")
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n-images must be >= 64 and --n-eval >= 2, got {args.n_images} and {args.n_eval}.")
     out = args.out or settings.demo_models_dir / "vd"
     work = args.work or settings.workspace / "train-diffusion"
-    base = TrainConfig(seed=args.seed)
+    base = TrainConfig(seed=args.seed, latent_channels=args.latent_channels)
     config = replace(base, **{k: getattr(args, k) or max(1, round(getattr(base, k) * args.steps_scale))
                               for k in ("clip_steps", "vae_steps", "unet_steps")},
                      unet_tail_steps=args.unet_tail_steps if args.unet_tail_steps is not None

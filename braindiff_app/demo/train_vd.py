@@ -43,10 +43,12 @@ __all__ = ["TrainConfig", "clip_image_embeddings", "generate_from_true_features"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Steps, batch sizes and learning rates of the four stages (defaults: about 65 min on 2 CPU cores)."""
+    """Steps, batch sizes and learning rates of the four stages (defaults: about 65 min on 2 CPU cores), and the
+    AutoKL's latent channels (:func:`~braindiff_app.demo.vd.build_components`)."""
 
     seed: int = 0
     vocab_size: int = 1000
+    latent_channels: int = 4
     clip_steps: int = 1000
     clip_batch: int = 64
     clip_lr: float = 2e-3
@@ -262,7 +264,7 @@ def train_demo_vd(images: np.ndarray, captions: list[list[str]], out_dir: str | 
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     tokenizer = train_clip_tokenizer([c for image_captions in captions for c in image_captions], config.vocab_size)
-    c = build_components(tokenizer, "demo", config.seed)
+    c = build_components(tokenizer, "demo", config.seed, latent_channels=config.latent_channels)
     for name in ("vae", "image_unet", "text_unet", "image_encoder", "text_encoder"):
         getattr(c, name).to(device or "cpu")
     log: dict[str, list[float]] = {}
@@ -278,8 +280,13 @@ def train_demo_vd(images: np.ndarray, captions: list[list[str]], out_dir: str | 
         path = _stage_path(work, stage)
         if path.exists():
             state = torch.load(path, weights_only=True, map_location=device or "cpu")
-            for module, weights in zip(modules, state["weights"], strict=True):
-                module.load_state_dict(weights)
+            try:
+                for module, weights in zip(modules, state["weights"], strict=True):
+                    module.load_state_dict(weights)
+            except RuntimeError:  # torch's message lists every mismatched tensor
+                raise ValueError(f"{path}: a {stage} stage of models of another shape (e.g. another "
+                                 f"--latent-channels than {config.latent_channels}); delete it, or train in another "
+                                 "--work folder.") from None
             if stage.startswith("unet"):
                 c.vae.register_to_config(scaling_factor=state["scaling_factor"])
             log[stage] = state["losses"]

@@ -83,3 +83,32 @@ def test_a_saved_folder_stands_in_for_the_first_three_stages(tmp_path):
     tail = torch.load(tmp_path / "work4" / "unet_tail.pt", weights_only=True)
     assert tail["losses"] == [0.04] and torch.equal(tail["weights"][0]["conv_in.weight"],
                                                     saved.image_unet.state_dict()["conv_in.weight"])
+
+
+def test_an_eight_channel_latent_runs_through_the_models_and_a_four_channel_stage_is_refused(tmp_path):
+    from braindiff_app.demo.stimuli import render_scenes
+    from braindiff_app.demo.vd import build_components, train_clip_tokenizer
+
+    tokenizer = train_clip_tokenizer(["a red ball", "a blue house", "a face"] * 4, 300)
+    c = build_components(tokenizer, "tiny", latent_channels=8)
+    assert c.vae.config.latent_channels == 8
+    assert c.image_unet.config.in_channels == c.image_unet.config.out_channels == 8
+    x = torch.zeros(2, 3, 16, 16)
+    latents = c.vae.encode(x).latent_dist.mean
+    assert latents.shape == (2, 8, 8, 8)
+    context = torch.zeros(2, 3, c.image_unet.config.cross_attention_dim)
+    assert c.image_unet(latents, 10, encoder_hidden_states=context).sample.shape == latents.shape
+    with pytest.raises(ValueError, match="latent_channels: expected 4 .* or 8, got 6"):
+        build_components(tokenizer, "tiny", latent_channels=6)
+    # A work folder holding a 4-channel AutoKL stage: resuming with 8 channels is refused by name, not by torch's
+    # list of mismatched tensors.
+    images, _, captions = render_scenes(8, seed=1, size=64)
+    config = TrainConfig(latent_channels=8)
+    four = build_components(train_clip_tokenizer([c for cs in captions for c in cs], config.vocab_size), "demo")
+    work = tmp_path / "work"
+    work.mkdir()
+    torch.save({"weights": [four.image_encoder.state_dict(), four.text_encoder.state_dict()], "losses": [1.0],
+                "scaling_factor": 1.0}, work / "clip.pt")
+    torch.save({"weights": [four.vae.state_dict()], "losses": [1.0], "scaling_factor": 1.0}, work / "vae.pt")
+    with pytest.raises(ValueError, match=r"vae\.pt: a vae stage of models of another shape .*--latent-channels than 8"):
+        train_demo_vd(images, captions, tmp_path / "vd", work, config, progress=False)
