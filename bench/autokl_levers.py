@@ -14,7 +14,8 @@ with the loss and settings of ``braindiff demo train-diffusion``'s AutoKL stage 
 For each it prints 4-way / 2-way identification of the round trips of ``--n-eval`` held-out scenes by the committed
 demo CLIP (:func:`~braindiff_app.demo.train_vd.clip_image_embeddings`, as ``bench/unet_levers.py`` scores), the
 mean absolute pixel error (0-255) and PixCorr of the round trips, and the seconds per training step with their
-ratio to the first lever trained.
+ratio to the first lever trained. Each trained lever gets a second row, "fp16": its weights rounded to float16
+and back, as ``braindiff demo train-diffusion`` saves them (the committed AutoKL is stored so).
 
     python bench/autokl_levers.py --threads 2
 """
@@ -22,6 +23,7 @@ ratio to the first lever trained.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from dataclasses import replace
@@ -97,17 +99,21 @@ def main() -> int:
             seconds = (time.perf_counter() - start) / steps
             vae.eval().requires_grad_(False)
             base_seconds = base_seconds or seconds
-        trips = round_trip(vae, eval_images)
-        rec = clip_image_embeddings(c, trips)
-        four = float(n_way_identification(truth, rec, ways=4).mean())
-        two = float(n_way_identification(truth, rec, ways=2).mean())
-        mae = float(np.abs(trips.astype(np.float64) - eval_images).mean())
-        corr = float(np.mean(pixcorr(eval_images, trips)))
+        ratio = seconds / base_seconds if base_seconds else float("nan")
         side = eval_images.shape[1] // 2 ** (len(vae.config.block_out_channels) - 1)
         latent = f"{side}x{side}x{vae.config.latent_channels}"
-        ratio = seconds / base_seconds if base_seconds else float("nan")
-        print(f"{lever:<10} {latent:>8} {100 * four:>6.1f}% {100 * two:>6.1f}% {mae:>6.2f} {corr:>8.3f} "
-              f"{seconds:>7.3f} {ratio:>6.2f}", flush=True)
+        rows = [(lever, vae, f"{seconds:>7.3f} {ratio:>6.2f}")]
+        if lever != "committed":
+            rows.append(("  fp16", copy.deepcopy(vae).half().float(), ""))
+        for name, model, timing in rows:
+            trips = round_trip(model, eval_images)
+            rec = clip_image_embeddings(c, trips)
+            four = float(n_way_identification(truth, rec, ways=4).mean())
+            two = float(n_way_identification(truth, rec, ways=2).mean())
+            mae = float(np.abs(trips.astype(np.float64) - eval_images).mean())
+            corr = float(np.mean(pixcorr(eval_images, trips)))
+            print(f"{name:<10} {latent:>8} {100 * four:>6.1f}% {100 * two:>6.1f}% {mae:>6.2f} {corr:>8.3f} {timing}",
+                  flush=True)
     return 0
 
 

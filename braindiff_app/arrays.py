@@ -47,18 +47,24 @@ def read_array(path: str | os.PathLike, hint: str = "", *, finite: bool = False,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing" + (f"; {hint}." if hint else "."))
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        kind = "an .npz (zip) archive" if magic.startswith(b"PK") else "no .npy header"
+        raise ValueError(f"{path}: expected one .npy array (numpy.save), got {kind}.")
     try:
         values = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        reason = "it holds Python objects, which are never loaded" if "pickle" in str(exc) else str(exc)
+        objects = "pickle" in str(exc) or "Python objects" in str(exc)
+        reason = "it holds Python objects, which are never loaded" if objects else str(exc)
         raise ValueError(f"{path}: not a readable .npy array ({reason}); the file is damaged or truncated, "
                          "write it again.") from None
-    if not isinstance(values, np.ndarray):
-        raise ValueError(f"{path}: expected one .npy array, got an .npz archive.")
     if finite and values.dtype.kind in "fc" and values.size:
-        rows = max(1, _CHUNK_BYTES // max(1, values[:1].nbytes))
-        for start in range(0, len(values), rows):
-            ok = np.isfinite(values[start:start + rows]).reshape(len(values[start:start + rows]), -1).all(axis=1)
+        rows = values.reshape(1, -1) if values.ndim == 0 else values
+        chunk = max(1, _CHUNK_BYTES // max(1, rows[:1].nbytes))
+        for start in range(0, len(rows), chunk):
+            block = np.asarray(rows[start:start + chunk])
+            ok = np.isfinite(block).reshape(len(block), -1).all(axis=1)
             if not ok.all():
                 row = start + int(np.argmin(ok))
                 raise ValueError(f"{path}: row {row} holds NaN or infinite values (expected finite numbers); "

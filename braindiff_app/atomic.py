@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_save_npy",
     "atomic_save_npz",
+    "read_json_mark",
     "remove_stale_temporaries",
 ]
 
@@ -159,6 +160,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON (UTF-8), atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+
+
+def read_json_mark(path: str | os.PathLike) -> dict | None:
+    """A resumable command's own JSON mark (written by :func:`atomic_write_json`: prepare's meta.json, extract's
+    vdvae.json / clip.json); None when missing or damaged, so the command redoes that part instead of failing on
+    it with a bare JSON error (its rerun, which should repair it, included)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

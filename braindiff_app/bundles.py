@@ -227,7 +227,8 @@ class BundleWriter:
     manifest : Manifest
         What the bundle will hold. Resuming requires the same manifest as the partial run.
     overwrite : bool, default False
-        Replace an existing complete bundle of the same name (it is only removed at :meth:`finalize`).
+        Replace an existing complete bundle of the same name (it is only removed at :meth:`finalize`), and start
+        over a partial run made with other settings (without it, that partial run is refused, naming what changed).
     lock : bool, default True
         Hold the bundle's lock (a second writer is refused); False only in a run's helper processes.
 
@@ -264,7 +265,7 @@ class BundleWriter:
             if overwrite and lock:  # asked to replace: the other settings' trials are of no use
                 shutil.rmtree(self.partial_path)
                 previous = None
-            elif lock:
+            else:  # (a helper process, lock=False, never removes what its main process made)
                 self.close()
                 changed = "; ".join(manifest_changes(previous, manifest.to_json())) or "another format"
                 raise BundleError(f"{self.partial_path}: a partial run with other settings is here ({changed}); "

@@ -16,7 +16,7 @@ import numpy as np
 
 from braindiff_app._bundle_io import read_json
 from braindiff_app.arrays import read_array
-from braindiff_app.atomic import atomic_path, atomic_save_npy, atomic_write_json
+from braindiff_app.atomic import atomic_path, atomic_save_npy, atomic_write_json, read_json_mark
 from braindiff_app.config import Settings, check_in_allowed, resolve_device, resolve_dtype
 from braindiff_app.protocol import Protocol, get_protocol
 
@@ -131,7 +131,7 @@ def extract_vdvae_features(
         "protocol": protocol.name, "resize": protocol.vdvae_resize,
     }
     meta_path = out / "vdvae.json"
-    previous = read_json(meta_path) if meta_path.is_file() else {}
+    previous = read_json_mark(meta_path) or {}  # damaged: redone, not a JSON error
     same = {k: previous.get(k) for k in identity} == identity
     out.mkdir(parents=True, exist_ok=True)
     if not same:
@@ -271,7 +271,7 @@ def extract_clip_features(
                 "transformers": transformers.__version__, "protocol": protocol.name,
                 "clip_resize": protocol.clip_resize}
     meta_path = out / "clip.json"
-    previous = read_json(meta_path) if meta_path.is_file() else {}
+    previous = read_json_mark(meta_path) or {}  # damaged: redone, not a JSON error
     reuse = not overwrite and {k: previous.get(k) for k in identity} == identity
     out.mkdir(parents=True, exist_ok=True)
     if not reuse:

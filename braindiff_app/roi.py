@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from braindiff_app.arrays import read_array
 from braindiff_app.config import DEMO_ROI_HOME, Settings, check_in_allowed
 from braindiff_app.data.atlas import (
     CATEGORY_REGIONS,
@@ -309,7 +310,7 @@ def load_subject_atlas(settings: Settings, subject: int | str) -> ROIAtlas:
     if settings.nsd_dir is None:
         raise FileNotFoundError("ROI atlas: no NSD folder configured; set BRAINDIFF_NSD_ROOT or --nsd-root.")
     ijk_path = settings.subject_dir("prepared", subject) / "voxel_ijk.npy"
-    voxel_ijk = np.load(ijk_path, allow_pickle=False) if ijk_path.exists() else None
+    voxel_ijk = read_array(ijk_path, mmap=False) if ijk_path.exists() else None
     return load_atlas(settings.nsd_dir, subject, voxel_ijk=voxel_ijk)
 
 

@@ -26,12 +26,16 @@ def test_missing_truncated_pickled_and_npz_files_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"t\.npy: not a readable \.npy array .*truncated"):
         read_array(tmp_path / "t.npy")
     np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match=r"o\.npy: .*Python objects, which are never loaded"):
-        read_array(tmp_path / "o.npy", mmap=False)
+    for mmap in (True, False):  # numpy words it differently with and without a memory map
+        with pytest.raises(ValueError, match=r"o\.npy: .*Python objects, which are never loaded"):
+            read_array(tmp_path / "o.npy", mmap=mmap)
     np.savez(tmp_path / "z.npy", a=np.zeros(3))  # an archive under a .npy name (savez appends .npz)
     (tmp_path / "z.npy.npz").rename(tmp_path / "z.npy")
-    with pytest.raises(ValueError, match=r"z\.npy: expected one \.npy array, got an \.npz archive"):
-        read_array(tmp_path / "z.npy", mmap=False)
+    with pytest.raises(ValueError, match=r"z\.npy: expected one \.npy array \(numpy\.save\), got an \.npz"):
+        read_array(tmp_path / "z.npy")
+    (tmp_path / "t.txt").write_text("V1 please")
+    with pytest.raises(ValueError, match=r"t\.txt: expected one \.npy array \(numpy\.save\), got no \.npy header"):
+        read_array(tmp_path / "t.txt")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -47,3 +51,6 @@ def test_non_finite_values_name_their_row_across_chunks(tmp_path, monkeypatch, b
         read_array(tmp_path / "f.npy", finite=True)
     np.save(tmp_path / "i.npy", np.arange(5))  # integers cannot hold NaN
     assert read_array(tmp_path / "i.npy", finite=True).tolist() == [0, 1, 2, 3, 4]
+    np.save(tmp_path / "s.npy", np.float32(bad))  # a 0-d array
+    with pytest.raises(ValueError, match=r"s\.npy: row 0 holds NaN"):
+        read_array(tmp_path / "s.npy", finite=True)

@@ -83,13 +83,14 @@ def _normalized_by_region(settings, subject: str, prepared: Path, path: Path) ->
     """One line: the median noise-normalised accuracy (r^2 / NC) over all voxels and per region present."""
     import numpy as np
 
+    from braindiff_app.arrays import read_array
     from braindiff_app.data.atlas import load_atlas
     from braindiff_app.regression.encoder import NC_FLOOR, load_encoder
 
     values = load_encoder(path).evaluation["normalized_accuracy"]
     parts = [("all", values)]
     if settings.nsd_dir is not None:
-        atlas = load_atlas(settings.nsd_dir, subject, np.load(prepared / "voxel_ijk.npy", allow_pickle=False))
+        atlas = load_atlas(settings.nsd_dir, subject, read_array(prepared / "voxel_ijk.npy", mmap=False))
         parts += [(name, values[idx]) for name, idx in atlas.regions.items()]
     cells = [f"{name} {np.nanmedian(v):.3f}" if np.isfinite(v).any() else f"{name} -" for name, v in parts]
     return (f"median r^2 / noise ceiling (voxels with NC >= {NC_FLOOR:g}%, "

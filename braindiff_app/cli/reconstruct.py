@@ -25,7 +25,8 @@ def register(subparsers, demo_subparsers) -> None:
                         "no_vdvae, no_text, no_vision (the only-VDVAE guess is always stored)")
     parser.add_argument("--limit", type=int, help="only the first N test trials")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle of the same name made "
-                        "with other settings (one made with the same settings and models is kept: it is up to date)")
+                        "with other settings (one made with the same settings and models is kept: it is up to date), "
+                        "and start over a partial run made with other settings")
     parser.add_argument("--out", help="folder receiving the bundle (default <home>/bundles)")
     parser.add_argument("--seed", type=int, default=0, help="run seed; each trial's seed derives from it and "
                         "the trial's NSD id (default 0)")

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from braindiff_app.atomic import atomic_path, atomic_save_npy, atomic_write_json
+from braindiff_app.atomic import atomic_path, atomic_save_npy, atomic_write_json, read_json_mark
 from braindiff_app.data import nsd_layout as L
 from braindiff_app.protocol import PAPER_SESSIONS, Protocol, get_protocol
 
@@ -469,15 +469,6 @@ def check_nsd_files(root: str | os.PathLike, subject: int, sessions: Sequence[in
     return sorted(set(int(s) for s in sessions))
 
 
-def _own_json(path: Path) -> dict | None:
-    """One of prepare's own marks (meta.json, plan.json); None when missing or damaged, so that part is redone
-    (a truncated meta.json failed every later command with a bare JSON error, prepare's rerun included)."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
 def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.PathLike,
                     sessions: Sequence[int] | None = None, image_chunk: int = 64,
                     progress: bool = True, protocol: str | Protocol | None = None) -> PrepareResult:
@@ -522,12 +513,12 @@ def prepare_subject(root: str | os.PathLike, subject: int, out_dir: str | os.Pat
         plan["captions"] = {"source": protocol.caption_source, "selection": protocol.caption_selection}
     partial = out_dir / _PARTIAL
     meta_path = out_dir / "meta.json"
-    meta = _own_json(meta_path)
+    meta = read_json_mark(meta_path)
     if meta is not None and meta.get("plan") == plan and all((out_dir / f).is_file() for f in PREPARED_FILES):
         notes = _write_ncsnr(ncsnr, root, subject, out_dir)
         return PrepareResult(out_dir, len(meta["nsd_ids_train"]), len(meta["nsd_ids_test"]), meta["n_voxels"],
                              tuple(sessions), len(sessions), notes)
-    if _own_json(partial / "plan.json") != plan:
+    if read_json_mark(partial / "plan.json") != plan:
         shutil.rmtree(partial, ignore_errors=True)  # another plan's leftovers: start over
         for name in (*PREPARED_FILES, NCSNR_FILE):
             (out_dir / name).unlink(missing_ok=True)

@@ -421,7 +421,7 @@ def _features_of(features_dir: Path, split: str, feature_set: str) -> np.ndarray
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; extract the features first (`braindiff extract "
                                         f"{command}`).")
-            loaded[name] = read_array(path, finite=True)
+            loaded[name] = read_array(path)  # encoder_features refuses NaN / inf itself
     return encoder_features(feature_set, loaded.get("clip_vision"), loaded.get("vdvae"))
 
 
@@ -429,7 +429,7 @@ def _normalized(prepared_dir: Path, meta: Mapping[str, Any], accuracy: np.ndarra
     """``noise_ceiling`` and ``normalized_accuracy`` (max(r, 0)^2 / (NC / 100), NaN below ``NC_FLOOR``) of the test
     set: a voxel predicted with a negative r explains none of its variance."""
     path = prepared_dir / NCSNR_FILE
-    ncsnr = np.load(path, allow_pickle=False)
+    ncsnr = read_array(path, mmap=False)
     if ncsnr.shape != accuracy.shape or not np.isfinite(ncsnr).all() or np.any(ncsnr < 0):
         raise ValueError(f"{path}: expected finite values >= 0 of shape {accuracy.shape} (one per voxel), got "
                          f"shape {ncsnr.shape}; re-run `braindiff prepare`.")

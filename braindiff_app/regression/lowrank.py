@@ -21,6 +21,13 @@ def _orthonormal(a: np.ndarray) -> np.ndarray:
     return np.linalg.qr(a)[0]
 
 
+def check_rank(rank: int, n_voxels: int, n_targets: int, name: str = "rank") -> None:
+    """ValueError unless ``1 <= rank <= min(n_voxels, n_targets)`` (a low-rank factorisation's possible ranks)."""
+    if not 1 <= rank <= min(n_voxels, n_targets):
+        raise ValueError(f"{name}: expected 1 <= rank <= {min(n_voxels, n_targets)} (the smaller of {n_voxels} "
+                         f"voxels and {n_targets} targets), got {rank}.")
+
+
 def low_rank_weights(W: np.ndarray, rank: int, *, n_oversamples: int = 10, n_power_iter: int = 2, seed: int = 0,
                      n_targets_batch: int | None = 65536) -> LowRankWeights:
     """The best rank-``rank`` approximation ``left @ right`` of a weight matrix, by randomized SVD.
@@ -50,8 +57,7 @@ def low_rank_weights(W: np.ndarray, rank: int, *, n_oversamples: int = 10, n_pow
     if isinstance(W, LowRankWeights):
         raise ValueError("W: already low-rank; pass the dense weight matrix.")
     p, m = W.shape
-    if not 1 <= rank <= min(p, m):
-        raise ValueError(f"rank: expected 1 <= rank <= {min(p, m)} (min of n_voxels, n_targets), got {rank}.")
+    check_rank(rank, p, m)
     k = min(rank + n_oversamples, p, m)
     batches = _batches(m, n_targets_batch, 1)
     rng = np.random.default_rng(seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from braindiff_app.arrays import read_array
-from braindiff_app.regression.lowrank import low_rank_fidelity, to_low_rank
+from braindiff_app.regression.lowrank import check_rank, low_rank_fidelity, to_low_rank
 from braindiff_app.regression.ridge import RidgeRegressor
 from braindiff_app.regression.storage import load_regressor, save_regressor
 from braindiff_app.regression.workspace import FEATURE_NAMES
@@ -113,6 +114,11 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
         raise FileNotFoundError(f"{prepared_dir / 'meta.json'}: not found, so this subject's preparation is missing "
                                 "or did not finish; rerun `braindiff prepare` (it resumes) before fitting.")
     fmri = np.asarray(_load(prepared_dir / "fmri_train.npy", "prepare the subject first (`braindiff prepare`)"))
+    if low_rank is not None:  # every target's rank checked before the first fit (hours on NSD), from file headers
+        for name in targets:
+            stem, _, command = TARGETS[name]
+            shape = read_array(features_dir / f"{stem}_train.npy", f"extract the features first (`{command}`)").shape
+            check_rank(low_rank, fmri.shape[1], int(np.prod(shape[1:])), f"low_rank ({name})")
     alphas = {**tier_alphas(tier, len(fmri)), **dict(alphas or {})}
     report: dict[str, dict[str, Any]] = {}
     for name in targets:
@@ -132,9 +138,6 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
                              f"{prepared_dir / 'fmri_train.npy'} has {fmri.shape[0]} trials; re-extract features "
                              "for this prepared subject.")
         n_targets = int(np.prod(features.shape[1:]))
-        if low_rank is not None and not 1 <= low_rank <= min(fmri.shape[1], n_targets):
-            raise ValueError(f"low_rank: expected 1 <= rank <= {min(fmri.shape[1], n_targets)} (the smaller of "
-                             f"{fmri.shape[1]} voxels and {name}'s {n_targets} targets), got {low_rank}.")
         # Weights go to a memory-mapped scratch file: a full-size CLIP-vision matrix (12.4 GB) never sits in RAM.
         scratch = out_dir / f".{name}.weights.npy"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,8 +145,9 @@ def fit_subject(prepared_dir: str | os.PathLike, features_dir: str | os.PathLike
         try:
             entry = _fit_one(name, fmri, features, scratch, path, alphas[name], ridge_options, low_rank,
                              prepared_dir, features_dir / meta_name)
-        finally:
-            scratch.unlink(missing_ok=True)  # an error or Ctrl-C leaves no scratch weights (12.4 GB for NSD)
+        finally:  # an error or Ctrl-C leaves no scratch weights (12.4 GB for NSD); a map still open (Windows) keeps
+            with contextlib.suppress(OSError):  # the file, and the original error is the one reported
+                scratch.unlink(missing_ok=True)
         report[name] = entry
         if log is not None:
             log(f"{name}: saved {path} ({', '.join(f'{k}={v}' for k, v in entry.items() if k != 'path')})")

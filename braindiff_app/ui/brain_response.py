@@ -341,7 +341,10 @@ def build_brain_response_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.co
     run.click(on_run, [subject, test_index, upload, seed], outputs, api_name="brain_response",
               concurrency_id="brain_models", concurrency_limit=1, show_progress_on=[summary])
     # Enter in the test-image box runs it too: the panels showed the previous image with no hint to press the button
-    test_index.submit(on_run, [subject, test_index, upload, seed], outputs, api_name=False,
+    def on_enter(subject_value, index, seed_value, progress=gr.Progress()):  # the typed index, not an upload
+        return on_run(subject_value, index, None, seed_value, progress)
+
+    test_index.submit(on_enter, [subject, test_index, seed], outputs, api_name=False,
                       concurrency_id="brain_models", concurrency_limit=1, show_progress_on=[summary])
     predicted.select(on_click, [subject], [tuning_md, top_measured, top_predicted], api_name=False,
                      concurrency_id="brain_models", concurrency_limit=1)

@@ -107,8 +107,7 @@ class QuizHandlers:
             values = np.asarray(table.get(name, []), dtype=float)
             values = values[np.isfinite(values)]
             if values.size:
-                return text.QUIZ_ODDS.format(metric=name.removesuffix(" 4-way"), p=100 * values.mean(), name=name,
-                                             n=values.size)
+                return text.QUIZ_ODDS.format(metric=name.removesuffix(" 4-way"), p=100 * values.mean(), n=values.size)
         return ""
 
     def answer(self, question: Question, choice: int, score: Score, round_index: int) -> tuple[bool, str]:

@@ -7,7 +7,8 @@ The handlers are :class:`~braindiff_app.ui.roi_handlers.ROIHandlers` (plain Pyth
   ``?tab=roi&recipe=TOKEN`` link (:meth:`Recipe.to_link`) restore subject, seed, paint weight, region weights,
   the painted layer and the recipe's settings; **Copy link** writes the current controls' link;
 - the canvas keeps its flatmap when cleared (the trash icon), its brush follows the paint weight's sign, and the
-  subject average cannot be painted (the canvas is locked with the reason);
+  subject average and a subject without a flatmap cannot be painted (the canvas is emptied and its label says
+  why; a stroke there is refused at Generate with the reason);
 - ``/roi_generate`` names each input: ``subject``, ``seed``, ``canvas``, ``paint_weight`` and one keyword per
   region (:data:`REGION_PARAMS`, e.g. ``V1``, ``ecc0_5``). More keyword inputs are added through
   ``inputs_kwargs`` and arrive in ``run``'s ``**inputs``.
@@ -168,11 +169,13 @@ def build_roi_tab(app: gr.Blocks, state: AppState) -> dict[str, gr.components.Co
     slider_list = [sliders[r] for r in region_names]
 
     def editor(subject, show_bands, layers=None, note=""):
-        """The canvas for ``subject``: its map as the background, ``layers`` kept, locked for the average."""
+        """The canvas for ``subject``: its map as the background, ``layers`` kept; empty for the average and a
+        subject without a flatmap, its label saying why. Never locked (``interactive=False``): Gradio's editor then
+        fails in the browser ("Cannot read properties of null (reading 'get_data')") and the event never ends."""
         problem = handlers.flatmap_problem(subject)
         if problem:
-            return gr.update(value=None, label=f"{text.ROI_CANVAS}: {problem}", interactive=False)
-        if subject == "average":  # no background: Gradio's editor fails in the browser on a locked canvas with one
+            return gr.update(value=None, label=f"{text.ROI_CANVAS}: {problem}", interactive=True)
+        if subject == "average":
             return gr.update(value=None, label=text.ROI_CANVAS_AVERAGE, interactive=True)
         value = {"background": handlers.map_image(subject, show_bands), "layers": list(layers or []),
                  "composite": None}

@@ -94,11 +94,15 @@ IMAGE_PROBLEM = "⚠ {problem}"
 
 
 def toast(message: object) -> str:
-    """``message`` for a ``gr.Error`` / ``gr.Warning`` toast, which renders HTML: markup escaped, so a link's or a
-    file's text (``?subject=<a href=...>``) shows as typed and never as a link or an image."""
+    """``message`` for a ``gr.Error`` / ``gr.Warning`` toast, which renders HTML (not Markdown): markup escaped, so
+    a link's or a file's text (``?subject=<a href=...>``) shows as typed and never as a link or an image; this
+    module's own ``**bold**`` and ```code``` become ``<b>`` and ``<code>``. API clients receive the same text."""
     import html
+    import re
 
-    return html.escape(str(message), quote=False)
+    escaped = html.escape(str(message), quote=False)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
 
 
 def plain(value: str) -> str:
@@ -156,7 +160,7 @@ QUIZ_SCORE = "Score: {right} / {asked}."
 QUIZ_NO_QUESTION = "Press **Next question** first (or N): there is no question to answer yet."
 QUIZ_ALREADY = "Already answered: the person saw image {n}. Press **Next question** (or N) for another."
 QUIZ_ODDS = ("_How hard is this quiz? Comparing {metric} embeddings alone, a computer picks the seen image in "
-             "**{p:.0f}%** of such questions (chance: 25%; measured on all {n} test trials of this subject)._")
+             "**{p:.0f}%** of such questions (chance: 25%; measured on this bundle's {n} test trials)._")
 
 ABOUT_TAB = "About"
 ABOUT_FIGURE_ALT = ("The two stages: fMRI activity predicts VDVAE latents (stage 1, a blurry first guess) and CLIP "

@@ -219,16 +219,19 @@ def test_the_activated_voxels_map_starts_below_its_panel_label(browser, studio_u
     page.close()
 
 
-def test_average_chosen_first_locks_the_canvas_and_generates(browser, studio_url):
+def test_average_chosen_first_empties_the_canvas_and_generates(browser, studio_url):
     # Gradio's editor threw "Cannot read properties of null (reading 'get_data')" on a locked canvas with a
     # background: the switch never finished (the canvas spun on "processing") and Generate did nothing.
     page = _open(browser, studio_url + "?tab=roi")
+    flatmap = _canvas_pixels(page)
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.locator("#roi-subject input").click()
     page.get_by_role("option", name="Average of subjects").click()
     page.get_by_text(text.ROI_CANVAS_AVERAGE).wait_for(timeout=60_000)
     page.get_by_text("none of subjects 1, 2, 5, 7 has hV4 voxels").wait_for()  # not "subject 1 has no ..."
+    page.wait_for_timeout(1500)
+    assert _canvas_pixels(page).std() < flatmap.std() / 2  # the flatmap is gone: nothing to paint on
     page.locator("#roi-presets input[value='faces']").check()
     page.wait_for_function("() => document.querySelector('#roi-slider-faces input[type=number]').value === '1'")
     page.locator("#roi-generate").click()

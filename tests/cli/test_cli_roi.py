@@ -69,7 +69,7 @@ def test_roi_cli_bad_input_is_one_line(models, tmp_path, capsys):
     # advised allow_pickle=True and named no file).
     (tmp_path / "notes.npy").write_text("V1 please")
     np.save(tmp_path / "grid.npy", np.zeros((3, 4), np.int64))
-    for name, said in (("notes.npy", "notes.npy: not a readable .npy array"),
+    for name, said in (("notes.npy", "notes.npy: expected one .npy array (numpy.save), got no .npy header."),
                        ("grid.npy", "grid.npy: --painted expects a 1-D array of whole voxel indices (numpy.save of "
                                     "an int array), got shape (3, 4) of int64."),
                        ("none.npy", "none.npy: missing; --painted expects a .npy file of voxel indices.")):

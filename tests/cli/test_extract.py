@@ -40,6 +40,12 @@ def test_extract_vdvae_writes_features_and_resumes(tmp_path, capsys):
     assert main(argv) == 0  # same model and options: both splits are skipped
     assert capsys.readouterr().out.count("skipped") == 2
     np.testing.assert_array_equal(np.load(features / "vdvae_train.npy"), train)
+    # A damaged mark (a truncated vdvae.json): the rerun extracts again and rewrites it, no bare JSON error.
+    with open(features / "vdvae.json", "r+b") as f:
+        f.truncate(20)
+    assert main(argv) == 0
+    assert json.loads((features / "vdvae.json").read_text()) == meta
+    np.testing.assert_array_equal(np.load(features / "vdvae_train.npy"), train)
 
 
 def test_extract_vdvae_without_prepared_data_is_one_line_error(tmp_path, capsys):

@@ -92,9 +92,11 @@ def test_a_rank_out_of_range_is_refused_before_fitting_and_no_scratch_stays(tmp_
     fitted = []
     monkeypatch.setattr(subject, "_fit_one", lambda *a, **k: fitted.append(a) or {})
     for rank in (0, 3 + 20):  # clip_text: 77 x 2 = 154 targets, 20 voxels
-        with pytest.raises(ValueError, match=r"low_rank: expected 1 <= rank <= 20 .*20 voxels and clip_text's 154 "
-                                             rf"targets\), got {rank}"):
+        with pytest.raises(ValueError, match=r"low_rank \(clip_text\): expected 1 <= rank <= 20 \(the smaller of 20 "
+                                             rf"voxels and 154 targets\), got {rank}"):
             subject.fit_subject(prepared, features, out, targets=("clip_text",), low_rank=rank)
+    with pytest.raises(ValueError, match=r"low_rank \(vdvae\): expected 1 <= rank <= 6 "):  # vdvae: 6 targets
+        subject.fit_subject(prepared, features, out, targets=("clip_text", "vdvae"), low_rank=7)  # the 2nd target
     assert fitted == []  # refused before the dense fit, not after it
     monkeypatch.undo()
 
