@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["BundleError", "BundleLockedError", "read_json", "read_png", "check_str", "check_int", "check_captions",
-           "check_metrics", "manifest_fields", "png_bytes", "png_problem", "inside", "WriterLock", "recover_swap",
-           "OLD_SUFFIX", "LOCK_SUFFIX"]
+           "check_metrics", "manifest_changes", "manifest_fields", "png_bytes", "png_problem", "inside", "WriterLock",
+           "recover_swap", "OLD_SUFFIX", "LOCK_SUFFIX"]
 
 #: Largest JSON file a bundle may hold (a 10 000-trial trials.json with five captions each is ~3 MB).
 MAX_JSON_BYTES = 256 << 20
@@ -242,6 +242,20 @@ def recover_swap(root: Path, name: str, is_complete, check_lock: bool = True) ->
         return f"{final}: publish completed (it was interrupted; the previous bundle was removed)"
     os.replace(old, final)
     return f"{final}: restored (an interrupted publish had moved it to {old})"
+
+
+def manifest_changes(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """What differs between two manifests' JSON (``Manifest.to_json``), keys added or removed included:
+    ``["n_trials: 3 -> 4", "settings.strength: 0.75 -> 0.6"]``."""
+    changed = []
+    for key in sorted(set(previous) | set(wanted)):
+        old, new = previous.get(key), wanted.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            changed += [f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                        if old.get(k) != new.get(k)]
+        elif old != new:
+            changed.append(f"{key}: {old!r} -> {new!r}")
+    return changed
 
 
 def manifest_fields(data: Mapping, source: Path, names, default_kinds: tuple[str, ...], max_trials: int) -> dict:

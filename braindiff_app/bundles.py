@@ -43,6 +43,7 @@ from braindiff_app._bundle_io import (
     check_int,
     check_metrics,
     inside,
+    manifest_changes,
     manifest_fields,
     png_bytes,
     png_problem,
@@ -50,7 +51,7 @@ from braindiff_app._bundle_io import (
     read_png,
     recover_swap,
 )
-from braindiff_app.atomic import atomic_write_bytes, atomic_write_json
+from braindiff_app.atomic import atomic_write_bytes, atomic_write_json, read_json_mark
 
 __all__ = [
     # format
@@ -96,9 +97,7 @@ PARTIAL_SUFFIX = ".partial"
 MAX_TRIALS = 10_000_000
 
 
-# --------------------------------------------------------------------------------------------------------
-# Records
-# --------------------------------------------------------------------------------------------------------
+# ---- Records ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Manifest:
     """What a bundle holds and how it was made.
@@ -205,18 +204,7 @@ def _image_name(index: int) -> str:
     return f"{index:05d}.png"
 
 
-# --------------------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------------------
-def manifest_changes(previous: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """What differs between two manifests' JSON (``Manifest.to_json``): ``"settings.strength: 0.75 -> 0.6"``, ..."""
-    changed = [f"{part}.{key}: {previous.get(part, {}).get(key)!r} -> {value!r}"
-               for part in ("settings", "models") for key, value in wanted.get(part, {}).items()
-               if previous.get(part, {}).get(key) != value]
-    return changed + [f"{key}: {previous.get(key)!r} -> {wanted.get(key)!r}" for key in ("n_trials", "kinds")
-                      if previous.get(key) != wanted.get(key)]
-
-
+# ---- Writing ---------------------------------------------------------------------------------------------
 class BundleWriter:
     """Write a bundle trial by trial, resumable, published only when complete.
 
@@ -257,10 +245,7 @@ class BundleWriter:
             raise FileExistsError(f"{self.final_path}: a bundle of this name exists; pass overwrite=True "
                                   "(CLI: --overwrite) to replace it.")
         manifest_path = self.partial_path / "manifest.json"
-        try:  # missing or damaged: (re)written; records made under other settings are never reused
-            previous = read_json(manifest_path)
-        except BundleError:
-            previous = None
+        previous = read_json_mark(manifest_path)  # missing or damaged: (re)written; other settings' records unused
         if previous is not None and previous != manifest.to_json():
             if overwrite and lock:  # asked to replace: the other settings' trials are of no use
                 shutil.rmtree(self.partial_path)
@@ -410,9 +395,7 @@ def write_metrics(bundle_path: str | os.PathLike, metrics: Mapping[str, Mapping[
         atomic_write_json(path, merged)
 
 
-# --------------------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------------------
+# ---- Reading ---------------------------------------------------------------------------------------------
 class Bundle:
     """A complete bundle on disk, read lazily.
 
