@@ -133,8 +133,7 @@ def subject_label(subject: str, tier: str, name: str, features: str = "predicted
 
 def protocol_label(name: str) -> str:
     """The procedure a bundle was made with (docs/reproduce.md); bundles made before protocols were "braindiff"."""
-    return (f"protocol {name}" + (" (the paper's code)" if name == "reference" else
-                                  " (this project's procedure, docs/reproduce.md)" if name == "braindiff" else ""))
+    return f"protocol {name}" + (" (the paper's code)" if name == "reference" else "")
 
 
 CLASSROOM_TAB = "Classroom"
