@@ -39,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._levers import chosen_levers  # noqa: E402
 from braindiff_app.cli.train_diffusion import EVAL_START, WORLD_SEED  # noqa: E402
 from braindiff_app.config import DEMO_ASSETS_DIR  # noqa: E402
 from braindiff_app.demo.stimuli import render_scenes  # noqa: E402
@@ -145,10 +146,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sheet", type=Path, help="write the committed models' sheet of 16 held-out scenes and exit")
     args = parser.parse_args()
-    levers = [lever for lever in args.levers.split(",") if lever]
-    unknown = sorted(set(levers) - set(LEVERS))
-    if unknown or args.steps < 1 or args.n_eval < 4:
-        parser.error(f"--levers: unknown {unknown}; --steps >= 1 and --n-eval >= 4 needed")
+    levers = chosen_levers(parser, args, LEVERS)
     torch.set_num_threads(args.threads)
     folder = DEMO_ASSETS_DIR / "models" / "vd"
     if args.sheet:
