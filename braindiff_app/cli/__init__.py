@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         expected = isinstance(exc, (FileNotFoundError, ValueError, TypeError, ImportError, RuntimeError, OSError))
         if debug:
             traceback.print_exc()
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:  # e.g. --out naming a file
+            exc = f"{exc.filename}: a file is in the way where a folder is needed ({exc.strerror}); choose another " \
+                  "output folder (--out), or move that file"
         kind = "" if expected else f"{type(exc).__name__}: "
         hint = "" if expected or debug else " (an unexpected error: rerun with --debug for the traceback)"
         print(f"braindiff {args.command}: error: {kind}{exc}{hint}", file=sys.stderr)

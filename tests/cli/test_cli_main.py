@@ -83,6 +83,9 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch, capsys):
 
 @pytest.mark.parametrize("exc, line", [
     (OSError(28, "No space left on device"), "braindiff doctor: error: [Errno 28] No space left on device"),
+    (FileExistsError(17, "File exists", "/tmp/out"),  # mkdir of an --out that is a file: was "[Errno 17] File exists"
+     "braindiff doctor: error: /tmp/out: a file is in the way where a folder is needed (File exists); choose another "
+     "output folder (--out), or move that file"),
     (PermissionError(13, "Permission denied", "/ro/home/bundles"),
      "braindiff doctor: error: [Errno 13] Permission denied: '/ro/home/bundles'"),
 ])
