@@ -39,7 +39,7 @@ from braindiff_app._bundle_io import read_json
 from braindiff_app.arrays import read_array
 from braindiff_app.config import check_in_allowed
 from braindiff_app.data.nsd import NCSNR_FILE
-from braindiff_app.regression.lowrank import low_rank_weights
+from braindiff_app.regression.lowrank import check_rank, low_rank_weights
 from braindiff_app.regression.ridge import (
     FMRI_DIVISOR,
     LowRankWeights,
@@ -309,6 +309,8 @@ def fit_encoder(features: np.ndarray, fmri: np.ndarray, *, feature_set: str = DE
         raise ValueError(f"features: need at least 3 training images, got {len(features)}.")
     if not (np.isfinite(features).all() and np.isfinite(fmri).all()):
         raise ValueError("features, fmri: hold NaN or infinite values; re-extract or re-prepare them.")
+    if rank is not None:  # checked before the fit, not after it
+        check_rank(int(rank), fmri.shape[1], features.shape[1], targets="features")
     feature_mean = features.mean(axis=0)
     feature_scale = features.std(axis=0)
     feature_scale[feature_scale == 0] = 1.0

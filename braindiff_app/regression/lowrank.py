@@ -21,11 +21,12 @@ def _orthonormal(a: np.ndarray) -> np.ndarray:
     return np.linalg.qr(a)[0]
 
 
-def check_rank(rank: int, n_voxels: int, n_targets: int, name: str = "rank") -> None:
-    """ValueError unless ``1 <= rank <= min(n_voxels, n_targets)`` (a low-rank factorisation's possible ranks)."""
+def check_rank(rank: int, n_voxels: int, n_targets: int, name: str = "rank", targets: str = "targets") -> None:
+    """ValueError unless ``1 <= rank <= min(n_voxels, n_targets)`` (a low-rank factorisation's possible ranks);
+    ``targets`` names the other dimension in the message (an encoder's are its features)."""
     if not 1 <= rank <= min(n_voxels, n_targets):
         raise ValueError(f"{name}: expected 1 <= rank <= {min(n_voxels, n_targets)} (the smaller of {n_voxels} "
-                         f"voxels and {n_targets} targets), got {rank}.")
+                         f"voxels and {n_targets} {targets}), got {rank}.")
 
 
 def low_rank_weights(W: np.ndarray, rank: int, *, n_oversamples: int = 10, n_power_iter: int = 2, seed: int = 0,

@@ -104,6 +104,16 @@ def test_fit_and_predict_bad_input():
     model = E.fit_encoder(Xtr, ftr, feature_set="vdvae", rank=2)
     with pytest.raises(ValueError, match=r"expected shape \(n_images, 12\)"):
         model.predict(np.zeros((2, 5)))
+    fitted = []  # a rank out of range is refused before the ridge fit, not after it
+    real_fit = E.fit_ridge
+    E.fit_ridge = lambda *a, **k: fitted.append(1) or real_fit(*a, **k)
+    try:
+        with pytest.raises(ValueError, match=r"rank: expected 1 <= rank <= 12 \(the smaller of 30 voxels and 12 "
+                                             r"features\)"):
+            E.fit_encoder(Xtr, ftr, feature_set="vdvae", rank=0)
+    finally:
+        E.fit_ridge = real_fit
+    assert fitted == []
 
 
 def test_pearson_per_voxel_matches_numpy():
