@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 
 from braindiff_app import __version__
 from braindiff_app.config import DTYPES, TIERS, set_cpu_threads
@@ -99,6 +100,10 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 success, 1 failure, 2 usage)."""
     parser = build_parser()
@@ -106,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         return _print_help(parser)
     debug = getattr(args, "debug", False) or os.environ.get("BRAINDIFF_DEBUG", "").strip() not in ("", "0")
+    default_format = warnings.formatwarning
+    if not debug:  # a warning is one line, as an error is (Python's default adds the source file and line)
+        warnings.formatwarning = _one_line_warning
     try:
         set_cpu_threads(getattr(args, "threads", None), reserve=getattr(args, "reserve_cores", 0))
         return int(args.func(args) or 0)
@@ -123,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume where it stopped.", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = default_format  # main() called from Python leaves the process as it found it
 
 
 if __name__ == "__main__":

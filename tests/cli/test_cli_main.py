@@ -125,3 +125,21 @@ def test_expected_error_stays_one_line_without_hint(monkeypatch, capsys):
     assert main(["doctor"]) == 1
     err = capsys.readouterr().err
     assert err.splitlines() == ["braindiff doctor: error: /x/vdvae.safetensors: regressor missing; run braindiff fit."]
+
+
+def test_warnings_are_one_line_unless_debugging(monkeypatch):
+    # Python's default printed the warning's source file and line ("/.../pipeline.py:464: RuntimeWarning: ...").
+    import warnings
+
+    import braindiff_app.cli.doctor as doctor
+
+    default, shown = warnings.formatwarning, []
+    monkeypatch.setattr(doctor, "run", lambda args: shown.append(warnings.formatwarning(
+        "3 voxels have zero variance", RuntimeWarning, "/x/pipeline.py", 464, "code")) or 0)
+    monkeypatch.setenv("BRAINDIFF_DEBUG", "1")
+    assert main(["doctor"]) == 0  # --debug keeps where it came from
+    monkeypatch.delenv("BRAINDIFF_DEBUG")
+    assert main(["doctor"]) == 0
+    assert shown[0].startswith("/x/pipeline.py:464: RuntimeWarning: 3 voxels")
+    assert shown[1] == "warning: 3 voxels have zero variance\n"
+    assert warnings.formatwarning is default  # restored when main() returns
