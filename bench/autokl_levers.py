@@ -18,6 +18,7 @@ ratio to the first lever trained. Each trained lever gets a second row, "fp16": 
 and back, as ``braindiff demo train-diffusion`` saves them (the committed AutoKL is stored so).
 
     python bench/autokl_levers.py --threads 2
+    python bench/autokl_levers.py --levers committed,retrain --seed 1     # another draw of the same AutoKL
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def main() -> int:
                              "as braindiff demo train-diffusion)")
     parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated of {LEVERS}")
     parser.add_argument("--n-eval", type=int, default=200, help="held-out scenes for identification (default 200)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="initialisation and batch-order draw of the trained levers (default 0)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     levers = chosen_levers(parser, args, LEVERS)
@@ -89,11 +92,11 @@ def main() -> int:
     for lever in levers:
         vae, seconds = c.vae, float("nan")
         if lever != "committed":
-            vae = fresh_autokl(c.vae, 8 if lever == "latent8" else 4)
+            vae = fresh_autokl(c.vae, 8 if lever == "latent8" else 4, seed=args.seed)
             steps = 3 * args.steps if lever == "longer" else args.steps
             start = time.perf_counter()
-            _train_vae(vae, train_images, replace(TrainConfig(), vae_steps=steps), np.random.default_rng([0, 2]),
-                       True)
+            _train_vae(vae, train_images, replace(TrainConfig(), vae_steps=steps),
+                       np.random.default_rng([args.seed, 2]), True)
             seconds = (time.perf_counter() - start) / steps
             vae.eval().requires_grad_(False)
             base_seconds = base_seconds or seconds
