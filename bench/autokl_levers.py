@@ -56,6 +56,16 @@ def fresh_autokl(committed, latent_channels: int, seed: int = 0):
     return AutoencoderKL(**{**config, "latent_channels": latent_channels}).train()
 
 
+def save_stage(vae, losses: list[float], work: Path) -> None:
+    """``vae`` as ``work/vae.pt``, in the layout of ``braindiff demo train-diffusion``'s stage checkpoints (its
+    UNet stage sets the latent scaling factor)."""
+    from braindiff_app.atomic import atomic_path
+
+    work.mkdir(parents=True, exist_ok=True)
+    with atomic_path(work / "vae.pt") as tmp:
+        torch.save({"weights": [vae.state_dict()], "losses": losses, "scaling_factor": 1.0}, tmp)
+
+
 @torch.no_grad()
 def round_trip(vae, images: np.ndarray, batch_size: int = 50) -> np.ndarray:
     """(n, H, W, 3) uint8 -> the AutoKL's decoded posterior mean, (n, H, W, 3) uint8."""
@@ -77,6 +87,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0,
                         help="initialisation and batch-order draw of the trained levers (default 0)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-stage", type=Path, metavar="WORK",
+                        help="also write the 'retrain' lever's AutoKL as WORK/vae.pt, the AutoKL stage checkpoint "
+                             "`braindiff demo train-diffusion --work WORK` resumes from (it then trains its UNet on "
+                             "this AutoKL's latents)")
     args = parser.parse_args()
     levers = chosen_levers(parser, args, LEVERS)
     torch.set_num_threads(args.threads)
@@ -95,10 +109,13 @@ def main() -> int:
             vae = fresh_autokl(c.vae, 8 if lever == "latent8" else 4, seed=args.seed)
             steps = 3 * args.steps if lever == "longer" else args.steps
             start = time.perf_counter()
-            _train_vae(vae, train_images, replace(TrainConfig(), vae_steps=steps),
-                       np.random.default_rng([args.seed, 2]), True)
+            losses = _train_vae(vae, train_images, replace(TrainConfig(), vae_steps=steps),
+                                np.random.default_rng([args.seed, 2]), True)
             seconds = (time.perf_counter() - start) / steps
             vae.eval().requires_grad_(False)
+            if lever == "retrain" and args.save_stage:
+                save_stage(vae, losses, args.save_stage)
+                print(f"wrote {args.save_stage / 'vae.pt'}")
             base_seconds = base_seconds or seconds
         ratio = seconds / base_seconds if base_seconds else float("nan")
         side = eval_images.shape[1] // 2 ** (len(vae.config.block_out_channels) - 1)

@@ -38,3 +38,18 @@ def test_the_committed_round_trip_returns_each_scene(bench):
     error = np.abs(trips.astype(float) - scenes).mean(axis=(1, 2, 3))
     other = np.abs(trips.astype(float) - np.roll(scenes, 1, axis=0)).mean(axis=(1, 2, 3))
     assert (error < 0.5 * other).all()  # each round trip is its own scene, not another one
+
+
+def test_a_saved_stage_is_what_train_diffusion_resumes_from(bench, tmp_path):
+    from braindiff_app.config import DEMO_ASSETS_DIR
+    from braindiff_app.demo.vd import build_components
+    from braindiff_app.models.versatile import load_versatile_diffusion
+
+    committed = load_versatile_diffusion(DEMO_ASSETS_DIR / "models" / "vd", dtype=torch.float32)
+    fresh = bench.fresh_autokl(committed.vae, 4, seed=3)
+    bench.save_stage(fresh, [0.5, 0.4], tmp_path / "work")
+    state = torch.load(tmp_path / "work" / "vae.pt", weights_only=True)  # as train_demo_vd loads a stage
+    assert state["losses"] == [0.5, 0.4] and len(state["weights"]) == 1
+    target = build_components(committed.tokenizer, "demo").vae  # the AutoKL train-diffusion builds
+    target.load_state_dict(state["weights"][0])  # strict: every tensor fits
+    assert torch.equal(target.encoder.conv_in.weight, fresh.encoder.conv_in.weight)
