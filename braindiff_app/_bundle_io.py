@@ -39,10 +39,11 @@ class BundleLockedError(BundleError):
     """Another writer holds the bundle's lock."""
 
 
-def read_json(path: Path) -> Any:
-    """Parse a bundle's JSON file; BundleError naming the file for anything that is not UTF-8 JSON."""
+def read_json(path: Path, missing: str = "the bundle is incomplete or not a bundle") -> Any:
+    """Parse a bundle's (or a workspace's) JSON file; BundleError naming the file for anything that is not UTF-8
+    JSON, ``missing`` saying what a missing file means."""
     if not path.exists():
-        raise BundleError(f"{path}: missing; the bundle is incomplete or not a bundle.")
+        raise BundleError(f"{path}: missing; {missing}.")
     try:
         if path.stat().st_size > MAX_JSON_BYTES:
             raise BundleError(f"{path}: {path.stat().st_size} bytes, more than a bundle file may hold "

@@ -279,7 +279,7 @@ def extract_clip_features(
     for split in SPLITS:
         vision_path, text_path = out / f"clip_vision_{split}.npy", out / f"clip_text_{split}.npy"
         images = read_array(prepared / f"images_{split}.npy")
-        captions = read_json(prepared / f"captions_{split}.json")
+        captions = read_json(prepared / f"captions_{split}.json", "prepare the subject first (`braindiff prepare`)")
         jobs = [(vision_path, len(images), lambda a, b, images=images: clip_vision_features(
                     image_encoder, np.asarray(images[a:b]), batch_size, progress=progress,
                     resize=protocol.clip_resize)),

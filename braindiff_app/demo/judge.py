@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from braindiff_app.demo.stimuli import CATEGORIES, content_labels, render_scenes
+from braindiff_app.demo.stimuli import CATEGORIES, check_image_size, content_labels, render_scenes
 
 __all__ = [
     "ContentJudge",
@@ -51,8 +51,7 @@ class ContentJudge(nn.Module):
 
     def __init__(self, size: int = 32, width: int = 16, categories: Sequence[str] = CATEGORIES) -> None:
         super().__init__()
-        if int(size) < 8:
-            raise ValueError(f"size: expected an image side of at least 8 pixels, got {size}.")
+        check_image_size(size)
         self.size = int(size)
         self.categories = tuple(categories)
         layers: list[nn.Module] = []

@@ -42,7 +42,7 @@ from braindiff_app.demo.simulate import (
     stimulus_features,
     voxel_drive,
 )
-from braindiff_app.demo.stimuli import make_scene, make_scenes, render_scene, scene_captions
+from braindiff_app.demo.stimuli import check_image_size, make_scene, make_scenes, render_scene, scene_captions
 
 __all__ = ["SUBJECTS", "simulation_dir", "choose_trials_per_session", "build_simulated_nsd", "true_responses"]
 
@@ -148,8 +148,7 @@ def build_simulated_nsd(out: str | os.PathLike, seed: int = 0, n_test: int = 100
     if bad or not subjects:
         raise ValueError(f"subjects: expected a non-empty subset of {SUBJECTS}, got {tuple(subjects)}.")
     per_session = _check_sizes(n_test, n_train, n_reps, trials_per_session)
-    if int(image_size) < 8:  # checked before parameters.json records it (a rerun with a good size was refused)
-        raise ValueError(f"image_size: expected an image side of at least 8 pixels, got {image_size}.")
+    check_image_size(image_size, "image_size")  # before parameters.json records it (a corrected rerun was refused)
     root = Path(out)
     truth_dir = simulation_dir(root)
     params = {"seed": int(seed), "n_test": int(n_test), "n_train": int(n_train), "n_reps": int(n_reps),

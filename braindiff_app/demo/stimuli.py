@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
     "CATEGORIES",
+    "check_image_size",
     "KINDS",
     "SceneObject",
     "Scene",
@@ -301,6 +302,12 @@ def _skin(scene: Scene, k: int) -> tuple[int, int, int]:
     return SKIN[(scene.index * 7 + k * 3 + scene.seed) % len(SKIN)]
 
 
+def check_image_size(size: int, name: str = "size") -> None:
+    """ValueError unless ``size`` is a rendered scene's possible side: at least 8 pixels."""
+    if int(size) < 8:
+        raise ValueError(f"{name}: expected an image side of at least 8 pixels, got {size}.")
+
+
 def render_scene(scene: Scene, size: int = 64, labels: bool = False):
     """Draw one scene.
 
@@ -321,8 +328,7 @@ def render_scene(scene: Scene, size: int = 64, labels: bool = False):
     """
     if not isinstance(scene, Scene):
         raise TypeError(f"scene: expected a Scene (see make_scene), got {type(scene).__name__}.")
-    if int(size) < 8:
-        raise ValueError(f"size: expected an image side of at least 8 pixels, got {size}.")
+    check_image_size(size)
     s = 2 * int(size)
     canvas = Image.new("RGB", (s, s))
     draw = ImageDraw.Draw(canvas)

@@ -48,9 +48,9 @@ def clamp(label: str | None, value: float | None, minimum: float | None, maximum
     elif maximum is not None and value > maximum:
         used = maximum
     if used is not value:
-        gr.Warning(text.OUT_OF_RANGE.format(label=name, value=_shown(value), used=_shown(used),
-                                            low="" if minimum is None else _shown(minimum),
-                                            high="" if maximum is None else _shown(maximum)))
+        gr.Warning(text.toast(text.OUT_OF_RANGE.format(label=name, value=_shown(value), used=_shown(used),
+                                                       low="" if minimum is None else _shown(minimum),
+                                                       high="" if maximum is None else _shown(maximum))))
     return used
 
 
